@@ -1,0 +1,81 @@
+/*
+ * config.h - the connector's YAML configuration as validated structs.
+ *
+ * One table of keys (config.c) drives parsing, defaults, validation and the
+ * printout of check-config. `${VAR}` in any string value is replaced by the
+ * environment variable VAR (an unset or empty VAR is an error naming file,
+ * line and key; `$${` writes a literal `${`). Every error message starts
+ * with "FILE:LINE: KEY: ".
+ */
+#ifndef CN_CONFIG_H
+#define CN_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "status.h"
+
+#define CONFIG_MIN_SECRET_LEN 16
+#define CONFIG_MAX_SECRETS 8
+#define CONFIG_MAX_SOURCES 64
+
+struct config_limits {
+	uint32_t max_rows;         /* default 1000, 1..100000 */
+	uint32_t max_result_bytes; /* default 60000, 1024..65536 (the platform caps results at 64 KB) */
+	uint32_t timeout_ms;       /* default 10000, 1..25000 (below the platform's 30 s) */
+};
+
+struct config_source {
+	char *name;          /* [A-Za-z0-9_-]{1,64}, unique */
+	char *driver;        /* [a-z0-9_]{1,32}: module name, e.g. "sqlite" */
+	char *dsn;           /* required; sensitive (printed redacted) */
+	char *description;   /* optional, default "" */
+	char *mappings_path; /* optional; resolved against the config file's directory */
+	bool allow_run_query;/* key `run_query`, default true */
+	uint32_t pool_size;  /* key `pool.size`, default 4, 1..256 */
+	struct config_limits limits;
+	int line;            /* where the source starts in the file */
+};
+
+struct config {
+	char *path;              /* the file as given */
+	char *dir;               /* its directory: relative paths in the file resolve here */
+	/* server */
+	char *listen;            /* "host:port", default "127.0.0.1:8080" */
+	char *public_url;        /* optional, default "" */
+	uint32_t threads;        /* default 4, 1..256 */
+	/* auth */
+	char **callback_secrets; /* 1..CONFIG_MAX_SECRETS, each >= 16 bytes, no surrounding blanks; sensitive */
+	size_t nsecrets;
+	uint32_t timestamp_tolerance; /* seconds, default 300, 1..3600 */
+	/* state */
+	char *state_path;        /* default "./connector-state.db", resolved against dir */
+	/* drivers */
+	char *drivers_dir;       /* optional ("" = default search), resolved against dir */
+	/* log */
+	char *log_level;         /* "error" | "warn" | "info" | "debug", default "info" */
+	char *log_format;        /* "text" | "json", default "json" */
+	struct config_source *sources; /* 1..CONFIG_MAX_SOURCES */
+	size_t nsources;
+};
+
+/* Load and validate. On error returns CN_ECONFIG / CN_EIO / CN_ENOMEM and
+ * err->message says "FILE:LINE: KEY: what is wrong; what to do". */
+int config_load(const char *path, struct config **out, struct cn_error *err) CN_MUST_USE;
+/* The same from memory (name stands for the file in messages and for dir). */
+int config_load_buffer(const char *name, const void *data, size_t len, struct config **out,
+		       struct cn_error *err) CN_MUST_USE;
+void config_free(struct config *cfg);
+
+/* Print the effective configuration (every key, defaults filled in) as YAML,
+ * with sensitive values redacted as "<redacted>". */
+void config_print(const struct config *cfg, FILE *out);
+
+/* Resolve path against cfg->dir unless absolute. Returns malloc'ed string. */
+char *config_resolve_path(const struct config *cfg, const char *path);
+
+const struct config_source *config_find_source(const struct config *cfg, const char *name);
+
+#endif

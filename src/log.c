@@ -1,0 +1,117 @@
+#include "log.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "buf.h"
+
+enum log_level log_current_level = LOG_LEVEL_INFO;
+static int log_json;
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+void log_set_level(enum log_level level)
+{
+	log_current_level = level;
+}
+
+int log_parse_level(const char *name, enum log_level *out)
+{
+	for (size_t i = 0; i < sizeof level_names / sizeof level_names[0]; i++) {
+		if (strcasecmp(name, level_names[i]) == 0) {
+			*out = (enum log_level)i;
+			return CN_OK;
+		}
+	}
+	return CN_EINVAL;
+}
+
+void log_set_json(int on)
+{
+	log_json = on;
+}
+
+static void log_timestamp(char *out, size_t len)
+{
+	struct timespec ts;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	size_t n = strftime(out, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out + n, len - n, ".%03ldZ", ts.tv_nsec / 1000000);
+}
+
+/* Emit one line atomically. */
+static void log_emit(const char *line, size_t len)
+{
+	pthread_mutex_lock(&log_lock);
+	fwrite(line, 1, len, stderr);
+	fputc('\n', stderr);
+	fflush(stderr);
+	pthread_mutex_unlock(&log_lock);
+}
+
+void log_write(enum log_level level, const char *fmt, ...)
+{
+	char msg[1024];
+	char ts[40];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	log_timestamp(ts, sizeof ts);
+
+	struct buf b;
+	buf_init(&b, 4096);
+	int rc;
+	if (log_json) {
+		rc = buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", ts, level_names[level]);
+		if (rc == 0)
+			rc = buf_json_string(&b, msg, strlen(msg));
+		if (rc == 0)
+			rc = buf_puts(&b, "}");
+	} else {
+		rc = buf_printf(&b, "%s %-5s %s", ts, level_names[level], msg);
+	}
+	if (rc == 0)
+		log_emit(b.data, b.len);
+	buf_free(&b);
+}
+
+void log_request(const char *request_id, const char *tool, const char *source, int status,
+		 long duration_ms, const char *error_code)
+{
+	if (LOG_LEVEL_INFO > log_current_level)
+		return;
+	char ts[40];
+	log_timestamp(ts, sizeof ts);
+	struct buf b;
+	buf_init(&b, 4096);
+	int rc = buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"info\",\"msg\":\"request\",\"request_id\":", ts);
+	/* Outside values are bounded: a log line never grows with the request. */
+	if (rc == 0)
+		rc = buf_json_string(&b, request_id ? request_id : "", request_id ? strnlen(request_id, 128) : 0);
+	if (rc == 0)
+		rc = buf_puts(&b, ",\"tool\":");
+	if (rc == 0)
+		rc = buf_json_string(&b, tool ? tool : "", tool ? strnlen(tool, 128) : 0);
+	if (rc == 0 && source) {
+		rc = buf_puts(&b, ",\"source\":");
+		if (rc == 0)
+			rc = buf_json_string(&b, source, strnlen(source, 128));
+	}
+	if (rc == 0)
+		rc = buf_printf(&b, ",\"status\":%d,\"duration_ms\":%ld", status, duration_ms);
+	if (rc == 0 && error_code)
+		rc = buf_printf(&b, ",\"error\":\"%s\"", error_code);
+	if (rc == 0)
+		rc = buf_puts(&b, "}");
+	if (rc == 0)
+		log_emit(b.data, b.len);
+	buf_free(&b);
+}
