@@ -11,7 +11,7 @@ void buf_init(struct buf *b, size_t max)
 	b->data = NULL;
 	b->len = 0;
 	b->cap = 0;
-	b->max = max;
+	b->max = max < SIZE_MAX / 2 ? max : SIZE_MAX / 2; /* len + more + 1 never wraps */
 }
 
 void buf_free(struct buf *b)

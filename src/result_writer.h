@@ -15,7 +15,7 @@
  * DOUBLE -> number (shortest round-trip form), NaN/Infinity -> string;
  * NUMERIC -> number written exactly as given when it is a valid JSON number,
  * else a string ("NaN", "Infinity"); TEXT -> string (invalid UTF-8 replaced);
- * JSON -> embedded as is when it parses (cJSON), else a string;
+ * JSON -> embedded as is when it is valid RFC 8259 JSON, else a string;
  * BYTES -> base64 string.
  */
 #ifndef CN_RESULT_WRITER_H
