@@ -30,7 +30,7 @@ struct config_limits {
 struct config_source {
 	char *name;          /* [A-Za-z0-9_-]{1,64}, unique */
 	char *driver;        /* [a-z0-9_]{1,32}: module name, e.g. "sqlite" */
-	char *dsn;           /* required; sensitive (printed redacted) */
+	char *dsn;           /* required; printed with any password redacted */
 	char *description;   /* optional, default "" */
 	char *mappings_path; /* optional; resolved against the config file's directory */
 	bool allow_run_query;/* key `run_query`, default true */

@@ -1,0 +1,1173 @@
+/*
+ * config.c - the YAML configuration file -> struct config.
+ *
+ * Two tables of keys (global_keys for the file, source_keys for each entry of
+ * `sources`) drive everything: walking the YAML tree, type conversion, range
+ * and pattern checks, defaults, required keys, freeing, and config_print.
+ * Adding a key means adding one row (and the field in config.h).
+ *
+ * Every error reads "FILE:LINE: KEY: what is wrong; what to do". Values of
+ * sensitive keys (callback secrets) and of the dsn are never quoted in a
+ * message, and config_print redacts them.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "yaml_tree.h"
+
+#define CK_MAX_ROWS 16       /* rows per table (static_assert below) */
+#define CK_PATH_MAX 160      /* a dotted key path in a message */
+#define CK_SHOW_MAX 64       /* bytes of a value or key quoted in a message */
+#define CONFIG_MAX_VALUE 65536 /* bytes of one value after ${VAR} expansion */
+
+#define CK_F_REQUIRED 1u  /* missing or empty is an error */
+#define CK_F_SENSITIVE 2u /* never printed, never quoted in messages */
+#define CK_F_DSN 4u       /* printed with its password redacted, never quoted in messages */
+#define CK_F_PATH 8u      /* a path relative to the config file's directory */
+
+#define SECRET_HINT                                                                          \
+	"set auth.callback_secrets to the tool's callback_secret (at least 16 bytes, no "   \
+	"surrounding blanks), for example \"${INTERACTOR_CALLBACK_SECRET}\" with `export " \
+	"INTERACTOR_CALLBACK_SECRET=$(openssl rand -hex 32)`"
+
+enum ck_type {
+	CK_STRING,  /* char * */
+	CK_UINT,    /* uint32_t in [min, max] */
+	CK_BOOL,    /* bool: true | false */
+	CK_STRLIST, /* char ** + size_t count at count_off; min..max items; a lone string is one item */
+	CK_SOURCES, /* the list of sources, each read with source_keys */
+};
+
+/* Fills why (for the message) and returns false when value is not acceptable. */
+typedef bool (*ck_check_fn)(const char *value, char *why, size_t whylen);
+
+struct ck_key {
+	const char *path; /* dotted, relative to the table's map: "server.listen", "limits.timeout_ms" */
+	enum ck_type type;
+	size_t off;       /* offsetof the field */
+	size_t count_off; /* CK_STRLIST, CK_SOURCES: offsetof the size_t count */
+	const char *def;  /* CK_STRING default (NULL = "") */
+	uint32_t def_u;   /* CK_UINT default; CK_BOOL 0 / 1 */
+	uint32_t min, max; /* CK_UINT range; CK_STRLIST, CK_SOURCES item count */
+	unsigned flags;
+	const char *choices; /* CK_STRING: "a|b|c" */
+	ck_check_fn check;   /* CK_STRING and CK_STRLIST items */
+	const char *hint;    /* what to do when it is missing or empty */
+	const char *doc;     /* one line, for config_print and the docs */
+};
+
+static bool check_listen(const char *v, char *why, size_t n);
+static bool check_public_url(const char *v, char *why, size_t n);
+static bool check_secret(const char *v, char *why, size_t n);
+static bool check_source_name(const char *v, char *why, size_t n);
+static bool check_driver_name(const char *v, char *why, size_t n);
+
+#define CFG(f) offsetof(struct config, f)
+#define SRC(f) offsetof(struct config_source, f)
+
+static const struct ck_key global_keys[] = {
+	{"server.listen", CK_STRING, CFG(listen), .def = "127.0.0.1:8080", .check = check_listen,
+	 .doc = "address for Interactor's callbacks: host:port, or [ipv6]:port"},
+	{"server.public_url", CK_STRING, CFG(public_url), .check = check_public_url,
+	 .doc = "https URL under which Interactor reaches this connector (optional)"},
+	{"server.threads", CK_UINT, CFG(threads), .def_u = 4, .min = 1, .max = 256,
+	 .doc = "HTTP worker threads"},
+	{"auth.callback_secrets", CK_STRLIST, CFG(callback_secrets), CFG(nsecrets), .min = 1,
+	 .max = CONFIG_MAX_SECRETS, .flags = CK_F_REQUIRED | CK_F_SENSITIVE, .check = check_secret,
+	 .hint = SECRET_HINT,
+	 .doc = "HMAC keys that sign Interactor's callbacks; two during a rotation"},
+	{"auth.timestamp_tolerance", CK_UINT, CFG(timestamp_tolerance), .def_u = 300, .min = 1,
+	 .max = 3600, .doc = "seconds a signed request's timestamp may differ from now"},
+	{"state.path", CK_STRING, CFG(state_path), .def = "./connector-state.db",
+	 .flags = CK_F_PATH, .doc = "SQLite file for execution answers and schema snapshots"},
+	{"drivers.dir", CK_STRING, CFG(drivers_dir), .flags = CK_F_PATH,
+	 .doc = "directory searched first for driver modules (\"\": only the defaults)"},
+	{"log.level", CK_STRING, CFG(log_level), .def = "info", .choices = "error|warn|info|debug",
+	 .doc = "least severe level logged: error, warn, info or debug"},
+	{"log.format", CK_STRING, CFG(log_format), .def = "json", .choices = "text|json",
+	 .doc = "log line format: text or json"},
+	{"sources", CK_SOURCES, CFG(sources), CFG(nsources), .min = 1, .max = CONFIG_MAX_SOURCES,
+	 .flags = CK_F_REQUIRED,
+	 .hint = "add a `sources:` list with at least one entry that has name, driver and dsn",
+	 .doc = "the databases this connector serves"},
+};
+
+static const struct ck_key source_keys[] = {
+	{"name", CK_STRING, SRC(name), .flags = CK_F_REQUIRED, .check = check_source_name,
+	 .hint = "give the source a unique name such as `name: sales`",
+	 .doc = "unique name the assistant uses: 1-64 of A-Z a-z 0-9 _ -"},
+	{"driver", CK_STRING, SRC(driver), .flags = CK_F_REQUIRED, .check = check_driver_name,
+	 .hint = "name the driver module, for example `driver: sqlite`",
+	 .doc = "driver module: sqlite, postgres, mysql, mongodb, ..."},
+	{"dsn", CK_STRING, SRC(dsn), .flags = CK_F_REQUIRED | CK_F_DSN,
+	 .hint = "give the driver's connection string, for example `dsn: \"${SALES_DSN}\"`",
+	 .doc = "the driver's connection string (passwords are redacted here)"},
+	{"description", CK_STRING, SRC(description),
+	 .doc = "what the data is, shown to the assistant"},
+	{"mappings", CK_STRING, SRC(mappings_path), .flags = CK_F_PATH,
+	 .doc = "semantic mapping file (optional)"},
+	{"run_query", CK_BOOL, SRC(allow_run_query), .def_u = 1,
+	 .doc = "offer ad-hoc read-only queries (false: curated queries only)"},
+	{"pool.size", CK_UINT, SRC(pool_size), .def_u = 4, .min = 1, .max = 256,
+	 .doc = "database connections kept open"},
+	{"limits.max_rows", CK_UINT, SRC(limits.max_rows), .def_u = 1000, .min = 1, .max = 100000,
+	 .doc = "rows returned at most per query"},
+	{"limits.max_result_bytes", CK_UINT, SRC(limits.max_result_bytes), .def_u = 60000,
+	 .min = 1024, .max = 65536, .doc = "bytes of JSON result at most (the platform caps 64 KB)"},
+	{"limits.timeout_ms", CK_UINT, SRC(limits.timeout_ms), .def_u = 10000, .min = 1,
+	 .max = 25000, .doc = "statement time budget in ms (the platform waits 30 s)"},
+};
+
+#define NKEYS(t) (sizeof(t) / sizeof((t)[0]))
+_Static_assert(NKEYS(global_keys) <= CK_MAX_ROWS, "raise CK_MAX_ROWS");
+_Static_assert(NKEYS(source_keys) <= CK_MAX_ROWS, "raise CK_MAX_ROWS");
+
+/* ---- small helpers ------------------------------------------------------ */
+
+struct loader {
+	const char *file;
+	struct cn_error *err;
+};
+
+/* One map being read with one table. */
+struct walk {
+	const struct ck_key *keys;
+	size_t nkeys;
+	void *base;          /* the struct the offsets point into */
+	const char *keypath; /* message prefix of this table's map: "" or "sources[0]" */
+	int seen[CK_MAX_ROWS];   /* line where the key was set, 0 = not set */
+	int parent[CK_MAX_ROWS]; /* line of the innermost enclosing map present in the file */
+};
+
+static int err_at(struct loader *ld, int line, const char *key, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int err_at(struct loader *ld, int line, const char *key, const char *fmt, ...)
+{
+	char what[sizeof ld->err->message];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof what, fmt, ap);
+	va_end(ap);
+	return cn_error_set(ld->err, CN_ECONFIG, "%s:%d: %s: %s", ld->file, line, key, what);
+}
+
+static int err_nomem(struct loader *ld)
+{
+	return cn_error_set(ld->err, CN_ENOMEM, "%s: out of memory", ld->file);
+}
+
+/* Copy at most CK_SHOW_MAX bytes of s for a message, non-printables as '?'. */
+static const char *show(char *dst, size_t n, const char *s)
+{
+	size_t i = 0;
+	for (; s[i] && i + 1 < n && i < CK_SHOW_MAX; i++)
+		dst[i] = isprint((unsigned char)s[i]) ? s[i] : '?';
+	if (s[i] && i >= 3 && i + 1 < n)
+		memcpy(dst + i - 3, "...", 3);
+	dst[i] = '\0';
+	return dst;
+}
+
+/* "a" + "." + "b" (just "b" when a is empty). */
+static void path_join(char *dst, size_t n, const char *a, const char *b)
+{
+	snprintf(dst, n, "%s%s%.*s", a, *a && *b ? "." : "", CK_SHOW_MAX, b);
+}
+
+static void *field(void *base, size_t off)
+{
+	return (char *)base + off;
+}
+
+static const void *cfield(const void *base, size_t off)
+{
+	return (const char *)base + off;
+}
+
+static const char *hint_of(const struct ck_key *k)
+{
+	return k->hint ? k->hint : "give it a value";
+}
+
+static bool is_secretish(const struct ck_key *k)
+{
+	return k->flags & (CK_F_SENSITIVE | CK_F_DSN);
+}
+
+/* ---- value checks ------------------------------------------------------- */
+
+static bool check_port(const char *p, char *why, size_t n, const char *v)
+{
+	char s[CK_SHOW_MAX + 1];
+	unsigned long port = 0;
+	size_t i = 0;
+	for (; p[i] && isdigit((unsigned char)p[i]) && i < 6; i++)
+		port = port * 10 + (unsigned long)(p[i] - '0');
+	if (i == 0 || p[i] || p[0] == '0' || port > 65535) {
+		snprintf(why, n, "'%s' has no valid port: use host:port with a port from 1 to 65535 "
+			 "(no leading zeros), "
+			 "e.g. 127.0.0.1:8080 or [::1]:8080", show(s, sizeof s, v));
+		return false;
+	}
+	return true;
+}
+
+static bool check_listen(const char *v, char *why, size_t n)
+{
+	char s[CK_SHOW_MAX + 1];
+	const char *colon;
+	if (v[0] == '[') {
+		const char *end = strchr(v, ']');
+		size_t hl = end ? (size_t)(end - v - 1) : 0;
+		bool ok = end && hl > 0 && end[1] == ':';
+		for (size_t i = 1; ok && i <= hl; i++)
+			ok = isxdigit((unsigned char)v[i]) || v[i] == ':' || v[i] == '.';
+		if (!ok) {
+			snprintf(why, n, "'%s' is not a valid address: write an IPv6 host in brackets, "
+				 "e.g. [::1]:8080", show(s, sizeof s, v));
+			return false;
+		}
+		return check_port(end + 2, why, n, v);
+	}
+	colon = strchr(v, ':');
+	bool ok = colon && colon > v && !strchr(colon + 1, ':');
+	for (const char *c = v; ok && c < colon; c++)
+		ok = isalnum((unsigned char)*c) || *c == '.' || *c == '-' || *c == '_';
+	if (!ok) {
+		snprintf(why, n, "'%s' is not host:port: use e.g. 127.0.0.1:8080, 0.0.0.0:8080, "
+			 "localhost:8080 or [::1]:8080", show(s, sizeof s, v));
+		return false;
+	}
+	return check_port(colon + 1, why, n, v);
+}
+
+static bool check_public_url(const char *v, char *why, size_t n)
+{
+	char s[CK_SHOW_MAX + 1];
+	if (!*v || (strncmp(v, "https://", 8) == 0 && v[8]) || (strncmp(v, "http://", 7) == 0 && v[7]))
+		return true;
+	snprintf(why, n, "'%s' is not a URL: use the https:// address Interactor calls, "
+		 "e.g. https://connector.example.com", show(s, sizeof s, v));
+	return false;
+}
+
+static bool check_secret(const char *v, char *why, size_t n)
+{
+	size_t len = strlen(v);
+	const char *what = NULL;
+	if (len == 0)
+		what = "is empty";
+	else if (isspace((unsigned char)v[0]) || isspace((unsigned char)v[len - 1]))
+		what = "has leading or trailing whitespace (padding is not allowed)";
+	else if (len < CONFIG_MIN_SECRET_LEN)
+		what = "is shorter than 16 bytes";
+	if (!what)
+		return true;
+	snprintf(why, n, "the callback secret %s; %s", what, SECRET_HINT);
+	return false;
+}
+
+static bool check_pattern(const char *v, size_t max, bool (*ok)(int c))
+{
+	size_t i = 0;
+	for (; v[i]; i++)
+		if (i >= max || !ok((unsigned char)v[i]))
+			return false;
+	return i > 0;
+}
+
+static bool name_char(int c)
+{
+	return isascii(c) && (isalnum(c) || c == '_' || c == '-');
+}
+
+static bool driver_char(int c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+static bool check_source_name(const char *v, char *why, size_t n)
+{
+	char s[CK_SHOW_MAX + 1];
+	if (check_pattern(v, 64, name_char))
+		return true;
+	snprintf(why, n, "'%s' is not a valid source name: use 1 to 64 letters, digits, '_' or '-'",
+		 show(s, sizeof s, v));
+	return false;
+}
+
+static bool check_driver_name(const char *v, char *why, size_t n)
+{
+	char s[CK_SHOW_MAX + 1];
+	if (check_pattern(v, 32, driver_char))
+		return true;
+	snprintf(why, n, "'%s' is not a valid driver name: use 1 to 32 lowercase letters, digits or "
+		 "'_' (the module's name, e.g. sqlite or postgres)", show(s, sizeof s, v));
+	return false;
+}
+
+static bool check_choice(const char *choices, const char *v)
+{
+	size_t len = strlen(v);
+	for (const char *c = choices; *c;) {
+		size_t cl = strcspn(c, "|");
+		if (cl == len && strncmp(c, v, len) == 0)
+			return true;
+		c += cl + (c[cl] == '|');
+	}
+	return false;
+}
+
+/* ---- ${VAR} expansion --------------------------------------------------- */
+
+static bool var_name_ok(const char *s, size_t len)
+{
+	if (len == 0 || isdigit((unsigned char)s[0]))
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!isascii((unsigned char)s[i]) || !(isalnum((unsigned char)s[i]) || s[i] == '_'))
+			return false;
+	return true;
+}
+
+/* Expand ${VAR} in s; `$${` is a literal `${`. *out is malloc'ed. The text
+ * of a sensitive value (secretish) is never quoted in an error. */
+static int expand_env(struct loader *ld, const char *s, int line, const char *kp, bool secretish,
+		      char **out)
+{
+	struct buf b;
+	int rc = CN_OK;
+	char show_buf[CK_SHOW_MAX + 1];
+
+	buf_init(&b, CONFIG_MAX_VALUE);
+	*out = NULL;
+	for (size_t i = 0; s[i] && rc == CN_OK;) {
+		if (s[i] == '$' && s[i + 1] == '$' && s[i + 2] == '{') {
+			rc = buf_append(&b, "${", 2);
+			i += 3;
+			continue;
+		}
+		if (s[i] != '$' || s[i + 1] != '{') {
+			size_t run = 1 + strcspn(s + i + 1, "$");
+			rc = buf_append(&b, s + i, run);
+			i += run;
+			continue;
+		}
+		const char *name = s + i + 2;
+		const char *close = strchr(name, '}');
+		if (!close) {
+			rc = err_at(ld, line, kp, "unterminated '${': write ${NAME} for an environment "
+				    "variable, or $${ for a literal '${'");
+			goto out;
+		}
+		size_t nl = (size_t)(close - name);
+		char var[CK_SHOW_MAX + 1];
+		if (!var_name_ok(name, nl) || nl > CK_SHOW_MAX) {
+			if (secretish)
+				rc = err_at(ld, line, kp, "invalid environment variable name in "
+					    "'${...}': use letters, digits and '_', e.g. ${DB_PASSWORD}");
+			else
+				rc = err_at(ld, line, kp, "invalid environment variable name '${%.*s}': use "
+					    "letters, digits and '_', e.g. ${DB_PASSWORD}",
+					    (int)(nl > CK_SHOW_MAX ? CK_SHOW_MAX : nl),
+					    show(show_buf, sizeof show_buf, name));
+			goto out;
+		}
+		memcpy(var, name, nl);
+		var[nl] = '\0';
+		const char *val = getenv(var);
+		if (!val || !*val) {
+			rc = err_at(ld, line, kp, "environment variable %s is %s; set it in the "
+				    "connector's environment (export %s=...) or change the value",
+				    var, val ? "empty" : "not set", var);
+			goto out;
+		}
+		rc = buf_puts(&b, val);
+		i = (size_t)(close - s) + 1;
+	}
+	if (rc == CN_ETOOBIG) {
+		rc = err_at(ld, line, kp, "value is longer than %d bytes after ${VAR} expansion; "
+			    "shorten it", CONFIG_MAX_VALUE);
+		goto out;
+	}
+	if (rc)
+		goto out;
+	*out = buf_steal(&b, NULL);
+	if (!*out)
+		rc = CN_ENOMEM;
+out:
+	buf_free(&b);
+	if (rc == CN_ENOMEM)
+		err_nomem(ld);
+	return rc;
+}
+
+/* The text of a scalar node (malloc'ed in *out), with ${VAR} expanded in
+ * strings. Numbers and booleans are written plain (unquoted), as in JSON. */
+static int scalar_text(struct loader *ld, const struct ynode *v, const char *kp,
+		       const struct ck_key *k, char **out)
+{
+	bool is_string = k->type == CK_STRING || k->type == CK_STRLIST;
+	*out = NULL;
+	if (v->type != YNODE_SCALAR)
+		return err_at(ld, v->line, kp, "expected a single value, got %s; %s", ytree_type_name(v),
+			      k->type == CK_STRLIST ? "write a string (or a list of strings)"
+						    : "write it as `key: value`");
+	if (strlen(v->value) != v->len)
+		return err_at(ld, v->line, kp, "the value contains a NUL byte; remove it");
+	if (is_string)
+		return expand_env(ld, v->value, v->line, kp, is_secretish(k), out);
+	if (!v->plain)
+		return err_at(ld, v->line, kp, "write %s without quotes (${VAR} is expanded in "
+			      "strings only)", k->type == CK_BOOL ? "true or false" : "the number");
+	*out = strdup(v->value);
+	return *out ? CN_OK : err_nomem(ld);
+}
+
+/* ---- typed setters ------------------------------------------------------ */
+
+static int set_string(struct loader *ld, const struct ck_key *k, void *base, const struct ynode *v,
+		      const char *kp)
+{
+	char *text, why[400], s[CK_SHOW_MAX + 1];
+	int rc = scalar_text(ld, v, kp, k, &text);
+	if (rc)
+		return rc;
+	if (k->choices && !check_choice(k->choices, text)) {
+		rc = err_at(ld, v->line, kp, "'%s' is not one of %s; pick one of them",
+			    show(s, sizeof s, text), k->choices);
+	} else if (!*text && (k->flags & CK_F_REQUIRED)) {
+		rc = err_at(ld, v->line, kp, "must not be empty; %s", hint_of(k));
+	} else if (k->check && !k->check(text, why, sizeof why)) {
+		rc = err_at(ld, v->line, kp, "%s", why);
+	}
+	if (rc) {
+		free(text);
+		return rc;
+	}
+	char **dst = field(base, k->off);
+	free(*dst);
+	*dst = text;
+	return CN_OK;
+}
+
+static int set_uint(struct loader *ld, const struct ck_key *k, void *base, const struct ynode *v,
+		    const char *kp)
+{
+	char *text, s[CK_SHOW_MAX + 1];
+	int rc = scalar_text(ld, v, kp, k, &text);
+	if (rc)
+		return rc;
+	const char *p = text;
+	bool neg = *p == '-';
+	p += neg || *p == '+';
+	uint64_t n = 0;
+	size_t digits = 0;
+	for (; isdigit((unsigned char)*p); p++, digits++)
+		if (n <= UINT32_MAX)
+			n = n * 10 + (uint64_t)(*p - '0');
+	if (digits == 0 || *p)
+		rc = err_at(ld, v->line, kp, "expected a whole number from %u to %u, got '%s'", k->min,
+			    k->max, show(s, sizeof s, text));
+	else if (neg || n < k->min || n > k->max)
+		rc = err_at(ld, v->line, kp, "%s is out of range: use a number from %u to %u",
+			    show(s, sizeof s, text), k->min, k->max);
+	else
+		*(uint32_t *)field(base, k->off) = (uint32_t)n;
+	free(text);
+	return rc;
+}
+
+static int set_bool(struct loader *ld, const struct ck_key *k, void *base, const struct ynode *v,
+		    const char *kp)
+{
+	char *text, s[CK_SHOW_MAX + 1];
+	int rc = scalar_text(ld, v, kp, k, &text);
+	if (rc)
+		return rc;
+	if (strcmp(text, "true") == 0 || strcmp(text, "false") == 0)
+		*(bool *)field(base, k->off) = text[0] == 't';
+	else
+		rc = err_at(ld, v->line, kp, "expected true or false, got '%s'", show(s, sizeof s, text));
+	free(text);
+	return rc;
+}
+
+/* A list of strings, or one string as a one-item list. Items are stored as
+ * they are read, so config_free releases them when a later one fails. */
+static int set_strlist(struct loader *ld, const struct ck_key *k, void *base, const struct ynode *v,
+		       const char *kp, int line)
+{
+	char ikp[CK_PATH_MAX], why[400];
+	char ***items = field(base, k->off);
+	size_t *count = field(base, k->count_off);
+
+	if (v->type == YNODE_MAP)
+		return err_at(ld, line, kp, "expected a string or a list of strings, got a map%s%s",
+			      k->hint ? "; " : "", k->hint ? k->hint : "");
+	size_t n = v->type == YNODE_SEQ ? v->n : 1;
+	if (n < k->min)
+		return err_at(ld, line, kp, "the list is empty; %s",
+			      k->hint ? k->hint : "add at least one item");
+	if (n > k->max)
+		return err_at(ld, line, kp, "has %zu items; at most %u are allowed: remove some", n,
+			      k->max);
+	*items = calloc(n, sizeof **items);
+	if (!*items)
+		return err_nomem(ld);
+	*count = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct ynode *item = v->type == YNODE_SEQ ? v->items[i] : v;
+		char *text;
+		if (v->type == YNODE_SEQ)
+			snprintf(ikp, sizeof ikp, "%s[%zu]", kp, i);
+		else
+			snprintf(ikp, sizeof ikp, "%s", kp);
+		if (ytree_is_null(item))
+			return err_at(ld, item->line, ikp, "the item is empty; %s",
+				      k->hint ? k->hint : "give it a value or remove it");
+		int rc = scalar_text(ld, item, ikp, k, &text);
+		if (rc)
+			return rc;
+		(*items)[(*count)++] = text;
+		if (k->check && !k->check(text, why, sizeof why))
+			return err_at(ld, item->line, ikp, "%s", why);
+	}
+	return CN_OK;
+}
+
+static int walk_map(struct loader *ld, struct walk *w, const struct ynode *map, const char *prefix);
+static int walk_finish(struct loader *ld, struct walk *w);
+
+static int set_sources(struct loader *ld, const struct ck_key *k, void *base, const struct ynode *v,
+		       const char *kp, int line)
+{
+	struct config_source **srcs = field(base, k->off);
+	size_t *count = field(base, k->count_off);
+
+	if (v->type != YNODE_SEQ)
+		return err_at(ld, line, kp, "expected a list of sources, got %s; write each source "
+			      "as a list item (`- name: ...`) with name, driver and dsn",
+			      ytree_type_name(v));
+	if (v->n < k->min)
+		return err_at(ld, line, kp, "the list is empty; %s", hint_of(k));
+	if (v->n > k->max)
+		return err_at(ld, line, kp, "has %zu sources; at most %u are allowed", v->n, k->max);
+	*srcs = calloc(v->n, sizeof **srcs);
+	if (!*srcs)
+		return err_nomem(ld);
+	*count = 0;
+	for (size_t i = 0; i < v->n; i++) {
+		const struct ynode *item = v->items[i];
+		struct config_source *src = &(*srcs)[i];
+		char ikp[CK_PATH_MAX];
+		snprintf(ikp, sizeof ikp, "%s[%zu]", kp, i);
+		*count = i + 1;
+		src->line = item->line;
+		if (item->type != YNODE_MAP)
+			return err_at(ld, item->line, ikp, "expected a map with name, driver and dsn, "
+				      "got %s", ytree_type_name(item));
+		struct walk w = {.keys = source_keys, .nkeys = NKEYS(source_keys), .base = src,
+				 .keypath = ikp};
+		for (size_t r = 0; r < w.nkeys; r++)
+			w.parent[r] = item->line;
+		int rc = walk_map(ld, &w, item, "");
+		if (rc == CN_OK)
+			rc = walk_finish(ld, &w);
+		if (rc)
+			return rc;
+		for (size_t j = 0; j < i; j++) {
+			if (strcmp((*srcs)[j].name, src->name) == 0) {
+				char nkp[CK_PATH_MAX];
+				int name_line = item->line;
+				for (size_t r = 0; r < w.nkeys; r++)
+					if (strcmp(w.keys[r].path, "name") == 0)
+						name_line = w.seen[r];
+				path_join(nkp, sizeof nkp, ikp, "name");
+				return err_at(ld, name_line, nkp, "duplicate source name '%s' (also "
+					      "sources[%zu], line %d); give each source its own name",
+					      src->name, j, (*srcs)[j].line);
+			}
+		}
+	}
+	return CN_OK;
+}
+
+/* Set row from v; line is the key's (for messages about the value as a whole). */
+static int set_leaf(struct loader *ld, struct walk *w, size_t row, const struct ynode *v,
+		    const char *kp, int line)
+{
+	const struct ck_key *k = &w->keys[row];
+	int rc;
+
+	if (ytree_is_null(v)) {
+		if (k->flags & CK_F_REQUIRED)
+			return err_at(ld, line, kp, "must not be empty; %s", hint_of(k));
+		return CN_OK; /* default */
+	}
+	switch (k->type) {
+	case CK_STRING: rc = set_string(ld, k, w->base, v, kp); break;
+	case CK_UINT: rc = set_uint(ld, k, w->base, v, kp); break;
+	case CK_BOOL: rc = set_bool(ld, k, w->base, v, kp); break;
+	case CK_STRLIST: rc = set_strlist(ld, k, w->base, v, kp, line); break;
+	case CK_SOURCES: rc = set_sources(ld, k, w->base, v, kp, line); break;
+	default: rc = cn_error_set(ld->err, CN_EINTERNAL, "%s: bad key table", ld->file);
+	}
+	if (rc == CN_OK)
+		w->seen[row] = line;
+	return rc;
+}
+
+/* ---- walking the tree --------------------------------------------------- */
+
+/* Table-relative path of row r below prefix ("" = the table's map), or NULL. */
+static const char *below(const struct ck_key *k, const char *prefix)
+{
+	size_t pl = strlen(prefix);
+	if (pl == 0)
+		return k->path;
+	if (strncmp(k->path, prefix, pl) == 0 && k->path[pl] == '.')
+		return k->path + pl + 1;
+	return NULL;
+}
+
+static size_t edit_distance(const char *a, const char *b, size_t bl)
+{
+	size_t al = strlen(a), row[CK_SHOW_MAX + 1];
+	if (al > CK_SHOW_MAX || bl > CK_SHOW_MAX)
+		return (size_t)-1;
+	for (size_t j = 0; j <= bl; j++)
+		row[j] = j;
+	for (size_t i = 1; i <= al; i++) {
+		size_t diag = row[0];
+		row[0] = i;
+		for (size_t j = 1; j <= bl; j++) {
+			size_t up = row[j];
+			size_t cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
+			size_t best = diag + cost;
+			if (up + 1 < best)
+				best = up + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			diag = up;
+		}
+	}
+	return row[bl];
+}
+
+/* Consider candidate (len cl) as a suggestion for key; keep the closest. */
+static void consider(const char *key, const char *cand, size_t cl, const char **best,
+		     size_t *bestl, size_t *bestd)
+{
+	size_t d = edit_distance(key, cand, cl);
+	size_t limit = cl / 3 < 1 ? 1 : cl / 3 > 3 ? 3 : cl / 3;
+	if (d <= limit && d < *bestd) {
+		*best = cand;
+		*bestl = cl;
+		*bestd = d;
+	}
+}
+
+/* "listen, public_url, threads": the keys allowed directly below prefix. */
+static void known_keys(const struct walk *w, const char *prefix, char *dst, size_t n)
+{
+	size_t len = 0;
+	dst[0] = '\0';
+	for (size_t r = 0; r < w->nkeys; r++) {
+		const char *rel = below(&w->keys[r], prefix);
+		if (!rel)
+			continue;
+		int first = (int)strcspn(rel, ".");
+		bool dup = false;
+		for (size_t q = 0; q < r && !dup; q++) {
+			const char *prev = below(&w->keys[q], prefix);
+			dup = prev && (int)strcspn(prev, ".") == first &&
+			      strncmp(prev, rel, (size_t)first) == 0;
+		}
+		if (dup)
+			continue;
+		int wrote = snprintf(dst + len, n - len, "%s%.*s", len ? ", " : "", first, rel);
+		if (wrote < 0 || (size_t)wrote >= n - len)
+			return;
+		len += (size_t)wrote;
+	}
+}
+
+static int unknown_key(struct loader *ld, struct walk *w, const char *prefix,
+		       const struct ynode *key, const char *kp)
+{
+	const char *best = NULL;
+	size_t bestl = 0, bestd = (size_t)-1;
+	char known[300];
+
+	for (size_t r = 0; r < w->nkeys && key->len == strlen(key->value); r++) {
+		const char *rel = below(&w->keys[r], prefix);
+		if (!rel)
+			continue;
+		const char *last = strrchr(rel, '.');
+		consider(key->value, rel, strcspn(rel, "."), &best, &bestl, &bestd);
+		if (last) {
+			/* `timeout_ms` written outside its `limits` map: suggest the nested path */
+			size_t before = bestd;
+			consider(key->value, last + 1, strlen(last + 1), &best, &bestl, &bestd);
+			consider(key->value, rel, strlen(rel), &best, &bestl, &bestd);
+			if (bestd < before) {
+				best = rel;
+				bestl = strlen(rel);
+			}
+		}
+	}
+	if (best && memchr(best, '.', bestl)) {
+		const char *leaf = strrchr(best, '.') + 1;
+		return err_at(ld, key->line, kp, "unknown key; did you mean '%s' (%s inside a '%.*s' "
+			      "map)?", best, leaf, (int)strcspn(best, "."), best);
+	}
+	if (best)
+		return err_at(ld, key->line, kp, "unknown key; did you mean '%.*s'?", (int)bestl, best);
+	known_keys(w, prefix, known, sizeof known);
+	return err_at(ld, key->line, kp, "unknown key; the keys allowed here are: %s", known);
+}
+
+static int walk_map(struct loader *ld, struct walk *w, const struct ynode *map, const char *prefix);
+
+/* A nested map such as `server:` or `limits:`; null (`server:` alone) is an empty one. */
+static int walk_section(struct loader *ld, struct walk *w, const struct ynode *v, const char *rel,
+			const char *kp, int line)
+{
+	char known[300];
+	if (ytree_is_null(v))
+		return CN_OK;
+	if (v->type != YNODE_MAP) {
+		known_keys(w, rel, known, sizeof known);
+		return err_at(ld, line, kp, "expected a map, got %s; write it as `%s: { key: value }` "
+			      "with the keys %s", ytree_type_name(v), strrchr(kp, '.') ?
+			      strrchr(kp, '.') + 1 : kp, known);
+	}
+	for (size_t r = 0; r < w->nkeys; r++)
+		if (below(&w->keys[r], rel))
+			w->parent[r] = line;
+	return walk_map(ld, w, v, rel);
+}
+
+static int walk_map(struct loader *ld, struct walk *w, const struct ynode *map, const char *prefix)
+{
+	char rel[CK_PATH_MAX], kp[CK_PATH_MAX], mapkp[CK_PATH_MAX], shown[CK_SHOW_MAX + 1];
+
+	path_join(mapkp, sizeof mapkp, w->keypath, prefix);
+	for (size_t i = 0; i < map->n; i++) {
+		const struct ynode *key = map->keys[i], *v = map->items[i];
+		show(shown, sizeof shown, key->value);
+		path_join(rel, sizeof rel, prefix, shown);
+		path_join(kp, sizeof kp, mapkp, shown);
+
+		size_t row = w->nkeys;
+		bool section = false;
+		for (size_t r = 0; r < w->nkeys; r++) {
+			if (strcmp(w->keys[r].path, rel) == 0)
+				row = r;
+			section |= below(&w->keys[r], rel) != NULL;
+		}
+		bool exact = key->len == strlen(key->value) && strcmp(shown, key->value) == 0;
+		int rc;
+		if (exact && row < w->nkeys)
+			rc = set_leaf(ld, w, row, v, kp, key->line);
+		else if (exact && section)
+			rc = walk_section(ld, w, v, rel, kp, key->line);
+		else
+			rc = unknown_key(ld, w, prefix, key, kp);
+		if (rc)
+			return rc;
+	}
+	return CN_OK;
+}
+
+/* After a table's map was read: required keys present, defaults for the rest. */
+static int walk_finish(struct loader *ld, struct walk *w)
+{
+	char kp[CK_PATH_MAX];
+	for (size_t r = 0; r < w->nkeys; r++) {
+		const struct ck_key *k = &w->keys[r];
+		if (w->seen[r])
+			continue;
+		if (k->flags & CK_F_REQUIRED) {
+			path_join(kp, sizeof kp, w->keypath, k->path);
+			return err_at(ld, w->parent[r], kp, "is missing; %s", hint_of(k));
+		}
+		switch (k->type) {
+		case CK_STRING: {
+			char **dst = field(w->base, k->off);
+			*dst = strdup(k->def ? k->def : "");
+			if (!*dst)
+				return err_nomem(ld);
+			break;
+		}
+		case CK_UINT: *(uint32_t *)field(w->base, k->off) = k->def_u; break;
+		case CK_BOOL: *(bool *)field(w->base, k->off) = k->def_u != 0; break;
+		case CK_STRLIST:
+		case CK_SOURCES: break; /* an empty list */
+		}
+	}
+	return CN_OK;
+}
+
+/* ---- load and free ------------------------------------------------------ */
+
+static void free_table(const struct ck_key *keys, size_t nkeys, void *base)
+{
+	for (size_t r = 0; r < nkeys; r++) {
+		const struct ck_key *k = &keys[r];
+		if (k->type == CK_STRING) {
+			char *s = *(char **)field(base, k->off);
+			if (s && (k->flags & (CK_F_SENSITIVE | CK_F_DSN)))
+				explicit_bzero(s, strlen(s));
+			free(s);
+		} else if (k->type == CK_STRLIST) {
+			char **items = *(char ***)field(base, k->off);
+			size_t n = *(size_t *)field(base, k->count_off);
+			for (size_t i = 0; i < n; i++) {
+				if (k->flags & CK_F_SENSITIVE)
+					explicit_bzero(items[i], strlen(items[i]));
+				free(items[i]);
+			}
+			free(items);
+		} else if (k->type == CK_SOURCES) {
+			struct config_source *srcs = *(struct config_source **)field(base, k->off);
+			size_t n = *(size_t *)field(base, k->count_off);
+			for (size_t i = 0; i < n; i++)
+				free_table(source_keys, NKEYS(source_keys), &srcs[i]);
+			free(srcs);
+		}
+	}
+}
+
+void config_free(struct config *cfg)
+{
+	if (!cfg)
+		return;
+	free_table(global_keys, NKEYS(global_keys), cfg);
+	free(cfg->path);
+	free(cfg->dir);
+	free(cfg);
+}
+
+/* The directory part of path: "conf/a.yaml" -> "conf", "a.yaml" -> ".", "/a" -> "/". */
+static char *dir_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	if (!slash)
+		return strdup(".");
+	size_t len = (size_t)(slash - path);
+	while (len > 0 && path[len - 1] == '/')
+		len--;
+	return len ? strndup(path, len) : strdup("/");
+}
+
+static int config_from_tree(const char *file, const struct ynode *root, struct config **out,
+			    struct cn_error *err)
+{
+	struct loader ld = {.file = file, .err = err};
+	struct walk w = {.keys = global_keys, .nkeys = NKEYS(global_keys), .keypath = ""};
+	int rc;
+
+	struct config *cfg = calloc(1, sizeof *cfg);
+	if (!cfg)
+		return err_nomem(&ld);
+	cfg->path = strdup(file);
+	cfg->dir = dir_of(file);
+	if (!cfg->path || !cfg->dir) {
+		rc = err_nomem(&ld);
+		goto out;
+	}
+	if (root->type != YNODE_MAP) {
+		rc = err_at(&ld, root->line, "(top level)", "expected a map with the sections server, "
+			    "auth, state, drivers, log and sources, got %s", ytree_type_name(root));
+		goto out;
+	}
+	w.base = cfg;
+	for (size_t r = 0; r < w.nkeys; r++)
+		w.parent[r] = root->line;
+	rc = walk_map(&ld, &w, root, "");
+	if (rc == CN_OK)
+		rc = walk_finish(&ld, &w);
+out:
+	if (rc) {
+		config_free(cfg);
+		cfg = NULL;
+	}
+	*out = cfg;
+	return rc;
+}
+
+int config_load_buffer(const char *name, const void *data, size_t len, struct config **out,
+		       struct cn_error *err)
+{
+	struct ynode *root;
+	*out = NULL;
+	int rc = ytree_parse_buffer(name, data, len, &root, err);
+	if (rc)
+		return rc;
+	rc = config_from_tree(name, root, out, err);
+	ytree_free(root);
+	return rc;
+}
+
+int config_load(const char *path, struct config **out, struct cn_error *err)
+{
+	struct ynode *root;
+	*out = NULL;
+	int rc = ytree_parse_file(path, &root, err);
+	if (rc)
+		return rc;
+	rc = config_from_tree(path, root, out, err);
+	ytree_free(root);
+	return rc;
+}
+
+/* ---- lookups ------------------------------------------------------------ */
+
+char *config_resolve_path(const struct config *cfg, const char *path)
+{
+	if (!path)
+		return NULL;
+	if (path[0] == '/' || path[0] == '\0' || !cfg || !cfg->dir)
+		return strdup(path);
+	while (path[0] == '.' && path[1] == '/') {
+		path += 2;
+		while (*path == '/')
+			path++;
+	}
+	if (!*path)
+		return strdup(cfg->dir);
+	size_t dl = strlen(cfg->dir);
+	bool slash = dl > 0 && cfg->dir[dl - 1] == '/';
+	char *res = malloc(dl + strlen(path) + 2);
+	if (res)
+		sprintf(res, "%s%s%s", cfg->dir, slash ? "" : "/", path);
+	return res;
+}
+
+const struct config_source *config_find_source(const struct config *cfg, const char *name)
+{
+	if (!cfg || !name)
+		return NULL;
+	for (size_t i = 0; i < cfg->nsources; i++)
+		if (strcmp(cfg->sources[i].name, name) == 0)
+			return &cfg->sources[i];
+	return NULL;
+}
+
+/* ---- printing ----------------------------------------------------------- */
+
+static bool is_password_key(const char *k, size_t n)
+{
+	static const char *const names[] = {"password", "pwd", "passwd"};
+	for (size_t i = 0; i < NKEYS(names); i++)
+		if (strlen(names[i]) == n && strncasecmp(k, names[i], n) == 0)
+			return true;
+	return false;
+}
+
+/* End of a quoted value starting at s[j] (a quote or brace), or 0 when s[j] is no quote. */
+static size_t quoted_end(const char *s, size_t j)
+{
+	char close = s[j] == '{' ? '}' : s[j];
+	if (s[j] != '\'' && s[j] != '"' && s[j] != '{')
+		return 0;
+	size_t k = j + 1;
+	while (s[k] && s[k] != close)
+		k += (s[k] == '\\' && s[k + 1]) ? 2 : 1;
+	return s[k] ? k + 1 : k;
+}
+
+#define KEY_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_"
+
+/* dsn with passwords replaced by <redacted>: `user:PASS@` in a URI, and the
+ * value of password / pwd / passwd keys in conninfo (`k=v k=v`), `;`-separated
+ * and URI query forms. Returns malloc'ed text or NULL (out of memory). */
+static char *redact_dsn(const char *dsn)
+{
+	struct buf b;
+	const char *scheme = strstr(dsn, "://");
+	const char *term = strchr(dsn, ';') ? ";" : scheme ? "&#" : " \t\r\n";
+	size_t i = 0, len = strlen(dsn);
+
+	buf_init(&b, 4 * len + 64);
+	if (scheme) {
+		const char *auth = scheme + 3, *at = NULL;
+		size_t alen = strcspn(auth, "/?#");
+		for (size_t j = 0; j < alen; j++)
+			if (auth[j] == '@')
+				at = auth + j;
+		const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+		if (colon) {
+			if (buf_append(&b, dsn, (size_t)(colon + 1 - dsn)) || buf_puts(&b, "<redacted>"))
+				goto fail;
+			i = (size_t)(at - dsn);
+		}
+	}
+	while (i < len) {
+		bool keystart = i == 0 || strchr(" \t\r\n;?&", dsn[i - 1]);
+		size_t kl = keystart ? strspn(dsn + i, KEY_CHARS) : 0;
+		size_t j = i + kl;
+		while (kl && (dsn[j] == ' ' || dsn[j] == '\t'))
+			j++;
+		if (kl && dsn[j] == '=' && is_password_key(dsn + i, kl)) {
+			j++;
+			while (dsn[j] == ' ' || dsn[j] == '\t')
+				j++;
+			size_t end = quoted_end(dsn, j);
+			if (!end)
+				end = j + strcspn(dsn + j, term);
+			if (buf_append(&b, dsn + i, j - i) || buf_puts(&b, "<redacted>"))
+				goto fail;
+			i = end;
+			continue;
+		}
+		if (buf_append(&b, dsn + i, 1))
+			goto fail;
+		i++;
+	}
+	return buf_steal(&b, NULL);
+fail:
+	buf_free(&b);
+	return NULL;
+}
+
+/* A YAML double-quoted string; `${` is written `$${` so the output loads again. */
+static void print_quoted(FILE *out, const char *s)
+{
+	fputc('"', out);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			fprintf(out, "\\%c", c);
+		else if (c == '$' && s[1] == '{')
+			fputs("$$", out);
+		else if (c < 0x20 || c == 0x7f)
+			fprintf(out, "\\x%02x", c);
+		else
+			fputc(c, out);
+	}
+	fputc('"', out);
+}
+
+struct printer {
+	FILE *out;
+	bool dash; /* the next key line starts a list item ("- ") */
+};
+
+static void print_lead(struct printer *p, int indent, bool comment)
+{
+	if (p->dash && !comment) {
+		fprintf(p->out, "%*s- ", indent - 2, "");
+		p->dash = false;
+		return;
+	}
+	fprintf(p->out, "%*s", p->dash ? indent - 2 : indent, "");
+}
+
+static void print_table(struct printer *p, const struct ck_key *keys, size_t nkeys,
+			const void *base, int indent, bool docs);
+
+static void print_value(struct printer *p, const struct ck_key *k, const void *base, int indent,
+			bool docs)
+{
+	FILE *out = p->out;
+	switch (k->type) {
+	case CK_STRING: {
+		const char *s = *(char *const *)cfield(base, k->off);
+		fputc(' ', out);
+		if (k->flags & CK_F_SENSITIVE) {
+			print_quoted(out, "<redacted>");
+		} else if (k->flags & CK_F_DSN) {
+			char *r = s ? redact_dsn(s) : NULL;
+			print_quoted(out, r ? r : "<redacted>");
+			free(r);
+		} else {
+			print_quoted(out, s ? s : "");
+		}
+		fputc('\n', out);
+		break;
+	}
+	case CK_UINT: fprintf(out, " %u\n", *(const uint32_t *)cfield(base, k->off)); break;
+	case CK_BOOL:
+		fprintf(out, " %s\n", *(const bool *)cfield(base, k->off) ? "true" : "false");
+		break;
+	case CK_STRLIST: {
+		char *const *items = *(char **const *)cfield(base, k->off);
+		size_t n = *(const size_t *)cfield(base, k->count_off);
+		fputs(n ? "\n" : " []\n", out);
+		for (size_t i = 0; i < n; i++) {
+			fprintf(out, "%*s- ", indent + 2, "");
+			print_quoted(out, (k->flags & CK_F_SENSITIVE) ? "<redacted>" : items[i]);
+			fputc('\n', out);
+		}
+		break;
+	}
+	case CK_SOURCES: {
+		const struct config_source *srcs = *(struct config_source *const *)cfield(base, k->off);
+		size_t n = *(const size_t *)cfield(base, k->count_off);
+		fputs(n ? "\n" : " []\n", out);
+		for (size_t i = 0; i < n; i++) {
+			p->dash = true;
+			print_table(p, source_keys, NKEYS(source_keys), &srcs[i], indent + 4,
+				    docs && i == 0);
+		}
+		break;
+	}
+	}
+}
+
+/* Rows in table order; dotted paths become nested maps (rows of one map are adjacent). */
+static void print_table(struct printer *p, const struct ck_key *keys, size_t nkeys,
+			const void *base, int indent, bool docs)
+{
+	const char *prev = "";
+	for (size_t r = 0; r < nkeys; r++) {
+		const char *a = keys[r].path, *b = prev;
+		bool same = true;
+		int depth = 0;
+		for (;;) {
+			size_t la = strcspn(a, "."), lb = strcspn(b, ".");
+			if (a[la] != '.')
+				break;
+			same = same && la == lb && b[lb] == '.' && strncmp(a, b, la) == 0;
+			if (!same) {
+				print_lead(p, indent + 2 * depth, false);
+				fprintf(p->out, "%.*s:\n", (int)la, a);
+			}
+			a += la + 1;
+			b = same ? b + lb + 1 : "";
+			depth++;
+		}
+		if (docs && keys[r].doc) {
+			print_lead(p, indent + 2 * depth, true);
+			fprintf(p->out, "# %s\n", keys[r].doc);
+		}
+		print_lead(p, indent + 2 * depth, false);
+		fprintf(p->out, "%s:", a);
+		print_value(p, &keys[r], base, indent + 2 * depth, docs);
+		prev = keys[r].path;
+	}
+}
+
+void config_print(const struct config *cfg, FILE *out)
+{
+	struct printer p = {.out = out};
+	if (!cfg || !out)
+		return;
+	fputs("# effective configuration", out);
+	if (cfg->path) {
+		fputs(" of ", out);
+		for (const char *c = cfg->path; *c; c++)
+			fputc(isprint((unsigned char)*c) ? *c : '?', out);
+	}
+	fputs(" (defaults filled in, secrets and passwords redacted)\n", out);
+	print_table(&p, global_keys, NKEYS(global_keys), cfg, 0, true);
+}

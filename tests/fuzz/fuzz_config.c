@@ -1,0 +1,82 @@
+/*
+ * fuzz_config: bytes -> config_load_buffer, then everything a loaded
+ * configuration offers (print, path resolution, source lookup). Checks the
+ * loader's promises: an error leaves no configuration and its message starts
+ * with the file name; a loaded one holds valid secrets and sources, and its
+ * printout redacts every secret.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+
+#define NAME "fuzz/connector.yaml"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	(void)argc;
+	(void)argv;
+	/* the variables the seed corpus refers to, plus short ones a mutation finds */
+	setenv("INTERACTOR_CALLBACK_SECRET", "fuzz-callback-secret-0123456789abcdef", 1);
+	setenv("SECRET2", "second-fuzz-secret-0123456789", 1);
+	setenv("DB_PASSWORD", "fuzz-db-password", 1);
+	setenv("A", "a", 1);
+	setenv("B", "127.0.0.1:8080", 1);
+	setenv("E", "", 1);
+	return 0;
+}
+
+static void check_loaded(const struct config *cfg)
+{
+	if (cfg->nsecrets < 1 || cfg->nsecrets > CONFIG_MAX_SECRETS || cfg->nsources < 1 ||
+	    cfg->nsources > CONFIG_MAX_SOURCES)
+		abort();
+	for (size_t i = 0; i < cfg->nsecrets; i++)
+		if (strlen(cfg->callback_secrets[i]) < CONFIG_MIN_SECRET_LEN)
+			abort();
+	for (size_t i = 0; i < cfg->nsources; i++)
+		if (config_find_source(cfg, cfg->sources[i].name) != &cfg->sources[i])
+			abort(); /* names are unique */
+
+	char *text = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&text, &len);
+	if (!out)
+		return;
+	config_print(cfg, out);
+	fclose(out);
+	size_t redacted = 0;
+	for (const char *p = text; (p = strstr(p, "<redacted>")); p++)
+		redacted++;
+	if (redacted < cfg->nsecrets)
+		abort();
+	free(text);
+
+	const char *paths[] = {cfg->state_path, cfg->drivers_dir, cfg->sources[0].mappings_path};
+	for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+		char *p = config_resolve_path(cfg, paths[i]);
+		if (!p)
+			abort();
+		free(p);
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct config *cfg = NULL;
+	struct cn_error err = {0};
+	int rc = config_load_buffer(NAME, data, size, &cfg, &err);
+	if (rc != CN_OK) {
+		if (cfg || err.code != rc || strncmp(err.message, NAME ":", strlen(NAME ":")) != 0)
+			abort();
+		return 0;
+	}
+	check_loaded(cfg);
+	config_free(cfg);
+	return 0;
+}
