@@ -1,0 +1,17 @@
+/* app.h - what one running connector holds, shared by the tools, the
+ * request handler and the CLI. */
+#ifndef CN_APP_H
+#define CN_APP_H
+
+#include "config.h"
+#include "execution_store.h"
+#include "source.h"
+
+struct app {
+	const struct config *cfg;
+	struct source_set *sources;
+	struct exec_store *store; /* NULL in one-shot CLI commands */
+	time_t (*now)(void);      /* clock for signature checks; time() wrapper by default */
+};
+
+#endif

@@ -1,0 +1,527 @@
+/*
+ * interactor-connector - serves read-only, parameterized database queries to
+ * Interactor AI assistants through HMAC-signed tool callbacks.
+ *
+ * main.c: command-line dispatch and the daemon's life cycle.
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "app.h"
+#include "config.h"
+#include "http_server.h"
+#include "log.h"
+#include "request.h"
+#include "signature.h"
+#include "source.h"
+#include "tools.h"
+
+#ifndef CN_VERSION
+#define CN_VERSION "dev"
+#endif
+
+#define DRAIN_MS 30000u
+
+static time_t clock_now(void)
+{
+	return time(NULL);
+}
+
+static const char usage_main[] =
+	"usage: interactor-connector <command> [options]\n"
+	"\n"
+	"Lets Interactor AI assistants query private databases read-only, through\n"
+	"HMAC-signed tool callbacks, without opening the databases to the internet.\n"
+	"\n"
+	"commands:\n"
+	"  serve         run the tool-callback server\n"
+	"  check-config  validate a config file, load its drivers, connect to each source\n"
+	"  introspect    print one source's schema, merged with its mappings, as JSON\n"
+	"  query         run one read-only query through the same guard as run_query\n"
+	"  sign          sign a request body from stdin the way Interactor does (for curl)\n"
+	"  tools         print the tools offered to the assistant, with their JSON Schema\n"
+	"  version       print the version\n"
+	"\n"
+	"Run 'interactor-connector <command> --help' for a command's options.\n";
+
+static const char usage_serve[] =
+	"usage: interactor-connector serve --config FILE [--listen HOST:PORT]\n"
+	"\n"
+	"Answers POST /v1/tools/{tool_name} (signed callbacks) and GET /healthz.\n"
+	"SIGTERM or SIGINT stops accepting, lets running requests finish (up to 30 s)\n"
+	"and exits 0.\n"
+	"\n"
+	"  -c, --config FILE    configuration file (see conf/demo.yaml)\n"
+	"  -l, --listen ADDR    override server.listen, e.g. 127.0.0.1:8080\n"
+	"  -h, --help           this text\n";
+
+static const char usage_check[] =
+	"usage: interactor-connector check-config --config FILE\n"
+	"\n"
+	"Validates FILE, prints the effective configuration (secrets redacted),\n"
+	"loads every driver, connects to and introspects every source and reports\n"
+	"mapping keys that match nothing. Exits 1 when anything is wrong.\n"
+	"\n"
+	"  -c, --config FILE    configuration file\n"
+	"  -q, --quiet          do not print the effective configuration\n"
+	"  -h, --help           this text\n";
+
+static const char usage_introspect[] =
+	"usage: interactor-connector introspect --config FILE SOURCE\n"
+	"\n"
+	"Prints SOURCE's schema as describe_schema answers it: tables, columns,\n"
+	"keys, indexes, descriptions and synonyms, hidden objects left out.\n"
+	"\n"
+	"  -c, --config FILE    configuration file\n"
+	"  -h, --help           this text\n";
+
+static const char usage_query[] =
+	"usage: interactor-connector query --config FILE SOURCE SQL [PARAM...]\n"
+	"\n"
+	"Runs SQL on SOURCE with the same guard, limits and masking as run_query\n"
+	"and prints the answer. PARAMs bind to $1..$n: a PARAM that is a JSON\n"
+	"number, true, false or null binds as that; anything else binds as text\n"
+	"(write '\"123\"' to bind digits as text).\n"
+	"\n"
+	"  -c, --config FILE    configuration file\n"
+	"  -m, --max-rows N     at most N rows (the source's cap still applies)\n"
+	"  -h, --help           this text\n";
+
+static const char usage_sign[] =
+	"usage: interactor-connector sign [--secret-env VAR] < body.json\n"
+	"\n"
+	"Reads a request body on stdin and prints the X-Interactor-Signature,\n"
+	"X-Interactor-Timestamp and X-Interactor-Request-Id headers Interactor\n"
+	"would send with it, one per line, ready for curl -H @file.\n"
+	"\n"
+	"  -s, --secret-env VAR  environment variable holding the callback secret\n"
+	"                        (default INTERACTOR_CALLBACK_SECRET)\n"
+	"  -h, --help            this text\n";
+
+static int load_config(const char *path, struct config **cfg)
+{
+	struct cn_error err = {0};
+	if (!path) {
+		fprintf(stderr, "interactor-connector: --config FILE is required\n");
+		return 2;
+	}
+	if (config_load(path, cfg, &err)) {
+		fprintf(stderr, "interactor-connector: %s\n", err.message);
+		return 1;
+	}
+	return 0;
+}
+
+static void apply_log_settings(const struct config *cfg, enum log_level floor)
+{
+	enum log_level level = LOG_LEVEL_INFO;
+	if (cfg->log_level)
+		(void)log_parse_level(cfg->log_level, &level);
+	log_set_level(level < floor ? level : floor);
+	log_set_json(cfg->log_format && strcmp(cfg->log_format, "json") == 0);
+}
+
+/* ---- serve ---- */
+
+static int cmd_serve(int argc, char **argv)
+{
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+					     {"listen", required_argument, NULL, 'l'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	const char *path = NULL, *listen = NULL;
+	int c;
+	while ((c = getopt_long(argc, argv, "c:l:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': path = optarg; break;
+		case 'l': listen = optarg; break;
+		case 'h': fputs(usage_serve, stdout); return 0;
+		default: fputs(usage_serve, stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		fputs(usage_serve, stderr);
+		return 2;
+	}
+	struct config *cfg = NULL;
+	int ret = load_config(path, &cfg);
+	if (ret)
+		return ret;
+	apply_log_settings(cfg, LOG_LEVEL_DEBUG);
+
+	/* Signals are taken by this thread alone, with sigwait. */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	struct app app = {.cfg = cfg, .now = clock_now};
+	struct http_server *srv = NULL;
+	struct cn_error err = {0};
+	char *state_path = config_resolve_path(cfg, cfg->state_path);
+	ret = 1;
+	if (!state_path)
+		goto out;
+	if (exec_store_open(state_path, NULL, &app.store, &err)) {
+		log_error("%s", err.message);
+		goto out;
+	}
+	if (sources_open(cfg, &app.sources, &err)) {
+		log_error("%s", err.message);
+		goto out;
+	}
+	if (http_server_start(&app, listen ? listen : cfg->listen, cfg->threads, &srv, &err)) {
+		log_error("%s", err.message);
+		goto out;
+	}
+	log_info("interactor-connector %s listening on %s (port %u), %zu source(s), %u threads",
+		 CN_VERSION, listen ? listen : cfg->listen, http_server_port(srv), cfg->nsources, cfg->threads);
+
+	uint64_t removed = 0;
+	if (exec_store_expire(app.store, time(NULL), &removed, &err) == CN_OK && removed)
+		log_info("execution store: %llu expired answer(s) removed", (unsigned long long)removed);
+	for (;;) {
+		struct timespec hour = {3600, 0};
+		int sig = sigtimedwait(&sigs, NULL, &hour);
+		if (sig < 0 && errno == EAGAIN) {
+			if (exec_store_expire(app.store, time(NULL), &removed, &err))
+				log_warn("execution store: %s", err.message);
+			continue;
+		}
+		if (sig == SIGHUP) {
+			log_info("SIGHUP: configuration reload is not supported; restart to apply changes");
+			continue;
+		}
+		if (sig > 0) {
+			log_info("signal %d: stopping; no new requests, finishing running ones", sig);
+			break;
+		}
+	}
+	http_server_stop(srv, DRAIN_MS);
+	srv = NULL;
+	log_info("stopped");
+	ret = 0;
+out:
+	http_server_stop(srv, 0);
+	sources_close(app.sources);
+	exec_store_close(app.store);
+	free(state_path);
+	config_free(cfg);
+	return ret;
+}
+
+/* ---- check-config ---- */
+
+static int cmd_check_config(int argc, char **argv)
+{
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+					     {"quiet", no_argument, NULL, 'q'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	const char *path = NULL;
+	int quiet = 0, c;
+	while ((c = getopt_long(argc, argv, "c:qh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': path = optarg; break;
+		case 'q': quiet = 1; break;
+		case 'h': fputs(usage_check, stdout); return 0;
+		default: fputs(usage_check, stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		fputs(usage_check, stderr);
+		return 2;
+	}
+	struct config *cfg = NULL;
+	int ret = load_config(path, &cfg);
+	if (ret)
+		return ret;
+	apply_log_settings(cfg, LOG_LEVEL_WARN);
+	if (!quiet)
+		config_print(cfg, stdout);
+
+	struct source_set *set = NULL;
+	struct cn_error err = {0};
+	if (sources_open(cfg, &set, &err)) {
+		fprintf(stderr, "interactor-connector: %s\n", err.message);
+		config_free(cfg);
+		return 1;
+	}
+	printf("# check\n");
+	for (size_t i = 0; i < set->n; i++) {
+		struct source *s = &set->items[i];
+		void *h;
+		struct cn_error e = {0};
+		if (source_ready(s, &h, &e) == CN_OK) {
+			printf("source %s (%s): ok, %zu tables, driver %s\n", s->cfg->name, s->cfg->driver,
+			       schema_model_visible_tables(s->model), s->module->path);
+		} else {
+			printf("source %s (%s): FAILED: %s\n", s->cfg->name, s->cfg->driver, e.message);
+			ret = 1;
+		}
+	}
+	printf("%s\n", ret ? "configuration has errors" : "configuration ok");
+	sources_close(set);
+	config_free(cfg);
+	return ret;
+}
+
+/* ---- introspect ---- */
+
+static int open_one(const char *path, const char *name, struct config **cfg, struct source_set **set,
+		    struct source **src)
+{
+	int ret = load_config(path, cfg);
+	if (ret)
+		return ret;
+	apply_log_settings(*cfg, LOG_LEVEL_WARN);
+	struct cn_error err = {0};
+	if (sources_open(*cfg, set, &err)) {
+		fprintf(stderr, "interactor-connector: %s\n", err.message);
+		return 1;
+	}
+	*src = sources_find(*set, name);
+	if (!*src) {
+		fprintf(stderr, "interactor-connector: no source named '%s' in %s\n", name, path);
+		return 1;
+	}
+	return 0;
+}
+
+static int cmd_introspect(int argc, char **argv)
+{
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	const char *path = NULL;
+	int c;
+	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': path = optarg; break;
+		case 'h': fputs(usage_introspect, stdout); return 0;
+		default: fputs(usage_introspect, stderr); return 2;
+		}
+	}
+	if (optind + 1 != argc) {
+		fputs(usage_introspect, stderr);
+		return 2;
+	}
+	struct config *cfg = NULL;
+	struct source_set *set = NULL;
+	struct source *s = NULL;
+	int ret = open_one(path, argv[optind], &cfg, &set, &s);
+	if (ret == 0) {
+		void *h;
+		struct cn_error err = {0};
+		if (source_ready(s, &h, &err)) {
+			fprintf(stderr, "interactor-connector: %s\n", err.message);
+			ret = 1;
+		} else {
+			cJSON *tree = schema_model_to_json(s->model, NULL, 0);
+			char *text = tree ? cJSON_Print(tree) : NULL;
+			if (text)
+				printf("%s\n", text);
+			else
+				ret = 1;
+			free(text);
+			cJSON_Delete(tree);
+		}
+	}
+	sources_close(set);
+	config_free(cfg);
+	return ret;
+}
+
+/* ---- query ---- */
+
+static void param_from_arg(const char *arg, cJSON **keep, struct cn_value *v)
+{
+	cJSON *j = cJSON_Parse(arg);
+	if (j && cJSON_IsNumber(j)) {
+		double d = j->valuedouble;
+		if (d == (double)(int64_t)d && !strpbrk(arg, ".eE")) {
+			v->kind = CN_VAL_INT;
+			v->u.i = strtoll(arg, NULL, 10);
+		} else {
+			v->kind = CN_VAL_DOUBLE;
+			v->u.d = d;
+		}
+	} else if (j && cJSON_IsBool(j)) {
+		v->kind = CN_VAL_BOOL;
+		v->u.b = cJSON_IsTrue(j);
+	} else if (j && cJSON_IsNull(j)) {
+		v->kind = CN_VAL_NULL;
+	} else if (j && cJSON_IsString(j)) {
+		v->kind = CN_VAL_TEXT;
+		v->u.s.ptr = j->valuestring;
+		v->u.s.len = strlen(j->valuestring);
+		*keep = j;
+		return;
+	} else {
+		v->kind = CN_VAL_TEXT;
+		v->u.s.ptr = arg;
+		v->u.s.len = strlen(arg);
+	}
+	cJSON_Delete(j);
+	*keep = NULL;
+}
+
+static int cmd_query(int argc, char **argv)
+{
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+					     {"max-rows", required_argument, NULL, 'm'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	const char *path = NULL;
+	unsigned long max_rows = 0;
+	int c;
+	while ((c = getopt_long(argc, argv, "+c:m:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': path = optarg; break;
+		case 'm': max_rows = strtoul(optarg, NULL, 10); break;
+		case 'h': fputs(usage_query, stdout); return 0;
+		default: fputs(usage_query, stderr); return 2;
+		}
+	}
+	if (argc - optind < 2) {
+		fputs(usage_query, stderr);
+		return 2;
+	}
+	size_t nparams = (size_t)(argc - optind - 2);
+	if (nparams > TOOLS_MAX_PARAMS) {
+		fprintf(stderr, "interactor-connector: at most %d parameters\n", TOOLS_MAX_PARAMS);
+		return 2;
+	}
+	struct cn_value values[TOOLS_MAX_PARAMS];
+	cJSON *keep[TOOLS_MAX_PARAMS];
+	for (size_t i = 0; i < nparams; i++)
+		param_from_arg(argv[optind + 2 + (int)i], &keep[i], &values[i]);
+
+	struct config *cfg = NULL;
+	struct source_set *set = NULL;
+	struct source *s = NULL;
+	int ret = open_one(path, argv[optind], &cfg, &set, &s);
+	if (ret == 0) {
+		struct app app = {.cfg = cfg, .sources = set, .now = clock_now};
+		struct tool_result r = {0};
+		tools_run_query(&app, argv[optind], argv[optind + 1], values, nparams,
+				(uint32_t)(max_rows > 100000 ? 100000 : max_rows), &r);
+		fwrite(r.body, 1, r.len, r.http_status == 200 ? stdout : stderr);
+		fputc('\n', r.http_status == 200 ? stdout : stderr);
+		ret = r.http_status == 200 ? 0 : 1;
+		tool_result_free(&r);
+	}
+	for (size_t i = 0; i < nparams; i++)
+		cJSON_Delete(keep[i]);
+	sources_close(set);
+	config_free(cfg);
+	return ret;
+}
+
+/* ---- sign ---- */
+
+static int cmd_sign(int argc, char **argv)
+{
+	static const struct option opts[] = {{"secret-env", required_argument, NULL, 's'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	const char *var = "INTERACTOR_CALLBACK_SECRET";
+	int c;
+	while ((c = getopt_long(argc, argv, "s:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's': var = optarg; break;
+		case 'h': fputs(usage_sign, stdout); return 0;
+		default: fputs(usage_sign, stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		fputs(usage_sign, stderr);
+		return 2;
+	}
+	const char *secret = getenv(var);
+	if (!secret || !*secret) {
+		fprintf(stderr, "interactor-connector: environment variable %s is not set; export it "
+				"with the tool's callback secret\n", var);
+		return 1;
+	}
+	static char body[REQUEST_MAX_BODY + 1];
+	size_t len = fread(body, 1, sizeof body, stdin);
+	if (len > REQUEST_MAX_BODY) {
+		fprintf(stderr, "interactor-connector: body is over %u bytes\n", REQUEST_MAX_BODY);
+		return 1;
+	}
+	char sig[SIGNATURE_HEADER_LEN + 1], ts[21];
+	if (signature_sign(secret, strlen(secret), body, len, sig)) {
+		fprintf(stderr, "interactor-connector: cannot sign\n");
+		return 1;
+	}
+	signature_format_timestamp(time(NULL), ts);
+	printf("X-Interactor-Signature: %s\n", sig);
+	printf("X-Interactor-Timestamp: %s\n", ts);
+	cJSON *root = cJSON_ParseWithLength(body, len);
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "execution_id");
+	if (cJSON_IsString(id) && !strpbrk(id->valuestring, "\r\n"))
+		printf("X-Interactor-Request-Id: %s\n", id->valuestring);
+	cJSON_Delete(root);
+	return 0;
+}
+
+/* ---- tools ---- */
+
+static int cmd_tools(int argc, char **argv)
+{
+	(void)argv;
+	if (argc > 1) {
+		puts("usage: interactor-connector tools\n\nPrints the tool catalog as JSON.");
+		return strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ? 0 : 2;
+	}
+	cJSON *arr = cJSON_CreateArray();
+	for (const struct tool_def *t = tools_catalog; t->name; t++) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "name", t->name);
+		cJSON_AddStringToObject(o, "description", t->description);
+		cJSON_AddItemToObject(o, "parameters", cJSON_Parse(t->parameters_schema));
+		cJSON_AddItemToArray(arr, o);
+	}
+	char *text = cJSON_Print(arr);
+	if (text)
+		printf("%s\n", text);
+	free(text);
+	cJSON_Delete(arr);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		int (*run)(int argc, char **argv);
+	} commands[] = {
+		{"serve", cmd_serve},         {"check-config", cmd_check_config},
+		{"introspect", cmd_introspect}, {"query", cmd_query},
+		{"sign", cmd_sign},           {"tools", cmd_tools},
+	};
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		fputs(usage_main, argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+		printf("interactor-connector %s (driver ABI %u)\n", CN_VERSION, CN_DRIVER_ABI_VERSION);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		if (strcmp(argv[1], commands[i].name) == 0)
+			return commands[i].run(argc - 1, argv + 1);
+	fprintf(stderr, "interactor-connector: unknown command '%s'\n\n%s", argv[1], usage_main);
+	return 2;
+}

@@ -1,0 +1,238 @@
+#include "request.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "signature.h"
+#include "tools.h"
+
+#define TOOL_PREFIX "/v1/tools/"
+#define DUPLICATE_WAIT_MS 25000u
+
+void http_response_free(struct http_response *resp)
+{
+	free(resp->body);
+	resp->body = NULL;
+}
+
+static long elapsed_ms(const struct timespec *start)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - start->tv_sec) * 1000L + (now.tv_nsec - start->tv_nsec) / 1000000L;
+}
+
+/* Move a tool_result into the response. */
+static void respond(struct http_response *resp, struct tool_result *r)
+{
+	resp->status = r->http_status;
+	resp->body = r->body;
+	resp->len = r->len;
+	resp->retry_after = r->retry_after;
+	r->body = NULL;
+}
+
+static void respond_error(struct http_response *resp, int status, const char *code, const char *msg)
+{
+	struct tool_result r = {0};
+	tool_result_error(&r, status, code, "%s", msg);
+	respond(resp, &r);
+}
+
+static void handle_health(struct app *app, struct http_response *resp)
+{
+	cJSON *root = cJSON_CreateObject();
+	cJSON *arr = cJSON_AddArrayToObject(root, "sources");
+	int all_ok = 1;
+	for (size_t i = 0; i < app->sources->n; i++) {
+		struct source *s = &app->sources->items[i];
+		pthread_mutex_lock(&s->lock);
+		int ok = s->handle && s->model;
+		pthread_mutex_unlock(&s->lock);
+		all_ok &= ok;
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "name", s->cfg->name);
+		cJSON_AddStringToObject(o, "status", ok ? "available" : "unavailable");
+		cJSON_AddItemToArray(arr, o);
+	}
+	cJSON_AddStringToObject(root, "status", all_ok ? "ok" : "degraded");
+	char *text = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	if (!text) {
+		respond_error(resp, 500, "internal_error", "out of memory");
+		return;
+	}
+	resp->status = 200;
+	resp->body = text;
+	resp->len = strlen(text);
+}
+
+/* The tool call proper, once the request is authentic and well formed. */
+static void run_tool(struct app *app, const struct tool_def *tool, const cJSON *params,
+		     const char *exec_id, struct http_response *resp, const char **source,
+		     const char **error_code)
+{
+	struct cn_error err = {0};
+	enum exec_claim state = EXEC_CLAIMED;
+	if (app->store) {
+		int status = 0;
+		char *body = NULL;
+		size_t len = 0;
+		if (exec_store_claim(app->store, exec_id, DUPLICATE_WAIT_MS, &state, &status, &body, &len,
+				     &err)) {
+			log_error("execution store: %s", err.message);
+			respond_error(resp, 503, "store_unavailable",
+				      "the connector cannot record this execution; retry");
+			resp->retry_after = 2;
+			*error_code = "store_unavailable";
+			return;
+		}
+		if (state == EXEC_DONE) {
+			resp->status = status;
+			resp->body = body;
+			resp->len = len;
+			*error_code = "replayed";
+			return;
+		}
+		if (state == EXEC_RUNNING) {
+			respond_error(resp, 429, "execution_in_progress",
+				      "this execution_id is still running; retry to get its answer");
+			resp->retry_after = 2;
+			*error_code = "execution_in_progress";
+			return;
+		}
+	}
+	struct tool_result r = {0};
+	tools_call(app, tool, params, &r);
+	*source = r.source;
+	*error_code = r.error_code;
+	if (app->store) {
+		/* Keep final answers; retryable ones (429, 5xx) must run again. */
+		int keep = r.http_status < 500 && r.http_status != 429;
+		int rc = keep ? exec_store_finish(app->store, exec_id, r.http_status, r.body, r.len, &err)
+			      : exec_store_release(app->store, exec_id, &err);
+		if (rc)
+			log_error("execution store: %s", err.message);
+	}
+	respond(resp, &r);
+}
+
+static void handle_tool(struct app *app, const struct http_request *req, const char *tool_name,
+			struct http_response *resp, const char **exec_out, const char **source,
+			const char **error_code)
+{
+	struct cn_error err = {0};
+	const struct config *cfg = app->cfg;
+	if (req->too_large) {
+		char msg[100];
+		snprintf(msg, sizeof msg, "the request body is over %u bytes", REQUEST_MAX_BODY);
+		respond_error(resp, 413, "payload_too_large", msg);
+		*error_code = "payload_too_large";
+		return;
+	}
+	if (signature_verify((const char *const *)cfg->callback_secrets, cfg->nsecrets, req->body, req->len,
+			     req->signature, req->timestamp, app->now(), cfg->timestamp_tolerance, &err)) {
+		respond_error(resp, 401, "invalid_signature", err.message);
+		*error_code = "invalid_signature";
+		return;
+	}
+
+	cJSON *root = cJSON_ParseWithLength(req->body, req->len);
+	const cJSON *exec_id, *name, *params, *ts;
+	if (!root || !cJSON_IsObject(root)) {
+		respond_error(resp, 400, "invalid_request", "the body is not a JSON object");
+		*error_code = "invalid_request";
+		goto out;
+	}
+	exec_id = cJSON_GetObjectItemCaseSensitive(root, "execution_id");
+	name = cJSON_GetObjectItemCaseSensitive(root, "tool_name");
+	params = cJSON_GetObjectItemCaseSensitive(root, "parameters");
+	ts = cJSON_GetObjectItemCaseSensitive(root, "timestamp");
+	if (!cJSON_IsString(exec_id) || !*exec_id->valuestring || strlen(exec_id->valuestring) > EXEC_ID_MAX) {
+		respond_error(resp, 400, "invalid_request", "execution_id must be a non-empty string of at most 200 bytes");
+		*error_code = "invalid_request";
+		goto out;
+	}
+	*exec_out = exec_id->valuestring;
+	if (req->request_id && strcmp(req->request_id, exec_id->valuestring) != 0) {
+		respond_error(resp, 400, "invalid_request", "X-Interactor-Request-Id differs from execution_id");
+		*error_code = "invalid_request";
+		goto out;
+	}
+	if (!cJSON_IsString(name) || strcmp(name->valuestring, tool_name) != 0) {
+		respond_error(resp, 400, "invalid_request", "tool_name in the body differs from the tool in the URL");
+		*error_code = "invalid_request";
+		goto out;
+	}
+	if (params && !cJSON_IsObject(params) && !cJSON_IsNull(params)) {
+		respond_error(resp, 400, "invalid_parameters", "parameters must be a JSON object");
+		*error_code = "invalid_parameters";
+		goto out;
+	}
+	/* The signed body's own timestamp must be fresh too: the header is not signed. */
+	if (ts) {
+		time_t t;
+		long skew;
+		if (!cJSON_IsString(ts) || signature_parse_timestamp(ts->valuestring, &t)) {
+			respond_error(resp, 400, "invalid_request", "timestamp in the body is not ISO 8601");
+			*error_code = "invalid_request";
+			goto out;
+		}
+		skew = (long)(app->now() - t);
+		if (skew > (long)cfg->timestamp_tolerance || -skew > (long)cfg->timestamp_tolerance) {
+			respond_error(resp, 401, "invalid_signature", "timestamp in the body is outside the tolerance");
+			*error_code = "invalid_signature";
+			goto out;
+		}
+	}
+	const struct tool_def *tool = tools_find(tool_name);
+	if (!tool) {
+		respond_error(resp, 404, "unknown_tool", "no such tool; tools: list_data_sources, describe_schema, run_query");
+		*error_code = "unknown_tool";
+		goto out;
+	}
+	run_tool(app, tool, cJSON_IsObject(params) ? params : NULL, exec_id->valuestring, resp, source,
+		 error_code);
+out:
+	/* exec_out points into root: the caller logs before root goes away */
+	if (*exec_out) {
+		static __thread char id_copy[EXEC_ID_MAX + 1];
+		snprintf(id_copy, sizeof id_copy, "%s", *exec_out);
+		*exec_out = id_copy;
+	}
+	cJSON_Delete(root);
+}
+
+void request_handle(struct app *app, const struct http_request *req, struct http_response *resp)
+{
+	struct timespec start;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	memset(resp, 0, sizeof *resp);
+	const char *exec_id = NULL, *source = NULL, *error_code = NULL;
+	const char *tool = NULL;
+
+	if (strncmp(req->path, TOOL_PREFIX, strlen(TOOL_PREFIX)) == 0) {
+		tool = req->path + strlen(TOOL_PREFIX);
+		if (strcmp(req->method, "POST") != 0) {
+			respond_error(resp, 405, "method_not_allowed", "tool callbacks are POST requests");
+			resp->allow_post = true;
+			error_code = "method_not_allowed";
+		} else if (!*tool || strchr(tool, '/')) {
+			respond_error(resp, 404, "not_found", "use POST /v1/tools/{tool_name}");
+			error_code = "not_found";
+		} else {
+			handle_tool(app, req, tool, resp, &exec_id, &source, &error_code);
+		}
+	} else if (strcmp(req->path, "/healthz") == 0 && strcmp(req->method, "GET") == 0) {
+		handle_health(app, resp);
+		return; /* health checks are not logged: they would drown the request log */
+	} else {
+		respond_error(resp, 404, "not_found", "no such endpoint; tool callbacks go to POST /v1/tools/{tool_name}");
+		error_code = "not_found";
+	}
+	log_request(exec_id ? exec_id : req->request_id, tool, source, resp->status, elapsed_ms(&start),
+		    error_code);
+}
