@@ -1,0 +1,181 @@
+"""Shared pieces of the end-to-end tests: start the daemon on a free port
+with a config of the test's own, and send callbacks signed the way
+Interactor signs them (HMAC-SHA256 of the raw body, ISO 8601 timestamp)."""
+
+import argparse
+import datetime
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+SECRET = "e2e-secret-0123456789abcdef-not-real"
+SECRET_OLD = "e2e-old-secret-fedcba9876543210-xx"
+
+
+def parse_args():
+    p = argparse.ArgumentParser()
+    p.add_argument("--binary", required=True)
+    p.add_argument("--demo-db", required=True)
+    p.add_argument("--source-dir", required=True)
+    args = p.parse_args()
+    for name in ("binary", "demo_db", "source_dir"):
+        setattr(args, name, os.path.abspath(getattr(args, name)))
+    return args
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def iso(t):
+    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def sign(secret, body):
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def config_text(args, workdir, extra_source="", limits=None):
+    limits = limits or {"max_rows": 1000, "max_result_bytes": 60000, "timeout_ms": 1500}
+    lim = ", ".join("%s: %d" % kv for kv in limits.items())
+    return f"""
+server: {{ listen: "127.0.0.1:1", threads: 4 }}
+auth:
+  callback_secrets: ["${{E2E_SECRET}}", "${{E2E_SECRET_OLD}}"]
+  timestamp_tolerance: 300
+state: {{ path: "{workdir}/state.db" }}
+log: {{ level: info, format: json }}
+sources:
+  - name: demo
+    driver: sqlite
+    dsn: "{args.demo_db}"
+    description: "Demo sales database"
+    mappings: "{args.source_dir}/conf/mappings/demo.yaml"
+    pool: {{ size: 4 }}
+    limits: {{ {lim} }}
+  - name: capped
+    driver: sqlite
+    dsn: "{args.demo_db}"
+    mappings: "{args.source_dir}/conf/mappings/demo.yaml"
+    limits: {{ max_rows: 1000, max_result_bytes: 2048, timeout_ms: 1500 }}
+  - name: no_adhoc
+    driver: sqlite
+    dsn: "{args.demo_db}"
+    run_query: false
+{extra_source}
+"""
+
+
+class Daemon:
+    """The connector as a child process, on a free port."""
+
+    def __init__(self, args, config, env_extra=None):
+        self.args = args
+        self.workdir = tempfile.mkdtemp(prefix="cn-e2e-")
+        self.config_path = os.path.join(self.workdir, "connector.yaml")
+        with open(self.config_path, "w") as f:
+            f.write(config.replace("@WORKDIR@", self.workdir))
+        self.port = free_port()
+        self.env = dict(os.environ, E2E_SECRET=SECRET, E2E_SECRET_OLD=SECRET_OLD)
+        self.env.update(env_extra or {})
+        self.log_path = os.path.join(self.workdir, "connector.log")
+        self.proc = None
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [self.args.binary, "serve", "--config", self.config_path,
+             "--listen", "127.0.0.1:%d" % self.port],
+            stdout=self.log, stderr=self.log, env=self.env)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("daemon exited with %s:\n%s" % (self.proc.returncode, self.log_text()))
+            try:
+                status, _, _ = self.request("GET", "/healthz")
+                if status == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError("daemon did not answer /healthz within 30 s:\n" + self.log_text())
+
+    def stop(self, sig=signal.SIGTERM, timeout=40):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=timeout)
+        if self.proc:
+            self.log.close()
+        return self.proc.returncode if self.proc else None
+
+    def log_text(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def request(self, method, path, body=b"", headers=None, timeout=60):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
+            return r.status, dict(r.getheaders()), r.read()
+        finally:
+            c.close()
+
+    def call(self, tool, params, exec_id=None, secret=SECRET, ts=None, body=None,
+             path_tool=None, tamper=None, headers_override=None):
+        """A signed callback. Returns (status, headers, raw body bytes, parsed JSON or None)."""
+        exec_id = exec_id or "exec_%d_%d" % (os.getpid(), time.time_ns())
+        ts = time.time() if ts is None else ts
+        if body is None:
+            body = json.dumps({"tool_name": tool, "parameters": params, "execution_id": exec_id,
+                               "room_id": "room_e2e", "assistant_id": "asst_e2e",
+                               "timestamp": iso(ts)}).encode()
+        headers = {"Content-Type": "application/json",
+                   "X-Interactor-Signature": sign(secret, body),
+                   "X-Interactor-Timestamp": iso(ts),
+                   "X-Interactor-Request-Id": exec_id}
+        if tamper:
+            body = tamper(body)
+        if headers_override is not None:
+            headers = headers_override(headers)
+        status, hdrs, raw = self.request("POST", "/v1/tools/" + (path_tool or tool), body, headers)
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = None
+        return status, hdrs, raw, parsed
+
+
+class Runner:
+    """A tiny test runner: each test is a function; prints 'N passed, N failed'."""
+
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def run(self, name, fn, *a):
+        try:
+            fn(*a)
+            self.passed += 1
+            print("PASS", name, flush=True)
+        except Exception as e:  # noqa: BLE001 - report every failure and go on
+            self.failed += 1
+            print("FAIL", name, "-", repr(e), flush=True)
+
+    def finish(self):
+        print("%d passed, %d failed" % (self.passed, self.failed))
+        return 0 if self.failed == 0 and self.passed > 0 else 1
+
+
+def expect(cond, what):
+    if not cond:
+        raise AssertionError(what)
