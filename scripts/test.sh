@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Command 2 of the README: install what is missing, build, and run every test
+# through ctest, three times over:
+#   build/       the normal build (unit, end-to-end)
+#   build-asan/  AddressSanitizer + UndefinedBehaviorSanitizer (LeakSanitizer on)
+#   build-fuzz/  clang-14 libFuzzer targets, each a short run over its seeds
+# Services the tests need are started in the background by tests/support/
+# and stopped when the tests end, also on failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+
+./scripts/install-deps.sh --test
+
+step() { printf '\n=== %s ===\n' "$*"; }
+
+step "build (RelWithDebInfo)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$jobs"
+step "tests"
+ctest --test-dir build --output-on-failure -j"$jobs"
+
+step "build (ASan + UBSan)"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCN_SANITIZE=ON >/dev/null
+cmake --build build-asan -j"$jobs"
+step "tests under ASan + UBSan"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan --output-on-failure -j"$jobs"
+
+if command -v clang-14 >/dev/null; then
+  step "build (libFuzzer, clang-14)"
+  CC=clang-14 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DCN_FUZZ=ON >/dev/null
+  cmake --build build-fuzz -j"$jobs"
+  step "fuzz smoke runs"
+  ctest --test-dir build-fuzz --output-on-failure -L fuzz
+fi
+step "all tests passed"
