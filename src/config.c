@@ -41,6 +41,7 @@ enum ck_type {
 	CK_BOOL,    /* bool: true | false */
 	CK_STRLIST, /* char ** + size_t count at count_off; min..max items; a lone string is one item */
 	CK_SOURCES, /* the list of sources, each read with source_keys */
+	CK_OPTIONS, /* struct config_options: a driver's own key: value settings */
 };
 
 /* Fills why (for the message) and returns false when value is not acceptable. */
@@ -121,6 +122,8 @@ static const struct ck_key source_keys[] = {
 	 .min = 1024, .max = 65536, .doc = "bytes of JSON result at most (the platform caps 64 KB)"},
 	{"limits.timeout_ms", CK_UINT, SRC(limits.timeout_ms), .def_u = 10000, .min = 1,
 	 .max = 25000, .doc = "statement time budget in ms (the platform waits 30 s)"},
+	{"options", CK_OPTIONS, SRC(options), .max = CONFIG_MAX_OPTIONS,
+	 .doc = "the driver's own settings, key: value (see the driver's docs)"},
 };
 
 #define NKEYS(t) (sizeof(t) / sizeof((t)[0]))
@@ -541,6 +544,80 @@ static int set_strlist(struct loader *ld, const struct ck_key *k, void *base, co
 	return CN_OK;
 }
 
+/* An option whose name suggests a secret is never printed or quoted. */
+static bool option_is_secret(const char *key)
+{
+	return strstr(key, "password") || strstr(key, "secret") || strstr(key, "token") ||
+	       strstr(key, "key");
+}
+
+static bool option_key_ok(const char *key)
+{
+	size_t n = strlen(key);
+	if (n == 0 || n > 64)
+		return false;
+	for (const char *p = key; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+			return false;
+	return true;
+}
+
+static int set_options(struct loader *ld, const struct ck_key *k, void *base, const struct ynode *v,
+		       const char *kp, int line)
+{
+	struct config_options *o = field(base, k->off);
+	char okp[CK_PATH_MAX], s[CK_SHOW_MAX + 1];
+
+	if (v->type != YNODE_MAP)
+		return err_at(ld, line, kp, "expected a map, got %s; write it as `options: { key: "
+			      "value }`", ytree_type_name(v));
+	if (v->n > k->max)
+		return err_at(ld, line, kp, "has %zu options; at most %u are allowed", v->n, k->max);
+	o->keys = calloc(v->n ? v->n : 1, sizeof *o->keys);
+	o->values = calloc(v->n ? v->n : 1, sizeof *o->values);
+	if (!o->keys || !o->values)
+		return err_nomem(ld);
+	for (size_t i = 0; i < v->n; i++) {
+		const char *key = v->keys[i]->value;
+		const struct ynode *item = v->items[i];
+		path_join(okp, sizeof okp, kp, key);
+		if (!option_key_ok(key))
+			return err_at(ld, v->keys[i]->line, kp, "option name '%s' is not valid; use 1-64 "
+				      "of a-z 0-9 _", show(s, sizeof s, key));
+		struct ck_key as_string = {.path = key, .type = CK_STRING,
+					   .flags = option_is_secret(key) ? CK_F_SENSITIVE : 0};
+		struct buf joined;
+		buf_init(&joined, CONFIG_MAX_VALUE);
+		size_t n = item->type == YNODE_SEQ ? item->n : 1;
+		int rc = CN_OK;
+		for (size_t j = 0; rc == CN_OK && j < n; j++) {
+			const struct ynode *one = item->type == YNODE_SEQ ? item->items[j] : item;
+			char *text = NULL;
+			if (ytree_is_null(one))
+				continue;
+			rc = scalar_text(ld, one, okp, &as_string, &text);
+			if (rc == CN_OK && (buf_puts(&joined, j ? "," : "") || buf_puts(&joined, text)))
+				rc = err_at(ld, one->line, okp, "the value is too long");
+			free(text);
+		}
+		if (rc == CN_OK) {
+			o->keys[o->n] = strdup(key);
+			o->values[o->n] = buf_steal(&joined, NULL);
+			if (!o->keys[o->n] || !o->values[o->n]) {
+				free(o->keys[o->n]);
+				free(o->values[o->n]);
+				rc = err_nomem(ld);
+			} else {
+				o->n++;
+			}
+		}
+		buf_free(&joined);
+		if (rc)
+			return rc;
+	}
+	return CN_OK;
+}
+
 static int walk_map(struct loader *ld, struct walk *w, const struct ynode *map, const char *prefix);
 static int walk_finish(struct loader *ld, struct walk *w);
 
@@ -616,6 +693,7 @@ static int set_leaf(struct loader *ld, struct walk *w, size_t row, const struct 
 	case CK_BOOL: rc = set_bool(ld, k, w->base, v, kp); break;
 	case CK_STRLIST: rc = set_strlist(ld, k, w->base, v, kp, line); break;
 	case CK_SOURCES: rc = set_sources(ld, k, w->base, v, kp, line); break;
+	case CK_OPTIONS: rc = set_options(ld, k, w->base, v, kp, line); break;
 	default: rc = cn_error_set(ld->err, CN_EINTERNAL, "%s: bad key table", ld->file);
 	}
 	if (rc == CN_OK)
@@ -810,7 +888,8 @@ static int walk_finish(struct loader *ld, struct walk *w)
 		case CK_UINT: *(uint32_t *)field(w->base, k->off) = k->def_u; break;
 		case CK_BOOL: *(bool *)field(w->base, k->off) = k->def_u != 0; break;
 		case CK_STRLIST:
-		case CK_SOURCES: break; /* an empty list */
+		case CK_SOURCES:
+		case CK_OPTIONS: break; /* empty */
 		}
 	}
 	return CN_OK;
@@ -836,6 +915,16 @@ static void free_table(const struct ck_key *keys, size_t nkeys, void *base)
 				free(items[i]);
 			}
 			free(items);
+		} else if (k->type == CK_OPTIONS) {
+			struct config_options *o = field(base, k->off);
+			for (size_t i = 0; i < o->n; i++) {
+				if (option_is_secret(o->keys[i]))
+					explicit_bzero(o->values[i], strlen(o->values[i]));
+				free(o->keys[i]);
+				free(o->values[i]);
+			}
+			free(o->keys);
+			free(o->values);
 		} else if (k->type == CK_SOURCES) {
 			struct config_source *srcs = *(struct config_source **)field(base, k->off);
 			size_t n = *(size_t *)field(base, k->count_off);
@@ -1106,6 +1195,16 @@ static void print_value(struct printer *p, const struct ck_key *k, const void *b
 		for (size_t i = 0; i < n; i++) {
 			fprintf(out, "%*s- ", indent + 2, "");
 			print_quoted(out, (k->flags & CK_F_SENSITIVE) ? "<redacted>" : items[i]);
+			fputc('\n', out);
+		}
+		break;
+	}
+	case CK_OPTIONS: {
+		const struct config_options *o = cfield(base, k->off);
+		fputs(o->n ? "\n" : " {}\n", out);
+		for (size_t i = 0; i < o->n; i++) {
+			fprintf(out, "%*s%s: ", indent + 2, "", o->keys[i]);
+			print_quoted(out, option_is_secret(o->keys[i]) ? "<redacted>" : o->values[i]);
 			fputc('\n', out);
 		}
 		break;

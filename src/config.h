@@ -20,11 +20,19 @@
 #define CONFIG_MIN_SECRET_LEN 16
 #define CONFIG_MAX_SECRETS 8
 #define CONFIG_MAX_SOURCES 64
+#define CONFIG_MAX_OPTIONS 32
 
 struct config_limits {
 	uint32_t max_rows;         /* default 1000, 1..100000 */
 	uint32_t max_result_bytes; /* default 60000, 1024..65536 (the platform caps results at 64 KB) */
 	uint32_t timeout_ms;       /* default 10000, 1..25000 (below the platform's 30 s) */
+};
+
+/* A driver's own settings: the source's `options:` map, in file order. */
+struct config_options {
+	char **keys;   /* [a-z0-9_]{1,64} */
+	char **values; /* scalars as written (${VAR} expanded); lists joined with "," */
+	size_t n;      /* at most CONFIG_MAX_OPTIONS */
 };
 
 struct config_source {
@@ -36,6 +44,7 @@ struct config_source {
 	bool allow_run_query;/* key `run_query`, default true */
 	uint32_t pool_size;  /* key `pool.size`, default 4, 1..256 */
 	struct config_limits limits;
+	struct config_options options; /* key `options` */
 	int line;            /* where the source starts in the file */
 };
 

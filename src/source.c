@@ -48,6 +48,9 @@ static int source_connect(struct source *s, struct cn_error *err)
 		.timeout_ms = s->cfg->limits.timeout_ms,
 		.host_ctx = s,
 		.is_hidden = source_is_hidden,
+		.option_keys = (const char *const *)s->cfg->options.keys,
+		.option_values = (const char *const *)s->cfg->options.values,
+		.noptions = s->cfg->options.n,
 	};
 	void *h = NULL;
 	int rc = s->module->api->open(&info, &h, err);

@@ -157,6 +157,11 @@ struct cn_source_info {
 	/* Non-zero when the semantic mappings hide this table (column NULL) or
 	 * column. Drivers deny reading hidden tables and blank hidden columns. */
 	int (*is_hidden)(void *host_ctx, const char *schema, const char *table, const char *column);
+	/* Driver-specific settings from the source's `options:` map, in file
+	 * order (list values joined with ","); noptions may be 0. */
+	const char *const *option_keys;
+	const char *const *option_values;
+	size_t noptions;
 };
 
 /* One request: parameters are bound, never spliced into the text. */

@@ -882,6 +882,61 @@ static void check_leaf_against_schema(const cJSON *root, const struct leaf *l)
 	}
 }
 
+static void test_driver_options(void **state)
+{
+	(void)state;
+	static const char yaml[] =
+		"auth: { callback_secrets: [\"${CN_TEST_SECRET}\"] }\n"
+		"sources:\n"
+		"  - name: pg\n"
+		"    driver: postgres\n"
+		"    dsn: \"host=db\"\n"
+		"    options:\n"
+		"      schemas: [public, \"sales_*\"]\n"
+		"      application_name: connector\n"
+		"      password: \"${CN_TEST_DBPASS}\"\n"
+		"      retries: 3\n";
+	struct config *cfg;
+	struct cn_error err;
+	assert_int_equal(load(yaml, &cfg, &err), CN_OK);
+	const struct config_options *o = &cfg->sources[0].options;
+	assert_int_equal(o->n, 4);
+	assert_string_equal(o->keys[0], "schemas");
+	assert_string_equal(o->values[0], "public,sales_*");
+	assert_string_equal(o->keys[1], "application_name");
+	assert_string_equal(o->values[1], "connector");
+	assert_string_equal(o->values[2], DBPASS);
+	assert_string_equal(o->values[3], "3");
+	char *out = print_to_string(cfg);
+	assert_contains(out, "schemas: \"public,sales_*\"", "options printout");
+	assert_contains(out, "password: \"<redacted>\"", "options printout");
+	assert_lacks(out, DBPASS, "options printout");
+	free(out);
+	config_free(cfg);
+
+	static const struct {
+		const char *options;
+		const char *needle;
+	} bad[] = {
+		{"options: [a, b]", "expected a map"},
+		{"options: { Bad-Key: 1 }", "is not valid"},
+		{"options: { a: { b: 1 } }", "expected a single value"},
+		{"options: { a: \"${CN_TEST_UNSET}\" }", "CN_TEST_UNSET"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char text[512];
+		snprintf(text, sizeof text,
+			 "auth: { callback_secrets: [\"${CN_TEST_SECRET}\"] }\n"
+			 "sources:\n  - { name: s, driver: sqlite, dsn: x.db,\n      %s }\n",
+			 bad[i].options);
+		assert_int_not_equal(load(text, &cfg, &err), CN_OK);
+		assert_null(cfg);
+		assert_contains(err.message, "sources[0].options", "option error key");
+		assert_contains(err.message, bad[i].needle, "option error");
+		assert_contains(err.message, NAME ":4:", "option error line");
+	}
+}
+
 static void test_schema_and_docs_agree(void **state)
 {
 	(void)state;
@@ -952,6 +1007,7 @@ int main(void)
 		cmocka_unit_test(test_print_redacts_dsn),
 		cmocka_unit_test(test_resolve_path),
 		cmocka_unit_test(test_load_file),
+		cmocka_unit_test(test_driver_options),
 		cmocka_unit_test(test_schema_and_docs_agree),
 	};
 	return cmocka_run_group_tests(tests, setup_env, NULL);
