@@ -155,7 +155,8 @@ struct cn_source_info {
 	uint32_t timeout_ms;  /* default statement time budget */
 	void *host_ctx;
 	/* Non-zero when the semantic mappings hide this table (column NULL) or
-	 * column. Drivers deny reading hidden tables and blank hidden columns. */
+	 * column. Drivers deny reading hidden tables and blank hidden columns.
+	 * Thread-safe and lock-free: drivers may call it from any thread. */
 	int (*is_hidden)(void *host_ctx, const char *schema, const char *table, const char *column);
 	/* Driver-specific settings from the source's `options:` map, in file
 	 * order (list values joined with ","); noptions may be 0. */
@@ -189,7 +190,9 @@ struct cn_driver {
 	void (*close)(void *handle); /* NULL handle is a no-op */
 	int (*ping)(void *handle, struct cn_error *err);
 	int (*introspect)(void *handle, const struct cn_schema_builder *b, struct cn_error *err);
-	/* The guard: CN_OK, or CN_EREJECTED with a reason an assistant can act on. */
+	/* The guard: CN_OK, or CN_EREJECTED with a reason an assistant can act on
+	 * (or CN_EBUSY / CN_ETIMEOUT / CN_ECANCELED / CN_EUNAVAILABLE when the
+	 * driver needs a connection to judge the query and cannot get one). */
 	int (*check)(void *handle, const char *query, struct cn_error *err);
 	/* CN_OK (also when the sink said full), CN_EREJECTED, CN_EQUERY, CN_ETIMEOUT,
 	 * CN_EBUSY (no connection free in time), CN_EUNAVAILABLE, CN_ECANCELED. */
