@@ -474,22 +474,25 @@ static void test_env_expansion(void **state)
 /* Replace every occurrence of from in text by to (malloc'ed). */
 static char *replace_all(const char *text, const char *from, const char *to)
 {
-	size_t fl = strlen(from), tl = strlen(to), n = 0;
-	for (const char *p = strstr(text, from); p; p = strstr(p + fl, from))
-		n++;
-	char *res = malloc(strlen(text) + n * tl + 1), *w = res;
+	size_t fl = strlen(from), tl = strlen(to), n = 0, len = strlen(text);
+	for (size_t i = 0; i + fl <= len; i++)
+		if (memcmp(text + i, from, fl) == 0) {
+			n++;
+			i += fl - 1;
+		}
+	char *res = malloc(len + n * tl + 1);
 	assert_non_null(res);
-	for (const char *p = text, *q; ; p = q + fl) {
-		q = strstr(p, from);
-		size_t len = q ? (size_t)(q - p) : strlen(p);
-		memcpy(w, p, len);
-		w += len;
-		if (!q)
-			break;
-		memcpy(w, to, tl);
-		w += tl;
+	size_t w = 0;
+	for (size_t i = 0; i < len;) {
+		if (i + fl <= len && memcmp(text + i, from, fl) == 0) {
+			memcpy(res + w, to, tl);
+			w += tl;
+			i += fl;
+		} else {
+			res[w++] = text[i++];
+		}
 	}
-	*w = '\0';
+	res[w] = '\0';
 	return res;
 }
 
