@@ -1,5 +1,7 @@
 #include "driver_loader.h"
 
+#include "buf.h"
+
 #include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
@@ -87,20 +89,22 @@ static int load_from(const char *dir, const char *name, struct driver_module **o
 	return CN_OK;
 }
 
-/* The drivers/ directory next to /proc/self/exe. */
-static int exe_driver_dir(char *out, size_t len)
+#ifndef CN_DRIVER_SUBDIR
+#define CN_DRIVER_SUBDIR "lib/interactor-connector/drivers"
+#endif
+
+/* The directory of /proc/self/exe into out. */
+static int exe_dir(char *out, size_t len)
 {
-	char exe[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	ssize_t n = readlink("/proc/self/exe", out, len - 1);
 	if (n <= 0)
 		return -1;
-	exe[n] = '\0';
-	char *slash = strrchr(exe, '/');
+	out[n] = '\0';
+	char *slash = strrchr(out, '/');
 	if (!slash)
 		return -1;
 	*slash = '\0';
-	int w = snprintf(out, len, "%s/drivers", exe);
-	return (w < 0 || (size_t)w >= len) ? -1 : 0;
+	return 0;
 }
 
 int driver_load(const char *dir, const char *name, struct driver_module **out, struct cn_error *err)
@@ -113,23 +117,31 @@ int driver_load(const char *dir, const char *name, struct driver_module **out, s
 	if (dir && *dir)
 		return load_from(dir, name, out, err);
 
-	char here[PATH_MAX];
-	struct cn_error first = {0};
-	if (exe_driver_dir(here, sizeof here) == 0) {
-		int rc = load_from(here, name, out, &first);
+	/* the build tree, a relocated install, the configured install prefix */
+	char bin[PATH_MAX], dirs[3][PATH_MAX];
+	size_t ndirs = 0;
+	if (exe_dir(bin, sizeof bin) == 0) {
+		snprintf(dirs[ndirs++], PATH_MAX, "%s/drivers", bin);
+		snprintf(dirs[ndirs++], PATH_MAX, "%s/../%s", bin, CN_DRIVER_SUBDIR);
+	}
+	snprintf(dirs[ndirs++], PATH_MAX, "%s", CN_INSTALL_DRIVER_DIR);
+	struct buf tried;
+	buf_init(&tried, 4096);
+	for (size_t i = 0; i < ndirs; i++) {
+		int rc = load_from(dirs[i], name, out, err);
 		if (rc != CN_ENOTFOUND) {
-			if (rc && err)
-				*err = first;
+			buf_free(&tried);
 			return rc;
 		}
+		if (buf_printf(&tried, "%s%s/%s.so", i ? ", " : "", dirs[i], name))
+			break; /* the list is only for the message */
 	}
-	int rc = load_from(CN_INSTALL_DRIVER_DIR, name, out, err);
-	if (rc == CN_ENOTFOUND)
-		cn_error_set(err, CN_ENOTFOUND,
-			     "driver '%s' not found: looked for %s/%s.so and %s/%s.so; set drivers.dir "
-			     "in the config or build the driver",
-			     name, first.message[0] ? here : "(binary dir)", name, CN_INSTALL_DRIVER_DIR, name);
-	return rc;
+	cn_error_set(err, CN_ENOTFOUND,
+		     "driver '%s' not found: looked for %s; set drivers.dir in the config or build "
+		     "the driver",
+		     name, tried.data ? tried.data : "");
+	buf_free(&tried);
+	return CN_ENOTFOUND;
 }
 
 void driver_unload(struct driver_module *m)

@@ -140,6 +140,12 @@ int sources_open(const struct config *cfg, struct source_set **out, struct cn_er
 		s->module = module_for(set, cfg, s->cfg->driver, err);
 		if (!s->module) {
 			rc = err ? err->code : CN_ENOTFOUND;
+			if (err) {
+				char why[sizeof err->message];
+				snprintf(why, sizeof why, "%s", err->message);
+				cn_error_set(err, rc, "%s:%d: sources[%zu].driver: %s", cfg->path,
+					     s->cfg->line, i, why);
+			}
 			goto fail;
 		}
 		if (s->cfg->mappings_path && *s->cfg->mappings_path) {
