@@ -120,8 +120,9 @@ static void run_tool(struct app *app, const struct tool_def *tool, const cJSON *
 	respond(resp, &r);
 }
 
+/* exec_out receives a copy of the body's execution_id (for the log line). */
 static void handle_tool(struct app *app, const struct http_request *req, const char *tool_name,
-			struct http_response *resp, const char **exec_out, const char **source,
+			struct http_response *resp, char exec_out[EXEC_ID_MAX + 1], const char **source,
 			const char **error_code)
 {
 	struct cn_error err = {0};
@@ -156,7 +157,7 @@ static void handle_tool(struct app *app, const struct http_request *req, const c
 		*error_code = "invalid_request";
 		goto out;
 	}
-	*exec_out = exec_id->valuestring;
+	snprintf(exec_out, EXEC_ID_MAX + 1, "%s", exec_id->valuestring);
 	if (req->request_id && strcmp(req->request_id, exec_id->valuestring) != 0) {
 		respond_error(resp, 400, "invalid_request", "X-Interactor-Request-Id differs from execution_id");
 		*error_code = "invalid_request";
@@ -197,12 +198,6 @@ static void handle_tool(struct app *app, const struct http_request *req, const c
 	run_tool(app, tool, cJSON_IsObject(params) ? params : NULL, exec_id->valuestring, resp, source,
 		 error_code);
 out:
-	/* exec_out points into root: the caller logs before root goes away */
-	if (*exec_out) {
-		static __thread char id_copy[EXEC_ID_MAX + 1];
-		snprintf(id_copy, sizeof id_copy, "%s", *exec_out);
-		*exec_out = id_copy;
-	}
 	cJSON_Delete(root);
 }
 
@@ -211,8 +206,9 @@ void request_handle(struct app *app, const struct http_request *req, struct http
 	struct timespec start;
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	memset(resp, 0, sizeof *resp);
-	const char *exec_id = NULL, *source = NULL, *error_code = NULL;
+	const char *source = NULL, *error_code = NULL;
 	const char *tool = NULL;
+	char exec_id[EXEC_ID_MAX + 1] = "";
 
 	if (strncmp(req->path, TOOL_PREFIX, strlen(TOOL_PREFIX)) == 0) {
 		tool = req->path + strlen(TOOL_PREFIX);
@@ -224,7 +220,7 @@ void request_handle(struct app *app, const struct http_request *req, struct http
 			respond_error(resp, 404, "not_found", "use POST /v1/tools/{tool_name}");
 			error_code = "not_found";
 		} else {
-			handle_tool(app, req, tool, resp, &exec_id, &source, &error_code);
+			handle_tool(app, req, tool, resp, exec_id, &source, &error_code);
 		}
 	} else if (strcmp(req->path, "/healthz") == 0 && strcmp(req->method, "GET") == 0) {
 		handle_health(app, resp);
@@ -233,6 +229,6 @@ void request_handle(struct app *app, const struct http_request *req, struct http
 		respond_error(resp, 404, "not_found", "no such endpoint; tool callbacks go to POST /v1/tools/{tool_name}");
 		error_code = "not_found";
 	}
-	log_request(exec_id ? exec_id : req->request_id, tool, source, resp->status, elapsed_ms(&start),
+	log_request(*exec_id ? exec_id : req->request_id, tool, source, resp->status, elapsed_ms(&start),
 		    error_code);
 }
