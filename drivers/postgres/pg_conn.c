@@ -1,0 +1,491 @@
+/*
+ * pg_conn.c - connection settings, connecting, the connection pool, waiting
+ * for results with a deadline, and error messages of the PostgreSQL driver.
+ */
+#include "pg_internal.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Settings every session starts with. They are the session's defaults, so
+ * DISCARD ALL (RESET ALL) returns to them after each request. The guard
+ * parses with standard_conforming_strings on and UTF-8, so the server must
+ * read the text the same way. */
+static const char SESSION_OPTIONS[] =
+	"-c DateStyle=ISO,YMD -c TimeZone=UTC -c IntervalStyle=postgres -c extra_float_digits=1 "
+	"-c bytea_output=hex -c standard_conforming_strings=on -c default_transaction_read_only=on "
+	"-c statement_timeout=60000 -c idle_in_transaction_session_timeout=60000";
+
+int64_t pg_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- messages ---- */
+
+/* Replace every occurrence of secret in buf with "***". */
+static void scrub(char *buf, size_t size, const char *secret)
+{
+	size_t n = secret ? strlen(secret) : 0;
+	if (n < 2 || !strstr(buf, secret))
+		return;
+	char out[1024];
+	size_t w = 0;
+	for (const char *r = buf; *r && w + 4 < sizeof out;) {
+		if (strncmp(r, secret, n) == 0) {
+			memcpy(out + w, "***", 3);
+			w += 3;
+			r += n;
+		} else {
+			out[w++] = *r++;
+		}
+	}
+	out[w] = '\0';
+	snprintf(buf, size, "%s", out);
+}
+
+/* Newlines and tabs to single spaces, trimmed. */
+static void one_line(char *s)
+{
+	char *w = s;
+	bool space = true;
+	for (char *r = s; *r; r++) {
+		char c = (*r == '\n' || *r == '\t' || *r == '\r') ? ' ' : *r;
+		if (c == ' ' && space)
+			continue;
+		space = c == ' ';
+		*w++ = c;
+	}
+	while (w > s && w[-1] == ' ')
+		w--;
+	*w = '\0';
+}
+
+void pg_conn_message(struct pg_handle *h, PGconn *c, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s", c ? PQerrorMessage(c) : "out of memory");
+	one_line(buf);
+	if (!buf[0])
+		snprintf(buf, size, "no message from libpq");
+	scrub(buf, size, h->password);
+}
+
+void pg_error_text(struct pg_handle *h, const PGresult *res, char *buf, size_t size)
+{
+	const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+	const char *hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
+	const char *pos = PQresultErrorField(res, PG_DIAG_STATEMENT_POSITION);
+	char at[48] = "";
+	if (pos)
+		snprintf(at, sizeof at, " (at character %s)", pos);
+	if (primary)
+		snprintf(buf, size, "%s%s%s%s%s%s", primary, at, detail ? "; " : "",
+			 detail ? detail : "", hint ? "; hint: " : "", hint ? hint : "");
+	else
+		snprintf(buf, size, "%s", PQresultErrorMessage(res));
+	one_line(buf);
+	scrub(buf, size, h->password);
+}
+
+int pg_sqlstate_status(const char *st)
+{
+	if (!st || strlen(st) != 5)
+		return CN_EQUERY;
+	if (!strcmp(st, "57014"))
+		return CN_ETIMEOUT;
+	if (!strcmp(st, "25006"))
+		return CN_EREJECTED; /* read_only_sql_transaction: the read-only layer said no */
+	if (!strncmp(st, "08", 2) || !strcmp(st, "57P01") || !strcmp(st, "57P02") ||
+	    !strcmp(st, "57P03"))
+		return CN_EUNAVAILABLE;
+	if (!strncmp(st, "28", 2))
+		return CN_EAUTH;
+	return CN_EQUERY;
+}
+
+/* ---- connection settings ---- */
+
+/* A password in the raw dsn (keyword form or URI), to scrub it from a
+ * parse error that may echo the text. Returns a malloc'd copy or NULL. */
+static char *dsn_password_guess(const char *dsn)
+{
+	const char *p = strstr(dsn, "password");
+	if (p) {
+		p += strlen("password");
+		while (*p == ' ')
+			p++;
+		if (*p == '=') {
+			p++;
+			while (*p == ' ')
+				p++;
+			const char *q = *p == '\'' ? strchr(p + 1, '\'') : p + strcspn(p, " ");
+			if (*p == '\'')
+				p++;
+			if (!q)
+				q = p + strlen(p);
+			return q > p ? strndup(p, (size_t)(q - p)) : NULL;
+		}
+	}
+	const char *scheme = strstr(dsn, "://");
+	if (!scheme)
+		return NULL;
+	const char *auth = scheme + 3;
+	const char *at = strchr(auth, '@');
+	const char *slash = strchr(auth, '/');
+	if (!at || (slash && slash < at))
+		return NULL;
+	const char *colon = memchr(auth, ':', (size_t)(at - auth));
+	return colon && at > colon + 1 ? strndup(colon + 1, (size_t)(at - colon - 1)) : NULL;
+}
+
+static int conninfo_set(struct pg_handle *h, size_t *n, const char *key, const char *val)
+{
+	for (size_t i = 0; i < *n; i++) {
+		if (strcmp(h->keys[i], key) == 0) {
+			char *v = strdup(val);
+			if (!v)
+				return CN_ENOMEM;
+			free(h->vals[i]);
+			h->vals[i] = v;
+			return CN_OK;
+		}
+	}
+	h->keys[*n] = strdup(key);
+	h->vals[*n] = strdup(val);
+	if (!h->keys[*n] || !h->vals[*n])
+		return CN_ENOMEM;
+	(*n)++;
+	return CN_OK;
+}
+
+static const char *conninfo_get(const struct pg_handle *h, size_t n, const char *key)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(h->keys[i], key) == 0)
+			return h->vals[i];
+	return NULL;
+}
+
+static int target_build(struct pg_handle *h, size_t n)
+{
+	const char *host = conninfo_get(h, n, "host");
+	const char *addr = conninfo_get(h, n, "hostaddr");
+	const char *port = conninfo_get(h, n, "port");
+	const char *db = conninfo_get(h, n, "dbname");
+	const char *user = conninfo_get(h, n, "user");
+	struct pg_str s = {0};
+	const char *where = host ? host : addr ? addr : "(local socket)";
+	int rc = pg_str_printf(&s, "host %s port %s database %s", where, port ? port : "5432",
+			       db ? db : user ? user : "(default)");
+	if (rc == CN_OK && user)
+		rc = pg_str_printf(&s, " user %s", user);
+	if (rc) {
+		pg_str_free(&s);
+		return rc;
+	}
+	h->target = s.data;
+	return CN_OK;
+}
+
+static int conninfo_defaults(struct pg_handle *h, size_t *n, const char *user_options)
+{
+	struct pg_str opts = {0};
+	int rc = CN_OK;
+	if (user_options && *user_options)
+		rc = pg_str_printf(&opts, "%s ", user_options);
+	if (rc == CN_OK)
+		rc = pg_str_puts(&opts, SESSION_OPTIONS);
+	if (rc == CN_OK)
+		rc = conninfo_set(h, n, "options", opts.data);
+	pg_str_free(&opts);
+	static const char *const defaults[][2] = {
+		{"fallback_application_name", "interactor-connector"},
+		{"connect_timeout", "10"},
+		{"keepalives_idle", "60"},
+		{"keepalives_interval", "10"},
+		{"keepalives_count", "3"},
+	};
+	for (size_t i = 0; rc == CN_OK && i < sizeof defaults / sizeof defaults[0]; i++)
+		if (!conninfo_get(h, *n, defaults[i][0]))
+			rc = conninfo_set(h, n, defaults[i][0], defaults[i][1]);
+	if (rc == CN_OK)
+		rc = conninfo_set(h, n, "client_encoding", "UTF8");
+	return rc;
+}
+
+int pg_conninfo_build(struct pg_handle *h, const char *dsn, struct cn_error *err)
+{
+	char *errmsg = NULL;
+	int rc = CN_OK;
+	PQconninfoOption *opts = PQconninfoParse(dsn, &errmsg);
+	if (!opts) {
+		char msg[300];
+		char *guess = dsn_password_guess(dsn);
+		snprintf(msg, sizeof msg, "%s", errmsg ? errmsg : "out of memory");
+		one_line(msg);
+		scrub(msg, sizeof msg, guess);
+		free(guess);
+		PQfreemem(errmsg);
+		return cn_error_set(err, CN_ECONFIG, "invalid PostgreSQL dsn: %s", msg);
+	}
+	size_t count = 0;
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+		count++;
+	h->keys = calloc(count + 16, sizeof *h->keys);
+	h->vals = calloc(count + 16, sizeof *h->vals);
+	if (!h->keys || !h->vals) {
+		rc = cn_error_set(err, CN_ENOMEM, "out of memory");
+		goto out;
+	}
+	size_t n = 0;
+	const char *user_options = NULL;
+	for (PQconninfoOption *o = opts; rc == CN_OK && o->keyword; o++) {
+		if (!o->val || !*o->val)
+			continue;
+		if (!strcmp(o->keyword, "replication")) {
+			rc = cn_error_set(err, CN_ECONFIG, "the PostgreSQL dsn must not set replication: "
+				"replication connections cannot run queries with bound parameters");
+			goto out;
+		}
+		if (!strcmp(o->keyword, "options")) {
+			user_options = o->val;
+			continue;
+		}
+		if (!strcmp(o->keyword, "password") && !(h->password = strdup(o->val)))
+			rc = CN_ENOMEM;
+		if (rc == CN_OK)
+			rc = conninfo_set(h, &n, o->keyword, o->val);
+	}
+	if (rc == CN_OK)
+		rc = conninfo_defaults(h, &n, user_options);
+	if (rc == CN_OK)
+		rc = target_build(h, n);
+	if (rc)
+		rc = cn_error_set(err, CN_ENOMEM, "out of memory");
+out:
+	PQconninfoFree(opts);
+	return rc;
+}
+
+void pg_conninfo_free(struct pg_handle *h)
+{
+	for (size_t i = 0; h->keys && h->keys[i]; i++) {
+		if (h->vals[i] && !strcmp(h->keys[i], "password"))
+			memset(h->vals[i], 0, strlen(h->vals[i]));
+		free(h->keys[i]);
+		free(h->vals[i]);
+	}
+	free(h->keys);
+	free(h->vals);
+	free(h->target);
+	if (h->password)
+		memset(h->password, 0, strlen(h->password));
+	free(h->password);
+	h->keys = h->vals = NULL;
+	h->target = h->password = NULL;
+}
+
+/* ---- connecting ---- */
+
+static void notice_ignore(void *arg, const PGresult *res)
+{
+	(void)arg;
+	(void)res;
+}
+
+static int session_check(struct pg_handle *h, PGconn *c, struct cn_error *err)
+{
+	static const char *const expect[][2] = {
+		{"client_encoding", "UTF8"},
+		{"standard_conforming_strings", "on"},
+		{"DateStyle", "ISO"},
+		{"integer_datetimes", "on"},
+	};
+	for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++) {
+		const char *v = PQparameterStatus(c, expect[i][0]);
+		if (!v || strncmp(v, expect[i][1], strlen(expect[i][1])) != 0)
+			return cn_error_set(err, CN_ECONFIG,
+					    "PostgreSQL at %s runs with %s=%s; the connector needs %s",
+					    h->target, expect[i][0], v ? v : "(unset)", expect[i][1]);
+	}
+	return CN_OK;
+}
+
+int pg_connect(struct pg_handle *h, PGconn **out, struct cn_error *err)
+{
+	char msg[400];
+	PGconn *c = PQconnectdbParams((const char *const *)h->keys, (const char *const *)h->vals, 0);
+	if (!c)
+		return cn_error_set(err, CN_ENOMEM, "out of memory");
+	if (PQstatus(c) != CONNECTION_OK) {
+		pg_conn_message(h, c, msg, sizeof msg);
+		int code = strstr(msg, "authentication failed") ? CN_EAUTH : CN_EUNAVAILABLE;
+		PQfinish(c);
+		return cn_error_set(err, code, "cannot connect to PostgreSQL at %s: %s", h->target, msg);
+	}
+	int rc = session_check(h, c, err);
+	if (rc) {
+		PQfinish(c);
+		return rc;
+	}
+	PQsetNoticeReceiver(c, notice_ignore, NULL);
+	*out = c;
+	return CN_OK;
+}
+
+/* ---- the pool ---- */
+
+unsigned pg_pool_gen(struct pg_handle *h)
+{
+	pthread_mutex_lock(&h->pool_lock);
+	unsigned gen = h->cancel_gen;
+	pthread_mutex_unlock(&h->pool_lock);
+	return gen;
+}
+
+int pg_pool_checkout(struct pg_handle *h, uint32_t wait_ms, unsigned gen, struct pg_slot **out,
+		     struct cn_error *err)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += wait_ms / 1000;
+	until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&h->pool_lock);
+	for (;;) {
+		if (h->cancel_gen != gen) {
+			pthread_mutex_unlock(&h->pool_lock);
+			return cn_error_set(err, CN_ECANCELED, "the query was canceled");
+		}
+		struct pg_slot *best = NULL;
+		for (uint32_t i = 0; i < h->nslots; i++) {
+			struct pg_slot *s = &h->slots[i];
+			if (!s->busy && (!best || (!best->conn && s->conn)))
+				best = s;
+		}
+		if (best) {
+			best->busy = true;
+			pthread_mutex_unlock(&h->pool_lock);
+			*out = best;
+			return CN_OK;
+		}
+		if (pthread_cond_timedwait(&h->pool_cond, &h->pool_lock, &until) == ETIMEDOUT) {
+			pthread_mutex_unlock(&h->pool_lock);
+			return cn_error_set(err, CN_EBUSY,
+					    "all %u connections of source %s are busy; retry shortly",
+					    h->nslots, h->source);
+		}
+	}
+}
+
+void pg_pool_checkin(struct pg_handle *h, struct pg_slot *slot)
+{
+	pthread_mutex_lock(&h->pool_lock);
+	slot->busy = false;
+	pthread_cond_signal(&h->pool_cond);
+	pthread_mutex_unlock(&h->pool_lock);
+}
+
+void pg_slot_drop(struct pg_handle *h, struct pg_slot *slot)
+{
+	pthread_mutex_lock(&h->pool_lock);
+	PGcancel *pc = slot->cancel;
+	slot->cancel = NULL;
+	pthread_mutex_unlock(&h->pool_lock);
+	PQfreeCancel(pc);
+	PQfinish(slot->conn);
+	slot->conn = NULL;
+}
+
+/* An idle connection has nothing to say: a readable socket means the server
+ * closed it (restart, idle timeout) or reported something; read it and look. */
+static bool slot_healthy(PGconn *c)
+{
+	if (PQstatus(c) != CONNECTION_OK || PQpipelineStatus(c) != PQ_PIPELINE_OFF)
+		return false;
+	struct pollfd p = {.fd = PQsocket(c), .events = POLLIN};
+	if (p.fd < 0)
+		return false;
+	if (poll(&p, 1, 0) > 0) {
+		if (!PQconsumeInput(c))
+			return false;
+		PGnotify *n;
+		while ((n = PQnotifies(c)) != NULL)
+			PQfreemem(n);
+	}
+	return PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_IDLE;
+}
+
+int pg_slot_ready(struct pg_handle *h, struct pg_slot *slot, struct cn_error *err)
+{
+	if (slot->conn && slot_healthy(slot->conn))
+		return CN_OK;
+	if (slot->conn)
+		pg_slot_drop(h, slot);
+	PGconn *c;
+	int rc = pg_connect(h, &c, err);
+	if (rc)
+		return rc;
+	PGcancel *pc = PQgetCancel(c);
+	if (!pc) {
+		PQfinish(c);
+		return cn_error_set(err, CN_ENOMEM, "out of memory");
+	}
+	pthread_mutex_lock(&h->pool_lock);
+	slot->conn = c;
+	slot->cancel = pc;
+	pthread_mutex_unlock(&h->pool_lock);
+	return CN_OK;
+}
+
+void pg_slot_cancel(struct pg_handle *h, struct pg_slot *slot)
+{
+	char buf[256];
+	(void)h;
+	/* only this thread replaces slot->cancel, so no lock is needed to read it */
+	if (slot->cancel)
+		PQcancel(slot->cancel, buf, sizeof buf);
+}
+
+void pg_pool_cancel_all(struct pg_handle *h)
+{
+	char buf[256];
+	pthread_mutex_lock(&h->pool_lock);
+	h->cancel_gen++;
+	for (uint32_t i = 0; i < h->nslots; i++)
+		if (h->slots[i].busy && h->slots[i].cancel)
+			PQcancel(h->slots[i].cancel, buf, sizeof buf);
+	pthread_cond_broadcast(&h->pool_cond);
+	pthread_mutex_unlock(&h->pool_lock);
+}
+
+int pg_wait_result(PGconn *c, int64_t deadline, PGresult **out)
+{
+	for (;;) {
+		if (!PQisBusy(c)) {
+			*out = PQgetResult(c);
+			return CN_OK;
+		}
+		int64_t left = deadline - pg_now_ms();
+		if (left <= 0)
+			return CN_ETIMEOUT;
+		struct pollfd p = {.fd = PQsocket(c), .events = POLLIN};
+		if (p.fd < 0)
+			return CN_EUNAVAILABLE;
+		int n = poll(&p, 1, left > 100 ? 100 : (int)left);
+		if (n < 0 && errno != EINTR)
+			return CN_EUNAVAILABLE;
+		if (n > 0 && !PQconsumeInput(c))
+			return CN_EUNAVAILABLE;
+	}
+}

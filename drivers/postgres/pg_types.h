@@ -1,0 +1,76 @@
+/*
+ * pg_types.h - PostgreSQL type OIDs to names and cell kinds, and the
+ * conversion of a cell's text (as the server prints it with DateStyle ISO)
+ * into a cn_value. Also a growable string and an OID hash map the other
+ * parts of the driver share. No connection, no locking: callers lock.
+ */
+#ifndef PG_TYPES_H
+#define PG_TYPES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "connector_driver.h"
+
+/* ---- growable string (always NUL-terminated once something was added) ---- */
+struct pg_str {
+	char *data; /* owned */
+	size_t len, cap;
+};
+
+int pg_str_append(struct pg_str *s, const char *p, size_t n); /* CN_OK or CN_ENOMEM */
+int pg_str_puts(struct pg_str *s, const char *p);
+int pg_str_printf(struct pg_str *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* p (n bytes, UTF-8) as a JSON string literal with the quotes. */
+int pg_str_json(struct pg_str *s, const char *p, size_t n);
+void pg_str_reset(struct pg_str *s);
+void pg_str_free(struct pg_str *s);
+
+/* ---- OID -> pointer hash map (values owned by the caller) ---- */
+struct pg_oid_map {
+	uint32_t *keys; /* 0: empty slot (InvalidOid is never a key) */
+	void **values;
+	size_t cap, n;
+};
+
+void *pg_oid_map_get(const struct pg_oid_map *m, uint32_t key);
+int pg_oid_map_put(struct pg_oid_map *m, uint32_t key, void *value); /* replaces */
+/* Calls free_value (may be NULL) on every value, then empties the map. */
+void pg_oid_map_clear(struct pg_oid_map *m, void (*free_value)(void *));
+
+/* ---- type kinds ---- */
+enum pg_kind {
+	PG_KIND_TEXT,
+	PG_KIND_INT,       /* int2/4/8, oid: CN_VAL_INT */
+	PG_KIND_NUMERIC,   /* float4/8, numeric: CN_VAL_NUMERIC, text as printed */
+	PG_KIND_BOOL,
+	PG_KIND_JSON,      /* json, jsonb */
+	PG_KIND_BYTES,     /* bytea */
+	PG_KIND_TIMESTAMP, /* timestamp[tz]: ISO 8601 with 'T' */
+	PG_KIND_ARRAY,     /* a JSON array built from the array text */
+};
+
+/* A built-in type: name as format_type() prints it, kind, element type. */
+struct pg_builtin_type {
+	uint32_t oid;
+	const char *name;
+	enum pg_kind kind;
+	uint32_t elem; /* arrays: the element type's OID */
+};
+
+const struct pg_builtin_type *pg_builtin_type(uint32_t oid);
+
+/* name with the type modifier the way format_type prints it for the common
+ * cases ("character varying(20)", "numeric(10,2)", "character(3)"). */
+int pg_type_format(struct pg_str *out, uint32_t oid, const char *name, int typmod);
+
+/* ---- cells ---- */
+
+/* Converts one non-NULL cell. text/len is the server's text output; scratch
+ * holds converted text (valid until the next call). elem_kind is used for
+ * arrays only. CN_OK, CN_ENOMEM or CN_EINVAL (malformed text). */
+int pg_cell_convert(enum pg_kind kind, enum pg_kind elem_kind, char delim, const char *text,
+		    size_t len, struct pg_str *scratch, struct cn_value *out);
+
+#endif

@@ -1,0 +1,248 @@
+/*
+ * postgres_driver.c - the PostgreSQL driver module: the ABI table and the
+ * source handle's life cycle. The parts: pg_guard.c (the query guard),
+ * pg_conn.c (settings, pool, errors), pg_exec.c (running a request),
+ * pg_catalog.c (names of result columns), pg_introspect.c (the schema),
+ * pg_types.c (type names and cell conversion).
+ *
+ * Source options (the `options:` map of the source in the config):
+ *   schemas          comma-separated schema patterns to introspect (* is a
+ *                    wildcard); default: every non-system schema
+ *   exclude_schemas  comma-separated patterns to leave out
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pg_guard.h"
+#include "pg_internal.h"
+
+#define PG_DRIVER_VERSION "0.1.0"
+
+static const char *const known_options[] = {"schemas", "exclude_schemas"};
+
+/* "a*, b" -> {"a%","b"}: a text[] literal of LIKE patterns. */
+static int patterns_literal(const char *list, char **out)
+{
+	struct pg_str s = {0};
+	int rc = pg_str_puts(&s, "{");
+	bool first = true;
+	const char *p = list ? list : "";
+	while (rc == CN_OK && *p) {
+		size_t n = strcspn(p, ",");
+		const char *a = p, *b = p + n;
+		p = *b ? b + 1 : b;
+		while (a < b && (*a == ' ' || *a == '\t'))
+			a++;
+		while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+			b--;
+		if (a == b)
+			continue;
+		rc = pg_str_puts(&s, first ? "\"" : ",\"");
+		first = false;
+		for (const char *c = a; rc == CN_OK && c < b; c++) {
+			if (*c == '*')
+				rc = pg_str_puts(&s, "%");
+			else if (*c == '%' || *c == '_')
+				rc = pg_str_printf(&s, "\\\\%c", *c); /* LIKE escape, array-escaped */
+			else if (*c == '\\')
+				rc = pg_str_puts(&s, "\\\\\\\\");
+			else if (*c == '"')
+				rc = pg_str_puts(&s, "\\\"");
+			else
+				rc = pg_str_append(&s, c, 1);
+		}
+		if (rc == CN_OK)
+			rc = pg_str_puts(&s, "\"");
+	}
+	if (rc == CN_OK)
+		rc = pg_str_puts(&s, "}");
+	if (rc) {
+		pg_str_free(&s);
+		return rc;
+	}
+	*out = s.data;
+	return CN_OK;
+}
+
+static int options_parse(struct pg_handle *h, const struct cn_source_info *src,
+			 struct cn_error *err)
+{
+	const char *include = NULL, *exclude = NULL;
+	for (size_t i = 0; i < src->noptions; i++) {
+		const char *k = src->option_keys[i], *v = src->option_values[i];
+		bool known = false;
+		for (size_t j = 0; j < sizeof known_options / sizeof known_options[0]; j++)
+			known = known || strcmp(k, known_options[j]) == 0;
+		if (!known)
+			return cn_error_set(err, CN_ECONFIG, "source %s: unknown option '%s' for the "
+					    "postgres driver (known: schemas, exclude_schemas)",
+					    h->source, k);
+		if (!strcmp(k, "schemas"))
+			include = v;
+		else
+			exclude = v;
+	}
+	if (patterns_literal(include, &h->include_schemas) ||
+	    patterns_literal(exclude, &h->exclude_schemas))
+		return cn_error_set(err, CN_ENOMEM, "out of memory");
+	return CN_OK;
+}
+
+static void pg_close(void *handle)
+{
+	struct pg_handle *h = handle;
+	if (!h)
+		return;
+	for (uint32_t i = 0; h->slots && i < h->nslots; i++) {
+		PQfreeCancel(h->slots[i].cancel);
+		PQfinish(h->slots[i].conn);
+	}
+	free(h->slots);
+	pg_cat_close(h);
+	pthread_mutex_destroy(&h->pool_lock);
+	pthread_cond_destroy(&h->pool_cond);
+	pthread_mutex_destroy(&h->cache_lock);
+	pthread_mutex_destroy(&h->meta_lock);
+	pg_conninfo_free(h);
+	free(h->include_schemas);
+	free(h->exclude_schemas);
+	free(h->source);
+	free(h);
+}
+
+static int handle_init_locks(struct pg_handle *h)
+{
+	pthread_condattr_t attr;
+	if (pthread_condattr_init(&attr))
+		return CN_ENOMEM;
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	int rc = pthread_cond_init(&h->pool_cond, &attr);
+	pthread_condattr_destroy(&attr);
+	if (rc)
+		return CN_ENOMEM;
+	pthread_mutex_init(&h->pool_lock, NULL);
+	pthread_mutex_init(&h->cache_lock, NULL);
+	pthread_mutex_init(&h->meta_lock, NULL);
+	return CN_OK;
+}
+
+static int pg_open(const struct cn_source_info *src, void **handle, struct cn_error *err)
+{
+	const char *name = src->name ? src->name : "(unnamed)";
+	if (!src->dsn || !*src->dsn)
+		return cn_error_set(err, CN_ECONFIG, "source %s: dsn is empty: set a libpq "
+				    "connection string or a postgresql:// URI", name);
+	if (!PQisthreadsafe())
+		return cn_error_set(err, CN_ECONFIG, "libpq was built without thread safety");
+	struct pg_handle *h = calloc(1, sizeof *h);
+	if (!h)
+		return cn_error_set(err, CN_ENOMEM, "out of memory");
+	if (handle_init_locks(h)) {
+		free(h);
+		return cn_error_set(err, CN_ENOMEM, "out of memory");
+	}
+	h->timeout_ms = src->timeout_ms;
+	h->host_ctx = src->host_ctx;
+	h->is_hidden = src->is_hidden;
+	h->nslots = src->pool_size < 1 ? 1 : src->pool_size > PG_MAX_POOL ? PG_MAX_POOL : src->pool_size;
+	int rc = CN_OK;
+	if (!(h->source = strdup(name)) || !(h->slots = calloc(h->nslots, sizeof *h->slots))) {
+		rc = cn_error_set(err, CN_ENOMEM, "out of memory");
+		goto fail;
+	}
+	if ((rc = options_parse(h, src, err)) || (rc = pg_conninfo_build(h, src->dsn, err)))
+		goto fail;
+	/* one connection now: a wrong dsn or an unreachable server shows at start-up */
+	if ((rc = pg_slot_ready(h, &h->slots[0], err)))
+		goto fail;
+	*handle = h;
+	return CN_OK;
+fail:
+	pg_close(h);
+	return rc;
+}
+
+static int pg_ping(void *handle, struct cn_error *err)
+{
+	struct pg_handle *h = handle;
+	struct pg_slot *slot;
+	uint32_t timeout = h->timeout_ms ? h->timeout_ms : PG_DEFAULT_TIMEOUT_MS;
+	int rc = pg_pool_checkout(h, timeout < PG_CHECKOUT_MAX_WAIT_MS ? timeout
+								    : PG_CHECKOUT_MAX_WAIT_MS,
+				  pg_pool_gen(h), &slot, err);
+	if (rc)
+		return rc;
+	rc = pg_slot_ready(h, slot, err);
+	if (rc == CN_OK) {
+		PGconn *c = slot->conn;
+		int64_t deadline = pg_now_ms() + timeout;
+		bool ok = PQsendQueryParams(c, "SELECT 1", 0, NULL, NULL, NULL, NULL, 0);
+		PGresult *res = NULL;
+		int results = 0;
+		while (ok && (rc = pg_wait_result(c, deadline, &res)) == CN_OK && res) {
+			ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+			PQclear(res);
+			results++;
+		}
+		if (!ok || rc || results != 1) {
+			char msg[400];
+			pg_conn_message(h, c, msg, sizeof msg);
+			pg_slot_drop(h, slot);
+			rc = cn_error_set(err, rc == CN_ETIMEOUT ? CN_ETIMEOUT : CN_EUNAVAILABLE,
+					  "PostgreSQL at %s does not answer: %s", h->target, msg);
+		}
+	}
+	pg_pool_checkin(h, slot);
+	return rc;
+}
+
+static int pg_introspect(void *handle, const struct cn_schema_builder *b, struct cn_error *err)
+{
+	return pg_introspect_run(handle, b, err);
+}
+
+static int hook_is_hidden(void *ctx, const char *schema, const char *table, const char *column)
+{
+	struct pg_handle *h = ctx;
+	return h->is_hidden ? h->is_hidden(h->host_ctx, schema, table, column) : 0;
+}
+
+static int pg_check(void *handle, const char *query, struct cn_error *err)
+{
+	struct pg_guard_hooks hooks = {
+		.ctx = handle,
+		.is_hidden = hook_is_hidden,
+		.has_hidden_columns = pg_cat_has_hidden_columns,
+	};
+	return pg_guard_check(query, &hooks, NULL, err);
+}
+
+static int pg_execute(void *handle, const struct cn_query *q, const struct cn_result_sink *sink,
+		      struct cn_error *err)
+{
+	return pg_exec_query(handle, q, sink, err);
+}
+
+static void pg_cancel(void *handle)
+{
+	if (handle)
+		pg_pool_cancel_all(handle);
+}
+
+static const struct cn_driver postgres_driver = {
+	.abi_version = CN_DRIVER_ABI_VERSION,
+	.struct_size = sizeof(struct cn_driver),
+	.name = "postgres",
+	.version = PG_DRIVER_VERSION,
+	.caps = CN_CAP_SQL | CN_CAP_DOLLAR_PARAMS | CN_CAP_CANCEL,
+	.open = pg_open,
+	.close = pg_close,
+	.ping = pg_ping,
+	.introspect = pg_introspect,
+	.check = pg_check,
+	.execute = pg_execute,
+	.cancel = pg_cancel,
+};
+
+CN_DRIVER_EXPORT(postgres_driver)
