@@ -1,0 +1,380 @@
+/*
+ * test_postgres_guard.c - the read-only layers of the PostgreSQL driver,
+ * each on its own: the guard (check) rejects every line of the attack
+ * corpus (tests/fixtures/postgres/attacks.txt); the same lines run through
+ * execute() WITHOUT check, as the superuser and as the read-only role, and
+ * afterwards every fixture table (rows and checksum), the relations,
+ * sequences, large objects, replication slots, roles, functions, locks,
+ * the configuration and the files the corpus aims at are unchanged. The
+ * must-allow list (allowed.txt) passes check() and runs.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <glob.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pg_harness.h"
+
+#define CORPUS_TIMEOUT_MS 300
+#define ATTACK_FILE_GLOB "/tmp/cn_attack_*"
+
+struct entry {
+	char *cls;  /* attacks: fails | harmless | super; allowed: the parameters */
+	char *sql;
+	int line;
+};
+
+struct corpus {
+	struct entry *items;
+	size_t n;
+};
+
+static struct corpus attacks, allowed;
+static void *guarded; /* hide public.secrets and crm.customers.email; introspected */
+
+static void corpus_free(struct corpus *c)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		free(c->items[i].cls);
+		free(c->items[i].sql);
+	}
+	free(c->items);
+	memset(c, 0, sizeof *c);
+}
+
+static int corpus_load(const char *name, struct corpus *c)
+{
+	char path[512];
+	snprintf(path, sizeof path, "%s/tests/fixtures/postgres/%s", CN_TEST_SOURCE_DIR, name);
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		fprintf(stderr, "cannot read %s\n", path);
+		return -1;
+	}
+	char line[4096];
+	int lineno = 0;
+	while (fgets(line, sizeof line, f)) {
+		lineno++;
+		line[strcspn(line, "\n")] = '\0';
+		if (!line[0] || line[0] == '#')
+			continue;
+		char *tab = strchr(line, '\t');
+		if (!tab) {
+			fprintf(stderr, "%s:%d: no tab between class and SQL\n", path, lineno);
+			fclose(f);
+			return -1;
+		}
+		*tab = '\0';
+		struct entry *p = realloc(c->items, (c->n + 1) * sizeof *p);
+		if (!p) {
+			fclose(f);
+			return -1;
+		}
+		c->items = p;
+		c->items[c->n++] = (struct entry){strdup(line), strdup(tab + 1), lineno};
+	}
+	fclose(f);
+	return 0;
+}
+
+/* A builder that only counts: introspection fills the driver's relation cache. */
+static int nb_table(void *c, const char *s, const char *n, enum cn_object_kind k, const char *cm,
+		    int64_t r)
+{
+	(void)s, (void)n, (void)k, (void)cm, (void)r;
+	return (*(int *)c)++;
+}
+static int nb_column(void *c, int t, const char *n, const char *ty, bool nl, const char *d,
+		     const char *cm, int pk)
+{
+	(void)c, (void)t, (void)n, (void)ty, (void)nl, (void)d, (void)cm, (void)pk;
+	return CN_OK;
+}
+static int nb_fk(void *c, int t, const char *n, size_t k, const char *const *a, const char *s,
+		 const char *r, const char *const *b)
+{
+	(void)c, (void)t, (void)n, (void)k, (void)a, (void)s, (void)r, (void)b;
+	return CN_OK;
+}
+static int nb_index(void *c, int t, const char *n, bool u, size_t k, const char *const *a)
+{
+	(void)c, (void)t, (void)n, (void)u, (void)k, (void)a;
+	return CN_OK;
+}
+
+static int group_setup(void **state)
+{
+	struct cn_error err = {0};
+	if (h_setup(state) || corpus_load("attacks.txt", &attacks) ||
+	    corpus_load("allowed.txt", &allowed))
+		return -1;
+	if (h_open(h_env.dsn, 2, 5000, true, &guarded, &err, NULL) != CN_OK) {
+		fprintf(stderr, "open: %s\n", err.message);
+		return -1;
+	}
+	int tables = 0;
+	struct cn_schema_builder b = {&tables, nb_table, nb_column, nb_fk, nb_index};
+	if (h_env.api->introspect(guarded, &b, &err) != CN_OK || tables == 0) {
+		fprintf(stderr, "introspect: %s\n", err.message);
+		return -1;
+	}
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	h_env.api->close(guarded);
+	corpus_free(&attacks);
+	corpus_free(&allowed);
+	return h_teardown(state);
+}
+
+/* ---- what must not change ---- */
+
+static void snap_add(char **snap, PGconn *su, const char *label, const char *sql)
+{
+	char *v = h_super_value(su, sql);
+	char *joined = NULL;
+	if (!v)
+		fail_msg("snapshot query failed: %s", sql);
+	if (asprintf(&joined, "%s%s=%s\n", *snap ? *snap : "", label, v) < 0)
+		fail_msg("out of memory");
+	free(v);
+	free(*snap);
+	*snap = joined;
+}
+
+/* Everything the corpus could have changed, as text to compare. */
+static char *snapshot(void)
+{
+	PGconn *su = h_super();
+	assert_non_null(su);
+	char *snap = NULL;
+	PGresult *rels = PQexec(su,
+		"SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_class c "
+		"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'm', 'p') "
+		"AND n.nspname IN ('crm', 'shop', 'audit', 'public') ORDER BY 1");
+	assert_int_equal(PQresultStatus(rels), PGRES_TUPLES_OK);
+	assert_true(PQntuples(rels) >= 10);
+	for (int i = 0; i < PQntuples(rels); i++) {
+		char sql[512];
+		const char *t = PQgetvalue(rels, i, 0);
+		snprintf(sql, sizeof sql, "SELECT count(*) || ' ' || md5(coalesce(string_agg(x::text, "
+			 "'|' ORDER BY x::text), '')) FROM %s x", t);
+		snap_add(&snap, su, t, sql);
+	}
+	PQclear(rels);
+	static const char *const checks[][2] = {
+		{"relations", "SELECT string_agg(n.nspname || '.' || c.relname || ':' || "
+			      "c.relkind::text, ',' "
+			      "ORDER BY 1) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+			      "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')"},
+		{"customers_seq", "SELECT last_value || ' ' || is_called FROM crm.customers_id_seq"},
+		{"orders_seq", "SELECT last_value || ' ' || is_called FROM shop.orders_id_seq"},
+		{"large_objects", "SELECT count(*) FROM pg_largeobject_metadata"},
+		{"slots", "SELECT count(*) FROM pg_replication_slots"},
+		{"origins", "SELECT count(*) FROM pg_replication_origin"},
+		{"prepared_xacts", "SELECT count(*) FROM pg_prepared_xacts"},
+		{"roles", "SELECT string_agg(rolname || rolsuper::text, ',' ORDER BY 1) FROM pg_roles"},
+		{"functions", "SELECT count(*) FROM pg_proc WHERE pronamespace NOT IN "
+			      "('pg_catalog'::regnamespace, 'information_schema'::regnamespace)"},
+		{"grants", "SELECT md5(string_agg(coalesce(relacl::text, '-'), ',' ORDER BY oid)) "
+			   "FROM pg_class WHERE relnamespace = 'shop'::regnamespace"},
+		{"auto_conf", "SELECT md5(pg_read_file('postgresql.auto.conf'))"},
+		{"data_dir", "SELECT string_agg(f, ',' ORDER BY f) FROM pg_ls_dir('.') f"},
+		{"advisory_locks", "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"},
+		{"idle_in_xact", "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in%'"},
+		{"extensions", "SELECT string_agg(extname, ',' ORDER BY 1) FROM pg_extension"},
+		{"databases", "SELECT string_agg(datname, ',' ORDER BY 1) FROM pg_database"},
+	};
+	for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++)
+		snap_add(&snap, su, checks[i][0], checks[i][1]);
+	PQfinish(su);
+	return snap;
+}
+
+static size_t attack_files(void)
+{
+	glob_t g;
+	size_t n = 0;
+	if (glob(ATTACK_FILE_GLOB, 0, NULL, &g) == 0) {
+		n = g.gl_pathc;
+		for (size_t i = 0; i < n; i++)
+			fprintf(stderr, "attack file exists: %s\n", g.gl_pathv[i]);
+		globfree(&g);
+	}
+	return n;
+}
+
+static void assert_same(const char *before, const char *after)
+{
+	if (strcmp(before, after) == 0)
+		return;
+	fprintf(stderr, "--- before\n%s--- after\n%s", before, after);
+	fail_msg("the corpus changed the database");
+}
+
+/* ---- the tests ---- */
+
+static void test_check_rejects_every_attack(void **state)
+{
+	(void)state;
+	assert_true(attacks.n >= 60);
+	for (size_t i = 0; i < attacks.n; i++) {
+		struct cn_error err = {0};
+		int rc = h_env.api->check(guarded, attacks.items[i].sql, &err);
+		if (rc != CN_EREJECTED || !err.message[0] || err.code != CN_EREJECTED)
+			fail_msg("attacks.txt:%d accepted by check(): %s", attacks.items[i].line,
+				 attacks.items[i].sql);
+	}
+}
+
+struct tally {
+	int gate, read_only, other, ok, skipped;
+};
+
+static void run_corpus(const char *role, const char *dsn, bool superuser, struct tally *t)
+{
+	void *h = NULL;
+	struct cn_error err = {0};
+	if (h_open(dsn, 1, CORPUS_TIMEOUT_MS, false, &h, &err, NULL) != CN_OK)
+		fail_msg("open as %s: %s", role, err.message);
+	for (size_t i = 0; i < attacks.n; i++) {
+		const struct entry *e = &attacks.items[i];
+		if (superuser && !strcmp(e->cls, "super")) {
+			t->skipped++;
+			continue;
+		}
+		struct h_result r;
+		memset(&err, 0, sizeof err);
+		int64_t t0 = h_now_ms();
+		int rc = h_exec(h, e->sql, NULL, 0, CORPUS_TIMEOUT_MS, 100, &r, &err);
+		int64_t took = h_now_ms() - t0;
+		h_result_free(&r);
+		if (took > 4000)
+			fail_msg("attacks.txt:%d as %s took %lld ms", e->line, role, (long long)took);
+		bool must_fail = !strcmp(e->cls, "fails") || !strcmp(e->cls, "super");
+		if (must_fail && rc == CN_OK)
+			fail_msg("attacks.txt:%d ran as %s without check(): %s", e->line, role, e->sql);
+		if (rc == CN_OK)
+			t->ok++;
+		else if (strstr(err.message, "read-only transaction"))
+			t->read_only++;
+		else if (rc == CN_EREJECTED)
+			t->gate++;
+		else
+			t->other++;
+	}
+	/* the one connection the corpus used is as clean as a new one */
+	char v[256];
+	assert_int_equal(h_scalar(h, "SELECT current_setting('search_path') || ' ' || "
+				     "current_setting('work_mem') || ' ' || (SELECT count(*) FROM "
+				     "pg_locks WHERE locktype = 'advisory')", v, sizeof v), CN_OK);
+	assert_string_equal(v, "T:\"$user\", public 4MB 0");
+	h_env.api->close(h);
+	fprintf(stderr, "corpus as %s: %d stopped by the statement gate, %d by the read-only "
+		"transaction, %d by other errors (privileges, timeouts...), %d ran, %d skipped\n",
+		role, t->gate, t->read_only, t->other, t->ok, t->skipped);
+}
+
+static void test_execute_without_check_changes_nothing(void **state)
+{
+	(void)state;
+	h_system("rm -f " ATTACK_FILE_GLOB);
+	char *before = snapshot();
+	struct tally su = {0}, ro = {0};
+	run_corpus("superuser", h_env.super_dsn, true, &su);
+	run_corpus("connector_ro", h_env.dsn, false, &ro);
+	/* both layers did real work: neither stopped everything alone */
+	assert_true(su.gate > 20 && su.read_only > 5);
+	char *after = snapshot();
+	assert_same(before, after);
+	assert_int_equal(attack_files(), 0);
+	free(before);
+	free(after);
+}
+
+static void test_must_allow(void **state)
+{
+	(void)state;
+	assert_true(allowed.n >= 20);
+	for (size_t i = 0; i < allowed.n; i++) {
+		const struct entry *e = &allowed.items[i];
+		struct cn_error err = {0};
+		if (h_env.api->check(guarded, e->sql, &err) != CN_OK)
+			fail_msg("allowed.txt:%d rejected: %s", e->line, err.message);
+		struct cn_value params[4];
+		size_t n = 0;
+		char *copy = strdup(e->cls), *save = NULL;
+		for (char *p = strcmp(copy, "-") ? strtok_r(copy, "|", &save) : NULL; p && n < 4;
+		     p = strtok_r(NULL, "|", &save))
+			params[n++] = (struct cn_value){.kind = CN_VAL_TEXT, .u.s = {p, strlen(p)}};
+		struct h_result r;
+		int rc = h_exec(guarded, e->sql, params, n, 5000, 0, &r, &err);
+		free(copy);
+		if (rc != CN_OK)
+			fail_msg("allowed.txt:%d failed: %s", e->line, err.message);
+		assert_true(r.ncols > 0);
+		h_result_free(&r);
+	}
+}
+
+static void test_rejection_messages(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *sql;
+		const char *message;
+	} cases[] = {
+		{"SELECT pg_sleep(1)", "function pg_sleep() is not allowed (at character 8)"},
+		{"SELECT 1, U&\"\\0070g_sleep\"(1)", "function pg_sleep() is not allowed (at character 11)"},
+		{"SELECT 'é', pg_catalog.pg_read_file('x')",
+		 "function pg_read_file() is not allowed (at character 13): it reads or lists files"},
+		{"SELECT * FROM generate_series(1, 2), dblink('x', 'y') AS t(a int)",
+		 "function dblink() is not allowed (at character 38)"},
+		{"SELECT 1; SELECT 2", "exactly one statement is allowed, found 2"},
+		{"", "the query is empty"},
+		{"  -- nothing", "the query is empty"},
+		{"SELECT * FROM secrets", "table secrets is not available (at character 15)"},
+		{"SELECT c.email FROM crm.customers c", "column email is not available (at character 8)"},
+		{"SELECT to_json(c) FROM crm.customers c", "whole-row reference to c is not allowed"},
+		{"SELECT * FROM (SELECT * FROM crm.customers) x", "* is only allowed in the outer SELECT"},
+		{"WITH d AS (DELETE FROM audit.log RETURNING 1) SELECT * FROM d",
+		 "DELETE in WITH d is not allowed (at character 6)"},
+		{"SELECT * FROM shop.orders FOR UPDATE", "FOR UPDATE/SHARE is not allowed"},
+		{"SELECT 1 INTO t", "SELECT INTO is not allowed"},
+		{"EXPLAIN ANALYZE SELECT 1", "EXPLAIN ANALYZE is not allowed (at character 9)"},
+		{"EXPLAIN DELETE FROM audit.log", "EXPLAIN of DELETE is not allowed"},
+		{"COPY audit.log TO STDOUT", "COPY is not allowed"},
+		{"SET work_mem = '1GB'", "SET/RESET is not allowed"},
+		{"SELECT $0", "parameter $0 is out of range (at character 8)"},
+		{"SELECT '\xff'", "not valid UTF-8 (at byte 9)"},
+		{"SELECT * FROM pg_stats", "relation pg_stats is not allowed"},
+		{"SELEC 1", "syntax error at or near \"SELEC\" (at character 1)"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct cn_error err = {0};
+		int rc = h_env.api->check(guarded, cases[i].sql, &err);
+		if (rc != CN_EREJECTED || !strstr(err.message, cases[i].message))
+			fail_msg("'%s': %d '%s', expected '%s'", cases[i].sql, rc, err.message,
+				 cases[i].message);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_check_rejects_every_attack),
+		cmocka_unit_test(test_rejection_messages),
+		cmocka_unit_test(test_must_allow),
+		cmocka_unit_test(test_execute_without_check_changes_nothing),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
