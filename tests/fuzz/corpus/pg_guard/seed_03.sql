@@ -1,0 +1,1 @@
+CREATE TEMP VIEW attack_view AS SELECT 1

@@ -1,0 +1,1 @@
+COPY audit.log FROM '/etc/hostname'

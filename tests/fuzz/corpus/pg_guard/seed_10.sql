@@ -1,0 +1,1 @@
+REFRESH MATERIALIZED VIEW shop.daily_sales

@@ -1,0 +1,1 @@
+WITH u AS (UPDATE shop.products SET price = 1 RETURNING id) SELECT * FROM u

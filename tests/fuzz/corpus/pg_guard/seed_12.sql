@@ -1,0 +1,1 @@
+SELECT * FROM shop.orders o WHERE id IN (SELECT id FROM shop.orders FOR SHARE)

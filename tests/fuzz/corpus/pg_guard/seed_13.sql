@@ -1,0 +1,1 @@
+SELECT setval('crm.customers_id_seq', 1000)

@@ -1,0 +1,1 @@
+sElEcT/**/NextVal('crm.customers_id_seq')

@@ -1,0 +1,1 @@
+SELECT * FROM ts_stat('DELETE FROM audit.log RETURNING to_tsvector(note)')

@@ -1,0 +1,1 @@
+SELECT schema_to_xml('public', true, false, '')

@@ -1,0 +1,1 @@
+SELECT api_key FROM "public"."secrets"

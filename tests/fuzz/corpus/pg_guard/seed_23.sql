@@ -1,0 +1,1 @@
+SELECT name FROM crm.customers WHERE email LIKE 'a%'

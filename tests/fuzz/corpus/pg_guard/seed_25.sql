@@ -1,0 +1,1 @@
+select/**/PG_SLEEP(10)

@@ -1,0 +1,1 @@
+SELECT (SELECT pg_catalog.pg_sleep(10)) AS nested

@@ -1,0 +1,1 @@
+SELECT coalesce(NULL, pg_sleep(10)::text)

@@ -1,0 +1,1 @@
+SELECT count(*) FILTER (WHERE pg_sleep(10) IS NULL) FROM crm.customers

@@ -1,0 +1,1 @@
+SELECT lower(pg_sleep(10)::text)

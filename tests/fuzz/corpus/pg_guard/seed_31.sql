@@ -1,0 +1,1 @@
+EXPLAIN SELECT pg_sleep(10)

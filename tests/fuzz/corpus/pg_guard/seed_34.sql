@@ -1,0 +1,1 @@
+SELECT currval('crm.customers_id_seq')

@@ -1,0 +1,1 @@
+SELECT * FROM dblink('dbname=connector_test', 'SELECT 1') AS t(a int)

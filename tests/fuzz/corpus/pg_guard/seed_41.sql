@@ -1,0 +1,1 @@
+WITH t AS (SELECT id, name FROM crm.customers) SELECT name FROM t ORDER BY id

@@ -1,0 +1,1 @@
+SELECT name FROM shop.products WHERE sku = ANY ($1::text[])

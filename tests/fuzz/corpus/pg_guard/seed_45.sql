@@ -1,0 +1,1 @@
+SELECT now() >= '2000-01-01', current_date, current_user, version()

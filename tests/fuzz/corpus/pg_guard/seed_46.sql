@@ -1,0 +1,1 @@
+SELECT array_agg(name ORDER BY name) FILTER (WHERE id > 1) FROM crm.customers

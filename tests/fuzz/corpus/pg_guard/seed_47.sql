@@ -1,0 +1,1 @@
+SELECT nextval_like FROM (SELECT 1 AS nextval_like) s

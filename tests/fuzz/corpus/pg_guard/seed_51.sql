@@ -1,0 +1,1 @@
+SELECT ARRAY[[1,2],[3,4]]::int[][] AS a WINDOW w AS (ORDER BY 1)

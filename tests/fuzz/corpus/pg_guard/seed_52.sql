@@ -1,0 +1,1 @@
+SELECT xmltable.* FROM XMLTABLE('/r' PASSING '<r/>' COLUMNS a int PATH 'a')
