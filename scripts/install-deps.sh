@@ -5,9 +5,10 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config ca-certificates curl openssl python3 sqlite3
-      libsqlite3-dev libcjson-dev libyaml-dev libmicrohttpd-dev libssl-dev libcurl4-openssl-dev)
+      libsqlite3-dev libcjson-dev libyaml-dev libmicrohttpd-dev libssl-dev libcurl4-openssl-dev
+      libpq-dev libpg-query-dev)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(libcmocka-dev clang-14 libclang-rt-14-dev valgrind)
+  pkgs+=(libcmocka-dev clang-14 libclang-rt-14-dev valgrind postgresql-15)
 fi
 
 missing=()
@@ -22,5 +23,13 @@ if [ "$(id -u)" -ne 0 ]; then
   sudo="sudo"
 fi
 echo "install-deps: installing ${missing[*]}"
+# The tests start throwaway PostgreSQL clusters of their own: the package must
+# not create and start a system cluster on port 5432.
+if printf '%s\n' "${missing[@]}" | grep -qx postgresql-15; then
+  $sudo mkdir -p /etc/postgresql-common
+  grep -qsx 'create_main_cluster = false' /etc/postgresql-common/createcluster.conf ||
+    echo 'create_main_cluster = false' | $sudo tee -a /etc/postgresql-common/createcluster.conf >/dev/null
+fi
 $sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+  -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}" >/dev/null
