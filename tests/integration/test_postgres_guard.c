@@ -130,7 +130,8 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-	h_env.api->close(guarded);
+	if (h_env.api) /* setup may have failed before loading it */
+		h_env.api->close(guarded);
 	corpus_free(&attacks);
 	corpus_free(&allowed);
 	return h_teardown(state);

@@ -31,7 +31,8 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-	h_env.api->close(handle);
+	if (h_env.api) /* setup may have failed before loading it */
+		h_env.api->close(handle);
 	return h_teardown(state);
 }
 
