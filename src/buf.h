@@ -25,6 +25,9 @@ int buf_puts(struct buf *b, const char *s) CN_MUST_USE;
 int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3))) CN_MUST_USE;
 /* s (len bytes) as a JSON string literal with quotes; invalid UTF-8 becomes U+FFFD. */
 int buf_json_string(struct buf *b, const char *s, size_t len) CN_MUST_USE;
+/* Length of the valid UTF-8 sequence at s (1-4 bytes, at most avail), or 0
+ * when it is not valid UTF-8 (overlong, surrogate, past U+10FFFF, cut short). */
+size_t utf8_seq_len(const unsigned char *s, size_t avail);
 /* Hand the data to the caller (free() it); the buffer becomes empty. */
 char *buf_steal(struct buf *b, size_t *len);
 

@@ -109,37 +109,6 @@ static size_t json_number_len(const unsigned char *s, size_t n)
 	return i;
 }
 
-/* Length of the valid UTF-8 sequence at s (2-4 bytes; s[0] >= 0x80), or 0. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0];
-	size_t len;
-	uint32_t cp;
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-		cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		cp = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
 struct jscan {
 	const unsigned char *s;
 	size_t i, n;
@@ -215,7 +184,7 @@ static bool scan_string(struct jscan *j)
 				return false;
 			}
 		} else if (c >= 0x80) {
-			size_t len = utf8_len(j->s + j->i, j->n - j->i);
+			size_t len = utf8_seq_len(j->s + j->i, j->n - j->i);
 			if (len == 0)
 				return false;
 			j->i += len;

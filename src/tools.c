@@ -235,39 +235,34 @@ static struct source *find_source(struct app *app, const char *name, struct tool
 	return NULL;
 }
 
-/* Map a driver status to the platform's answer. */
+/* How a driver status reaches the platform: HTTP status, error code, Retry-After. */
+static const struct {
+	int rc;
+	int http_status;
+	const char *code;
+	int retry_after;
+} status_answers[] = {
+	{CN_EREJECTED, 400, "query_rejected", 0},
+	{CN_EINVAL, 400, "invalid_parameters", 0},
+	{CN_EQUERY, 400, "query_execution_failed", 0},
+	{CN_ETIMEOUT, 400, "query_timeout", 0},
+	{CN_EBUSY, 429, "rate_limit_exceeded", 1},
+	{CN_EUNAVAILABLE, 503, "data_source_disconnected", 5},
+	{CN_ECANCELED, 503, "shutting_down", 1},
+};
+
 static void tool_result_status(struct tool_result *out, int rc, const struct cn_error *err)
 {
 	const char *msg = err->message[0] ? err->message : cn_status_message(rc);
-	switch (rc) {
-	case CN_EREJECTED:
-		tool_result_error(out, 400, "query_rejected", "%s", msg);
-		break;
-	case CN_EINVAL:
-		tool_result_error(out, 400, "invalid_parameters", "%s", msg);
-		break;
-	case CN_EQUERY:
-		tool_result_error(out, 400, "query_execution_failed", "%s", msg);
-		break;
-	case CN_ETIMEOUT:
-		tool_result_error(out, 400, "query_timeout", "%s", msg);
-		break;
-	case CN_EBUSY:
-		tool_result_error(out, 429, "rate_limit_exceeded", "%s; retry shortly", msg);
-		out->retry_after = 1;
-		break;
-	case CN_EUNAVAILABLE:
-		tool_result_error(out, 503, "data_source_disconnected", "%s", msg);
-		out->retry_after = 5;
-		break;
-	case CN_ECANCELED:
-		tool_result_error(out, 503, "shutting_down", "the connector is shutting down; retry");
-		out->retry_after = 1;
-		break;
-	default:
-		tool_result_error(out, 500, "internal_error", "%s", msg);
-		break;
+	for (size_t i = 0; i < sizeof status_answers / sizeof status_answers[0]; i++) {
+		if (status_answers[i].rc == rc) {
+			tool_result_error(out, status_answers[i].http_status, status_answers[i].code,
+					  "%s%s", msg, status_answers[i].retry_after ? "; retry shortly" : "");
+			out->retry_after = status_answers[i].retry_after;
+			return;
+		}
 	}
+	tool_result_error(out, 500, "internal_error", "%s", msg);
 }
 
 /* ---- list_data_sources ---- */
