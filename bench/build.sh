@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds the benchmark tools into bench/.bin/ (gitignored):
+#   loadgen      the signed-callback HTTP load generator (OpenSSL, pthreads)
+#   sqlite_loop  the baseline: one SELECT in a tight loop through sqlite3 prepared statements
+# Usage: bench/build.sh            (CC and CFLAGS are honoured)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+out=$here/.bin
+mkdir -p "$out"
+cc=${CC:-cc}
+flags=(-std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2)
+# shellcheck disable=SC2206 # CFLAGS is a list of words on purpose
+extra=(${CFLAGS:-})
+"$cc" "${flags[@]}" "${extra[@]}" -o "$out/loadgen" "$here/loadgen.c" -lcrypto -lpthread
+"$cc" "${flags[@]}" "${extra[@]}" -o "$out/sqlite_loop" "$here/sqlite_loop.c" -lsqlite3

@@ -1,0 +1,149 @@
+# bench/lib.sh - shared pieces of the benchmark scripts (sourced, not run).
+#
+# Variables the scripts honour:
+#   BENCH_BUILD_DIR  CMake build directory (default: <repo>/build-bench)
+#   BENCH_NO_BUILD=1 use the binary already in BENCH_BUILD_DIR, do not run CMake
+#   BENCH_KEEP=1     keep the temporary work directory (configs, logs, raw figures)
+# shellcheck shell=bash
+
+# The variables below are used by the scripts that source this file.
+# shellcheck disable=SC2034
+bench_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$bench_dir/.." && pwd)
+build_dir=${BENCH_BUILD_DIR:-$repo/build-bench}
+bin=$build_dir/interactor-connector
+# shellcheck disable=SC2034
+loadgen=$bench_dir/.bin/loadgen
+# shellcheck disable=SC2034
+sqlite_loop=$bench_dir/.bin/sqlite_loop
+
+# PIDs of daemons this script started; stopped (by pid) on exit.
+bench_pids=()
+work=
+
+die() {
+	echo "${0##*/}: $*" >&2
+	exit 1
+}
+
+# A temporary work directory, removed on exit unless BENCH_KEEP=1.
+bench_workdir() {
+	work=$(mktemp -d /tmp/cn-bench.XXXXXX)
+	chmod 700 "$work"
+	trap bench_cleanup EXIT
+	trap 'exit 130' INT TERM
+}
+
+bench_cleanup() {
+	local pid
+	for pid in "${bench_pids[@]}"; do
+		if kill -0 "$pid" 2>/dev/null; then
+			kill -TERM "$pid" 2>/dev/null || true
+			for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+	done
+	if [ -n "${bench_cleanup_hook:-}" ]; then "$bench_cleanup_hook" || true; fi
+	if [ -n "$work" ] && [ -d "$work" ]; then
+		if [ "${BENCH_KEEP:-0}" = 1 ]; then
+			echo "work directory kept: $work" >&2
+		else
+			rm -rf "$work"
+		fi
+	fi
+}
+
+# Configures and builds the connector (RelWithDebInfo, no tests) into DIR.
+# usage: bench_build_connector [DIR [extra cmake args...]]
+bench_build_connector() {
+	local dir=${1:-$build_dir}
+	shift || true
+	if [ "${BENCH_NO_BUILD:-0}" = 1 ] && [ "$dir" = "$build_dir" ]; then
+		[ -x "$dir/interactor-connector" ] || die "BENCH_NO_BUILD=1 but $dir/interactor-connector is missing"
+		return 0
+	fi
+	echo "building the connector in $dir ..." >&2
+	cmake -S "$repo" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCN_TESTS=OFF "$@" \
+		>"$dir.cmake.log" 2>&1 || { tail -n 30 "$dir.cmake.log" >&2; die "cmake configure failed"; }
+	cmake --build "$dir" -j"$(nproc)" >>"$dir.cmake.log" 2>&1 ||
+		{ grep -E 'error|Error' "$dir.cmake.log" | head -n 20 >&2; die "the build failed (log: $dir.cmake.log)"; }
+	rm -f "$dir.cmake.log"
+}
+
+bench_build_tools() {
+	"$bench_dir/build.sh" || die "bench/build.sh failed"
+}
+
+bench_secret() {
+	od -An -N24 -tx1 /dev/urandom | tr -d ' \n'
+}
+
+bench_free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Starts `$BIN serve` with CONFIG on a free port, waits for /healthz.
+# Sets daemon_pid and daemon_port. usage: bench_start_daemon CONFIG LOG [BIN [WRAPPER...]]
+bench_start_daemon() {
+	local config=$1 log=$2 b=${3:-$bin}
+	shift 3 2>/dev/null || shift $#
+	local attempt
+	for attempt in 1 2 3; do
+		daemon_port=$(bench_free_port)
+		"$@" "$b" serve --config "$config" --listen "127.0.0.1:$daemon_port" >>"$log" 2>&1 &
+		daemon_pid=$!
+		bench_pids+=("$daemon_pid")
+		for _ in $(seq 1 1200); do # up to 120 s: valgrind starts slowly
+			if ! kill -0 "$daemon_pid" 2>/dev/null; then break; fi
+			if curl -fs -o /dev/null --max-time 2 "http://127.0.0.1:$daemon_port/healthz"; then
+				return 0
+			fi
+			sleep 0.1
+		done
+		if kill -0 "$daemon_pid" 2>/dev/null; then
+			tail -n 20 "$log" >&2
+			die "the connector did not answer /healthz within 120 s"
+		fi
+		# Exited: maybe the port was taken in between; try another one.
+		echo "connector exited at start (attempt $attempt):" >&2
+		tail -n 5 "$log" >&2
+	done
+	die "the connector did not start (log: $log)"
+}
+
+# SIGTERM, wait up to SECONDS (default 60); sets daemon_rc to the exit status.
+# Call it directly, not in $(...): only this shell can wait for its child.
+bench_stop_daemon() {
+	local pid=$1 secs=${2:-60}
+	kill -TERM "$pid" 2>/dev/null || true
+	for _ in $(seq 1 $((secs * 10))); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		echo "the connector did not stop within ${secs} s of SIGTERM; killing it" >&2
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	# shellcheck disable=SC2034 # read by the caller
+	daemon_rc=0
+	wait "$pid" 2>/dev/null || daemon_rc=$?
+}
+
+# VmRSS / VmHWM of PID in KiB.
+bench_rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+bench_hwm() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# The value of KEY in a "key=value ..." line. usage: kv LINE KEY
+kv() {
+	local w
+	for w in $1; do
+		case "$w" in "$2="*) echo "${w#*=}"; return ;; esac
+	done
+	echo "-"
+}
+
+# Floating-point helpers (awk): ratio A B -> A/B with 2 decimals, or "-".
+ratio() {
+	awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'
+}
+ms() { awk -v a="$1" 'BEGIN { if (a == "-") print "-"; else printf "%.2f", a / 1000 }'; }
