@@ -202,15 +202,17 @@ int http_server_start(struct app *app, const char *listen, unsigned threads, str
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
+	/* One thread serves everything when threads is 1: libmicrohttpd refuses a pool of one. */
+	unsigned pool = threads > 1 ? threads : 0;
 	srv->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv,
+				    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
 				    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-				    MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(threads ? threads : 1),
+				    MHD_OPTION_THREAD_POOL_SIZE, pool,
 				    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
 				    MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
 				    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
 				    MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)256,
 				    MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-				    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
 				    MHD_OPTION_END);
 	if (!srv->mhd) {
 		free(srv);
