@@ -26,6 +26,9 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,11 +161,19 @@ static int params_build(struct params *p, const struct cn_query *q, struct cn_er
 
 /* ---- sending ---- */
 
-static bool send_batch(struct run *r)
+/* libpq 15 flushes at every PQpipelineSync: on TCP, cork the socket while
+ * the batch is written so it leaves as one segment and the server reads it
+ * in one go (one wake-up on each side instead of three). A no-op on Unix
+ * sockets, where setsockopt fails harmlessly. */
+static void cork(PGconn *c, int on)
 {
-	PGconn *c = r->slot->conn;
-	char set[64];
-	snprintf(set, sizeof set, "SET LOCAL statement_timeout = %u", r->timeout_ms);
+	int fd = PQsocket(c);
+	if (fd >= 0)
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
+}
+
+static bool send_statements(struct run *r, PGconn *c, const char *set)
+{
 	return PQenterPipelineMode(c) &&
 	       PQsendQueryParams(c, "BEGIN TRANSACTION READ ONLY ISOLATION LEVEL REPEATABLE READ", 0,
 				 NULL, NULL, NULL, NULL, 0) &&
@@ -172,6 +183,17 @@ static bool send_batch(struct run *r)
 	       PQpipelineSync(c) && PQsendQueryParams(c, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0) &&
 	       PQpipelineSync(c) && PQsendQueryParams(c, "DISCARD ALL", 0, NULL, NULL, NULL, NULL, 0) &&
 	       PQpipelineSync(c);
+}
+
+static bool send_batch(struct run *r)
+{
+	PGconn *c = r->slot->conn;
+	char set[64];
+	snprintf(set, sizeof set, "SET LOCAL statement_timeout = %u", r->timeout_ms);
+	cork(c, 1);
+	bool ok = send_statements(r, c, set);
+	cork(c, 0); /* uncorking sends what is queued */
+	return ok;
 }
 
 /* ---- waiting, with cancels ---- */
