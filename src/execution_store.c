@@ -1,15 +1,27 @@
 /*
- * execution_store.c - answers by execution_id in a SQLite file (WAL,
- * synchronous=NORMAL) with its own connection.
+ * execution_store.c - answers by execution_id: claims and fresh answers in
+ * memory, answers kept in a SQLite file (WAL, synchronous=NORMAL,
+ * locking_mode=EXCLUSIVE) written by one background thread.
  *
- * Table executions(id, state 0 running / 1 done, status, body, created_at,
- * updated_at). Every step runs in a BEGIN IMMEDIATE transaction, so claims
- * are atomic also between processes sharing the file; inside the process a
- * mutex guards the connection and is never held while waiting.
+ * Memory: a chained hash table of entries keyed by id, under `mu`, with the
+ * condition variable `changed` for requests waiting on a running claim.
+ * An entry is RUNNING (claimed, not answered) or DONE (answered). A DONE
+ * entry is either queued for the writer, or "clean": a copy of a row just
+ * read from SQLite, kept only while other requests wait for it. The writer
+ * takes the whole queue, writes it in one transaction and then drops the
+ * written entries from memory, so a later replay reads SQLite.
  *
- * Ages: a done row is expired when now - updated_at > ttl_s (updated_at is
- * when the answer was stored); a running row is stale when now - updated_at
- * > stale_s (updated_at is when it was claimed). An expired row is treated
+ * Lifetime: an entry is freed when it is neither in the table, nor queued
+ * (the writer reads queued entries without `mu`, so nobody changes them),
+ * nor referenced by a thread that waits or looks it up with `mu` released.
+ *
+ * SQLite: one connection under `db_mu`; `mu` is never held while taking
+ * `db_mu`. Table executions(id, state 0 running / 1 done, status, body,
+ * created_at, updated_at); only done rows are written now (state 0 rows of
+ * older versions read as absent and are replaced).
+ *
+ * Ages: a done answer is expired when now - answered > ttl_s; a running
+ * claim is stale when now - claimed > stale_s. An expired answer is treated
  * as absent, a stale claim is taken over.
  *
  * A late exec_store_finish() by a request whose claim was taken over keeps
@@ -20,6 +32,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,26 +44,76 @@
 
 #include "log.h"
 
-#define STORE_BUSY_TIMEOUT_MS 5000
-#define STORE_POLL_MS 25
 #define STORE_DEFAULT_STALE_S 120
+#define STORE_BUCKETS_MIN 1024
+/* Past these, finish() writes synchronously instead of queueing. */
+#define STORE_QUEUE_MAX_ENTRIES 10000
+#define STORE_QUEUE_MAX_BYTES (64u << 20)
+#define STORE_EXPIRE_BATCH 500
+#define STORE_STR_(x) #x
+#define STORE_STR(x) STORE_STR_(x)
+#define STORE_RETRY_MS 1000
+/* Write attempts after close() was asked, before queued answers are given up. */
+#define STORE_STOP_TRIES 3
 
-enum exec_row_state { ROW_RUNNING = 0, ROW_DONE = 1 };
+enum entry_state { ENTRY_RUNNING, ENTRY_DONE };
+
+struct entry {
+	struct entry *next;  /* hash chain */
+	struct entry *qnext; /* write queue */
+	uint64_t hash;
+	uint64_t claim_no; /* changes at every (re)claim */
+	enum entry_state state;
+	bool in_table;
+	bool queued; /* owned by the write queue: nobody else changes it */
+	bool clean;  /* DONE copy of a stored row, kept while requests wait for it */
+	unsigned refs;
+	int status;
+	char *body; /* owned; DONE only */
+	size_t len;
+	time_t claimed;
+	time_t answered;
+	char id[]; /* NUL-terminated */
+};
 
 struct exec_store {
-	pthread_mutex_t lock; /* guards db, the statements and now */
+	pthread_mutex_t mu;	/* guards the fields below down to `now` */
+	pthread_cond_t changed; /* an entry changed state or left the table */
+	pthread_cond_t work;	/* the writer has something to do */
+	pthread_cond_t written; /* the writer finished an attempt */
+	struct entry **buckets;
+	size_t nbuckets;
+	size_t nentries;
+	uint64_t claims;
+	struct entry *qhead, *qtail;
+	size_t pending_n;     /* queued or being written */
+	size_t pending_bytes; /* their bodies */
+	size_t max_pending_n;
+	size_t max_pending_bytes;
+	uint64_t enq_seq;     /* answers queued so far */
+	uint64_t attempt_seq; /* enq_seq when the writer took its last batch */
+	bool stop;
+	bool hold; /* test hook: the writer takes nothing */
+	bool writer_started;
+	pthread_t writer;
+	time_t (*now)(void);
+
+	pthread_mutex_t db_mu; /* guards db and the statements */
+	atomic_int db_waiting; /* threads other than expire() waiting for db_mu */
 	sqlite3 *db;
+	sqlite3_stmt *st_get;
+	sqlite3_stmt *st_put;
+	sqlite3_stmt *st_begin;
+	sqlite3_stmt *st_commit;
+	sqlite3_stmt *st_rollback;
+	sqlite3_stmt *st_expire;
+
 	char *path;
 	uint32_t ttl_s;
 	uint32_t stale_s;
-	time_t (*now)(void);
-	sqlite3_stmt *st_insert;
-	sqlite3_stmt *st_select;
-	sqlite3_stmt *st_reclaim;
-	sqlite3_stmt *st_finish;
-	sqlite3_stmt *st_release;
-	sqlite3_stmt *st_expire;
+	bool mu_init, db_mu_init;
 };
+
 
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS executions ("
@@ -61,26 +125,24 @@ static const char schema_sql[] =
     " updated_at INTEGER NOT NULL);"
     "CREATE INDEX IF NOT EXISTS executions_updated_at ON executions(updated_at);";
 
-static const char insert_sql[] = "INSERT INTO executions(id, state, status, body, created_at, updated_at)"
-				 " VALUES (?1, 0, 0, NULL, ?2, ?2) ON CONFLICT(id) DO NOTHING";
-static const char select_sql[] = "SELECT state, status, body, updated_at FROM executions WHERE id = ?1";
-static const char reclaim_sql[] = "UPDATE executions SET state = 0, status = 0, body = NULL, created_at = ?2,"
-				  " updated_at = ?2 WHERE id = ?1";
-/* Store the answer; a row already done keeps its first answer. */
-static const char finish_sql[] =
+static const char get_sql[] = "SELECT state, status, body, updated_at FROM executions WHERE id = ?1";
+/* Store an answer; a done row that has not expired keeps its first answer. */
+static const char put_sql[] =
     "INSERT INTO executions(id, state, status, body, created_at, updated_at)"
-    " VALUES (?1, 1, ?2, ?3, ?4, ?4) ON CONFLICT(id) DO UPDATE SET state = 1,"
-    " status = excluded.status, body = excluded.body, updated_at = excluded.updated_at"
-    " WHERE state = 0";
-static const char release_sql[] = "DELETE FROM executions WHERE id = ?1 AND state = 0";
-static const char expire_sql[] = "DELETE FROM executions WHERE updated_at < ?1";
+    " VALUES (?1, 1, ?2, ?3, ?4, ?5) ON CONFLICT(id) DO UPDATE SET state = 1,"
+    " status = excluded.status, body = excluded.body, created_at = excluded.created_at,"
+    " updated_at = excluded.updated_at WHERE executions.state = 0 OR executions.updated_at < ?6";
+static const char expire_sql[] =
+    "DELETE FROM executions WHERE rowid IN"
+    " (SELECT rowid FROM executions WHERE updated_at < ?1 LIMIT " STORE_STR(STORE_EXPIRE_BATCH) ")";
 
 static time_t clock_default(void)
 {
 	return time(NULL);
 }
 
-/* Fill err from the connection's last error (read it before any other call). */
+/* Fill err from the connection's last error (read it before any other call).
+ * Call with db_mu held, or before the store is shared. */
 static int store_fail(struct exec_store *s, int rc, const char *what, struct cn_error *err)
 {
 	int code = CN_EIO;
@@ -94,6 +156,13 @@ static int store_fail(struct exec_store *s, int rc, const char *what, struct cn_
 		return cn_error_set(err, CN_EIO,
 				    "execution store %s is not a SQLite database (%s): move the "
 				    "file away or configure another path",
+				    s->path, msg);
+	/* The store holds the file's lock from open to close, so a busy file
+	 * is held by someone else. */
+	if (primary == SQLITE_BUSY)
+		return cn_error_set(err, CN_EBUSY,
+				    "execution store %s is in use by another connector process (%s): "
+				    "each connector process needs its own state file (state.path)",
 				    s->path, msg);
 	return cn_error_set(err, code, "execution store %s: %s: %s", s->path, what, msg);
 }
@@ -109,6 +178,34 @@ static int id_error(struct cn_error *err)
 	return cn_error_set(err, CN_EINVAL, "execution_id must be 1 to %d bytes", EXEC_ID_MAX);
 }
 
+static long long monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Wait on cv until woken or until the monotonic deadline (ms). */
+static void cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, long long deadline_ms)
+{
+	struct timespec ts = {.tv_sec = (time_t)(deadline_ms / 1000),
+			      .tv_nsec = (long)(deadline_ms % 1000) * 1000000L};
+	pthread_cond_timedwait(cv, mu, &ts);
+}
+
+/* Take db_mu (all but expire()): expire() lets such threads go first. */
+static void db_lock(struct exec_store *s)
+{
+	atomic_fetch_add(&s->db_waiting, 1);
+	pthread_mutex_lock(&s->db_mu);
+	atomic_fetch_sub(&s->db_waiting, 1);
+}
+
+static void db_unlock(struct exec_store *s)
+{
+	pthread_mutex_unlock(&s->db_mu);
+}
+
 /* Step a statement that returns no row, then reset it. */
 static int stmt_run(sqlite3_stmt *st)
 {
@@ -122,33 +219,348 @@ static int stmt_run(sqlite3_stmt *st)
 	return rc;
 }
 
-static void stmt_done(sqlite3_stmt *st)
+/* ---- the memory table (all with mu held) ------------------------------ */
+
+static uint64_t id_hash(const char *id)
 {
+	uint64_t h = 14695981039346656037ull; /* FNV-1a */
+	for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+		h = (h ^ *p) * 1099511628211ull;
+	return h;
+}
+
+static struct entry *table_find(struct exec_store *s, const char *id, uint64_t hash)
+{
+	for (struct entry *e = s->buckets[hash & (s->nbuckets - 1)]; e; e = e->next)
+		if (e->hash == hash && strcmp(e->id, id) == 0)
+			return e;
+	return NULL;
+}
+
+/* Double the buckets; on allocation failure keep the longer chains. */
+static void table_grow(struct exec_store *s)
+{
+	size_t n = s->nbuckets * 2;
+	struct entry **b = calloc(n, sizeof *b);
+	if (!b)
+		return;
+	for (size_t i = 0; i < s->nbuckets; i++) {
+		struct entry *e = s->buckets[i];
+		while (e) {
+			struct entry *next = e->next;
+			e->next = b[e->hash & (n - 1)];
+			b[e->hash & (n - 1)] = e;
+			e = next;
+		}
+	}
+	free(s->buckets);
+	s->buckets = b;
+	s->nbuckets = n;
+}
+
+static void table_insert(struct exec_store *s, struct entry *e)
+{
+	if (s->nentries >= s->nbuckets)
+		table_grow(s);
+	struct entry **head = &s->buckets[e->hash & (s->nbuckets - 1)];
+	e->next = *head;
+	*head = e;
+	e->in_table = true;
+	s->nentries++;
+}
+
+static void entry_free_if_unused(struct entry *e)
+{
+	if (e->in_table || e->queued || e->refs)
+		return;
+	free(e->body);
+	free(e);
+}
+
+/* Take e out of the table; free it unless the writer or a waiter holds it. */
+static void table_remove(struct exec_store *s, struct entry *e)
+{
+	if (e->in_table) {
+		struct entry **p = &s->buckets[e->hash & (s->nbuckets - 1)];
+		while (*p != e)
+			p = &(*p)->next;
+		*p = e->next;
+		e->next = NULL;
+		e->in_table = false;
+		s->nentries--;
+	}
+	entry_free_if_unused(e);
+}
+
+/* A new RUNNING entry for id, in the table. NULL when out of memory. */
+static struct entry *entry_claim_new(struct exec_store *s, const char *id, uint64_t hash, time_t now)
+{
+	size_t n = strlen(id);
+	struct entry *e = calloc(1, sizeof *e + n + 1);
+	if (!e)
+		return NULL;
+	memcpy(e->id, id, n + 1);
+	e->hash = hash;
+	e->state = ENTRY_RUNNING;
+	e->claim_no = ++s->claims;
+	e->claimed = now;
+	table_insert(s, e);
+	return e;
+}
+
+static bool entry_expired(const struct exec_store *s, const struct entry *e, time_t now)
+{
+	return (long long)now - (long long)e->answered > (long long)s->ttl_s;
+}
+
+/* Copy a DONE entry's answer for the caller (NUL-terminated). */
+static int entry_copy_answer(const struct entry *e, int *status, char **body, size_t *len,
+			     struct cn_error *err)
+{
+	char *copy = malloc(e->len + 1);
+	if (!copy)
+		return cn_error_set(err, CN_ENOMEM, "out of memory");
+	if (e->len)
+		memcpy(copy, e->body, e->len);
+	copy[e->len] = '\0';
+	*status = e->status;
+	*body = copy;
+	*len = e->len;
+	return CN_OK;
+}
+
+static void queue_push(struct exec_store *s, struct entry *e)
+{
+	e->queued = true;
+	s->enq_seq++;
+	e->qnext = NULL;
+	if (s->qtail)
+		s->qtail->qnext = e;
+	else
+		s->qhead = e;
+	s->qtail = e;
+	s->pending_n++;
+	s->pending_bytes += e->len;
+	pthread_cond_signal(&s->work);
+}
+
+/* ---- SQLite (all with db_mu held) ------------------------------------- */
+
+/* Read id's answer. a->found is false for no row, a running row of an older
+ * version, or an expired answer. */
+struct stored_answer {
+	bool found;
+	int status;
+	char *body; /* malloc'ed, NUL-terminated */
+	size_t len;
+	time_t answered;
+};
+
+static int db_get(struct exec_store *s, const char *id, time_t now, struct stored_answer *a,
+		  struct cn_error *err)
+{
+	sqlite3_stmt *st = s->st_get;
+	*a = (struct stored_answer){0};
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	int rc = CN_OK;
+	int src = sqlite3_step(st);
+	if (src == SQLITE_DONE)
+		goto out;
+	if (src != SQLITE_ROW) {
+		rc = store_fail(s, src, "reading an answer", err);
+		goto out;
+	}
+	sqlite3_int64 answered = sqlite3_column_int64(st, 3);
+	if (sqlite3_column_int(st, 0) != 1 || (long long)now - answered > (long long)s->ttl_s)
+		goto out;
+	const void *blob = sqlite3_column_blob(st, 2);
+	size_t n = (size_t)sqlite3_column_bytes(st, 2);
+	if (!blob && n == 0 && sqlite3_errcode(s->db) == SQLITE_NOMEM) {
+		rc = store_fail(s, SQLITE_NOMEM, "reading an answer", err);
+		goto out;
+	}
+	char *copy = malloc(n + 1);
+	if (!copy) {
+		rc = cn_error_set(err, CN_ENOMEM, "out of memory");
+		goto out;
+	}
+	if (n)
+		memcpy(copy, blob, n);
+	copy[n] = '\0';
+	a->status = sqlite3_column_int(st, 1);
+	a->body = copy;
+	a->len = n;
+	a->answered = (time_t)answered;
+	a->found = true;
+out:
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
+	return rc;
 }
 
-static int tx_begin(struct exec_store *s, struct cn_error *err)
+/* One answer, in the current transaction or its own. */
+static int db_put(struct exec_store *s, const struct entry *e, struct cn_error *err)
 {
-	int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-	return rc == SQLITE_OK ? CN_OK : store_fail(s, rc, "begin", err);
-}
-
-static int tx_end(struct exec_store *s, int status, struct cn_error *err)
-{
-	if (status != CN_OK) {
-		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-		return status;
-	}
-	int rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+	sqlite3_stmt *st = s->st_put;
+	int rc = sqlite3_bind_text(st, 1, e->id, -1, SQLITE_STATIC);
 	if (rc == SQLITE_OK)
+		rc =
+		    sqlite3_bind_blob64(st, 3, e->body ? e->body : "", (sqlite3_uint64)e->len, SQLITE_STATIC);
+	if (rc != SQLITE_OK) {
+		/* Read the message before the reset clears it. */
+		int code = store_fail(s, rc, "storing an answer", err);
+		sqlite3_clear_bindings(st);
+		return code;
+	}
+	sqlite3_bind_int(st, 2, e->status);
+	sqlite3_bind_int64(st, 4, (sqlite3_int64)e->claimed);
+	sqlite3_bind_int64(st, 5, (sqlite3_int64)e->answered);
+	sqlite3_bind_int64(st, 6, (sqlite3_int64)e->answered - (sqlite3_int64)s->ttl_s);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
 		return CN_OK;
-	status = store_fail(s, rc, "commit", err);
-	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-	return status;
+	}
+	int code = store_fail(s, rc, "storing an answer", err);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return code;
 }
 
-/* ---- opening --------------------------------------------------------- */
+/* Write the batch (linked by qnext) in one transaction. */
+static int db_put_batch(struct exec_store *s, struct entry *batch, struct cn_error *err)
+{
+	int src = stmt_run(s->st_begin);
+	if (src != SQLITE_OK)
+		return store_fail(s, src, "beginning a transaction", err);
+	int rc = CN_OK;
+	for (struct entry *e = batch; e && rc == CN_OK; e = e->qnext)
+		rc = db_put(s, e, err);
+	if (rc == CN_OK) {
+		src = stmt_run(s->st_commit);
+		if (src == SQLITE_OK)
+			return CN_OK;
+		rc = store_fail(s, src, "committing answers", err);
+	}
+	if (!sqlite3_get_autocommit(s->db))
+		stmt_run(s->st_rollback);
+	return rc;
+}
+
+/* ---- the writer thread ------------------------------------------------- */
+
+static size_t batch_count(const struct entry *batch)
+{
+	size_t n = 0;
+	for (; batch; batch = batch->qnext)
+		n++;
+	return n;
+}
+
+/* After a commit, or when giving up: the batch leaves memory (mu held). */
+static void batch_release(struct exec_store *s, struct entry *batch)
+{
+	while (batch) {
+		struct entry *e = batch;
+		batch = e->qnext;
+		e->qnext = NULL;
+		e->queued = false;
+		s->pending_n--;
+		s->pending_bytes -= e->len;
+		table_remove(s, e);
+	}
+}
+
+/* Put a batch that failed back in front of the queue (mu held). */
+static void batch_requeue(struct exec_store *s, struct entry *batch)
+{
+	struct entry *last = batch;
+	while (last->qnext)
+		last = last->qnext;
+	last->qnext = s->qhead;
+	if (!s->qhead)
+		s->qtail = last;
+	s->qhead = batch;
+}
+
+/* Wait (mu held) until there is a batch to write; NULL when stopping with
+ * nothing left. retry_at_ms delays the next attempt after a failure. */
+static struct entry *writer_take(struct exec_store *s, long long retry_at_ms)
+{
+	for (;;) {
+		bool ready = s->qhead && (s->stop || (!s->hold && monotonic_ms() >= retry_at_ms));
+		if (ready)
+			break;
+		if (s->stop && !s->qhead)
+			return NULL;
+		if (s->qhead && !s->hold && !s->stop)
+			cond_wait_until(&s->work, &s->mu, retry_at_ms);
+		else
+			pthread_cond_wait(&s->work, &s->mu);
+	}
+	struct entry *batch = s->qhead;
+	s->qhead = s->qtail = NULL;
+	return batch;
+}
+
+/* A batch could not be written (mu held): keep it for the next attempt, or
+ * give it up when close() is waiting and it failed STORE_STOP_TRIES times. */
+static void writer_failed(struct exec_store *s, struct entry *batch, const struct cn_error *err,
+			  unsigned *stop_failures, long long *retry_at)
+{
+	size_t n = batch_count(batch);
+	if (s->stop && ++*stop_failures >= STORE_STOP_TRIES) {
+		log_error("%s; %zu answer(s) are lost: their retries will run again", err->message, n);
+		batch_release(s, batch);
+		return;
+	}
+	if (s->stop)
+		log_error("%s; %zu answer(s) stay in memory, retrying before closing", err->message, n);
+	else
+		log_error("%s; %zu answer(s) stay in memory, retrying in %d ms", err->message, n,
+			  STORE_RETRY_MS);
+	batch_requeue(s, batch);
+	*retry_at = monotonic_ms() + STORE_RETRY_MS;
+}
+
+/* Group commit: whatever was queued while the last batch was written goes
+ * in the next transaction, with no delay added. */
+static void *writer_main(void *arg)
+{
+	struct exec_store *s = arg;
+	unsigned stop_failures = 0;
+	long long retry_at = 0;
+	pthread_mutex_lock(&s->mu);
+	struct entry *batch;
+	while ((batch = writer_take(s, retry_at)) != NULL) {
+		uint64_t last_seq = s->enq_seq;
+		pthread_mutex_unlock(&s->mu);
+		struct cn_error err = {0};
+		db_lock(s);
+		int rc = db_put_batch(s, batch, &err);
+		db_unlock(s);
+		pthread_mutex_lock(&s->mu);
+		s->attempt_seq = last_seq;
+		if (rc == CN_OK)
+			batch_release(s, batch);
+		else
+			writer_failed(s, batch, &err, &stop_failures, &retry_at);
+		pthread_cond_broadcast(&s->written);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+/* Wait until the writer tried everything queued before this call (mu held). */
+static void store_flush_locked(struct exec_store *s)
+{
+	uint64_t target = s->enq_seq;
+	while (s->attempt_seq < target && s->writer_started && !s->stop)
+		pthread_cond_wait(&s->written, &s->mu);
+}
+
+/* ---- opening ----------------------------------------------------------- */
 
 /* Create the file's directory (one level) when it is missing. */
 static int ensure_parent_dir(const char *path, struct cn_error *err)
@@ -175,7 +587,7 @@ static int ensure_parent_dir(const char *path, struct cn_error *err)
 }
 
 /* Create the file owner-only (it holds query results) before SQLite opens
- * it; SQLite gives the -wal and -shm files the same permissions. */
+ * it; SQLite gives the -wal file the same permissions. */
 static int ensure_file(const char *path, struct cn_error *err)
 {
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -200,33 +612,75 @@ static int wal_callback(void *arg, int ncols, char **values, char **names)
 	return 0;
 }
 
+/* Exclusive locking first: entering WAL then keeps the WAL index in heap
+ * memory and takes the file's lock until close, so a second process fails
+ * here with SQLITE_BUSY (no busy timeout: nobody else may hold it). */
 static int store_setup(struct exec_store *s, struct cn_error *err)
 {
 	bool is_wal = false;
-	sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
-	int rc = sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", wal_callback, &is_wal, NULL);
-	if (rc != SQLITE_OK)
-		return store_fail(s, rc, "setting WAL mode", err);
+	int rc = store_exec(s, "PRAGMA locking_mode=EXCLUSIVE", "setting exclusive locking", err);
+	if (rc)
+		return rc;
+	int src = sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", wal_callback, &is_wal, NULL);
+	if (src != SQLITE_OK)
+		return store_fail(s, src, "setting WAL mode", err);
 	if (!is_wal)
 		return cn_error_set(err, CN_EIO,
 				    "execution store %s: the file system does not support WAL mode", s->path);
 	rc = store_exec(s, "PRAGMA synchronous=NORMAL", "setting synchronous=NORMAL", err);
+	if (rc == CN_OK)
+		rc = store_exec(s, "BEGIN EXCLUSIVE; COMMIT", "locking the file", err);
 	if (rc == CN_OK)
 		rc = store_exec(s, schema_sql, "creating the executions table", err);
 	const struct {
 		const char *sql;
 		sqlite3_stmt **st;
 	} stmts[] = {
-	    {insert_sql, &s->st_insert}, {select_sql, &s->st_select},	{reclaim_sql, &s->st_reclaim},
-	    {finish_sql, &s->st_finish}, {release_sql, &s->st_release}, {expire_sql, &s->st_expire},
+	    {get_sql, &s->st_get},     {put_sql, &s->st_put},	      {"BEGIN", &s->st_begin},
+	    {"COMMIT", &s->st_commit}, {"ROLLBACK", &s->st_rollback}, {expire_sql, &s->st_expire},
 	};
 	for (size_t i = 0; rc == CN_OK && i < sizeof stmts / sizeof stmts[0]; i++) {
-		int src =
+		src =
 		    sqlite3_prepare_v3(s->db, stmts[i].sql, -1, SQLITE_PREPARE_PERSISTENT, stmts[i].st, NULL);
 		if (src != SQLITE_OK)
 			rc = store_fail(s, src, "the executions table has an unexpected shape", err);
 	}
 	return rc;
+}
+
+static int store_init_sync(struct exec_store *s, struct cn_error *err)
+{
+	pthread_condattr_t ca;
+	if (pthread_condattr_init(&ca) != 0)
+		return cn_error_set(err, CN_ENOMEM, "cannot create a condition variable");
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	int ok = pthread_mutex_init(&s->mu, NULL) == 0;
+	if (ok && (pthread_cond_init(&s->changed, &ca) != 0 || pthread_cond_init(&s->work, &ca) != 0 ||
+		   pthread_cond_init(&s->written, &ca) != 0)) {
+		pthread_mutex_destroy(&s->mu);
+		ok = 0;
+	}
+	pthread_condattr_destroy(&ca);
+	if (!ok)
+		return cn_error_set(err, CN_ENOMEM, "cannot create a mutex");
+	s->mu_init = true;
+	if (pthread_mutex_init(&s->db_mu, NULL) != 0)
+		return cn_error_set(err, CN_ENOMEM, "cannot create a mutex");
+	s->db_mu_init = true;
+	return CN_OK;
+}
+
+static int store_open_db(struct exec_store *s, struct cn_error *err)
+{
+	int rc = ensure_parent_dir(s->path, err);
+	if (rc == CN_OK)
+		rc = ensure_file(s->path, err);
+	if (rc)
+		return rc;
+	int src = sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (src != SQLITE_OK)
+		return store_fail(s, src, "cannot open", err);
+	return store_setup(s, err);
 }
 
 int exec_store_open(const char *path, const struct exec_store_opts *opts, struct exec_store **out,
@@ -238,31 +692,29 @@ int exec_store_open(const char *path, const struct exec_store_opts *opts, struct
 	struct exec_store *s = calloc(1, sizeof *s);
 	if (!s)
 		return cn_error_set(err, CN_ENOMEM, "out of memory");
-	int rc = CN_OK;
-	if (pthread_mutex_init(&s->lock, NULL) != 0) {
-		free(s);
-		return cn_error_set(err, CN_ENOMEM, "cannot create a mutex");
-	}
 	s->ttl_s = opts && opts->ttl_s ? opts->ttl_s : EXEC_STORE_TTL_S;
 	s->stale_s = opts && opts->stale_s ? opts->stale_s : STORE_DEFAULT_STALE_S;
 	s->now = clock_default;
+	s->max_pending_n = STORE_QUEUE_MAX_ENTRIES;
+	s->max_pending_bytes = STORE_QUEUE_MAX_BYTES;
+	atomic_init(&s->db_waiting, 0);
 	s->path = strdup(path);
-	if (!s->path) {
+	s->nbuckets = STORE_BUCKETS_MIN;
+	s->buckets = calloc(s->nbuckets, sizeof *s->buckets);
+	int rc = CN_OK;
+	if (!s->path || !s->buckets)
 		rc = cn_error_set(err, CN_ENOMEM, "out of memory");
-		goto out;
-	}
-	rc = ensure_parent_dir(path, err);
 	if (rc == CN_OK)
-		rc = ensure_file(path, err);
-	if (rc)
-		goto out;
-	int src = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
-	if (src != SQLITE_OK) {
-		rc = store_fail(s, src, "cannot open", err);
-		goto out;
+		rc = store_init_sync(s, err);
+	if (rc == CN_OK)
+		rc = store_open_db(s, err);
+	if (rc == CN_OK) {
+		if (pthread_create(&s->writer, NULL, writer_main, s) != 0)
+			rc = cn_error_set(err, CN_ENOMEM,
+					  "execution store %s: cannot start its writer thread", path);
+		else
+			s->writer_started = true;
 	}
-	rc = store_setup(s, err);
-out:
 	if (rc) {
 		exec_store_close(s);
 		return rc;
@@ -271,121 +723,134 @@ out:
 	return CN_OK;
 }
 
+static void store_free_entries(struct exec_store *s)
+{
+	for (size_t i = 0; s->buckets && i < s->nbuckets; i++) {
+		struct entry *e = s->buckets[i];
+		while (e) {
+			struct entry *next = e->next;
+			free(e->body);
+			free(e);
+			e = next;
+		}
+	}
+	free(s->buckets);
+}
+
 void exec_store_close(struct exec_store *s)
 {
 	if (!s)
 		return;
-	sqlite3_finalize(s->st_insert);
-	sqlite3_finalize(s->st_select);
-	sqlite3_finalize(s->st_reclaim);
-	sqlite3_finalize(s->st_finish);
-	sqlite3_finalize(s->st_release);
+	if (s->writer_started) {
+		pthread_mutex_lock(&s->mu);
+		s->stop = true;
+		pthread_cond_signal(&s->work);
+		pthread_cond_broadcast(&s->written);
+		pthread_mutex_unlock(&s->mu);
+		pthread_join(s->writer, NULL);
+	}
+	sqlite3_finalize(s->st_get);
+	sqlite3_finalize(s->st_put);
+	sqlite3_finalize(s->st_begin);
+	sqlite3_finalize(s->st_commit);
+	sqlite3_finalize(s->st_rollback);
 	sqlite3_finalize(s->st_expire);
 	sqlite3_close_v2(s->db);
-	pthread_mutex_destroy(&s->lock);
+	/* The writer released every queued entry; what is left is in the table. */
+	store_free_entries(s);
+	if (s->mu_init) {
+		pthread_cond_destroy(&s->changed);
+		pthread_cond_destroy(&s->work);
+		pthread_cond_destroy(&s->written);
+		pthread_mutex_destroy(&s->mu);
+	}
+	if (s->db_mu_init)
+		pthread_mutex_destroy(&s->db_mu);
 	free(s->path);
 	free(s);
 }
 
 void exec_store_set_clock(struct exec_store *s, time_t (*now)(void))
 {
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->mu);
 	s->now = now ? now : clock_default;
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->mu);
 }
 
-/* ---- claiming -------------------------------------------------------- */
+/* ---- claiming ---------------------------------------------------------- */
 
-/* Make id a fresh running claim at now (an expired or stale row). */
-static int claim_reclaim(struct exec_store *s, const char *id, time_t now, struct cn_error *err)
-{
-	sqlite3_bind_text(s->st_reclaim, 1, id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s->st_reclaim, 2, (sqlite3_int64)now);
-	int rc = stmt_run(s->st_reclaim);
-	return rc == SQLITE_OK ? CN_OK : store_fail(s, rc, "taking over a claim", err);
-}
+struct claim_out {
+	enum exec_claim *state;
+	int *status;
+	char **body;
+	size_t *len;
+};
 
-/* Copy the stored answer of the current select row. */
-static int claim_copy_answer(struct exec_store *s, int *status, char **body, size_t *len,
-			     struct cn_error *err)
+/* e is our fresh RUNNING placeholder: look id up in SQLite with mu released.
+ * Returns 1 when the claim is decided (rc in *rc), 0 to look at the table
+ * again (someone changed the entry meanwhile). mu held on entry and exit. */
+static int claim_lookup(struct exec_store *s, struct entry *e, time_t now, const struct claim_out *o, int *rc,
+			struct cn_error *err)
 {
-	const void *blob = sqlite3_column_blob(s->st_select, 2);
-	size_t n = (size_t)sqlite3_column_bytes(s->st_select, 2);
-	if (!blob && n == 0 && sqlite3_errcode(s->db) == SQLITE_NOMEM)
-		return store_fail(s, SQLITE_NOMEM, "reading an answer", err);
-	char *copy = malloc(n + 1);
-	if (!copy)
-		return cn_error_set(err, CN_ENOMEM, "out of memory");
-	if (n)
-		memcpy(copy, blob, n);
-	copy[n] = '\0';
-	*status = sqlite3_column_int(s->st_select, 1);
-	*body = copy;
-	*len = n;
-	return CN_OK;
-}
-
-/* One attempt, in a transaction: insert a claim, or read what is there. */
-static int claim_once(struct exec_store *s, const char *id, enum exec_claim *state, int *status, char **body,
-		      size_t *len, struct cn_error *err)
-{
-	time_t now = s->now();
-	int rc = tx_begin(s, err);
-	if (rc)
-		return rc;
-	sqlite3_bind_text(s->st_insert, 1, id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s->st_insert, 2, (sqlite3_int64)now);
-	int src = stmt_run(s->st_insert);
-	if (src != SQLITE_OK) {
-		rc = store_fail(s, src, "claiming", err);
-		goto out;
+	uint64_t claim_no = e->claim_no;
+	struct stored_answer a;
+	e->refs++;
+	pthread_mutex_unlock(&s->mu);
+	db_lock(s);
+	*rc = db_get(s, e->id, now, &a, err);
+	db_unlock(s);
+	pthread_mutex_lock(&s->mu);
+	e->refs--;
+	if (!e->in_table || e->state != ENTRY_RUNNING || e->claim_no != claim_no) {
+		free(a.body);
+		entry_free_if_unused(e);
+		*rc = CN_OK;
+		return 0;
 	}
-	if (sqlite3_changes(s->db) == 1) {
-		*state = EXEC_CLAIMED;
-		goto out;
+	if (!a.found) {
+		if (*rc) {
+			table_remove(s, e);
+			pthread_cond_broadcast(&s->changed);
+		} else {
+			*o->state = EXEC_CLAIMED; /* waiters keep waiting on e */
+		}
+		return 1;
 	}
-	sqlite3_bind_text(s->st_select, 1, id, -1, SQLITE_STATIC);
-	src = sqlite3_step(s->st_select);
-	if (src != SQLITE_ROW) {
-		/* The insert conflicted, so the row exists in this transaction. */
-		rc = src == SQLITE_DONE ? cn_error_set(err, CN_EINTERNAL,
-						       "execution store %s: a conflicting row "
-						       "vanished inside a transaction",
-						       s->path)
-					: store_fail(s, src, "reading a claim", err);
-		goto out;
-	}
-	int row_state = sqlite3_column_int(s->st_select, 0);
-	long long age = (long long)now - sqlite3_column_int64(s->st_select, 3);
-	if (row_state == ROW_DONE && age <= (long long)s->ttl_s) {
-		rc = claim_copy_answer(s, status, body, len, err);
-		*state = EXEC_DONE;
-	} else if (row_state == ROW_DONE || age > (long long)s->stale_s) {
-		stmt_done(s->st_select);
-		if (row_state != ROW_DONE)
-			log_warn("execution %s: taking over a claim %lld s old", id, age);
-		rc = claim_reclaim(s, id, now, err);
-		*state = EXEC_CLAIMED;
+	/* Answered before: waiters copy it from memory, the last one drops it. */
+	*o->state = EXEC_DONE;
+	*o->status = a.status;
+	*o->len = a.len;
+	*o->body = a.body;
+	e->body = e->refs ? malloc(a.len + 1) : NULL;
+	if (e->body) {
+		memcpy(e->body, a.body, a.len + 1);
+		e->len = a.len;
+		e->state = ENTRY_DONE;
+		e->clean = true;
+		e->status = a.status;
+		e->answered = a.answered;
 	} else {
-		*state = EXEC_RUNNING;
+		table_remove(s, e); /* nobody waits, or they read SQLite themselves */
 	}
-out:
-	stmt_done(s->st_select);
-	return tx_end(s, rc, err);
+	pthread_cond_broadcast(&s->changed);
+	return 1;
 }
 
-static long long monotonic_ms(void)
+/* id's entry is DONE: copy it, or treat an expired answer as absent.
+ * Returns 1 when decided. */
+static int claim_done(struct exec_store *s, struct entry *e, time_t now, const struct claim_out *o, int *rc,
+		      struct cn_error *err)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(long long ms)
-{
-	struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
+	if (entry_expired(s, e, now)) {
+		/* The writer still owns a queued entry; a fresh claim replaces it. */
+		table_remove(s, e);
+		return 0;
+	}
+	*rc = entry_copy_answer(e, o->status, o->body, o->len, err);
+	*o->state = EXEC_DONE;
+	if (*rc == CN_OK && e->clean && e->refs == 0)
+		table_remove(s, e);
+	return 1;
 }
 
 int exec_store_claim(struct exec_store *s, const char *id, uint32_t wait_ms, enum exec_claim *state,
@@ -396,19 +861,84 @@ int exec_store_claim(struct exec_store *s, const char *id, uint32_t wait_ms, enu
 	*status = 0;
 	if (!id_valid(id))
 		return id_error(err);
+	const struct claim_out o = {state, status, body, len};
 	long long deadline = monotonic_ms() + wait_ms;
+	uint64_t hash = id_hash(id);
+	int rc = CN_OK;
+	pthread_mutex_lock(&s->mu);
 	for (;;) {
-		pthread_mutex_lock(&s->lock);
-		int rc = claim_once(s, id, state, status, body, len, err);
-		pthread_mutex_unlock(&s->lock);
-		if (rc || *state != EXEC_RUNNING)
-			return rc;
-		long long left = deadline - monotonic_ms();
-		if (left <= 0)
-			return CN_OK;
-		/* Not holding the lock: the holder can finish meanwhile. */
-		sleep_ms(left < STORE_POLL_MS ? left : STORE_POLL_MS);
+		time_t now = s->now();
+		struct entry *e = table_find(s, id, hash);
+		if (!e) {
+			e = entry_claim_new(s, id, hash, now);
+			if (!e) {
+				rc = cn_error_set(err, CN_ENOMEM, "out of memory");
+				break;
+			}
+			if (claim_lookup(s, e, now, &o, &rc, err))
+				break;
+			continue;
+		}
+		if (e->state == ENTRY_DONE) {
+			if (claim_done(s, e, now, &o, &rc, err))
+				break;
+			continue;
+		}
+		long long age = (long long)now - (long long)e->claimed;
+		if (age > (long long)s->stale_s) {
+			log_warn("execution %s: taking over a claim %lld s old", id, age);
+			e->claim_no = ++s->claims;
+			e->claimed = now;
+			*state = EXEC_CLAIMED;
+			break;
+		}
+		if (monotonic_ms() >= deadline) {
+			*state = EXEC_RUNNING;
+			break;
+		}
+		e->refs++;
+		cond_wait_until(&s->changed, &s->mu, deadline);
+		e->refs--;
+		entry_free_if_unused(e);
 	}
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+/* ---- answering --------------------------------------------------------- */
+
+/* e is RUNNING and the queue is full: store the answer now, with e DONE
+ * meanwhile so that duplicates get it from memory. mu held on entry and exit. */
+static int finish_sync(struct exec_store *s, struct entry *e, struct cn_error *err)
+{
+	e->refs++;
+	pthread_cond_broadcast(&s->changed);
+	pthread_mutex_unlock(&s->mu);
+	db_lock(s);
+	int rc = db_put(s, e, err);
+	db_unlock(s);
+	pthread_mutex_lock(&s->mu);
+	e->refs--;
+	/* Written (later replays read SQLite) or failed (a retry runs again). */
+	table_remove(s, e);
+	pthread_cond_broadcast(&s->changed);
+	return rc;
+}
+
+/* With mu held: answer a RUNNING entry; takes body. */
+static int finish_entry(struct exec_store *s, struct entry *e, int status, char *body, size_t len, time_t now,
+			struct cn_error *err)
+{
+	e->state = ENTRY_DONE;
+	e->status = status;
+	e->body = body;
+	e->len = len;
+	e->answered = now;
+	if (s->pending_n >= s->max_pending_n || s->pending_bytes + len > s->max_pending_bytes)
+		return finish_sync(s, e, err);
+	queue_push(s, e);
+	pthread_cond_broadcast(&s->changed);
+	return CN_OK;
 }
 
 int exec_store_finish(struct exec_store *s, const char *id, int status, const char *body, size_t len,
@@ -418,47 +948,156 @@ int exec_store_finish(struct exec_store *s, const char *id, int status, const ch
 		return id_error(err);
 	if (!body && len)
 		return cn_error_set(err, CN_EINVAL, "execution answer has a length but no body");
-	pthread_mutex_lock(&s->lock);
-	time_t now = s->now();
-	sqlite3_stmt *st = s->st_finish;
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 2, status);
-	sqlite3_bind_blob64(st, 3, body ? body : "", (sqlite3_uint64)len, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, (sqlite3_int64)now);
-	int src = stmt_run(st);
-	int rc = CN_OK;
-	if (src != SQLITE_OK)
-		rc = store_fail(s, src, "storing an answer", err);
-	else if (sqlite3_changes(s->db) == 0)
-		log_warn("execution %s was answered already; the first answer is kept", id);
-	pthread_mutex_unlock(&s->lock);
-	return rc;
+	char *copy = malloc(len ? len : 1);
+	if (!copy)
+		return cn_error_set(err, CN_ENOMEM, "out of memory");
+	if (len)
+		memcpy(copy, body, len);
+	uint64_t hash = id_hash(id);
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		struct entry *e = table_find(s, id, hash);
+		if (e && e->state == ENTRY_RUNNING) {
+			int rc = finish_entry(s, e, status, copy, len, s->now(), err);
+			pthread_mutex_unlock(&s->mu);
+			return rc;
+		}
+		if (e && !entry_expired(s, e, s->now()))
+			break;
+		/* No claim in memory: claim it now, so that an answer already
+		 * stored is found and kept. */
+		pthread_mutex_unlock(&s->mu);
+		enum exec_claim st;
+		int old_status;
+		char *old_body;
+		size_t old_len;
+		int rc = exec_store_claim(s, id, 0, &st, &old_status, &old_body, &old_len, err);
+		if (rc || st == EXEC_DONE) {
+			free(old_body);
+			free(copy);
+			if (rc == CN_OK)
+				log_warn("execution %s was answered already; the first answer is kept", id);
+			return rc;
+		}
+		pthread_mutex_lock(&s->mu);
+	}
+	pthread_mutex_unlock(&s->mu);
+	free(copy);
+	log_warn("execution %s was answered already; the first answer is kept", id);
+	return CN_OK;
 }
 
 int exec_store_release(struct exec_store *s, const char *id, struct cn_error *err)
 {
 	if (!id_valid(id))
 		return id_error(err);
-	pthread_mutex_lock(&s->lock);
-	sqlite3_bind_text(s->st_release, 1, id, -1, SQLITE_STATIC);
-	int src = stmt_run(s->st_release);
-	int rc = src == SQLITE_OK ? CN_OK : store_fail(s, src, "releasing a claim", err);
-	pthread_mutex_unlock(&s->lock);
-	return rc;
+	pthread_mutex_lock(&s->mu);
+	struct entry *e = table_find(s, id, id_hash(id));
+	if (e && e->state == ENTRY_RUNNING) {
+		table_remove(s, e);
+		pthread_cond_broadcast(&s->changed);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return CN_OK;
 }
 
-int exec_store_expire(struct exec_store *s, time_t now, uint64_t *removed, struct cn_error *err)
+/* ---- expiry ------------------------------------------------------------ */
+
+/* Delete up to one batch of rows older than cutoff; *n rows went. */
+static int expire_batch(struct exec_store *s, sqlite3_int64 cutoff, uint64_t *n, struct cn_error *err)
 {
-	if (removed)
-		*removed = 0;
-	pthread_mutex_lock(&s->lock);
-	sqlite3_bind_int64(s->st_expire, 1, (sqlite3_int64)now - (sqlite3_int64)s->ttl_s);
+	pthread_mutex_lock(&s->db_mu);
+	sqlite3_bind_int64(s->st_expire, 1, cutoff);
 	int src = stmt_run(s->st_expire);
 	int rc = CN_OK;
 	if (src != SQLITE_OK)
 		rc = store_fail(s, src, "expiring answers", err);
-	else if (removed)
-		*removed = (uint64_t)sqlite3_changes(s->db);
-	pthread_mutex_unlock(&s->lock);
+	else
+		*n = (uint64_t)sqlite3_changes(s->db);
+	pthread_mutex_unlock(&s->db_mu);
 	return rc;
+}
+
+/* Drop claims and answers older than cutoff from memory (mu held); counts
+ * the running claims (answers are counted where they are deleted). */
+static uint64_t expire_memory(struct exec_store *s, long long cutoff)
+{
+	uint64_t removed = 0;
+	bool any = false;
+	for (size_t i = 0; i < s->nbuckets; i++) {
+		struct entry *e = s->buckets[i];
+		while (e) {
+			struct entry *next = e->next;
+			time_t t = e->state == ENTRY_RUNNING ? e->claimed : e->answered;
+			if ((long long)t < cutoff) {
+				removed += e->state == ENTRY_RUNNING;
+				table_remove(s, e);
+				any = true;
+			}
+			e = next;
+		}
+	}
+	if (any)
+		pthread_cond_broadcast(&s->changed);
+	return removed;
+}
+
+int exec_store_expire(struct exec_store *s, time_t now, uint64_t *removed, struct cn_error *err)
+{
+	uint64_t total = 0;
+	sqlite3_int64 cutoff = (sqlite3_int64)now - (sqlite3_int64)s->ttl_s;
+	pthread_mutex_lock(&s->mu);
+	store_flush_locked(s);
+	pthread_mutex_unlock(&s->mu);
+	int rc = CN_OK;
+	for (;;) {
+		uint64_t n = 0;
+		rc = expire_batch(s, cutoff, &n, err);
+		total += n;
+		if (rc || n < STORE_EXPIRE_BATCH)
+			break;
+		/* Let the callbacks that wait for the connection go first. */
+		for (int i = 0; i < 1000 && atomic_load(&s->db_waiting) > 0; i++)
+			sched_yield();
+	}
+	pthread_mutex_lock(&s->mu);
+	total += expire_memory(s, (long long)cutoff);
+	pthread_mutex_unlock(&s->mu);
+	if (removed)
+		*removed = total;
+	return rc;
+}
+
+/* ---- test hooks -------------------------------------------------------- */
+
+void exec_store_test_hold_writer(struct exec_store *s, bool hold)
+{
+	pthread_mutex_lock(&s->mu);
+	s->hold = hold;
+	pthread_cond_signal(&s->work);
+	pthread_mutex_unlock(&s->mu);
+}
+
+void exec_store_test_set_limits(struct exec_store *s, size_t max_entries, size_t max_bytes)
+{
+	pthread_mutex_lock(&s->mu);
+	s->max_pending_n = max_entries;
+	s->max_pending_bytes = max_bytes;
+	pthread_mutex_unlock(&s->mu);
+}
+
+void exec_store_test_pending(struct exec_store *s, size_t *entries, size_t *bytes)
+{
+	pthread_mutex_lock(&s->mu);
+	*entries = s->pending_n;
+	*bytes = s->pending_bytes;
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* SQLite refuses blobs longer than max_len: makes the writer fail. */
+void exec_store_test_limit_length(struct exec_store *s, int max_len)
+{
+	pthread_mutex_lock(&s->db_mu);
+	sqlite3_limit(s->db, SQLITE_LIMIT_LENGTH, max_len);
+	pthread_mutex_unlock(&s->db_mu);
 }

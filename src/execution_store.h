@@ -1,18 +1,38 @@
 /*
  * execution_store.h - answers kept by execution_id (Interactor's
  * idempotency key) so that a retried callback gets the first answer byte for
- * byte and never runs twice. Backed by a SQLite file in WAL mode; entries
- * expire after the TTL (7 days). The interface is small so that a
- * PostgreSQL-backed store can take its place for several replicas.
+ * byte and never runs twice. Entries expire after the TTL (7 days). The
+ * interface is small so that a PostgreSQL-backed store can take its place
+ * for several replicas.
  *
  * Protocol: exec_store_claim(); when it says EXEC_CLAIMED run the tool,
  * then exec_store_finish() with the answer (or exec_store_release() for an
  * answer that must not be kept, such as 429 or 5xx, so a retry runs again).
- * A claim made by a process that died is taken over after stale_s seconds.
+ * A claim older than stale_s seconds (its request hung) is taken over.
+ *
+ * Where things live: claims and fresh answers in memory; answers in a
+ * SQLite file (WAL) that this process holds exclusively from open to close.
+ * A second process opening the same file gets an error naming the path
+ * ("... is in use by another connector process"): several replicas each
+ * need their own state file (or the PostgreSQL-backed store); sharing one
+ * SQLite file between processes is not supported. Claims are not stored, so
+ * after a restart an id that was running when the process stopped runs
+ * again on its retry.
+ *
+ * exec_store_finish() makes the answer visible to duplicates at once and
+ * queues it for a background thread, which writes whatever is queued in one
+ * transaction; the request does not wait for the disk. When that thread
+ * falls behind (10,000 answers or 64 MiB queued), finish() writes the
+ * answer itself. exec_store_close() writes everything still queued. If the
+ * process dies between answering and that write (normally well under a
+ * second), the answer is lost and a retry runs the (read-only) query again.
+ * An answer the thread cannot write is logged and kept in memory for the
+ * next attempt.
  */
 #ifndef CN_EXECUTION_STORE_H
 #define CN_EXECUTION_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -47,10 +67,19 @@ int exec_store_claim(struct exec_store *s, const char *id, uint32_t wait_ms, enu
 int exec_store_finish(struct exec_store *s, const char *id, int status, const char *body,
 		      size_t len, struct cn_error *err) CN_MUST_USE;
 int exec_store_release(struct exec_store *s, const char *id, struct cn_error *err) CN_MUST_USE;
-/* Delete entries older than the TTL; returns how many in *removed. */
+/* Delete entries older than the TTL, in small transactions so that claims
+ * are not held up; returns how many in *removed (stored answers, and
+ * claims that never finished). */
 int exec_store_expire(struct exec_store *s, time_t now, uint64_t *removed, struct cn_error *err) CN_MUST_USE;
 
 /* For tests: the clock the store uses (default time(NULL)). */
 void exec_store_set_clock(struct exec_store *s, time_t (*now)(void));
+
+/* Test hooks: not for the daemon. With the writer held, exec_store_expire()
+ * would wait for it. */
+void exec_store_test_hold_writer(struct exec_store *s, bool hold);
+void exec_store_test_set_limits(struct exec_store *s, size_t max_entries, size_t max_bytes);
+void exec_store_test_pending(struct exec_store *s, size_t *entries, size_t *bytes);
+void exec_store_test_limit_length(struct exec_store *s, int max_len);
 
 #endif

@@ -1,4 +1,5 @@
-/* test_execution_store.c - claim / finish / replay, restarts, races, expiry. */
+/* test_execution_store.c - claim / finish / replay, restarts, races, expiry,
+ * the background writer and its memory bound, one process per file. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,10 +9,13 @@
 
 #include <dirent.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -167,14 +171,27 @@ static void test_restart(void **state)
 
 	s = store_open(f->path, 0, 0);
 	assert_int_equal(claim(s, "done", 0, 201, body, n), EXEC_DONE);
-	/* A claim made before the restart is still held (until it goes stale). */
-	assert_int_equal(claim(s, "running", 0, 0, NULL, 0), EXEC_RUNNING);
+	/* Claims live in memory only: one running at the stop runs again. */
+	assert_int_equal(claim(s, "running", 0, 0, NULL, 0), EXEC_CLAIMED);
 	exec_store_close(s);
 
 	/* The file is owner-only. */
 	struct stat st;
 	assert_int_equal(stat(f->path, &st), 0);
 	assert_int_equal(st.st_mode & 0077, 0);
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
 }
 
 struct race {
@@ -185,6 +202,8 @@ struct race {
 	char *body;
 	size_t len;
 	int rc;
+	long long returned_ms; /* when claim returned */
+	long long finish_ms;   /* the claimer: just before finish */
 };
 
 static const char race_body[] = "{\"result\":{\"row_count\":1}}";
@@ -195,9 +214,10 @@ static void *race_thread(void *arg)
 	struct cn_error err;
 	pthread_barrier_wait(r->start);
 	r->rc = exec_store_claim(r->s, "exec_race", 10000, &r->state, &r->status, &r->body, &r->len, &err);
+	r->returned_ms = now_ms();
 	if (r->rc == CN_OK && r->state == EXEC_CLAIMED) {
-		struct timespec ts = {0, 150 * 1000000L};
-		nanosleep(&ts, NULL);
+		sleep_ms(150);
+		r->finish_ms = now_ms();
 		r->rc = exec_store_finish(r->s, "exec_race", 200, race_body, sizeof race_body - 1, &err);
 	}
 	return NULL;
@@ -222,12 +242,20 @@ static void test_concurrent_claim(void **state)
 		pthread_join(th[i], NULL);
 	pthread_barrier_destroy(&start);
 	int claimed = 0, done = 0;
+	long long finish_ms = 0;
+	for (int i = 0; i < N; i++)
+		if (r[i].state == EXEC_CLAIMED)
+			finish_ms = r[i].finish_ms;
+	assert_true(finish_ms > 0);
 	for (int i = 0; i < N; i++) {
 		assert_int_equal(r[i].rc, CN_OK);
 		if (r[i].state == EXEC_CLAIMED) {
 			claimed++;
 			continue;
 		}
+		/* Woken by the answer, not by a poll or the 10 s wait. */
+		assert_true(r[i].returned_ms >= finish_ms);
+		assert_true(r[i].returned_ms - finish_ms < 500);
 		assert_int_equal(r[i].state, EXEC_DONE);
 		done++;
 		assert_int_equal(r[i].status, 200);
@@ -238,13 +266,6 @@ static void test_concurrent_claim(void **state)
 	assert_int_equal(claimed, 1);
 	assert_int_equal(done, N - 1);
 	exec_store_close(s);
-}
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void test_running_after_wait(void **state)
@@ -446,6 +467,423 @@ static void test_bad_paths(void **state)
 	assert_int_equal(st.st_mode & 0077, 0);
 }
 
+
+static size_t pending_entries(struct exec_store *s)
+{
+	size_t n, bytes;
+	exec_store_test_pending(s, &n, &bytes);
+	return n;
+}
+
+/* Wait (up to 10 s) until the writer has written everything queued. */
+static void wait_written(struct exec_store *s)
+{
+	for (int i = 0; i < 1000 && pending_entries(s) > 0; i++)
+		sleep_ms(10);
+	assert_int_equal(pending_entries(s), 0);
+}
+
+static void test_second_open_in_use(void **state)
+{
+	struct fixture *f = *state;
+	struct exec_store *s = store_open(f->path, 0, 0);
+	struct exec_store *s2 = (struct exec_store *)1;
+	struct cn_error err = {0};
+	assert_int_equal(exec_store_open(f->path, NULL, &s2, &err), CN_EBUSY);
+	assert_null(s2);
+	print_message("second open: %s\n", err.message);
+	assert_non_null(strstr(err.message, f->path));
+	assert_non_null(strstr(err.message, "is in use by another connector process"));
+	/* The first one is unharmed. */
+	assert_int_equal(claim(s, "e", 0, 0, NULL, 0), EXEC_CLAIMED);
+	finish(s, "e", 200, "E", 1);
+	exec_store_close(s);
+	s = store_open(f->path, 0, 0);
+	assert_int_equal(claim(s, "e", 0, 200, "E", 1), EXEC_DONE);
+	exec_store_close(s);
+}
+
+/* Another process holds the file: the open fails with the same message. */
+static void test_other_process_in_use(void **state)
+{
+	struct fixture *f = *state;
+	int up[2], down[2];
+	assert_int_equal(pipe(up), 0);
+	assert_int_equal(pipe(down), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct exec_store *s = NULL;
+		struct cn_error err;
+		char c = exec_store_open(f->path, NULL, &s, &err) == CN_OK ? 'o' : 'x';
+		if (write(up[1], &c, 1) != 1 || read(down[0], &c, 1) != 1)
+			_exit(2);
+		exec_store_close(s);
+		_exit(0);
+	}
+	char c = 0;
+	assert_int_equal(read(up[0], &c, 1), 1);
+	assert_int_equal(c, 'o');
+	struct exec_store *s = (struct exec_store *)1;
+	struct cn_error err = {0};
+	int rc = exec_store_open(f->path, NULL, &s, &err);
+	assert_int_equal(write(down[1], "q", 1), 1);
+	int wstatus = 0;
+	assert_int_equal(waitpid(pid, &wstatus, 0), pid);
+	assert_true(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0);
+	assert_int_equal(rc, CN_EBUSY);
+	assert_null(s);
+	assert_non_null(strstr(err.message, f->path));
+	assert_non_null(strstr(err.message, "is in use by another connector process"));
+	for (int i = 0; i < 2; i++) {
+		close(up[i]);
+		close(down[i]);
+	}
+	/* Once the other process has gone, the file opens. */
+	s = store_open(f->path, 0, 0);
+	exec_store_close(s);
+}
+
+/* The answer replays from memory while unwritten, from SQLite after a restart. */
+static void test_replay_memory_then_disk(void **state)
+{
+	struct fixture *f = *state;
+	unsigned char body[400];
+	size_t n = binary_body(body, sizeof body - 2);
+	struct exec_store *s = store_open(f->path, 0, 0);
+	exec_store_test_hold_writer(s, true);
+	assert_int_equal(claim(s, "exec_m", 0, 0, NULL, 0), EXEC_CLAIMED);
+	finish(s, "exec_m", 200, body, n);
+	size_t pn, pbytes;
+	exec_store_test_pending(s, &pn, &pbytes);
+	assert_int_equal(pn, 1);
+	assert_int_equal(pbytes, n);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(claim(s, "exec_m", 0, 200, body, n), EXEC_DONE);
+	assert_int_equal(pending_entries(s), 1);
+	/* close() writes what is queued, even with the writer held. */
+	exec_store_close(s);
+	s = store_open(f->path, 0, 0);
+	assert_int_equal(pending_entries(s), 0);
+	assert_int_equal(claim(s, "exec_m", 0, 200, body, n), EXEC_DONE);
+	/* Written and dropped from memory: replays read SQLite. */
+	assert_int_equal(claim(s, "exec_m", 0, 200, body, n), EXEC_DONE);
+	exec_store_close(s);
+}
+
+struct waiter {
+	struct exec_store *s;
+	const char *id;
+	enum exec_claim state;
+	int rc;
+	long long returned_ms;
+};
+
+static void *waiter_thread(void *arg)
+{
+	struct waiter *w = arg;
+	struct cn_error err;
+	int status;
+	char *body;
+	size_t len;
+	w->rc = exec_store_claim(w->s, w->id, 10000, &w->state, &status, &body, &len, &err);
+	w->returned_ms = now_ms();
+	free(body);
+	return NULL;
+}
+
+static void test_release_wakes_waiter(void **state)
+{
+	struct fixture *f = *state;
+	struct exec_store *s = store_open(f->path, 0, 0);
+	struct cn_error err;
+	assert_int_equal(claim(s, "exec_w", 0, 0, NULL, 0), EXEC_CLAIMED);
+	struct waiter w = {.s = s, .id = "exec_w"};
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, waiter_thread, &w), 0);
+	sleep_ms(100);
+	long long released_ms = now_ms();
+	assert_int_equal(exec_store_release(s, "exec_w", &err), CN_OK);
+	pthread_join(th, NULL);
+	assert_int_equal(w.rc, CN_OK);
+	assert_int_equal(w.state, EXEC_CLAIMED);
+	assert_true(w.returned_ms >= released_ms);
+	assert_true(w.returned_ms - released_ms < 500);
+	/* The waiter holds it now. */
+	assert_int_equal(claim(s, "exec_w", 0, 0, NULL, 0), EXEC_RUNNING);
+	exec_store_close(s);
+}
+
+static size_t numbered_body(char *out, size_t cap, int i)
+{
+	return (size_t)snprintf(out, cap, "{\"result\":{\"n\":%d,\"pad\":\"%0*d\"}}", i, i % 300, 0);
+}
+
+static void test_many_finishes_survive_close(void **state)
+{
+	struct fixture *f = *state;
+	enum { N = 10000 };
+	char id[32], body[400];
+	struct exec_store *s = store_open(f->path, 0, 0);
+	for (int i = 0; i < N; i++) {
+		snprintf(id, sizeof id, "exec_many_%d", i);
+		assert_int_equal(claim(s, id, 0, 0, NULL, 0), EXEC_CLAIMED);
+		finish(s, id, 200 + i % 3, body, numbered_body(body, sizeof body, i));
+		assert_true(pending_entries(s) <= 10000);
+	}
+	exec_store_close(s);
+	s = store_open(f->path, 0, 0);
+	for (int i = 0; i < N; i++) {
+		snprintf(id, sizeof id, "exec_many_%d", i);
+		size_t n = numbered_body(body, sizeof body, i);
+		assert_int_equal(claim(s, id, 0, 200 + i % 3, body, n), EXEC_DONE);
+	}
+	exec_store_close(s);
+}
+
+struct expirer {
+	struct exec_store *s;
+	time_t now;
+	uint64_t removed;
+	int rc;
+	atomic_int done;
+};
+
+static void *expire_thread(void *arg)
+{
+	struct expirer *x = arg;
+	struct cn_error err;
+	x->rc = exec_store_expire(x->s, x->now, &x->removed, &err);
+	atomic_store(&x->done, 1);
+	return NULL;
+}
+
+/* Rows dated `when`, written straight into the file while no store holds it. */
+static void fill_rows(const char *path, int rows, time_t when)
+{
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	char sql[512];
+	snprintf(sql, sizeof sql,
+		 "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < %d)"
+		 " INSERT INTO executions(id, state, status, body, created_at, updated_at)"
+		 " SELECT 'old_' || n, 1, 200, randomblob(CASE WHEN n %% 3 = 0 THEN 6200 ELSE 430 END),"
+		 " %lld, %lld FROM g",
+		 rows, (long long)when, (long long)when);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+static void test_expire_does_not_block_claims(void **state)
+{
+	struct fixture *f = *state;
+	enum { ROWS = 20000 };
+	exec_store_close(store_open(f->path, 3600, 0)); /* creates the table */
+	fill_rows(f->path, ROWS, 1000);
+	struct exec_store *s = store_open(f->path, 3600, 0);
+	exec_store_set_clock(s, fake_clock);
+	fake_now = 1000 + 2 * 3600;
+	struct expirer x = {.s = s, .now = fake_now};
+	atomic_init(&x.done, 0);
+	long long started = now_ms();
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, expire_thread, &x), 0);
+	long long worst = 0;
+	int during = 0;
+	char id[32];
+	for (int i = 0; !atomic_load(&x.done); i++) {
+		snprintf(id, sizeof id, "exec_new_%d", i);
+		long long t0 = now_ms();
+		assert_int_equal(claim(s, id, 0, 0, NULL, 0), EXEC_CLAIMED);
+		finish(s, id, 200, "ok", 2);
+		long long took = now_ms() - t0;
+		worst = took > worst ? took : worst;
+		during++;
+	}
+	pthread_join(th, NULL);
+	long long expire_ms = now_ms() - started;
+	print_message("expire of %d rows: %lld ms, %d claims meanwhile, the slowest %lld ms\n", ROWS,
+		      expire_ms, during, worst);
+	assert_int_equal(x.rc, CN_OK);
+	assert_int_equal(x.removed, ROWS);
+	assert_true(during > 0);
+	/* Loose bounds (the machine may be busy): one DELETE of every row would
+	 * hold the claims for the whole expiry. */
+	assert_true(worst < 500);
+	assert_true(worst * 2 < expire_ms);
+	assert_int_equal(claim(s, "old_1", 0, 0, NULL, 0), EXEC_CLAIMED);
+	exec_store_set_clock(s, NULL);
+	exec_store_close(s);
+}
+
+/* A writer that cannot keep up: finish() writes itself past the limits. */
+static void test_memory_bound(void **state)
+{
+	struct fixture *f = *state;
+	enum { N = 1000 };
+	char id[32], body[1200];
+	struct exec_store *s = store_open(f->path, 0, 0);
+	exec_store_test_hold_writer(s, true);
+	exec_store_test_set_limits(s, 100, 1u << 20);
+	for (int i = 0; i < N; i++) {
+		snprintf(id, sizeof id, "exec_b_%d", i);
+		assert_int_equal(claim(s, id, 0, 0, NULL, 0), EXEC_CLAIMED);
+		finish(s, id, 200, body, numbered_body(body, sizeof body, i));
+		assert_true(pending_entries(s) <= 100);
+	}
+	assert_int_equal(pending_entries(s), 100);
+	/* By bytes: past 100,000 bytes queued, finish() writes itself. */
+	exec_store_test_set_limits(s, 10000, 100 * 1000);
+	memset(body, 'b', 1000);
+	size_t n, bytes;
+	for (int i = 0; i < 150; i++) {
+		snprintf(id, sizeof id, "exec_c_%d", i);
+		assert_int_equal(claim(s, id, 0, 0, NULL, 0), EXEC_CLAIMED);
+		finish(s, id, 200, body, 1000);
+		exec_store_test_pending(s, &n, &bytes);
+		assert_true(bytes <= 100 * 1000);
+	}
+	assert_true(n < 100 + 150);
+	/* Every answer replays, from memory or from SQLite. */
+	char want[1200];
+	for (int i = 0; i < N; i++) {
+		snprintf(id, sizeof id, "exec_b_%d", i);
+		assert_int_equal(claim(s, id, 0, 200, want, numbered_body(want, sizeof want, i)), EXEC_DONE);
+	}
+	for (int i = 0; i < 150; i++) {
+		snprintf(id, sizeof id, "exec_c_%d", i);
+		assert_int_equal(claim(s, id, 0, 200, body, 1000), EXEC_DONE);
+	}
+	exec_store_test_hold_writer(s, false);
+	wait_written(s);
+	exec_store_close(s);
+	s = store_open(f->path, 0, 0);
+	for (int i = 0; i < N; i += 37) {
+		snprintf(id, sizeof id, "exec_b_%d", i);
+		assert_int_equal(claim(s, id, 0, 200, want, numbered_body(want, sizeof want, i)), EXEC_DONE);
+	}
+	exec_store_close(s);
+}
+
+/* The writer fails: the answers stay in memory and are written on a retry;
+ * at close, after a few more failures, they are given up (and logged). */
+static void test_writer_failure(void **state)
+{
+	struct fixture *f = *state;
+	char body[300];
+	memset(body, 'x', sizeof body);
+	struct exec_store *s = store_open(f->path, 0, 0);
+	exec_store_test_limit_length(s, 100); /* SQLite refuses longer blobs */
+	assert_int_equal(claim(s, "exec_f", 0, 0, NULL, 0), EXEC_CLAIMED);
+	finish(s, "exec_f", 200, body, sizeof body);
+	sleep_ms(200);
+	assert_int_equal(pending_entries(s), 1);
+	assert_int_equal(claim(s, "exec_f", 0, 200, body, sizeof body), EXEC_DONE);
+	exec_store_test_limit_length(s, 1000000);
+	wait_written(s);
+	exec_store_close(s);
+	s = store_open(f->path, 0, 0);
+	assert_int_equal(claim(s, "exec_f", 0, 200, body, sizeof body), EXEC_DONE);
+
+	/* Still failing at close: lost, so the retry runs again. */
+	exec_store_test_limit_length(s, 100);
+	assert_int_equal(claim(s, "exec_g", 0, 0, NULL, 0), EXEC_CLAIMED);
+	finish(s, "exec_g", 200, body, sizeof body);
+	exec_store_close(s);
+	s = store_open(f->path, 0, 0);
+	assert_int_equal(claim(s, "exec_g", 0, 0, NULL, 0), EXEC_CLAIMED);
+	exec_store_close(s);
+}
+
+/* A late finish() for an answer only on disk keeps the first answer. */
+static void test_late_finish_keeps_stored(void **state)
+{
+	struct fixture *f = *state;
+	struct exec_store *s = store_open(f->path, 0, 0);
+	assert_int_equal(claim(s, "exec_l", 0, 0, NULL, 0), EXEC_CLAIMED);
+	finish(s, "exec_l", 200, "first", 5);
+	exec_store_close(s);
+	s = store_open(f->path, 0, 0);
+	finish(s, "exec_l", 500, "second", 6);
+	assert_int_equal(claim(s, "exec_l", 0, 200, "first", 5), EXEC_DONE);
+	/* finish() without a claim stores a new answer. */
+	finish(s, "exec_n", 201, "new", 3);
+	assert_int_equal(claim(s, "exec_n", 0, 201, "new", 3), EXEC_DONE);
+	exec_store_close(s);
+	s = store_open(f->path, 0, 0);
+	assert_int_equal(claim(s, "exec_l", 0, 200, "first", 5), EXEC_DONE);
+	assert_int_equal(claim(s, "exec_n", 0, 201, "new", 3), EXEC_DONE);
+	exec_store_close(s);
+}
+
+/* An answer that expires before the writer stored it is replaced, and the
+ * newer answer is what the file keeps. */
+static void test_expired_in_memory(void **state)
+{
+	struct fixture *f = *state;
+	struct exec_store *s = store_open(f->path, 3600, 0);
+	exec_store_set_clock(s, fake_clock);
+	exec_store_test_hold_writer(s, true);
+	fake_now = 1000;
+	assert_int_equal(claim(s, "exec_x", 0, 0, NULL, 0), EXEC_CLAIMED);
+	finish(s, "exec_x", 200, "old", 3);
+	fake_now = 1000 + 3601;
+	assert_int_equal(claim(s, "exec_x", 0, 0, NULL, 0), EXEC_CLAIMED);
+	finish(s, "exec_x", 201, "new", 3);
+	assert_int_equal(claim(s, "exec_x", 0, 201, "new", 3), EXEC_DONE);
+	assert_int_equal(pending_entries(s), 2);
+	exec_store_close(s);
+	s = store_open(f->path, 3600, 0);
+	exec_store_set_clock(s, fake_clock);
+	assert_int_equal(claim(s, "exec_x", 0, 201, "new", 3), EXEC_DONE);
+	exec_store_set_clock(s, NULL);
+	exec_store_close(s);
+}
+
+/* A file an older version left behind after a crash: shared-memory WAL with
+ * unmerged frames, and a running row (claims were stored then). */
+static void test_file_of_older_version(void **state)
+{
+	struct fixture *f = *state;
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		sqlite3 *db;
+		char sql[600];
+		long long now = (long long)time(NULL);
+		snprintf(sql, sizeof sql,
+			 "PRAGMA journal_mode=WAL;"
+			 "CREATE TABLE executions (id TEXT PRIMARY KEY, state INTEGER NOT NULL,"
+			 " status INTEGER NOT NULL, body BLOB, created_at INTEGER NOT NULL,"
+			 " updated_at INTEGER NOT NULL);"
+			 "CREATE INDEX executions_updated_at ON executions(updated_at);"
+			 "INSERT INTO executions VALUES ('old_done', 1, 200, 'OLD', %lld, %lld);"
+			 "INSERT INTO executions VALUES ('old_running', 0, 0, NULL, %lld, %lld);",
+			 now, now, now, now);
+		int ok = sqlite3_open(f->path, &db) == SQLITE_OK &&
+			 sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK;
+		_exit(ok ? 0 : 1); /* no close: the WAL stays */
+	}
+	int wstatus = 0;
+	assert_int_equal(waitpid(pid, &wstatus, 0), pid);
+	assert_true(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0);
+	char wal[160];
+	snprintf(wal, sizeof wal, "%s-wal", f->path);
+	struct stat st;
+	assert_int_equal(stat(wal, &st), 0);
+	assert_true(st.st_size > 0);
+
+	struct exec_store *s = store_open(f->path, 0, 0);
+	assert_int_equal(claim(s, "old_done", 0, 200, "OLD", 3), EXEC_DONE);
+	assert_int_equal(claim(s, "old_running", 0, 0, NULL, 0), EXEC_CLAIMED);
+	finish(s, "old_running", 201, "NEW", 3);
+	exec_store_close(s);
+	s = store_open(f->path, 0, 0);
+	assert_int_equal(claim(s, "old_running", 0, 201, "NEW", 3), EXEC_DONE);
+	assert_int_equal(claim(s, "old_done", 0, 200, "OLD", 3), EXEC_DONE);
+	exec_store_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -459,6 +897,17 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_release, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_id_validation, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_paths, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_second_open_in_use, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_other_process_in_use, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_replay_memory_then_disk, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_release_wakes_waiter, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_many_finishes_survive_close, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_expire_does_not_block_claims, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_memory_bound, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_writer_failure, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_late_finish_keeps_stored, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_expired_in_memory, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_file_of_older_version, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
