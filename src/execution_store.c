@@ -53,6 +53,7 @@
 #define STORE_STR_(x) #x
 #define STORE_STR(x) STORE_STR_(x)
 #define STORE_RETRY_MS 1000
+#define STORE_LINGER_MS 2 /* the writer gathers answers this long: one commit for many */
 /* Write attempts after close() was asked, before queued answers are given up. */
 #define STORE_STOP_TRIES 3
 
@@ -86,6 +87,7 @@ struct exec_store {
 	size_t nentries;
 	uint64_t claims;
 	struct entry *qhead, *qtail;
+	long long q_since_ms; /* when the queue last became non-empty */
 	size_t pending_n;     /* queued or being written */
 	size_t pending_bytes; /* their bodies */
 	size_t max_pending_n;
@@ -334,13 +336,15 @@ static void queue_push(struct exec_store *s, struct entry *e)
 	e->queued = true;
 	s->enq_seq++;
 	e->qnext = NULL;
-	if (s->qtail)
-		s->qtail->qnext = e;
-	else
-		s->qhead = e;
-	s->qtail = e;
 	s->pending_n++;
 	s->pending_bytes += e->len;
+	if (s->qtail) {
+		s->qtail->qnext = e;
+		s->qtail = e;
+		return; /* the writer is already counting down for this batch */
+	}
+	s->qhead = s->qtail = e;
+	s->q_since_ms = monotonic_ms();
 	pthread_cond_signal(&s->work);
 }
 
@@ -489,13 +493,16 @@ static void batch_requeue(struct exec_store *s, struct entry *batch)
 static struct entry *writer_take(struct exec_store *s, long long retry_at_ms)
 {
 	for (;;) {
-		bool ready = s->qhead && (s->stop || (!s->hold && monotonic_ms() >= retry_at_ms));
+		long long at = s->q_since_ms + STORE_LINGER_MS;
+		if (at < retry_at_ms)
+			at = retry_at_ms;
+		bool ready = s->qhead && (s->stop || (!s->hold && monotonic_ms() >= at));
 		if (ready)
 			break;
 		if (s->stop && !s->qhead)
 			return NULL;
 		if (s->qhead && !s->hold && !s->stop)
-			cond_wait_until(&s->work, &s->mu, retry_at_ms);
+			cond_wait_until(&s->work, &s->mu, at);
 		else
 			pthread_cond_wait(&s->work, &s->mu);
 	}
@@ -524,8 +531,9 @@ static void writer_failed(struct exec_store *s, struct entry *batch, const struc
 	*retry_at = monotonic_ms() + STORE_RETRY_MS;
 }
 
-/* Group commit: whatever was queued while the last batch was written goes
- * in the next transaction, with no delay added. */
+/* Group commit: whatever was queued while the last batch was written, or in
+ * the STORE_LINGER_MS after the first answer of an idle spell, goes in the
+ * next transaction. */
 static void *writer_main(void *arg)
 {
 	struct exec_store *s = arg;
