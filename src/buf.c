@@ -24,9 +24,16 @@ void buf_free(struct buf *b)
 
 void buf_reset(struct buf *b)
 {
-	b->len = 0;
+	buf_truncate(b, 0);
+}
+
+void buf_truncate(struct buf *b, size_t len)
+{
+	if (len > b->len)
+		return;
+	b->len = len;
 	if (b->data)
-		b->data[0] = '\0';
+		b->data[len] = '\0';
 }
 
 /* Room for `more` bytes plus the NUL. */
@@ -159,11 +166,8 @@ int buf_json_string(struct buf *b, const char *s, size_t len)
 	}
 	if (rc == 0)
 		rc = buf_append(b, "\"", 1);
-	if (rc) {
-		b->len = start;
-		if (b->data)
-			b->data[start] = '\0';
-	}
+	if (rc)
+		buf_truncate(b, start);
 	return rc;
 }
 

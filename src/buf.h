@@ -20,6 +20,7 @@ struct buf {
 void buf_init(struct buf *b, size_t max);
 void buf_free(struct buf *b); /* back to empty, keeps max */
 void buf_reset(struct buf *b); /* len = 0, keeps memory */
+void buf_truncate(struct buf *b, size_t len); /* back to len bytes (len <= b->len) */
 int buf_append(struct buf *b, const void *data, size_t len) CN_MUST_USE;
 int buf_puts(struct buf *b, const char *s) CN_MUST_USE;
 int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3))) CN_MUST_USE;

@@ -315,11 +315,8 @@ int base64_encode(struct buf *b, const unsigned char *in, size_t len)
 			k = 0;
 		}
 	}
-	if (rc) {
-		b->len = start;
-		if (b->data)
-			b->data[start] = '\0';
-	}
+	if (rc)
+		buf_truncate(b, start);
 	return rc;
 }
 
@@ -388,11 +385,8 @@ static int write_value(struct buf *b, const struct cn_value *v)
 			rc = base64_encode(b, (const unsigned char *)s, n);
 		if (rc == CN_OK)
 			rc = buf_append(b, "\"", 1);
-		if (rc) {
-			b->len = start;
-			if (b->data)
-				b->data[start] = '\0';
-		}
+		if (rc)
+			buf_truncate(b, start);
 		return rc;
 	}
 	}
@@ -400,13 +394,6 @@ static int write_value(struct buf *b, const struct cn_value *v)
 }
 
 /* ---- the sink -------------------------------------------------------- */
-
-static void buf_cut(struct buf *b, size_t len)
-{
-	b->len = len;
-	if (b->data)
-		b->data[len] = '\0';
-}
 
 static int writer_fail(struct result_writer *w, int rc)
 {
@@ -429,8 +416,8 @@ static bool column_hidden(const struct result_writer *w, const struct cn_column_
 /* The names did not fit: show no column at all (and so no row). */
 static void writer_drop_columns(struct result_writer *w)
 {
-	buf_cut(&w->columns, 0);
-	buf_cut(&w->types, 0);
+	buf_truncate(&w->columns, 0);
+	buf_truncate(&w->types, 0);
 	for (size_t i = 0; i < w->ncols; i++)
 		w->visible[i] = false;
 	w->nvisible = 0;
@@ -500,7 +487,7 @@ static void writer_close_columns(struct result_writer *w)
 /* The current row does not fit: forget it and stop. */
 static void writer_row_overflow(struct result_writer *w)
 {
-	buf_cut(&w->rows, w->row_start);
+	buf_truncate(&w->rows, w->row_start);
 	w->row_dropped = true;
 	w->full = true;
 	w->truncated = true;
@@ -630,7 +617,7 @@ int result_writer_finish(struct result_writer *w, long execution_time_ms, char *
 	if (w->cell != 0) {
 		/* The driver stopped inside a row: that row is not shown. */
 		if (!w->row_dropped)
-			buf_cut(&w->rows, w->row_start);
+			buf_truncate(&w->rows, w->row_start);
 		w->cell = 0;
 	}
 	struct buf out;

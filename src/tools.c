@@ -265,6 +265,23 @@ static void tool_result_status(struct tool_result *out, int rc, const struct cn_
 	tool_result_error(out, 500, "internal_error", "%s", msg);
 }
 
+/* The named source, open and introspected, or NULL with out filled. */
+static struct source *ready_source(struct app *app, const char *name, struct tool_result *out,
+				   void **handle)
+{
+	struct source *s = find_source(app, name, out);
+	if (!s)
+		return NULL;
+	out->source = s->cfg->name;
+	struct cn_error err = {0};
+	int rc = source_ready(s, handle, &err);
+	if (rc) {
+		tool_result_status(out, rc, &err);
+		return NULL;
+	}
+	return s;
+}
+
 /* ---- list_data_sources ---- */
 
 static void tool_list_data_sources(struct app *app, const cJSON *params, struct tool_result *out)
@@ -297,17 +314,10 @@ static void tool_list_data_sources(struct app *app, const cJSON *params, struct 
 static void tool_describe_schema(struct app *app, const cJSON *params, struct tool_result *out)
 {
 	const char *name = cJSON_GetObjectItemCaseSensitive(params, "source")->valuestring;
-	struct source *s = find_source(app, name, out);
+	void *h;
+	struct source *s = ready_source(app, name, out, &h);
 	if (!s)
 		return;
-	out->source = s->cfg->name;
-	void *h;
-	struct cn_error err = {0};
-	int rc = source_ready(s, &h, &err);
-	if (rc) {
-		tool_result_status(out, rc, &err);
-		return;
-	}
 	const char *filter[200];
 	size_t nfilter = 0;
 	const cJSON *t;
@@ -366,24 +376,19 @@ void tools_run_query(struct app *app, const char *source, const char *sql,
 {
 	struct timespec start;
 	clock_gettime(CLOCK_MONOTONIC, &start);
-	struct source *s = find_source(app, source, out);
-	if (!s)
-		return;
-	out->source = s->cfg->name;
-	if (!s->cfg->allow_run_query) {
+	struct source *s = sources_find(app->sources, source);
+	if (s && !s->cfg->allow_run_query) {
+		out->source = s->cfg->name;
 		tool_result_error(out, 400, "run_query_disabled",
 				  "ad-hoc queries are turned off for source '%s'", s->cfg->name);
 		return;
 	}
 	void *h;
-	struct cn_error err = {0};
-	int rc = source_ready(s, &h, &err);
-	if (rc) {
-		tool_result_status(out, rc, &err);
+	if (!(s = ready_source(app, source, out, &h)))
 		return;
-	}
+	struct cn_error err = {0};
 	const struct cn_driver *drv = s->module->api;
-	rc = drv->check(h, sql, &err);
+	int rc = drv->check(h, sql, &err);
 	if (rc) {
 		tool_result_status(out, rc, &err);
 		return;
