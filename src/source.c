@@ -86,22 +86,37 @@ int source_refresh(struct source *s, struct cn_error *err)
 {
 	pthread_mutex_lock(&s->lock);
 	int rc = source_refresh_locked(s, err);
-	if (rc)
+	if (rc) {
 		snprintf(s->last_error, sizeof s->last_error, "%s", err ? err->message : cn_status_message(rc));
-	else
+		clock_gettime(CLOCK_MONOTONIC, &s->retry_at);
+		s->retry_at.tv_sec += SOURCE_RETRY_MS / 1000;
+	} else {
 		s->last_error[0] = '\0';
+	}
 	pthread_mutex_unlock(&s->lock);
 	return rc;
+}
+
+static bool time_before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
 
 int source_ready(struct source *s, void **handle, struct cn_error *err)
 {
 	int rc = CN_OK;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
 	pthread_mutex_lock(&s->lock);
-	if (!s->handle || !s->model) {
+	if ((!s->handle || !s->model) && s->last_error[0] && time_before(&now, &s->retry_at)) {
+		rc = cn_error_set(err, CN_EUNAVAILABLE, "source '%s' is unavailable: %s", s->cfg->name,
+				  s->last_error);
+	} else if (!s->handle || !s->model) {
 		rc = source_refresh_locked(s, err);
 		if (rc) {
 			snprintf(s->last_error, sizeof s->last_error, "%s", err ? err->message : "");
+			s->retry_at = now;
+			s->retry_at.tv_sec += SOURCE_RETRY_MS / 1000;
 			rc = cn_error_set(err, CN_EUNAVAILABLE, "source '%s' is unavailable: %s",
 					  s->cfg->name, s->last_error);
 		} else {

@@ -9,6 +9,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <time.h>
 
 #include "config.h"
 #include "driver_loader.h"
@@ -26,7 +27,12 @@ struct source {
 	void *handle;                    /* NULL while unavailable */
 	struct schema_model *model;      /* merged; NULL until introspected */
 	char last_error[512];
+	struct timespec retry_at;        /* CLOCK_MONOTONIC: no new attempt before it */
 };
+
+/* After a failed attempt, a source is not tried again for this long: a dead
+ * or unreachable database answers at once instead of stalling each call. */
+#define SOURCE_RETRY_MS 5000
 
 struct source_set {
 	struct source *items;
