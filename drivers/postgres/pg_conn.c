@@ -18,7 +18,7 @@
 static const char SESSION_OPTIONS[] =
 	"-c DateStyle=ISO,YMD -c TimeZone=UTC -c IntervalStyle=postgres -c extra_float_digits=1 "
 	"-c bytea_output=hex -c standard_conforming_strings=on -c default_transaction_read_only=on "
-	"-c statement_timeout=60000 -c idle_in_transaction_session_timeout=60000";
+	"-c idle_in_transaction_session_timeout=60000";
 
 int64_t pg_now_ms(void)
 {
@@ -202,6 +202,12 @@ static int conninfo_defaults(struct pg_handle *h, size_t *n, const char *user_op
 		rc = pg_str_printf(&opts, "%s ", user_options);
 	if (rc == CN_OK)
 		rc = pg_str_puts(&opts, SESSION_OPTIONS);
+	/* The source's own time budget is the session default, so a request
+	 * with that budget needs no SET LOCAL statement_timeout. */
+	uint32_t t = h->timeout_ms ? h->timeout_ms : PG_DEFAULT_TIMEOUT_MS;
+	h->session_timeout_ms = t > PG_MAX_TIMEOUT_MS ? PG_MAX_TIMEOUT_MS : t;
+	if (rc == CN_OK)
+		rc = pg_str_printf(&opts, " -c statement_timeout=%u", h->session_timeout_ms);
 	if (rc == CN_OK)
 		rc = conninfo_set(h, n, "options", opts.data);
 	pg_str_free(&opts);

@@ -4,7 +4,8 @@
  * One pipeline batch, one round trip, extended protocol only:
  *
  *   BEGIN READ ONLY ISOLATION LEVEL REPEATABLE READ
- *   SET LOCAL statement_timeout = <ms>
+ *   SET LOCAL statement_timeout = <ms>     (only when it differs from the
+ *                                           session's, the source's budget)
  *   <the query, parameters bound>                  (single-row mode)
  *   Sync
  *   ROLLBACK                                        Sync
@@ -56,6 +57,7 @@ struct run {
 	const struct params *p;
 	const struct cn_result_sink *sink;
 	uint32_t timeout_ms;
+	int query_stmt; /* the query's place in the first segment: after BEGIN [, SET LOCAL] */
 	unsigned gen;
 	int64_t deadline, hard_deadline, full_at;
 	enum cancel_why canceled;
@@ -174,10 +176,11 @@ static void cork(PGconn *c, int on)
 
 static bool send_statements(struct run *r, PGconn *c, const char *set)
 {
+	r->query_stmt = set ? 2 : 1;
 	return PQenterPipelineMode(c) &&
 	       PQsendQueryParams(c, "BEGIN TRANSACTION READ ONLY ISOLATION LEVEL REPEATABLE READ", 0,
 				 NULL, NULL, NULL, NULL, 0) &&
-	       PQsendQueryParams(c, set, 0, NULL, NULL, NULL, NULL, 0) &&
+	       (!set || PQsendQueryParams(c, set, 0, NULL, NULL, NULL, NULL, 0)) &&
 	       PQsendQueryParams(c, r->q->text, r->p->n, r->p->types, r->p->values, r->p->lengths,
 				 r->p->formats, 0) &&
 	       PQpipelineSync(c) && PQsendQueryParams(c, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0) &&
@@ -191,7 +194,7 @@ static bool send_batch(struct run *r)
 	char set[64];
 	snprintf(set, sizeof set, "SET LOCAL statement_timeout = %u", r->timeout_ms);
 	cork(c, 1);
-	bool ok = send_statements(r, c, set);
+	bool ok = send_statements(r, c, r->timeout_ms == r->h->session_timeout_ms ? NULL : set);
 	cork(c, 0); /* uncorking sends what is queued */
 	return ok;
 }
@@ -359,7 +362,7 @@ static void record_error(struct run *r, const PGresult *res)
 		r->canceled = CANCEL_SHUTDOWN;
 }
 
-/* Reads every result of the batch: segment 0 (BEGIN, SET, query), 1
+/* Reads every result of the batch: segment 0 (BEGIN, [SET,] query), 1
  * (ROLLBACK), 2 (DISCARD ALL). */
 static int read_batch(struct run *r)
 {
@@ -367,7 +370,7 @@ static int read_batch(struct run *r)
 	int seg = 0, stmt = 0;
 	bool single = false;
 	while (seg < 3) {
-		if (seg == 0 && stmt == 2 && !single) {
+		if (seg == 0 && stmt == r->query_stmt && !single) {
 			PQsetSingleRowMode(c);
 			single = true;
 		}
@@ -381,7 +384,7 @@ static int read_batch(struct run *r)
 				pg_conn_message(r->h, c, r->conn_msg, sizeof r->conn_msg);
 				return CN_EUNAVAILABLE;
 			}
-			if (seg == 0 && stmt == 2)
+			if (seg == 0 && stmt == r->query_stmt)
 				r->query_done = true;
 			stmt++;
 			continue;
@@ -398,7 +401,7 @@ static int read_batch(struct run *r)
 			break;
 		case PGRES_SINGLE_TUPLE:
 		case PGRES_TUPLES_OK:
-			if (seg == 0 && stmt == 2)
+			if (seg == 0 && stmt == r->query_stmt)
 				query_result(r, res);
 			break;
 		case PGRES_FATAL_ERROR:

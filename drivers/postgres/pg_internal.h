@@ -58,6 +58,7 @@ struct pg_handle {
 	char *target;         /* "host 127.0.0.1 port 5432 database x user y": no password */
 	char *password;       /* kept only to scrub it from messages; owned */
 	uint32_t timeout_ms;
+	uint32_t session_timeout_ms; /* statement_timeout every session starts with */
 	void *host_ctx;
 	int (*is_hidden)(void *host_ctx, const char *schema, const char *table, const char *column);
 	char *include_schemas; /* text[] literal of LIKE patterns; "{}" for every schema */
