@@ -53,7 +53,7 @@
 #define STORE_STR_(x) #x
 #define STORE_STR(x) STORE_STR_(x)
 #define STORE_RETRY_MS 1000
-#define STORE_LINGER_MS 2 /* the writer gathers answers this long: one commit for many */
+#define STORE_LINGER_MS 10 /* the writer gathers answers this long: one commit for many */
 /* Write attempts after close() was asked, before queued answers are given up. */
 #define STORE_STOP_TRIES 3
 
