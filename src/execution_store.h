@@ -20,8 +20,8 @@
  * again on its retry.
  *
  * exec_store_finish() makes the answer visible to duplicates at once and
- * queues it for a background thread, which writes whatever is queued in one
- * transaction; the request does not wait for the disk. When that thread
+ * queues it for a background thread, which gathers answers for 10 ms and
+ * writes them in one transaction; the request does not wait for the disk. When that thread
  * falls behind (10,000 answers or 64 MiB queued), finish() writes the
  * answer itself. exec_store_close() writes everything still queued. If the
  * process dies between answering and that write (normally well under a
