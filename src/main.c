@@ -179,6 +179,13 @@ static int cmd_serve(int argc, char **argv)
 		log_error("%s", err.message);
 		goto out;
 	}
+	for (size_t i = 0; i < app.sources->n; i++) {
+		struct source *s = &app.sources->items[i];
+		char warning[600];
+		struct cn_error e = {0};
+		if (s->handle && source_audit(s, warning, sizeof warning, &e) == CN_OK && warning[0])
+			log_warn("source '%s': %s", s->cfg->name, warning);
+	}
 	if (http_server_start(&app, listen ? listen : cfg->listen, cfg->threads, &srv, &err)) {
 		log_error("%s", err.message);
 		goto out;
@@ -262,8 +269,13 @@ static int cmd_check_config(int argc, char **argv)
 		void *h;
 		struct cn_error e = {0};
 		if (source_ready(s, &h, &e) == CN_OK) {
+			char warning[600];
 			printf("source %s (%s): ok, %zu tables, driver %s\n", s->cfg->name, s->cfg->driver,
 			       schema_model_visible_tables(s->model), s->module->path);
+			if (source_audit(s, warning, sizeof warning, &e) != CN_OK)
+				printf("  warning: cannot tell what the database user may write: %s\n", e.message);
+			else if (warning[0])
+				printf("  warning: %s\n", warning);
 		} else {
 			printf("source %s (%s): FAILED: %s\n", s->cfg->name, s->cfg->driver, e.message);
 			ret = 1;

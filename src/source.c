@@ -187,6 +187,16 @@ fail:
 	return rc;
 }
 
+int source_audit(struct source *s, char *warning, size_t len, struct cn_error *err)
+{
+	warning[0] = '\0';
+	void *h;
+	int rc = source_ready(s, &h, err);
+	if (rc || !s->module->api->audit)
+		return rc;
+	return s->module->api->audit(h, warning, len, err);
+}
+
 void sources_cancel(struct source_set *set)
 {
 	if (!set)

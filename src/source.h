@@ -57,6 +57,10 @@ struct source *sources_find(struct source_set *set, const char *name);
  * handle (valid until sources_close). */
 int source_ready(struct source *s, void **handle, struct cn_error *err) CN_MUST_USE;
 
+/* What the source's database user could write (the driver's audit), as a
+ * warning in warning (empty when nothing to say or the driver cannot tell). */
+int source_audit(struct source *s, char *warning, size_t len, struct cn_error *err) CN_MUST_USE;
+
 /* The hidden-object callback drivers and the result writer use; ctx is the source. */
 int source_is_hidden(void *ctx, const char *schema, const char *table, const char *column);
 

@@ -199,8 +199,13 @@ struct cn_driver {
 	int (*execute)(void *handle, const struct cn_query *q, const struct cn_result_sink *sink,
 		       struct cn_error *err);
 	void (*cancel)(void *handle); /* abort every running statement (shutdown) */
+	/* Least privilege (optional, may be NULL): CN_OK with warning[0] == '\0'
+	 * when the source's database user cannot write, or CN_OK with a warning
+	 * that says what it can write and what to do. check-config prints it and
+	 * serve logs it. */
+	int (*audit)(void *handle, char *warning, size_t len, struct cn_error *err);
 
-	void *reserved[8]; /* room to grow without breaking the ABI: keep NULL */
+	void *reserved[7]; /* room to grow without breaking the ABI: keep NULL */
 };
 
 typedef const struct cn_driver *(*cn_driver_entry_fn)(void);

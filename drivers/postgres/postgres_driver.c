@@ -224,6 +224,92 @@ static int pg_execute(void *handle, const struct cn_query *q, const struct cn_re
 	return pg_exec_query(handle, q, sink, err);
 }
 
+/* What the source's role could write if the guard and the read-only
+ * transaction both failed: superuser, write grants, CREATE rights. */
+static const char AUDIT_SQL[] =
+	"SELECT current_user, r.rolsuper,"
+	" (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+	"   WHERE c.relkind IN ('r', 'p', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+	"   AND n.nspname NOT LIKE 'pg\\_%'"
+	"   AND has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')),"
+	" (SELECT string_agg(t, ', ') FROM (SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS t"
+	"   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+	"   WHERE c.relkind IN ('r', 'p', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+	"   AND n.nspname NOT LIKE 'pg\\_%'"
+	"   AND has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')"
+	"   ORDER BY 1 LIMIT 3) AS w),"
+	" (SELECT count(*) FROM pg_namespace n WHERE n.nspname NOT LIKE 'pg\\_%'"
+	"   AND n.nspname <> 'information_schema' AND has_schema_privilege(n.oid, 'CREATE')),"
+	" has_database_privilege(current_database(), 'CREATE')"
+	" FROM pg_roles r WHERE r.rolname = current_user";
+
+static void audit_text(const PGresult *res, char *warning, size_t len)
+{
+	const char *user = PQgetvalue(res, 0, 0);
+	bool super = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+	long tables = strtol(PQgetvalue(res, 0, 2), NULL, 10);
+	const char *examples = PQgetvalue(res, 0, 3);
+	long schemas = strtol(PQgetvalue(res, 0, 4), NULL, 10);
+	bool db_create = strcmp(PQgetvalue(res, 0, 5), "t") == 0;
+	warning[0] = '\0';
+	if (!super && tables == 0 && schemas == 0 && !db_create)
+		return;
+	size_t n = (size_t)snprintf(warning, len, "role '%s' can write:", user);
+	if (super && n < len)
+		n += (size_t)snprintf(warning + n, len - n, " it is a superuser;");
+	if (tables && n < len)
+		n += (size_t)snprintf(warning + n, len - n, " INSERT/UPDATE/DELETE/TRUNCATE on %ld table%s (%s%s);",
+				      tables, tables == 1 ? "" : "s", examples, tables > 3 ? ", ..." : "");
+	if (schemas && n < len)
+		n += (size_t)snprintf(warning + n, len - n, " CREATE in %ld schema%s;", schemas,
+				      schemas == 1 ? "" : "s");
+	if (db_create && n < len)
+		n += (size_t)snprintf(warning + n, len - n, " CREATE on the database;");
+	if (n < len)
+		snprintf(warning + n, len - n,
+			 " the guard and read-only transactions still hold, but give the connector a "
+			 "SELECT-only role (docs/postgres.md)");
+}
+
+static int pg_audit(void *handle, char *warning, size_t len, struct cn_error *err)
+{
+	struct pg_handle *h = handle;
+	struct pg_slot *slot;
+	uint32_t timeout = h->timeout_ms ? h->timeout_ms : PG_DEFAULT_TIMEOUT_MS;
+	int rc = pg_pool_checkout(h, timeout < PG_CHECKOUT_MAX_WAIT_MS ? timeout
+								    : PG_CHECKOUT_MAX_WAIT_MS,
+				  pg_pool_gen(h), &slot, err);
+	if (rc)
+		return rc;
+	rc = pg_slot_ready(h, slot, err);
+	if (rc == CN_OK) {
+		PGconn *c = slot->conn;
+		int64_t deadline = pg_now_ms() + timeout;
+		bool ok = PQsendQueryParams(c, AUDIT_SQL, 0, NULL, NULL, NULL, NULL, 0);
+		PGresult *res = NULL;
+		bool answered = false;
+		while (ok && (rc = pg_wait_result(c, deadline, &res)) == CN_OK && res) {
+			if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+			    PQnfields(res) == 6 && !answered) {
+				audit_text(res, warning, len);
+				answered = true;
+			} else {
+				ok = false;
+			}
+			PQclear(res);
+		}
+		if (!ok || rc || !answered) {
+			char msg[400];
+			pg_conn_message(h, c, msg, sizeof msg);
+			pg_slot_drop(h, slot);
+			rc = cn_error_set(err, rc == CN_ETIMEOUT ? CN_ETIMEOUT : CN_EUNAVAILABLE,
+					  "cannot read the privileges of the role at %s: %s", h->target, msg);
+		}
+	}
+	pg_pool_checkin(h, slot);
+	return rc;
+}
+
 static void pg_cancel(void *handle)
 {
 	if (handle)
@@ -243,6 +329,7 @@ static const struct cn_driver postgres_driver = {
 	.check = pg_check,
 	.execute = pg_execute,
 	.cancel = pg_cancel,
+	.audit = pg_audit,
 };
 
 CN_DRIVER_EXPORT(postgres_driver)

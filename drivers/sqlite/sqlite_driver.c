@@ -1821,6 +1821,22 @@ fail:
 	return rc;
 }
 
+/* The file is opened read-only whatever its mode; a file this process's
+ * user cannot write is one more layer. */
+static int sq_audit(void *handle, char *warning, size_t len, struct cn_error *err)
+{
+	struct sq_source *s = handle;
+	(void)err;
+	warning[0] = '\0';
+	if (s && access(s->path, W_OK) == 0)
+		snprintf(warning, len,
+			 "the database file %s is writable by this process's user%s; the connector opens "
+			 "it read-only, but a file it cannot write is one more layer (run the connector as "
+			 "a user with read access only)",
+			 s->path, geteuid() == 0 ? " (root)" : "");
+	return CN_OK;
+}
+
 static const struct cn_driver sq_driver = {
 	.abi_version = CN_DRIVER_ABI_VERSION,
 	.struct_size = sizeof(struct cn_driver),
@@ -1830,6 +1846,7 @@ static const struct cn_driver sq_driver = {
 	.open = sq_open,
 	.close = sq_close,
 	.ping = sq_ping,
+	.audit = sq_audit,
 	.introspect = sq_introspect,
 	.check = sq_check,
 	.execute = sq_execute,

@@ -60,6 +60,9 @@ def test_check_config_redacts():
     expect(SECRET not in out + err and SECRET_OLD not in out + err, "secret printed")
     expect("<redacted>" in out, "no redaction marker")
     expect("configuration ok" in out and "source demo (sqlite): ok" in out, out)
+    # least privilege: a database file this user could write is pointed out
+    if os.access(ARGS.demo_db, os.W_OK):
+        expect("warning: the database file %s is writable" % ARGS.demo_db in out, out)
 
 
 def test_check_config_errors_name_file_and_line():

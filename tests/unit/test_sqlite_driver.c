@@ -837,6 +837,28 @@ static void test_column_origin(void **state)
 	E.api->close(h);
 }
 
+/* The audit names a database file this process could write; the file is
+ * opened read-only either way. */
+static void test_audit(void **state)
+{
+	(void)state;
+	char path[512], warning[600];
+	struct cn_error err;
+	snprintf(path, sizeof path, "%s/demo.db", E.dbdir);
+	void *h = open_demo(1, false);
+	assert_non_null(E.api->audit);
+	assert_int_equal(chmod(path, 0644), 0);
+	assert_int_equal(E.api->audit(h, warning, sizeof warning, &err), CN_OK);
+	assert_non_null(strstr(warning, path));
+	assert_non_null(strstr(warning, "writable"));
+	assert_int_equal(chmod(path, 0444), 0);
+	assert_int_equal(E.api->audit(h, warning, sizeof warning, &err), CN_OK);
+	if (geteuid() != 0) /* root may write any file */
+		assert_string_equal(warning, "");
+	assert_int_equal(chmod(path, 0644), 0);
+	E.api->close(h);
+}
+
 static void test_hidden_objects(void **state)
 {
 	(void)state;
@@ -1536,6 +1558,7 @@ int main(void)
 		cmocka_unit_test(test_typed_cells),
 		cmocka_unit_test(test_column_origin),
 		cmocka_unit_test(test_hidden_objects),
+		cmocka_unit_test(test_audit),
 		cmocka_unit_test(test_timeout),
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_sink_full),
