@@ -163,9 +163,13 @@ fail:
 	return rc;
 }
 
-static int pg_ping(void *handle, struct cn_error *err)
+/* Run one parameterless query of the driver's own on a pool connection and
+ * hand its single result to take(); what (e.g. "does not answer") opens the
+ * error message. A connection that fails is dropped. */
+static int pg_own_query(struct pg_handle *h, const char *sql,
+			void (*take)(const PGresult *res, void *ctx), void *ctx, const char *what,
+			struct cn_error *err)
 {
-	struct pg_handle *h = handle;
 	struct pg_slot *slot;
 	uint32_t timeout = h->timeout_ms ? h->timeout_ms : PG_DEFAULT_TIMEOUT_MS;
 	int rc = pg_pool_checkout(h, timeout < PG_CHECKOUT_MAX_WAIT_MS ? timeout
@@ -177,24 +181,30 @@ static int pg_ping(void *handle, struct cn_error *err)
 	if (rc == CN_OK) {
 		PGconn *c = slot->conn;
 		int64_t deadline = pg_now_ms() + timeout;
-		bool ok = PQsendQueryParams(c, "SELECT 1", 0, NULL, NULL, NULL, NULL, 0);
+		bool ok = PQsendQueryParams(c, sql, 0, NULL, NULL, NULL, NULL, 0);
 		PGresult *res = NULL;
 		int results = 0;
 		while (ok && (rc = pg_wait_result(c, deadline, &res)) == CN_OK && res) {
-			ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+			ok = PQresultStatus(res) == PGRES_TUPLES_OK && results++ == 0;
+			if (ok && take)
+				take(res, ctx);
 			PQclear(res);
-			results++;
 		}
 		if (!ok || rc || results != 1) {
 			char msg[400];
 			pg_conn_message(h, c, msg, sizeof msg);
 			pg_slot_drop(h, slot);
 			rc = cn_error_set(err, rc == CN_ETIMEOUT ? CN_ETIMEOUT : CN_EUNAVAILABLE,
-					  "PostgreSQL at %s does not answer: %s", h->target, msg);
+					  "PostgreSQL at %s %s: %s", h->target, what, msg);
 		}
 	}
 	pg_pool_checkin(h, slot);
 	return rc;
+}
+
+static int pg_ping(void *handle, struct cn_error *err)
+{
+	return pg_own_query(handle, "SELECT 1", NULL, NULL, "does not answer", err);
 }
 
 static int pg_introspect(void *handle, const struct cn_schema_builder *b, struct cn_error *err)
@@ -243,8 +253,21 @@ static const char AUDIT_SQL[] =
 	" has_database_privilege(current_database(), 'CREATE')"
 	" FROM pg_roles r WHERE r.rolname = current_user";
 
-static void audit_text(const PGresult *res, char *warning, size_t len)
+struct audit_out {
+	char *warning;
+	size_t len;
+};
+
+static void audit_text(const PGresult *res, void *ctx)
 {
+	struct audit_out *out = ctx;
+	char *warning = out->warning;
+	size_t len = out->len;
+	if (PQntuples(res) != 1 || PQnfields(res) != 6) {
+		snprintf(warning, len, "cannot tell what the role may write: the privilege query "
+			 "returned %d rows", PQntuples(res));
+		return;
+	}
 	const char *user = PQgetvalue(res, 0, 0);
 	bool super = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
 	long tables = strtol(PQgetvalue(res, 0, 2), NULL, 10);
@@ -273,41 +296,10 @@ static void audit_text(const PGresult *res, char *warning, size_t len)
 
 static int pg_audit(void *handle, char *warning, size_t len, struct cn_error *err)
 {
-	struct pg_handle *h = handle;
-	struct pg_slot *slot;
-	uint32_t timeout = h->timeout_ms ? h->timeout_ms : PG_DEFAULT_TIMEOUT_MS;
-	int rc = pg_pool_checkout(h, timeout < PG_CHECKOUT_MAX_WAIT_MS ? timeout
-								    : PG_CHECKOUT_MAX_WAIT_MS,
-				  pg_pool_gen(h), &slot, err);
-	if (rc)
-		return rc;
-	rc = pg_slot_ready(h, slot, err);
-	if (rc == CN_OK) {
-		PGconn *c = slot->conn;
-		int64_t deadline = pg_now_ms() + timeout;
-		bool ok = PQsendQueryParams(c, AUDIT_SQL, 0, NULL, NULL, NULL, NULL, 0);
-		PGresult *res = NULL;
-		bool answered = false;
-		while (ok && (rc = pg_wait_result(c, deadline, &res)) == CN_OK && res) {
-			if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-			    PQnfields(res) == 6 && !answered) {
-				audit_text(res, warning, len);
-				answered = true;
-			} else {
-				ok = false;
-			}
-			PQclear(res);
-		}
-		if (!ok || rc || !answered) {
-			char msg[400];
-			pg_conn_message(h, c, msg, sizeof msg);
-			pg_slot_drop(h, slot);
-			rc = cn_error_set(err, rc == CN_ETIMEOUT ? CN_ETIMEOUT : CN_EUNAVAILABLE,
-					  "cannot read the privileges of the role at %s: %s", h->target, msg);
-		}
-	}
-	pg_pool_checkin(h, slot);
-	return rc;
+	struct audit_out out = {warning, len};
+	warning[0] = '\0';
+	return pg_own_query(handle, AUDIT_SQL, audit_text, &out,
+			    "did not tell the role's privileges", err);
 }
 
 static void pg_cancel(void *handle)
