@@ -34,20 +34,7 @@ BENCH_SECRET=$(bench_secret)
 export BENCH_SECRET
 
 write_config() { # DIR
-	cat >"$1/connector.yaml" <<-YAML
-		server: { listen: "127.0.0.1:8080", threads: 4 }
-		auth: { callback_secrets: ["\${BENCH_SECRET}"], timestamp_tolerance: 300 }
-		state: { path: "$1/state.db" }
-		log: { level: info, format: json }
-		sources:
-		  - name: demo
-		    driver: sqlite
-		    dsn: "$demo_db"
-		    description: "Demo sales database"
-		    mappings: "$repo/conf/mappings/demo.yaml"
-		    pool: { size: 4 }
-		    limits: { max_rows: 1000, max_result_bytes: 60000, timeout_ms: 10000 }
-	YAML
+	bench_demo_config "$1/connector.yaml" "$1" "$demo_db"
 }
 
 mix() { # PORT RUN -> prints the leakmix lines

@@ -45,20 +45,7 @@ bench_workdir
 
 BENCH_SECRET=$(bench_secret)
 export BENCH_SECRET
-cat >"$work/connector.yaml" <<YAML
-server: { listen: "127.0.0.1:8080", threads: $threads }
-auth: { callback_secrets: ["\${BENCH_SECRET}"], timestamp_tolerance: 300 }
-state: { path: "$work/state.db" }
-log: { level: $log_level, format: json }
-sources:
-  - name: demo
-    driver: sqlite
-    dsn: "$demo_db"
-    description: "Demo sales database"
-    mappings: "$repo/conf/mappings/demo.yaml"
-    pool: { size: $pool }
-    limits: { max_rows: 1000, max_result_bytes: 60000, timeout_ms: 10000 }
-YAML
+bench_demo_config "$work/connector.yaml" "$work" "$demo_db" "$threads" "$pool" "$log_level"
 
 echo "== bench/sqlite.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores; $(uname -r)"
 echo "   threads=$threads pool=$pool log=$log_level duration=${duration}s warmup=${warmup}s"
