@@ -56,6 +56,7 @@ int pg_cat_put_rel(struct pg_handle *h, struct pg_rel *rel)
 	pthread_mutex_lock(&h->cache_lock);
 	struct pg_rel *old = pg_oid_map_get(&h->rels, rel->oid);
 	int rc = pg_oid_map_put(&h->rels, rel->oid, rel);
+	atomic_fetch_add(&h->rels_gen, 1); /* the guard's verdicts may differ now */
 	pthread_mutex_unlock(&h->cache_lock);
 	if (rc) {
 		pg_rel_free(rel);

@@ -104,6 +104,8 @@ static void pg_close(void *handle)
 	pthread_cond_destroy(&h->pool_cond);
 	pthread_mutex_destroy(&h->cache_lock);
 	pthread_mutex_destroy(&h->meta_lock);
+	pg_verdict_clear(h);
+	pthread_mutex_destroy(&h->verdict_lock);
 	pg_conninfo_free(h);
 	free(h->include_schemas);
 	free(h->exclude_schemas);
@@ -124,6 +126,7 @@ static int handle_init_locks(struct pg_handle *h)
 	pthread_mutex_init(&h->pool_lock, NULL);
 	pthread_mutex_init(&h->cache_lock, NULL);
 	pthread_mutex_init(&h->meta_lock, NULL);
+	pthread_mutex_init(&h->verdict_lock, NULL);
 	return CN_OK;
 }
 
@@ -225,7 +228,14 @@ static int pg_check(void *handle, const char *query, struct cn_error *err)
 		.is_hidden = hook_is_hidden,
 		.has_hidden_columns = pg_cat_has_hidden_columns,
 	};
-	return pg_guard_check(query, &hooks, NULL, err);
+	int max_param;
+	if (pg_verdict_get(handle, query, &max_param))
+		return CN_OK;
+	unsigned gen = pg_verdict_gen(handle);
+	int rc = pg_guard_check(query, &hooks, &max_param, err);
+	if (rc == CN_OK)
+		pg_verdict_put(handle, query, gen, max_param);
+	return rc;
 }
 
 static int pg_execute(void *handle, const struct cn_query *q, const struct cn_result_sink *sink,

@@ -369,12 +369,56 @@ static void test_rejection_messages(void **state)
 	}
 }
 
+/* The driver remembers texts the guard accepted (pg_verdict.c): a repeat is
+ * accepted without a parse, a rejected text is refused every time, and what
+ * the guard learns about tables afterwards is not hidden by a remembered
+ * acceptance. Here the source is not introspected, so the guard does not yet
+ * know that crm.customers has a hidden column; running the query teaches the
+ * driver the table's columns, and the same text is then checked afresh. */
+static void test_remembered_verdicts(void **state)
+{
+	(void)state;
+	void *h = NULL;
+	struct cn_error err = {0};
+	assert_int_equal(h_open(h_env.dsn, 1, 5000, true, &h, &err, NULL), CN_OK);
+	const char *ok_sql = "SELECT id, name FROM crm.customers WHERE id = $1";
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(h_env.api->check(h, ok_sql, &err), CN_OK);
+	for (int i = 0; i < 3; i++) {
+		memset(&err, 0, sizeof err);
+		assert_int_equal(h_env.api->check(h, "SELECT * FROM public.secrets", &err), CN_EREJECTED);
+		assert_non_null(strstr(err.message, "table public.secrets is not available"));
+	}
+	/* accepted, and remembered, while the driver does not know the table's columns */
+	const char *email = "SELECT c.email FROM crm.customers c";
+	assert_int_equal(h_env.api->check(h, email, &err), CN_OK);
+	assert_int_equal(h_env.api->check(h, email, &err), CN_OK);
+
+	/* the remembered acceptance carries the number of parameters to execute() */
+	struct h_result r;
+	struct cn_value one = {.kind = CN_VAL_INT, .u.i = 1};
+	assert_int_equal(h_exec(h, ok_sql, NULL, 0, 5000, 0, &r, &err), CN_EINVAL);
+	assert_non_null(strstr(err.message, "uses 1 parameter"));
+	h_result_free(&r);
+	/* running it makes the driver learn crm.customers' columns */
+	assert_int_equal(h_exec(h, ok_sql, &one, 1, 5000, 0, &r, &err), CN_OK);
+	assert_string_equal(r.cols[0].table, "customers");
+	h_result_free(&r);
+
+	memset(&err, 0, sizeof err);
+	assert_int_equal(h_env.api->check(h, email, &err), CN_EREJECTED);
+	assert_non_null(strstr(err.message, "column email is not available"));
+	assert_int_equal(h_env.api->check(h, ok_sql, &err), CN_OK);
+	h_env.api->close(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_check_rejects_every_attack),
 		cmocka_unit_test(test_rejection_messages),
 		cmocka_unit_test(test_must_allow),
+		cmocka_unit_test(test_remembered_verdicts),
 		cmocka_unit_test(test_execute_without_check_changes_nothing),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
