@@ -7,16 +7,21 @@
  *   SET LOCAL statement_timeout = <ms>     (only when it differs from the
  *                                           session's, the source's budget)
  *   <the query, parameters bound>                  (single-row mode)
+ *   ROLLBACK
+ *   DISCARD ALL
  *   Sync
- *   ROLLBACK                                        Sync
- *   DISCARD ALL                                     Sync
  *
- * The Syncs split the batch so that ROLLBACK and DISCARD ALL run whatever
- * the query did (an error skips only the rest of its own segment), and
- * DISCARD ALL runs outside any transaction block as it must. Whatever the
- * session picked up (settings, prepared statements, advisory locks, LISTEN,
- * temporary objects) is gone before the connection is reused; when the reset
- * does not complete, the connection is closed instead.
+ * One Sync: the batch leaves in one write and the answers come back in one,
+ * one wake-up on each side. ROLLBACK ends the transaction; DISCARD ALL then
+ * runs in a transaction of its own, outside any transaction block as it must.
+ * Whatever the session picked up (settings, prepared statements, advisory
+ * locks, LISTEN, temporary objects) is gone before the connection is reused.
+ *
+ * When the query fails (an error, a cancel, a timeout), the server skips the
+ * rest of the batch up to the Sync, so ROLLBACK and DISCARD ALL did not run:
+ * they are sent again, on their own, before the connection goes back to the
+ * pool. Failed requests pay that second round trip; successful ones do not.
+ * When the reset does not complete even then, the connection is closed.
  *
  * Rows stream into the sink. When it is full, the rest is cancelled with
  * PQcancel and drained. A client-side deadline (timeout + 1 s) cancels too;
@@ -27,9 +32,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,40 +165,27 @@ static int params_build(struct params *p, const struct cn_query *q, struct cn_er
 
 /* ---- sending ---- */
 
-/* libpq 15 flushes at every PQpipelineSync: on TCP, cork the socket while
- * the batch is written so it leaves as one segment and the server reads it
- * in one go (one wake-up on each side instead of three). A no-op on Unix
- * sockets, where setsockopt fails harmlessly. */
-static void cork(PGconn *c, int on)
+static bool send_reset(PGconn *c)
 {
-	int fd = PQsocket(c);
-	if (fd >= 0)
-		(void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
+	return PQsendQueryParams(c, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0) &&
+	       PQsendQueryParams(c, "DISCARD ALL", 0, NULL, NULL, NULL, NULL, 0) && PQpipelineSync(c);
 }
 
-static bool send_statements(struct run *r, PGconn *c, const char *set)
-{
-	r->query_stmt = set ? 2 : 1;
-	return PQenterPipelineMode(c) &&
-	       PQsendQueryParams(c, "BEGIN TRANSACTION READ ONLY ISOLATION LEVEL REPEATABLE READ", 0,
-				 NULL, NULL, NULL, NULL, 0) &&
-	       (!set || PQsendQueryParams(c, set, 0, NULL, NULL, NULL, NULL, 0)) &&
-	       PQsendQueryParams(c, r->q->text, r->p->n, r->p->types, r->p->values, r->p->lengths,
-				 r->p->formats, 0) &&
-	       PQpipelineSync(c) && PQsendQueryParams(c, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0) &&
-	       PQpipelineSync(c) && PQsendQueryParams(c, "DISCARD ALL", 0, NULL, NULL, NULL, NULL, 0) &&
-	       PQpipelineSync(c);
-}
-
+/* libpq queues everything up to PQpipelineSync, which writes it all. */
 static bool send_batch(struct run *r)
 {
 	PGconn *c = r->slot->conn;
 	char set[64];
+	bool with_set = r->timeout_ms != r->h->session_timeout_ms;
 	snprintf(set, sizeof set, "SET LOCAL statement_timeout = %u", r->timeout_ms);
-	cork(c, 1);
-	bool ok = send_statements(r, c, r->timeout_ms == r->h->session_timeout_ms ? NULL : set);
-	cork(c, 0); /* uncorking sends what is queued */
-	return ok;
+	r->query_stmt = with_set ? 2 : 1;
+	return PQenterPipelineMode(c) &&
+	       PQsendQueryParams(c, "BEGIN TRANSACTION READ ONLY ISOLATION LEVEL REPEATABLE READ", 0,
+				 NULL, NULL, NULL, NULL, 0) &&
+	       (!with_set || PQsendQueryParams(c, set, 0, NULL, NULL, NULL, NULL, 0)) &&
+	       PQsendQueryParams(c, r->q->text, r->p->n, r->p->types, r->p->values, r->p->lengths,
+				 r->p->formats, 0) &&
+	       send_reset(c);
 }
 
 /* ---- waiting, with cancels ---- */
@@ -362,15 +351,24 @@ static void record_error(struct run *r, const PGresult *res)
 		r->canceled = CANCEL_SHUTDOWN;
 }
 
-/* Reads every result of the batch: segment 0 (BEGIN, [SET,] query), 1
- * (ROLLBACK), 2 (DISCARD ALL). */
-static int read_batch(struct run *r)
+static int conn_broken(struct run *r)
+{
+	r->broken = true;
+	pg_conn_message(r->h, r->slot->conn, r->conn_msg, sizeof r->conn_msg);
+	return CN_EUNAVAILABLE;
+}
+
+/* Reads one segment's results up to its Sync. The batch's segment (query
+ * true) holds BEGIN, [SET,] the query, ROLLBACK and DISCARD ALL; a reset
+ * segment only the last two. *reset_ok: both of those completed. */
+static int read_segment(struct run *r, bool query, bool *reset_ok)
 {
 	PGconn *c = r->slot->conn;
-	int seg = 0, stmt = 0;
+	int stmt = 0, resets = 0;
+	int first_reset = query ? r->query_stmt + 1 : 0;
 	bool single = false;
-	while (seg < 3) {
-		if (seg == 0 && stmt == r->query_stmt && !single) {
+	for (;;) {
+		if (query && stmt == r->query_stmt && !single) {
 			PQsetSingleRowMode(c);
 			single = true;
 		}
@@ -378,13 +376,10 @@ static int read_batch(struct run *r)
 		int rc = next_result(r, &res);
 		if (rc)
 			return rc;
-		if (!res) {
-			if (PQstatus(c) == CONNECTION_BAD) {
-				r->broken = true;
-				pg_conn_message(r->h, c, r->conn_msg, sizeof r->conn_msg);
-				return CN_EUNAVAILABLE;
-			}
-			if (seg == 0 && stmt == r->query_stmt)
+		if (!res) { /* the end of one statement's results */
+			if (PQstatus(c) == CONNECTION_BAD)
+				return conn_broken(r);
+			if (query && stmt == r->query_stmt)
 				r->query_done = true;
 			stmt++;
 			continue;
@@ -392,23 +387,24 @@ static int read_batch(struct run *r)
 		ExecStatusType st = PQresultStatus(res);
 		switch (st) {
 		case PGRES_PIPELINE_SYNC:
+			PQclear(res);
 			r->query_done = true;
-			seg++;
-			stmt = 0;
-			break;
+			*reset_ok = resets == 2;
+			return CN_OK;
 		case PGRES_PIPELINE_ABORTED:
+			break;
 		case PGRES_COMMAND_OK:
+			if (stmt >= first_reset)
+				resets++;
 			break;
 		case PGRES_SINGLE_TUPLE:
 		case PGRES_TUPLES_OK:
-			if (seg == 0 && stmt == r->query_stmt)
+			if (query && stmt == r->query_stmt)
 				query_result(r, res);
 			break;
 		case PGRES_FATAL_ERROR:
-			if (seg == 0 && !r->query_rc)
+			if (query && stmt <= r->query_stmt && !r->query_rc)
 				record_error(r, res);
-			else if (seg > 0)
-				r->dirty = true;
 			break;
 		default: /* COPY and the like cannot occur after the statement gate */
 			r->dirty = r->broken = true;
@@ -418,25 +414,32 @@ static int read_batch(struct run *r)
 			return CN_EUNAVAILABLE;
 		}
 		PQclear(res);
-		if (PQstatus(c) == CONNECTION_BAD) {
-			r->broken = true;
-			pg_conn_message(r->h, c, r->conn_msg, sizeof r->conn_msg);
-			return CN_EUNAVAILABLE;
-		}
+		if (PQstatus(c) == CONNECTION_BAD)
+			return conn_broken(r);
 	}
-	if (!PQexitPipelineMode(c))
+}
+
+/* Reads the batch; when the query's failure skipped the reset, runs it. */
+static int read_batch(struct run *r)
+{
+	PGconn *c = r->slot->conn;
+	bool reset_ok = false;
+	int rc = read_segment(r, true, &reset_ok);
+	if (rc == CN_OK && !reset_ok) {
+		if (!send_reset(c))
+			return conn_broken(r);
+		rc = read_segment(r, false, &reset_ok);
+		if (rc == CN_OK && !reset_ok)
+			r->dirty = true;
+	}
+	if (rc == CN_OK && !PQexitPipelineMode(c))
 		r->dirty = true;
-	return CN_OK;
+	return rc;
 }
 
 static int attempt(struct run *r)
 {
-	if (!send_batch(r)) {
-		r->broken = true;
-		pg_conn_message(r->h, r->slot->conn, r->conn_msg, sizeof r->conn_msg);
-		return CN_EUNAVAILABLE;
-	}
-	return read_batch(r);
+	return send_batch(r) ? read_batch(r) : conn_broken(r);
 }
 
 /* The request's status once the batch is read. */
@@ -477,9 +480,9 @@ static uint32_t effective_timeout(const struct pg_handle *h, const struct cn_que
 int pg_exec_query(struct pg_handle *h, const struct cn_query *q, const struct cn_result_sink *sink,
 		  struct cn_error *err)
 {
-	int max_param = 0;
-	int rc = pg_guard_shape(q->text, &max_param, err);
-	if (rc)
+	/* The statement gate, unless the full guard accepted this very text. */
+	int max_param = 0, rc = CN_OK;
+	if (!pg_verdict_get(h, q->text, &max_param) && (rc = pg_guard_shape(q->text, &max_param, err)))
 		return rc;
 	if ((size_t)max_param != q->nparams)
 		return cn_error_set(err, CN_EINVAL, "the query uses %d parameter%s ($1..$%d) but %zu "

@@ -499,6 +499,40 @@ static void test_session_state_is_reset(void **state)
 	h_env.api->close(h);
 }
 
+/* A query that takes a session-level advisory lock and then fails: the
+ * server skips the rest of the batch, so the driver must run the reset on its
+ * own before the connection is reused, and reuse it (same backend). */
+static void test_session_state_is_reset_after_an_error(void **state)
+{
+	(void)state;
+	void *h = open_source(1, 5000, h_env.super_dsn);
+	static const char *const failing[] = {
+		"SELECT pg_advisory_lock(4245), 1 / 0",
+		"SELECT pg_advisory_lock(4246), set_config('work_mem', '1MB', false), "
+		"(SELECT count(*) FROM pg_class WHERE relname = 'no such')::int / 0",
+		"SELECT pg_advisory_lock(4247), x FROM (VALUES ('a')) v(x) WHERE x::int > 0",
+	};
+	char first_pid[32] = "";
+	for (int round = 0; round < 6; round++) {
+		const char *sql = failing[round % (sizeof failing / sizeof failing[0])];
+		struct h_result r;
+		struct cn_error err = {0};
+		int rc = h_exec(h, sql, NULL, 0, 5000, 0, &r, &err);
+		h_result_free(&r);
+		if (rc == CN_OK)
+			fail_msg("'%s' was expected to fail", sql);
+		assert_non_null(strstr(err.message, round % 3 == 2 ? "invalid input syntax" : "division by zero"));
+		assert_int_equal(h_exec(h, STATE_QUERY, NULL, 0, 5000, 0, &r, &err), CN_OK);
+		assert_string_equal(h_cell(&r, 0, 1), "T:4MB");
+		assert_string_equal(h_cell(&r, 0, 5), "I:0"); /* no advisory lock left */
+		if (!first_pid[0])
+			snprintf(first_pid, sizeof first_pid, "%s", h_cell(&r, 0, 9));
+		assert_string_equal(h_cell(&r, 0, 9), first_pid);
+		h_result_free(&r);
+	}
+	h_env.api->close(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -510,6 +544,7 @@ int main(void)
 		cmocka_unit_test(test_cancel_at_shutdown),
 		cmocka_unit_test(test_open_errors),
 		cmocka_unit_test(test_session_state_is_reset),
+		cmocka_unit_test(test_session_state_is_reset_after_an_error),
 		cmocka_unit_test(test_server_restart_and_outage),
 	};
 	return cmocka_run_group_tests(tests, h_setup, h_teardown);
