@@ -11,6 +11,7 @@
 #include "signature.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -19,28 +20,60 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #define SIG_PREFIX "sha256="
 #define SIG_PREFIX_LEN (sizeof SIG_PREFIX - 1)
 #define MAC_LEN 32
+#define SHA256_BLOCK 64
 
 static const char hex_digits[] = "0123456789abcdef";
 
-/* HMAC-SHA256 of body keyed with secret into mac[32]. */
+/* SHA-256, fetched once: HMAC() looks the algorithms up again at every call,
+ * which under load costs more than hashing a request body. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static bool digest(EVP_MD_CTX *ctx, const void *a, size_t alen, const void *b, size_t blen,
+		   unsigned char out[MAC_LEN])
+{
+	unsigned int n = 0;
+	return EVP_DigestInit_ex2(ctx, sha256_md, NULL) && EVP_DigestUpdate(ctx, a, alen) &&
+	       (blen == 0 || EVP_DigestUpdate(ctx, b, blen)) && EVP_DigestFinal_ex(ctx, out, &n) &&
+	       n == MAC_LEN;
+}
+
+/* HMAC-SHA256 (RFC 2104) of body keyed with secret into mac[32]:
+ * H((K ^ opad) || H((K ^ ipad) || body)), K the key (hashed when longer than
+ * the 64-byte block) padded with zeros. */
 static int hmac_sha256(const char *secret, size_t secret_len, const void *body, size_t len,
 		       unsigned char mac[MAC_LEN])
 {
-	static const unsigned char empty;
-	unsigned int mac_len = 0;
-	if (secret_len > INT_MAX)
-		return CN_EINVAL;
-	/* OpenSSL refuses a NULL key or data pointer even with length 0. */
-	const void *key = secret_len ? (const void *)secret : (const void *)&empty;
-	const unsigned char *data = len ? body : &empty;
-	if (!HMAC(EVP_sha256(), key, (int)secret_len, data, len, mac, &mac_len) || mac_len != MAC_LEN)
+	unsigned char key[SHA256_BLOCK] = {0}, pad[SHA256_BLOCK], inner[MAC_LEN];
+	pthread_once(&sha256_once, sha256_fetch);
+	EVP_MD_CTX *ctx = sha256_md ? EVP_MD_CTX_new() : NULL;
+	if (!ctx)
 		return CN_EINTERNAL;
-	return CN_OK;
+	bool ok = true;
+	if (secret_len > SHA256_BLOCK)
+		ok = digest(ctx, secret, secret_len, NULL, 0, key);
+	else if (secret_len)
+		memcpy(key, secret, secret_len);
+	for (size_t i = 0; i < SHA256_BLOCK; i++)
+		pad[i] = key[i] ^ 0x36;
+	ok = ok && digest(ctx, pad, sizeof pad, body, len, inner);
+	for (size_t i = 0; i < SHA256_BLOCK; i++)
+		pad[i] = key[i] ^ 0x5c;
+	ok = ok && digest(ctx, pad, sizeof pad, inner, sizeof inner, mac);
+	EVP_MD_CTX_free(ctx);
+	OPENSSL_cleanse(key, sizeof key);
+	OPENSSL_cleanse(pad, sizeof pad);
+	OPENSSL_cleanse(inner, sizeof inner);
+	return ok ? CN_OK : CN_EINTERNAL;
 }
 
 /* Value 0-15 of a hex digit (either case), or -1. */
