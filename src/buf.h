@@ -23,6 +23,8 @@ void buf_reset(struct buf *b); /* len = 0, keeps memory */
 void buf_truncate(struct buf *b, size_t len); /* back to len bytes (len <= b->len) */
 int buf_append(struct buf *b, const void *data, size_t len) CN_MUST_USE;
 int buf_puts(struct buf *b, const char *s) CN_MUST_USE;
+/* v in decimal, as printf's %lld writes it (no printf on hot paths). */
+int buf_put_i64(struct buf *b, long long v) CN_MUST_USE;
 int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3))) CN_MUST_USE;
 /* s (len bytes) as a JSON string literal with quotes; invalid UTF-8 becomes U+FFFD. */
 int buf_json_string(struct buf *b, const char *s, size_t len) CN_MUST_USE;

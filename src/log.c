@@ -1,11 +1,13 @@
 #include "log.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "buf.h"
 
@@ -36,23 +38,46 @@ void log_set_json(int on)
 	log_json = on;
 }
 
-static void log_timestamp(char *out, size_t len)
+/* "YYYY-MM-DDTHH:MM:SS.mmmZ" and a NUL into out. The part up to
+ * the seconds is formatted once per second and thread. */
+static void log_timestamp(char out[25])
 {
+	static _Thread_local time_t cached_sec = (time_t)-1;
+	static _Thread_local char cached[24];
 	struct timespec ts;
-	struct tm tm;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	size_t n = strftime(out, len, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out + n, len - n, ".%03ldZ", ts.tv_nsec / 1000000);
+	if (ts.tv_sec != cached_sec) {
+		struct tm tm;
+		gmtime_r(&ts.tv_sec, &tm);
+		if (strftime(cached, sizeof cached, "%Y-%m-%dT%H:%M:%S", &tm) != 19)
+			snprintf(cached, sizeof cached, "%.19s", "0000-00-00T00:00:00");
+		cached_sec = ts.tv_sec;
+	}
+	int ms = (int)(ts.tv_nsec / 1000000);
+	memcpy(out, cached, 19);
+	out[19] = '.';
+	out[20] = (char)('0' + ms / 100);
+	out[21] = (char)('0' + ms / 10 % 10);
+	out[22] = (char)('0' + ms % 10);
+	out[23] = 'Z';
+	out[24] = '\0';
 }
 
-/* Emit one line atomically. */
+/* Emit one line, newline included, in one write() when the file takes it
+ * whole (always on a pipe for lines under PIPE_BUF): one system call per line,
+ * and no interleaving with other threads. */
 static void log_emit(const char *line, size_t len)
 {
 	pthread_mutex_lock(&log_lock);
-	fwrite(line, 1, len, stderr);
-	fputc('\n', stderr);
-	fflush(stderr);
+	while (len > 0) {
+		ssize_t w = write(STDERR_FILENO, line, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break; /* nowhere to log to: nothing else to do */
+		line += w;
+		len -= (size_t)w;
+	}
 	pthread_mutex_unlock(&log_lock);
 }
 
@@ -64,7 +89,7 @@ void log_write(enum log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	log_timestamp(ts, sizeof ts);
+	log_timestamp(ts);
 
 	struct buf b;
 	buf_init(&b, 4096);
@@ -79,6 +104,8 @@ void log_write(enum log_level level, const char *fmt, ...)
 		rc = buf_printf(&b, "%s %-5s %s", ts, level_names[level], msg);
 	}
 	if (rc == 0)
+		rc = buf_puts(&b, "\n");
+	if (rc == 0)
 		log_emit(b.data, b.len);
 	buf_free(&b);
 }
@@ -89,10 +116,14 @@ void log_request(const char *request_id, const char *tool, const char *source, i
 	if (LOG_LEVEL_INFO > log_current_level)
 		return;
 	char ts[40];
-	log_timestamp(ts, sizeof ts);
+	log_timestamp(ts);
 	struct buf b;
 	buf_init(&b, 4096);
-	int rc = buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"info\",\"msg\":\"request\",\"request_id\":", ts);
+	int rc = buf_puts(&b, "{\"ts\":\"");
+	if (rc == 0)
+		rc = buf_puts(&b, ts);
+	if (rc == 0)
+		rc = buf_puts(&b, "\",\"level\":\"info\",\"msg\":\"request\",\"request_id\":");
 	/* Outside values are bounded: a log line never grows with the request. */
 	if (rc == 0)
 		rc = buf_json_string(&b, request_id ? request_id : "", request_id ? strnlen(request_id, 128) : 0);
@@ -106,11 +137,22 @@ void log_request(const char *request_id, const char *tool, const char *source, i
 			rc = buf_json_string(&b, source, strnlen(source, 128));
 	}
 	if (rc == 0)
-		rc = buf_printf(&b, ",\"status\":%d,\"duration_ms\":%ld", status, duration_ms);
-	if (rc == 0 && error_code)
-		rc = buf_printf(&b, ",\"error\":\"%s\"", error_code);
+		rc = buf_puts(&b, ",\"status\":");
 	if (rc == 0)
-		rc = buf_puts(&b, "}");
+		rc = buf_put_i64(&b, status);
+	if (rc == 0)
+		rc = buf_puts(&b, ",\"duration_ms\":");
+	if (rc == 0)
+		rc = buf_put_i64(&b, duration_ms);
+	if (rc == 0 && error_code) {
+		rc = buf_puts(&b, ",\"error\":\"");
+		if (rc == 0)
+			rc = buf_puts(&b, error_code);
+		if (rc == 0)
+			rc = buf_puts(&b, "\"");
+	}
+	if (rc == 0)
+		rc = buf_puts(&b, "}\n");
 	if (rc == 0)
 		log_emit(b.data, b.len);
 	buf_free(&b);

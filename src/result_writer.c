@@ -370,7 +370,7 @@ static int write_value(struct buf *b, const struct cn_value *v)
 	switch (v->kind) {
 	case CN_VAL_NULL: return buf_puts(b, "null");
 	case CN_VAL_BOOL: return buf_puts(b, v->u.b ? "true" : "false");
-	case CN_VAL_INT: return buf_printf(b, "%" PRId64, v->u.i);
+	case CN_VAL_INT: return buf_put_i64(b, v->u.i);
 	case CN_VAL_DOUBLE: return write_double(b, v->u.d);
 	case CN_VAL_NUMERIC:
 		if (n > 0 && json_number_len((const unsigned char *)s, n) == n)

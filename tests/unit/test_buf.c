@@ -6,6 +6,8 @@
 
 #include <cmocka.h>
 
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -102,6 +104,30 @@ static void test_printf(void **state)
 	assert_int_equal(buf_printf(&b, "%s", ""), CN_OK);
 	assert_non_null(b.data);
 	assert_string_equal(b.data, "");
+	buf_free(&b);
+}
+
+/* buf_put_i64 writes what %lld writes, the extremes included. */
+static void test_put_i64(void **state)
+{
+	(void)state;
+	const long long values[] = {0, 1, -1, 9, 10, -10, 99, 100, 123456789, -987654321,
+				    2147483647LL, -2147483648LL, 4294967296LL, LLONG_MAX, LLONG_MIN};
+	for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+		char want[32];
+		struct buf b;
+		buf_init(&b, 64);
+		snprintf(want, sizeof want, "%lld", values[i]);
+		assert_int_equal(buf_put_i64(&b, values[i]), CN_OK);
+		assert_string_equal(b.data, want);
+		buf_free(&b);
+	}
+	/* Past the limit: refused, unchanged. */
+	struct buf b;
+	buf_init(&b, 3);
+	assert_int_equal(buf_put_i64(&b, 12), CN_OK);
+	assert_int_equal(buf_put_i64(&b, 34), CN_ETOOBIG);
+	assert_string_equal(b.data, "12");
 	buf_free(&b);
 }
 
@@ -227,6 +253,7 @@ int main(void)
 	    cmocka_unit_test(test_append_up_to_max),
 	    cmocka_unit_test(test_growth),
 	    cmocka_unit_test(test_printf),
+	    cmocka_unit_test(test_put_i64),
 	    cmocka_unit_test(test_reset_and_steal),
 	    cmocka_unit_test(test_json_string),
 	    cmocka_unit_test(test_json_string_limit_is_atomic),
