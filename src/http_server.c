@@ -12,6 +12,12 @@
 #include "log.h"
 #include "request.h"
 
+/* libmicrohttpd's per-connection pool: request line, headers and its read and
+ * write buffers (bodies are copied out as they arrive, answers are sent from
+ * our own buffer). It is zeroed for every request on a kept-alive connection,
+ * so it is kept small: headers beyond it get 431. */
+#define HTTP_CONNECTION_MEMORY (16u * 1024u)
+
 struct http_server {
 	struct MHD_Daemon *mhd;
 	struct app *app;
@@ -210,7 +216,7 @@ int http_server_start(struct app *app, const char *listen, unsigned threads, str
 				    MHD_OPTION_THREAD_POOL_SIZE, pool,
 				    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
 				    MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
-				    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+				    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
 				    MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)256,
 				    MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
 				    MHD_OPTION_END);
