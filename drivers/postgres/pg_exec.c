@@ -175,9 +175,10 @@ static bool send_reset(PGconn *c)
 static bool send_batch(struct run *r)
 {
 	PGconn *c = r->slot->conn;
-	char set[64];
+	char set[64] = "";
 	bool with_set = r->timeout_ms != r->h->session_timeout_ms;
-	snprintf(set, sizeof set, "SET LOCAL statement_timeout = %u", r->timeout_ms);
+	if (with_set)
+		snprintf(set, sizeof set, "SET LOCAL statement_timeout = %u", r->timeout_ms);
 	r->query_stmt = with_set ? 2 : 1;
 	return PQenterPipelineMode(c) &&
 	       PQsendQueryParams(c, "BEGIN TRANSACTION READ ONLY ISOLATION LEVEL REPEATABLE READ", 0,
