@@ -25,7 +25,7 @@ bench_workdir
 BENCH_SECRET=$(bench_secret)
 export BENCH_SECRET
 cat >"$work/connector.yaml" <<YAML
-server: { listen: "127.0.0.1:8080", threads: 4 }
+server: { listen: "127.0.0.1:8080" }
 auth: { callback_secrets: ["\${BENCH_SECRET}"] }
 state: { path: "$work/state.db" }
 log: { level: info, format: json }

@@ -148,21 +148,21 @@ ratio() {
 }
 ms() { awk -v a="$1" 'BEGIN { if (a == "-") print "-"; else printf "%.2f", a / 1000 }'; }
 
-# bench_demo_config FILE STATE_DIR DEMO_DB [THREADS [POOL [LOG_LEVEL]]]: the connector's config
+# bench_demo_config FILE STATE_DIR DEMO_DB [POOL [LOG_LEVEL]]: the connector's config
 # for the SQLite demo with its mappings, signed with $BENCH_SECRET.
 bench_demo_config() {
 	cat >"$1" <<-YAML
-		server: { listen: "127.0.0.1:8080", threads: ${4:-4} }
+		server: { listen: "127.0.0.1:8080" }
 		auth: { callback_secrets: ["\${BENCH_SECRET}"], timestamp_tolerance: 300 }
 		state: { path: "$2/state.db" }
-		log: { level: ${6:-info}, format: json }
+		log: { level: ${5:-info}, format: json }
 		sources:
 		  - name: demo
 		    driver: sqlite
 		    dsn: "$3"
 		    description: "Demo sales database"
 		    mappings: "$repo/conf/mappings/demo.yaml"
-		    pool: { size: ${5:-4} }
+		    pool: { size: ${4:-4} }
 		    limits: { max_rows: 1000, max_result_bytes: 60000, timeout_ms: 10000 }
 	YAML
 }

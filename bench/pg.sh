@@ -6,7 +6,7 @@
 # 1. Point query. Creates bench_items (BENCH_PG_GROUPS groups x 20 rows, index on group_id)
 #    so that  SELECT * FROM bench_items WHERE group_id = $1  returns 20 rows. For each client
 #    count N in BENCH_CLIENTS ("1 4 16"), BENCH_DURATION (10) seconds each, in the same run:
-#      connector  started with a postgres source (pool.size = N, server.threads = N), driven by
+#      connector  started with a postgres source (pool.size = N), driven by
 #                 bench/.bin/loadgen (run_query with that query, a random group per request)
 #      pgbench    -n -M extended -c N -j N -T BENCH_DURATION, the same query with
 #                 \set gid random(1, G), against the same server and database, as the same role
@@ -108,19 +108,19 @@ SQL
 
 BENCH_SECRET=$(bench_secret)
 export BENCH_SECRET
-write_config() { # FILE THREADS POOL SOURCE-NAME DSN-VAR
+write_config() { # FILE POOL SOURCE-NAME DSN-VAR
 	cat >"$1" <<-YAML
-		server: { listen: "127.0.0.1:8080", threads: $2 }
+		server: { listen: "127.0.0.1:8080" }
 		auth: { callback_secrets: ["\${BENCH_SECRET}"], timestamp_tolerance: 300 }
-		state: { path: "$work/state-$4.db" }
+		state: { path: "$work/state-$3.db" }
 		drivers: { dir: "$driver_dir" }
 		log: { level: $log_level, format: json }
 		sources:
-		  - name: $4
+		  - name: $3
 		    driver: postgres
-		    dsn: "\${$5}"
+		    dsn: "\${$4}"
 		    description: "Benchmark database"
-		    pool: { size: $3 }
+		    pool: { size: $2 }
 		    limits: { max_rows: 1000, max_result_bytes: 60000, timeout_ms: 10000 }
 	YAML
 }
@@ -190,7 +190,7 @@ params=$(printf '{"source":"bench","query":"%s","parameters":[@RAND@]}' "$query"
 for c in $clients_list; do
 	if [ "$have_driver" = 1 ]; then
 		cfg=$work/connector-$c.yaml
-		write_config "$cfg" "$c" "$c" bench CN_TEST_PG_DSN
+		write_config "$cfg" "$c" bench CN_TEST_PG_DSN
 		bench_start_daemon "$cfg" "$work/connector-$c.log"
 		if [ "$idle_rss" = - ]; then
 			sleep "$idle"
@@ -301,7 +301,7 @@ dump_ms=$(best_of_3 pg_dump --schema-only --no-owner --no-privileges -d "$BENCH_
 dump_bytes=$(stat -c %s "$out_file")
 intro_ms=- intro_bytes=- startup_ms=- schema_rss=- describe_all='' describe_two=''
 if [ "$have_driver" = 1 ]; then
-	write_config "$work/introspect.yaml" 1 1 schema BENCH_PG_SCHEMA_DSN
+	write_config "$work/introspect.yaml" 1 schema BENCH_PG_SCHEMA_DSN
 	out_file=$work/introspect.out
 	intro_ms=$(best_of_3 "$bin" introspect --config "$work/introspect.yaml" schema) || intro_ms=failed
 	intro_bytes=$(stat -c %s "$out_file" 2>/dev/null || echo -)

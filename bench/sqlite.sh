@@ -20,8 +20,7 @@
 # and prints a table. Exit 0 when it ran (whatever the figures), 1 when it could not.
 #
 # Environment: BENCH_DURATION (10), BENCH_WARMUP (1), BENCH_CLIENTS ("1 4 16"),
-# BENCH_IDLE (5), BENCH_THREADS (server.threads, 4 as in conf/demo.yaml), BENCH_POOL
-# (pool.size, 4), BENCH_LOG_LEVEL (info, as in conf/demo.yaml), and those of bench/lib.sh.
+# BENCH_IDLE (5), BENCH_POOL (pool.size, 4), BENCH_LOG_LEVEL (info, as in conf/demo.yaml), and those of bench/lib.sh.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -30,7 +29,6 @@ duration=${BENCH_DURATION:-10}
 warmup=${BENCH_WARMUP:-1}
 clients_list=${BENCH_CLIENTS:-1 4 16}
 idle=${BENCH_IDLE:-5}
-threads=${BENCH_THREADS:-4}
 pool=${BENCH_POOL:-4}
 log_level=${BENCH_LOG_LEVEL:-info}
 # shellcheck disable=SC2016 # $1 is the SQL placeholder
@@ -45,10 +43,10 @@ bench_workdir
 
 BENCH_SECRET=$(bench_secret)
 export BENCH_SECRET
-bench_demo_config "$work/connector.yaml" "$work" "$demo_db" "$threads" "$pool" "$log_level"
+bench_demo_config "$work/connector.yaml" "$work" "$demo_db" "$pool" "$log_level"
 
 echo "== bench/sqlite.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores; $(uname -r)"
-echo "   threads=$threads pool=$pool log=$log_level duration=${duration}s warmup=${warmup}s"
+echo "   pool=$pool log=$log_level duration=${duration}s warmup=${warmup}s"
 bench_start_daemon "$work/connector.yaml" "$work/connector.log"
 pid=$daemon_pid
 port=$daemon_port

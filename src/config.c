@@ -76,8 +76,8 @@ static const struct ck_key global_keys[] = {
 	 .doc = "address for Interactor's callbacks: host:port, or [ipv6]:port"},
 	{"server.public_url", CK_STRING, CFG(public_url), .check = check_public_url,
 	 .doc = "https URL under which Interactor reaches this connector (optional)"},
-	{"server.threads", CK_UINT, CFG(threads), .def_u = 4, .min = 1, .max = 256,
-	 .doc = "HTTP worker threads"},
+	{"server.max_connections", CK_UINT, CFG(max_connections), .def_u = 256, .min = 1,
+	 .max = 4096, .doc = "connections served at once, each on its own thread"},
 	{"auth.callback_secrets", CK_STRLIST, CFG(callback_secrets), CFG(nsecrets), .min = 1,
 	 .max = CONFIG_MAX_SECRETS, .flags = CK_F_REQUIRED | CK_F_SENSITIVE, .check = check_secret,
 	 .hint = SECRET_HINT,
@@ -752,7 +752,7 @@ static void consider(const char *key, const char *cand, size_t cl, const char **
 	}
 }
 
-/* "listen, public_url, threads": the keys allowed directly below prefix. */
+/* "listen, public_url, max_connections": the keys allowed directly below prefix. */
 static void known_keys(const struct walk *w, const char *prefix, char *dst, size_t n)
 {
 	size_t len = 0;

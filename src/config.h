@@ -54,7 +54,7 @@ struct config {
 	/* server */
 	char *listen;            /* "host:port", default "127.0.0.1:8080" */
 	char *public_url;        /* optional, default "" */
-	uint32_t threads;        /* default 4, 1..256 */
+	uint32_t max_connections; /* default 256, 1..4096 */
 	/* auth */
 	char **callback_secrets; /* 1..CONFIG_MAX_SECRETS, each >= 16 bytes, no surrounding blanks; sensitive */
 	size_t nsecrets;

@@ -193,7 +193,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	log_debug("http: %s", msg);
 }
 
-int http_server_start(struct app *app, const char *listen, unsigned threads, struct http_server **out,
+int http_server_start(struct app *app, const char *listen, unsigned max_connections, struct http_server **out,
 		      struct cn_error *err)
 {
 	struct sockaddr_storage ss;
@@ -205,17 +205,18 @@ int http_server_start(struct app *app, const char *listen, unsigned threads, str
 		return cn_error_set(err, CN_ENOMEM, "out of memory");
 	srv->app = app;
 	atomic_init(&srv->inflight, 0);
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	/* A thread per connection: a request blocks its thread while the driver
+	 * runs the query, so connections sharing a worker (libmicrohttpd's thread
+	 * pool binds each connection to one) would wait behind a slow query. */
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+			 MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
-	/* One thread serves everything when threads is 1: libmicrohttpd refuses a pool of one. */
-	unsigned pool = threads > 1 ? threads : 0;
 	srv->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv,
 				    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
 				    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-				    MHD_OPTION_THREAD_POOL_SIZE, pool,
 				    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
-				    MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
+				    MHD_OPTION_CONNECTION_LIMIT, max_connections,
 				    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
 				    MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)256,
 				    MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,

@@ -1,6 +1,6 @@
 /*
- * http_server.h - the callback endpoint on libmicrohttpd: a thread pool,
- * bodies collected up to REQUEST_MAX_BODY (a larger Content-Length is
+ * http_server.h - the callback endpoint on libmicrohttpd: a thread per
+ * connection (up to max_connections; more are closed at once), bodies collected up to REQUEST_MAX_BODY (a larger Content-Length is
  * answered 413 before the body is read), each request handed to
  * request_handle(). Stopping stops accepting, lets in-flight requests
  * finish (bounded), then closes.
@@ -16,8 +16,8 @@
 struct http_server;
 
 /* listen is "host:port" or "[v6]:port"; port 0 picks a free one. */
-int http_server_start(struct app *app, const char *listen, unsigned threads, struct http_server **out,
-		      struct cn_error *err) CN_MUST_USE;
+int http_server_start(struct app *app, const char *listen, unsigned max_connections,
+		      struct http_server **out, struct cn_error *err) CN_MUST_USE;
 uint16_t http_server_port(const struct http_server *srv);
 /* Stop accepting, wait up to drain_ms for in-flight requests, then free. */
 void http_server_stop(struct http_server *srv, unsigned drain_ms);

@@ -186,12 +186,13 @@ static int cmd_serve(int argc, char **argv)
 		if (s->handle && source_audit(s, warning, sizeof warning, &e) == CN_OK && warning[0])
 			log_warn("source '%s': %s", s->cfg->name, warning);
 	}
-	if (http_server_start(&app, listen ? listen : cfg->listen, cfg->threads, &srv, &err)) {
+	if (http_server_start(&app, listen ? listen : cfg->listen, cfg->max_connections, &srv, &err)) {
 		log_error("%s", err.message);
 		goto out;
 	}
-	log_info("interactor-connector %s listening on %s (port %u), %zu source(s), %u threads",
-		 CN_VERSION, listen ? listen : cfg->listen, http_server_port(srv), cfg->nsources, cfg->threads);
+	log_info("interactor-connector %s listening on %s (port %u), %zu source(s), up to %u "
+		 "connections", CN_VERSION, listen ? listen : cfg->listen, http_server_port(srv),
+		 cfg->nsources, cfg->max_connections);
 
 	uint64_t removed = 0;
 	if (exec_store_expire(app.store, time(NULL), &removed, &err) == CN_OK && removed)

@@ -48,7 +48,7 @@ def config_text(args, workdir, extra_source="", limits=None):
     limits = limits or {"max_rows": 1000, "max_result_bytes": 60000, "timeout_ms": 1500}
     lim = ", ".join("%s: %d" % kv for kv in limits.items())
     return f"""
-server: {{ listen: "127.0.0.1:1", threads: 4 }}
+server: {{ listen: "127.0.0.1:1", max_connections: 64 }}
 auth:
   callback_secrets: ["${{E2E_SECRET}}", "${{E2E_SECRET_OLD}}"]
   timestamp_tolerance: 300
@@ -121,17 +121,22 @@ class Daemon:
         with open(self.log_path, "rb") as f:
             return f.read().decode(errors="replace")
 
-    def request(self, method, path, body=b"", headers=None, timeout=60):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+    def connect(self, timeout=60):
+        """A keep-alive connection to pass to request() and call() as conn."""
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def request(self, method, path, body=b"", headers=None, timeout=60, conn=None):
+        c = conn or self.connect(timeout)
         try:
             c.request(method, path, body=body, headers=headers or {})
             r = c.getresponse()
             return r.status, dict(r.getheaders()), r.read()
         finally:
-            c.close()
+            if conn is None:
+                c.close()
 
     def call(self, tool, params, exec_id=None, secret=SECRET, ts=None, body=None,
-             path_tool=None, tamper=None, headers_override=None):
+             path_tool=None, tamper=None, headers_override=None, conn=None):
         """A signed callback. Returns (status, headers, raw body bytes, parsed JSON or None)."""
         exec_id = exec_id or "exec_%d_%d" % (os.getpid(), time.time_ns())
         ts = time.time() if ts is None else ts
@@ -147,7 +152,8 @@ class Daemon:
             body = tamper(body)
         if headers_override is not None:
             headers = headers_override(headers)
-        status, hdrs, raw = self.request("POST", "/v1/tools/" + (path_tool or tool), body, headers)
+        status, hdrs, raw = self.request("POST", "/v1/tools/" + (path_tool or tool), body, headers,
+                                         conn=conn)
         try:
             parsed = json.loads(raw)
         except ValueError:

@@ -216,6 +216,37 @@ def test_concurrent_duplicates_run_once(d):
     expect(len({r[2] for r in results}) == 1, "duplicates ran more than once")
 
 
+def test_slow_query_holds_up_only_its_own_connection(d):
+    """Kept-alive connections are answered while another one's query runs to its time limit."""
+    conns = [d.connect() for _ in range(16)]
+    try:
+        for c in conns:  # every connection open and served once before the slow query
+            status, _, raw, _ = d.call("list_data_sources", {}, conn=c)
+            expect(status == 200, raw[:200])
+        slow = {}
+
+        def run_slow():
+            slow["r"] = d.call("run_query", {"source": "demo", "query": SLOW_SQL}, conn=conns[0])
+        t = threading.Thread(target=run_slow)
+        t.start()
+        time.sleep(0.2)  # the slow query has started
+        worst = 0.0
+        for _ in range(3):
+            for c in conns[1:]:
+                t0 = time.time()
+                status, _, raw, _ = d.call("list_data_sources", {}, conn=c)
+                worst = max(worst, time.time() - t0)
+                expect(status == 200, raw[:200])
+        still_running = t.is_alive()
+        t.join()
+    finally:
+        for c in conns:
+            c.close()
+    expect(still_running, "the slow query ended before the quick calls did")
+    expect(slow["r"][0] == 400 and error_code(slow["r"][3]) == "query_timeout", slow["r"][2][:200])
+    expect(worst < 0.5, "a quick call waited %.2f s behind the slow query" % worst)
+
+
 def test_oversize(d):
     body = b'{"tool_name":"run_query","pad":"' + b"x" * (128 * 1024) + b'"}'
     status, _, raw = d.request("POST", "/v1/tools/run_query", body,

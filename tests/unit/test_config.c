@@ -90,7 +90,7 @@ static const struct bad_case bad_cases[] = {
 	{"server:\n  listen: { a: 1 }\n" AUTH SOURCE,
 	 {NAME ":2: server.listen: expected a single value, got a map"}},
 	{"server: 5\n" AUTH SOURCE,
-	 {NAME ":1: server: expected a map, got a value", "listen, public_url, threads"}},
+	 {NAME ":1: server: expected a map, got a value", "listen, public_url, max_connections"}},
 	{SRC1(", limits: [1]"),
 	 {NAME ":3: sources[0].limits: expected a map, got a list",
 	  "max_rows, max_result_bytes, timeout_ms"}},
@@ -105,25 +105,25 @@ static const struct bad_case bad_cases[] = {
 	 {NAME ":6: sources[0].timeout_ms: unknown key; did you mean 'limits.timeout_ms'"}},
 	{SRC1(", pool_size: 3"), {NAME ":3: sources[0].pool_size: unknown key; did you mean 'pool.size'"}},
 	{"server: { zzzzzz: 1 }\n" AUTH SOURCE,
-	 {NAME ":1: server.zzzzzz: unknown key; the keys allowed here are: listen, public_url, threads"}},
+	 {NAME ":1: server.zzzzzz: unknown key; the keys allowed here are: listen, public_url, max_connections"}},
 	{AUTH "sourcse:\n  - { name: demo }\n", {NAME ":2: sourcse: unknown key; did you mean 'sources'?"}},
 	{"Server: {}\n" AUTH SOURCE, {NAME ":1: Server: unknown key; did you mean 'server'?"}},
 	/* numbers */
-	{"server: { threads: 0 }\n" AUTH SOURCE,
-	 {NAME ":1: server.threads: 0 is out of range: use a number from 1 to 256"}},
+	{"server: { max_connections: 0 }\n" AUTH SOURCE,
+	 {NAME ":1: server.max_connections: 0 is out of range: use a number from 1 to 4096"}},
 	{SRC1(", limits: { max_result_bytes: 70000 }"),
 	 {NAME ":3: sources[0].limits.max_result_bytes: 70000 is out of range: use a number from 1024 "
 	       "to 65536"}},
-	{"server: { threads: 4.5 }\n" AUTH SOURCE,
-	 {NAME ":1: server.threads: expected a whole number from 1 to 256, got '4.5'"}},
+	{"server: { max_connections: 4.5 }\n" AUTH SOURCE,
+	 {NAME ":1: server.max_connections: expected a whole number from 1 to 4096, got '4.5'"}},
 	{SRC1(", limits: { timeout_ms: -1 }"),
 	 {NAME ":3: sources[0].limits.timeout_ms: -1 is out of range: use a number from 1 to 25000"}},
-	{"server: { threads: 99999999999999999999 }\n" AUTH SOURCE,
-	 {NAME ":1: server.threads: 99999999999999999999 is out of range"}},
-	{"server: { threads: \"8\" }\n" AUTH SOURCE,
-	 {NAME ":1: server.threads: write the number without quotes"}},
-	{"server:\n  threads: ${CN_TEST_HOST}\n" AUTH SOURCE,
-	 {NAME ":2: server.threads: expected a whole number from 1 to 256, got '${CN_TEST_HOST}'"}},
+	{"server: { max_connections: 99999999999999999999 }\n" AUTH SOURCE,
+	 {NAME ":1: server.max_connections: 99999999999999999999 is out of range"}},
+	{"server: { max_connections: \"8\" }\n" AUTH SOURCE,
+	 {NAME ":1: server.max_connections: write the number without quotes"}},
+	{"server:\n  max_connections: ${CN_TEST_HOST}\n" AUTH SOURCE,
+	 {NAME ":2: server.max_connections: expected a whole number from 1 to 4096, got '${CN_TEST_HOST}'"}},
 	{AUTH "sources:\n  - { name: a, driver: sqlite, dsn: x,\n      pool: { size: 257 } }\n",
 	 {NAME ":4: sources[0].pool.size: 257 is out of range: use a number from 1 to 256"}},
 	/* booleans and choices */
@@ -291,7 +291,7 @@ static const char full_yaml[] =
 	"server:\n"
 	"  listen: \"[::1]:9090\"\n"
 	"  public_url: \"https://connector.example.com\"\n"
-	"  threads: 8\n"
+	"  max_connections: 8\n"
 	"auth:\n"
 	"  callback_secrets:\n"
 	"    - \"${CN_TEST_SECRET}\"\n"
@@ -325,7 +325,7 @@ static void test_full_config(void **state)
 	assert_string_equal(cfg->dir, "conf");
 	assert_string_equal(cfg->listen, "[::1]:9090");
 	assert_string_equal(cfg->public_url, "https://connector.example.com");
-	assert_int_equal(cfg->threads, 8);
+	assert_int_equal(cfg->max_connections, 8);
 	assert_int_equal(cfg->nsecrets, 2);
 	assert_string_equal(cfg->callback_secrets[0], SECRET);
 	assert_string_equal(cfg->callback_secrets[1], SECRET2);
@@ -374,7 +374,7 @@ static void assert_defaults(const struct config *cfg)
 {
 	assert_string_equal(cfg->listen, "127.0.0.1:8080");
 	assert_string_equal(cfg->public_url, "");
-	assert_int_equal(cfg->threads, 4);
+	assert_int_equal(cfg->max_connections, 256);
 	assert_int_equal(cfg->nsecrets, 1);
 	assert_string_equal(cfg->callback_secrets[0], SECRET);
 	assert_int_equal(cfg->timestamp_tolerance, 300);
@@ -509,14 +509,14 @@ static void test_print(void **state)
 	assert_lacks(out, DBPASS, "config_print");
 	static const char *const present[] = {
 		"listen: \"[::1]:9090\"", "public_url: \"https://connector.example.com\"",
-		"threads: 8", "- \"<redacted>\"", "timestamp_tolerance: 120",
+		"max_connections: 8", "- \"<redacted>\"", "timestamp_tolerance: 120",
 		"path: \"var/state.db\"", "dir: \"/opt/cn/drivers\"", "level: \"debug\"",
 		"format: \"text\"", "  - name: \"demo\"", "driver: \"sqlite\"", "dsn: \"demo.db\"",
 		"description: \"Demo sales database\"", "mappings: \"mappings/demo.yaml\"",
 		"run_query: false", "size: 2", "max_rows: 500", "max_result_bytes: 32768",
 		"timeout_ms: 5000", "name: \"Sales_2-b\"",
 		"dsn: \"postgresql://app:<redacted>@db:5432/sales?sslmode=require\"",
-		"# HTTP worker threads", "    limits:\n      # rows returned at most per query\n"};
+		"# connections served at once, each on its own thread", "    limits:\n      # rows returned at most per query\n"};
 	for (size_t i = 0; i < sizeof present / sizeof present[0]; i++)
 		assert_contains(out, present[i], "config_print");
 
@@ -563,7 +563,7 @@ static void test_print_defaults(void **state)
 	assert_int_equal(load(AUTH SOURCE, &cfg, &err), CN_OK);
 	char *out = print_to_string(cfg);
 	static const char *const present[] = {
-		"server:\n", "listen: \"127.0.0.1:8080\"", "public_url: \"\"", "threads: 4",
+		"server:\n", "listen: \"127.0.0.1:8080\"", "public_url: \"\"", "max_connections: 256",
 		"timestamp_tolerance: 300", "path: \"./connector-state.db\"", "dir: \"\"",
 		"level: \"info\"", "format: \"json\"", "description: \"\"", "mappings: \"\"",
 		"run_query: true", "size: 4", "max_rows: 1000", "max_result_bytes: 60000",
