@@ -2,6 +2,8 @@
 # Builds the benchmark tools into bench/.bin/ (gitignored):
 #   loadgen      the signed-callback HTTP load generator (OpenSSL, pthreads)
 #   sqlite_loop  the baseline: one SELECT in a tight loop through sqlite3 prepared statements
+#   pg_wrapper   what the PostgreSQL driver's wrapper costs per query, client and server
+#                (built only where libpq-dev is installed)
 # Usage: bench/build.sh            (CC and CFLAGS are honoured)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -13,3 +15,8 @@ flags=(-std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -Wshadow -Wstrict-pro
 extra=(${CFLAGS:-})
 "$cc" "${flags[@]}" "${extra[@]}" -o "$out/loadgen" "$here/loadgen.c" -lcrypto -lpthread
 "$cc" "${flags[@]}" "${extra[@]}" -o "$out/sqlite_loop" "$here/sqlite_loop.c" -lsqlite3
+if pkg-config --exists libpq 2>/dev/null; then
+	# shellcheck disable=SC2046 # pkg-config prints a list of flags
+	"$cc" "${flags[@]}" "${extra[@]}" $(pkg-config --cflags libpq) -o "$out/pg_wrapper" \
+		"$here/pg_wrapper.c" $(pkg-config --libs libpq)
+fi

@@ -13,10 +13,10 @@
 #    and prints requests/s, p50/p99 for both (pgbench's from its per-transaction log), the
 #    connector/pgbench ratio, the connector's CPU per request, the PostgreSQL server's CPU per
 #    query under each (postmaster and backends, from /proc), how busy the whole machine was,
-#    the connector's idle RSS and its RSS at the largest client count. At the first client
-#    count pgbench also runs the query inside the driver's wrapper (BEGIN READ ONLY ...,
-#    SET LOCAL statement_timeout, ROLLBACK; then DISCARD ALL too), to show what the wrapper
-#    costs the database per query.
+#    the connector's idle RSS and its RSS at the largest client count. Then bench/.bin/pg_wrapper
+#    runs the query BENCH_WRAPPER_N (5000) times on one connection, bare and inside the
+#    driver's wrapper (BEGIN READ ONLY ...; query; ROLLBACK; DISCARD ALL; Sync), and prints
+#    the client's and the server backend's CPU per query for each: what the wrapper costs.
 # 2. Introspection. Creates a second database with BENCH_PG_TABLES (1000) tables x 20 columns,
 #    foreign keys between some, comments on every table and some columns, and times
 #    `interactor-connector introspect` against `pg_dump --schema-only` on it (best of 3 each).
@@ -213,25 +213,15 @@ for c in $clients_list; do
 	echo "${pgb[$c]}"
 done
 
-# What the driver's wrapper around each query costs PostgreSQL: the same query inside
-# BEGIN READ ONLY / SET LOCAL statement_timeout / ROLLBACK, then with DISCARD ALL as well,
-# as drivers/postgres/pg_exec.c sends them (pgbench sends them one by one, not pipelined).
+# What the driver's wrapper around each query costs, client and server, on one connection
+# (bench/pg_wrapper.c: the same variants as drivers/postgres/pg_exec.c sends, and the bare query).
 first_c=${clients_list%% *}
-{
-	echo "\\set gid random(1, $groups)"
-	echo "BEGIN TRANSACTION READ ONLY ISOLATION LEVEL REPEATABLE READ;"
-	echo "SET LOCAL statement_timeout = 10000;"
-	echo "SELECT * FROM bench_items WHERE group_id = :gid;"
-	echo "ROLLBACK;"
-} >"$work/pgbench-tx.sql"
-{
-	cat "$work/pgbench-tx.sql"
-	echo "DISCARD ALL;"
-} >"$work/pgbench-tx-discard.sql"
-pgb_tx=$(run_pgbench "$first_c" "$work/pgbench-tx.sql" pgbench_tx)
-echo "$pgb_tx"
-pgb_txd=$(run_pgbench "$first_c" "$work/pgbench-tx-discard.sql" pgbench_tx_discard)
-echo "$pgb_txd"
+wrapper_lines=
+if [ -x "$bench_dir/.bin/pg_wrapper" ]; then
+	wrapper_lines=$("$bench_dir/.bin/pg_wrapper" "$CN_TEST_PG_DSN" "$query" "$groups" \
+		"${BENCH_WRAPPER_N:-5000}") || die "pg_wrapper failed"
+	echo "$wrapper_lines"
+fi
 
 # ---- 2. introspection of a large schema ----------------------------------------------
 
@@ -341,8 +331,7 @@ for c in $clients_list; do
 	[ -n "${cn[$c]:-}" ] && echo "${cn[$c]}"
 	echo "${pgb[$c]}"
 done
-echo "$pgb_tx"
-echo "$pgb_txd"
+[ -z "$wrapper_lines" ] || echo "$wrapper_lines"
 echo
 echo "point query, 20 rows: SELECT * FROM bench_items WHERE group_id = \$1 (random group of $groups)"
 printf '%7s | %9s %7s %7s | %9s %7s %7s | %6s %6s | %8s | %8s %8s | %7s | %7s\n' clients \
@@ -366,13 +355,18 @@ echo " connector's CPU; PG cn / PG pgb: the PostgreSQL server's CPU per query un
 echo " the whole machine, all cores, during each run, other users' load included)"
 last_c=${clients_list##* }
 echo
-echo "PostgreSQL's CPU per query at $first_c client(s), and what the driver's wrapper costs it:"
-echo "  the bare query (pgbench):                            $(kv "${pgb[$first_c]}" pg_cpu_us_per_req) us"
-echo "  + BEGIN READ ONLY, SET LOCAL, ROLLBACK (pgbench):    $(kv "$pgb_tx" pg_cpu_us_per_req) us" \
-	"($(kv "$pgb_tx" rps) tps)"
-echo "  + DISCARD ALL as well (pgbench):                     $(kv "$pgb_txd" pg_cpu_us_per_req) us" \
-	"($(kv "$pgb_txd" rps) tps)"
-echo "  under the connector (pipelined):                     $(kv "${cn[$first_c]:-}" pg_cpu_us_per_req) us"
+echo "PostgreSQL's CPU per query at $first_c client(s): bare (pgbench) $(kv "${pgb[$first_c]}" pg_cpu_us_per_req) us," \
+	"under the connector $(kv "${cn[$first_c]:-}" pg_cpu_us_per_req) us"
+if [ -n "$wrapper_lines" ]; then
+	echo "what the wrapper costs, one connection, ${BENCH_WRAPPER_N:-5000} queries per variant and round (pg_wrapper):"
+	printf '  %-12s %5s | %9s %9s %9s\n' variant round 'wall us' 'client us' 'server us'
+	while read -r line; do
+		printf '  %-12s %5s | %9s %9s %9s\n' "$(kv "$line" variant)" "$(kv "$line" round)" \
+			"$(kv "$line" wall_us)" "$(kv "$line" client_cpu_us)" "$(kv "$line" server_cpu_us)"
+	done <<<"$wrapper_lines"
+	echo "  (bare: the query alone; begin_rb: BEGIN READ ONLY, query, ROLLBACK; driver: the"
+	echo "   driver's batch, with DISCARD ALL and one Sync; three_syncs: its earlier batch)"
+fi
 echo "connector RSS: idle $idle_rss KiB; at $last_c clients $(kv "${cn[$last_c]:-}" srv_rss_kb) KiB" \
 	"(peak $(kv "${cn[$last_c]:-}" srv_hwm_kb) KiB)"
 echo
