@@ -171,7 +171,8 @@ static bool send_reset(PGconn *c)
 	       PQsendQueryParams(c, "DISCARD ALL", 0, NULL, NULL, NULL, NULL, 0) && PQpipelineSync(c);
 }
 
-/* libpq queues everything up to PQpipelineSync, which writes it all. */
+/* libpq queues the statements and PQpipelineSync writes them in one go (a
+ * batch past libpq's 8 KiB output buffer leaves in more pieces, as it must). */
 static bool send_batch(struct run *r)
 {
 	PGconn *c = r->slot->conn;
