@@ -484,7 +484,8 @@ int pg_exec_query(struct pg_handle *h, const struct cn_query *q, const struct cn
 {
 	/* The statement gate, unless the full guard accepted this very text. */
 	int max_param = 0, rc = CN_OK;
-	if (!pg_verdict_get(h, q->text, &max_param) && (rc = pg_guard_shape(q->text, &max_param, err)))
+	if (!verdicts_get(&h->verdicts, q->text, atomic_load(&h->rels_gen), &max_param) &&
+	    (rc = pg_guard_shape(q->text, &max_param, err)))
 		return rc;
 	if ((size_t)max_param != q->nparams)
 		return cn_error_set(err, CN_EINVAL, "the query uses %d parameter%s ($1..$%d) but %zu "

@@ -8,7 +8,7 @@
  * holds it. cache_lock guards types and rels. meta_lock guards meta, the
  * connection used for catalog look-ups while a pool connection is busy
  * streaming a result. Order: meta_lock before cache_lock; pool_lock alone.
- * verdict_lock guards verdicts and is taken alone; rels_gen is atomic.
+ * verdicts has its own lock, taken alone; rels_gen is atomic.
  */
 #ifndef PG_INTERNAL_H
 #define PG_INTERNAL_H
@@ -22,6 +22,7 @@
 
 #include "connector_driver.h"
 #include "pg_types.h"
+#include "../common/verdicts.h"
 
 #define PG_MAX_TIMEOUT_MS 29000u   /* statement_timeout is always below 30 s */
 #define PG_DEFAULT_TIMEOUT_MS 10000u
@@ -30,8 +31,6 @@
 #define PG_CLIENT_SLACK_MS 1000    /* client deadline = timeout + this */
 #define PG_INTERNAL_TIMEOUT_MS 60000u /* introspection and catalog look-ups */
 #define PG_MAX_POOL 256u
-#define PG_VERDICTS 64            /* query texts the guard accepted, remembered */
-#define PG_VERDICT_MAX_TEXT 4096u /* longer texts are not remembered */
 
 struct pg_slot {
 	PGconn *conn;     /* NULL until opened; owned */
@@ -45,15 +44,6 @@ struct pg_rel {
 	char *schema, *name;
 	int natts;
 	char **attnames; /* [attnum - 1]; NULL for dropped columns */
-};
-
-/* A query text the full guard accepted (pg_verdict.c). */
-struct pg_verdict {
-	uint64_t hash;
-	char *text; /* owned; NULL when the entry is empty */
-	size_t len;
-	unsigned gen; /* rels_gen when the guard ran */
-	int max_param;
 };
 
 /* A type the built-in table does not know. */
@@ -88,8 +78,9 @@ struct pg_handle {
 	struct pg_oid_map rels;  /* oid -> struct pg_rel */
 	atomic_uint rels_gen;    /* bumped by every change to rels */
 
-	pthread_mutex_t verdict_lock;
-	struct pg_verdict verdicts[PG_VERDICTS];
+	/* texts the full guard accepted, under rels_gen: what the guard knows of
+	 * hidden columns comes from rels */
+	struct verdicts verdicts;
 
 	pthread_mutex_t meta_lock;
 	PGconn *meta;
@@ -149,14 +140,6 @@ void pg_type_entry_free(void *t);
 int pg_cat_has_hidden_columns(void *handle, const char *schema, const char *table);
 void pg_cat_close(struct pg_handle *h);
 
-/* ---- pg_verdict.c ---- */
-/* The generation to record with a verdict: read it before the guard runs. */
-unsigned pg_verdict_gen(struct pg_handle *h);
-/* True when the full guard accepted exactly this text under the current
- * generation; *max_param then receives the highest $n it uses. */
-bool pg_verdict_get(struct pg_handle *h, const char *sql, int *max_param);
-void pg_verdict_put(struct pg_handle *h, const char *sql, unsigned gen, int max_param);
-void pg_verdict_clear(struct pg_handle *h);
 
 /* ---- pg_exec.c / pg_introspect.c ---- */
 int pg_exec_query(struct pg_handle *h, const struct cn_query *q, const struct cn_result_sink *sink,

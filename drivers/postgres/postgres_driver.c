@@ -104,8 +104,7 @@ static void pg_close(void *handle)
 	pthread_cond_destroy(&h->pool_cond);
 	pthread_mutex_destroy(&h->cache_lock);
 	pthread_mutex_destroy(&h->meta_lock);
-	pg_verdict_clear(h);
-	pthread_mutex_destroy(&h->verdict_lock);
+	verdicts_destroy(&h->verdicts);
 	pg_conninfo_free(h);
 	free(h->include_schemas);
 	free(h->exclude_schemas);
@@ -126,7 +125,7 @@ static int handle_init_locks(struct pg_handle *h)
 	pthread_mutex_init(&h->pool_lock, NULL);
 	pthread_mutex_init(&h->cache_lock, NULL);
 	pthread_mutex_init(&h->meta_lock, NULL);
-	pthread_mutex_init(&h->verdict_lock, NULL);
+	verdicts_init(&h->verdicts);
 	return CN_OK;
 }
 
@@ -228,13 +227,14 @@ static int pg_check(void *handle, const char *query, struct cn_error *err)
 		.is_hidden = hook_is_hidden,
 		.has_hidden_columns = pg_cat_has_hidden_columns,
 	};
+	struct pg_handle *h = handle;
 	int max_param;
-	if (pg_verdict_get(handle, query, &max_param))
+	unsigned gen = atomic_load(&h->rels_gen);
+	if (verdicts_get(&h->verdicts, query, gen, NULL))
 		return CN_OK;
-	unsigned gen = pg_verdict_gen(handle);
 	int rc = pg_guard_check(query, &hooks, &max_param, err);
 	if (rc == CN_OK)
-		pg_verdict_put(handle, query, gen, max_param);
+		verdicts_put(&h->verdicts, query, gen, max_param);
 	return rc;
 }
 

@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "connector_driver.h"
+#include "../common/verdicts.h"
 
 #define SQ_VERSION "0.1.0"
 #define SQ_MAX_POOL 64u
@@ -141,6 +142,11 @@ struct sq_source {
 	pthread_mutex_t cache_mu; /* guards indexes */
 	struct sq_index *indexes;
 	size_t nindexes;
+
+	/* texts check() accepted: a repeat skips the pool and the prepare.
+	 * execute() guards every text again as it prepares it, so a remembered
+	 * acceptance never lets anything past that the guard would stop. */
+	struct verdicts verdicts;
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -1322,6 +1328,8 @@ static int sq_check(void *handle, const char *query, struct cn_error *err)
 	char note[32];
 	if (!s || !query)
 		return cn_error_set(err, CN_EINVAL, "check: missing query");
+	if (verdicts_get(&s->verdicts, query, 0, NULL))
+		return CN_OK;
 	unsigned epoch = atomic_load(&s->cancel_epoch);
 	uint32_t budget = sq_budget_ms(s, 0);
 	snprintf(note, sizeof note, "%u ms", budget);
@@ -1332,6 +1340,8 @@ static int sq_check(void *handle, const char *query, struct cn_error *err)
 	rc = sq_guard_prepare(c, query, note, &st, err);
 	sqlite3_finalize(st);
 	sq_pool_release(s, c);
+	if (rc == CN_OK)
+		verdicts_put(&s->verdicts, query, 0, 0);
 	return rc;
 }
 
@@ -1751,6 +1761,7 @@ static void sq_close(void *handle)
 	pthread_mutex_destroy(&s->pool_mu);
 	pthread_cond_destroy(&s->pool_cv);
 	pthread_mutex_destroy(&s->cache_mu);
+	verdicts_destroy(&s->verdicts);
 	free(s->name);
 	free(s->path);
 	free(s->uri);
@@ -1769,6 +1780,7 @@ static int sq_source_init(struct sq_source *s, const struct cn_source_info *src)
 		return CN_ENOMEM;
 	pthread_mutex_init(&s->pool_mu, NULL);
 	pthread_mutex_init(&s->cache_mu, NULL);
+	verdicts_init(&s->verdicts);
 	atomic_init(&s->cancel_epoch, 0u);
 	s->timeout_ms = src->timeout_ms;
 	s->host_ctx = src->host_ctx;

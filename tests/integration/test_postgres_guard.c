@@ -369,7 +369,7 @@ static void test_rejection_messages(void **state)
 	}
 }
 
-/* The driver remembers texts the guard accepted (pg_verdict.c): a repeat is
+/* The driver remembers texts the guard accepted (drivers/common/verdicts.c): a repeat is
  * accepted without a parse, a rejected text is refused every time, and what
  * the guard learns about tables afterwards is not hidden by a remembered
  * acceptance. Here the source is not introspected, so the guard does not yet

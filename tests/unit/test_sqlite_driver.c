@@ -25,6 +25,7 @@
 
 #include "driver_loader.h"
 
+#include "../../drivers/common/verdicts.c"
 #include "../../drivers/sqlite/sqlite_driver.c"
 
 /* ------------------------------------------------------------ environment */
@@ -937,6 +938,51 @@ static void test_hidden_objects(void **state)
 static const char endless[] =
 	"WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r";
 
+/* check() remembers the texts it accepted (drivers/common/verdicts.c); a
+ * rejected text is refused every time, and execute() guards every text again,
+ * so a remembered acceptance lets nothing through when the database changes
+ * under it. */
+static void test_remembered_check(void **state)
+{
+	(void)state;
+	char path[400];
+	snprintf(path, sizeof path, "%s/verdicts.db", E.dbdir);
+	sqlite3 *w = NULL;
+	assert_int_equal(sqlite3_open(path, &w), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(w, "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);"
+				      "INSERT INTO notes VALUES (1, 'visible');"
+				      "CREATE TABLE internal_audit_log (id INTEGER, secret TEXT);"
+				      "INSERT INTO internal_audit_log VALUES (1, 'hidden');",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	void *h = NULL;
+	struct cn_error err;
+	assert_int_equal(open_source("verdicts.db", 1, 5000, true, &h, &err), CN_OK);
+	const char *sql = "SELECT * FROM notes";
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(E.api->check(h, sql, &err), CN_OK);
+	for (int i = 0; i < 3; i++) {
+		memset(&err, 0, sizeof err);
+		assert_int_equal(E.api->check(h, "SELECT * FROM internal_audit_log", &err), CN_EREJECTED);
+		assert_string_equal(err.message, "table 'internal_audit_log' is not available");
+	}
+
+	/* the table becomes a view over the hidden one */
+	assert_int_equal(sqlite3_exec(w, "DROP TABLE notes; CREATE VIEW notes AS "
+				      "SELECT id, secret AS body FROM internal_audit_log;",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(w);
+	assert_int_equal(E.api->check(h, sql, &err), CN_OK); /* remembered */
+	struct tsink t;
+	ts_init(&t);
+	assert_int_equal(run(h, sql, NULL, 0, 2000, &t, &err), CN_EREJECTED);
+	assert_string_equal(err.message, "table 'internal_audit_log' is not available");
+	assert_int_equal(t.rows, 0);
+	ts_free(&t);
+	E.api->close(h);
+}
+
 static void test_timeout(void **state)
 {
 	(void)state;
@@ -1558,6 +1604,7 @@ int main(void)
 		cmocka_unit_test(test_typed_cells),
 		cmocka_unit_test(test_column_origin),
 		cmocka_unit_test(test_hidden_objects),
+		cmocka_unit_test(test_remembered_check),
 		cmocka_unit_test(test_audit),
 		cmocka_unit_test(test_timeout),
 		cmocka_unit_test(test_cancel),
