@@ -191,7 +191,8 @@ static void handle_tool(struct app *app, const struct http_request *req, const c
 	}
 	const struct tool_def *tool = tools_find(tool_name);
 	if (!tool) {
-		respond_error(resp, 404, "unknown_tool", "no such tool; tools: list_data_sources, describe_schema, run_query");
+		respond_error(resp, 404, "unknown_tool",
+			      "no such tool; tools: list_data_sources, describe_schema, run_query");
 		*error_code = "unknown_tool";
 		goto out;
 	}
