@@ -136,28 +136,22 @@ static long v_bare(void)
 	return drain(0);
 }
 
-static long v_begin_rb(void)
+/* BEGIN READ ONLY ...; query; ROLLBACK; [DISCARD ALL;] Sync */
+static long one_sync(bool discard)
 {
 	if (!PQenterPipelineMode(conn))
 		die("pipeline mode");
 	send_sql(BEGIN_SQL);
 	send_query(true);
 	send_sql("ROLLBACK");
+	if (discard)
+		send_sql("DISCARD ALL");
 	sync_or_die();
 	return drain(1);
 }
 
-static long v_driver(void)
-{
-	if (!PQenterPipelineMode(conn))
-		die("pipeline mode");
-	send_sql(BEGIN_SQL);
-	send_query(true);
-	send_sql("ROLLBACK");
-	send_sql("DISCARD ALL");
-	sync_or_die();
-	return drain(1);
-}
+static long v_begin_rb(void) { return one_sync(false); }
+static long v_driver(void) { return one_sync(true); }
 
 static void cork(int on)
 {

@@ -193,8 +193,8 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	log_debug("http: %s", msg);
 }
 
-int http_server_start(struct app *app, const char *listen, unsigned max_connections, struct http_server **out,
-		      struct cn_error *err)
+int http_server_start(struct app *app, const char *listen, unsigned max_connections,
+		      struct http_server **out, struct cn_error *err)
 {
 	struct sockaddr_storage ss;
 	int rc = http_parse_listen(listen, &ss, err);

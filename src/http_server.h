@@ -1,9 +1,10 @@
 /*
  * http_server.h - the callback endpoint on libmicrohttpd: a thread per
- * connection (up to max_connections; more are closed at once), bodies collected up to REQUEST_MAX_BODY (a larger Content-Length is
- * answered 413 before the body is read), each request handed to
- * request_handle(). Stopping stops accepting, lets in-flight requests
- * finish (bounded), then closes.
+ * connection (up to max_connections; more are closed at once), bodies
+ * collected up to REQUEST_MAX_BODY (a larger Content-Length is answered 413
+ * before the body is read), each request handed to request_handle().
+ * Stopping stops accepting, lets in-flight requests finish (bounded), then
+ * closes.
  */
 #ifndef CN_HTTP_SERVER_H
 #define CN_HTTP_SERVER_H

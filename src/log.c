@@ -50,7 +50,7 @@ static void log_timestamp(char out[25])
 		struct tm tm;
 		gmtime_r(&ts.tv_sec, &tm);
 		if (strftime(cached, sizeof cached, "%Y-%m-%dT%H:%M:%S", &tm) != 19)
-			snprintf(cached, sizeof cached, "%.19s", "0000-00-00T00:00:00");
+			memcpy(cached, "0000-00-00T00:00:00", 20);
 		cached_sec = ts.tv_sec;
 	}
 	int ms = (int)(ts.tv_nsec / 1000000);
@@ -84,7 +84,7 @@ static void log_emit(const char *line, size_t len)
 void log_write(enum log_level level, const char *fmt, ...)
 {
 	char msg[1024];
-	char ts[40];
+	char ts[25];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
@@ -115,7 +115,7 @@ void log_request(const char *request_id, const char *tool, const char *source, i
 {
 	if (LOG_LEVEL_INFO > log_current_level)
 		return;
-	char ts[40];
+	char ts[25];
 	log_timestamp(ts);
 	struct buf b;
 	buf_init(&b, 4096);

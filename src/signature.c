@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>

@@ -192,6 +192,16 @@ static bool send_batch(struct run *r)
 
 /* ---- waiting, with cancels ---- */
 
+/* The connection failed: remember why (the message names the target, never
+ * the password); the slot is dropped when the request ends. */
+static int conn_broken(struct run *r)
+{
+	r->broken = true;
+	pg_conn_message(r->h, r->slot->conn, r->conn_msg, sizeof r->conn_msg);
+	return CN_EUNAVAILABLE;
+}
+
+
 static void run_cancel(struct run *r, enum cancel_why why)
 {
 	if (r->canceled != CANCEL_NONE)
@@ -243,9 +253,7 @@ static int next_result(struct run *r, PGresult **out)
 			goto broken;
 	}
 broken:
-	r->broken = true;
-	pg_conn_message(r->h, c, r->conn_msg, sizeof r->conn_msg);
-	return CN_EUNAVAILABLE;
+	return conn_broken(r);
 }
 
 /* ---- the sink ---- */
@@ -351,13 +359,6 @@ static void record_error(struct run *r, const PGresult *res)
 	/* cancel() may have reached the server before this thread noticed it */
 	if (r->query_rc == CN_ETIMEOUT && r->canceled == CANCEL_NONE && pg_pool_gen(r->h) != r->gen)
 		r->canceled = CANCEL_SHUTDOWN;
-}
-
-static int conn_broken(struct run *r)
-{
-	r->broken = true;
-	pg_conn_message(r->h, r->slot->conn, r->conn_msg, sizeof r->conn_msg);
-	return CN_EUNAVAILABLE;
 }
 
 /* Reads one segment's results up to its Sync. The batch's segment (query

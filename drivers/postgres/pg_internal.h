@@ -140,7 +140,6 @@ void pg_type_entry_free(void *t);
 int pg_cat_has_hidden_columns(void *handle, const char *schema, const char *table);
 void pg_cat_close(struct pg_handle *h);
 
-
 /* ---- pg_exec.c / pg_introspect.c ---- */
 int pg_exec_query(struct pg_handle *h, const struct cn_query *q, const struct cn_result_sink *sink,
 		  struct cn_error *err);
