@@ -16,8 +16,10 @@
  *   max_statement_time (MariaDB, seconds) / max_execution_time (MySQL, ms)
  *                = the source's time budget
  *   sql_select_limit = the source's row cap + 1
- *   session_track_state_change = 1 (the server says when a statement
- *                changed the session)
+ *   session_track_system_variables = the pinned settings above (the server
+ *                says when a statement changed one of them; SET STATEMENT's
+ *                own settings are not among them, so plain queries do not
+ *                raise it)
  *
  * and a SELECT checks the character sets and the mode took. COM_RESET_CONNECTION
  * returns a session to the server's defaults (it keeps the handshake's
@@ -467,6 +469,10 @@ static int my_connect(struct my_handle *h, unsigned timeout_s, unsigned connect_
 	return CN_OK;
 }
 
+/* The settings whose change after a query makes the driver reset the session. */
+#define TRACKED "sql_mode,character_set_client,character_set_connection,character_set_results," \
+		"time_zone,autocommit,lc_time_names"
+
 static int pins_text(struct my_handle *h, char *buf, size_t size)
 {
 	uint32_t t = h->timeout_ms ? h->timeout_ms : MY_DEFAULT_TIMEOUT_MS;
@@ -476,13 +482,15 @@ static int pins_text(struct my_handle *h, char *buf, size_t size)
 	if (h->mariadb)
 		n = snprintf(buf, size, "SET SESSION sql_mode='%s', time_zone='+00:00', tx_read_only=1, "
 			     "autocommit=1, max_statement_time=%u.%03u, sql_select_limit=%u, "
-			     "session_track_state_change=1, lc_time_names='en_US'",
-			     MY_SQL_MODE, t / 1000, t % 1000, h->max_rows);
+			     "lc_time_names='en_US', session_track_state_change=0, "
+			     "session_track_system_variables='%s'",
+			     MY_SQL_MODE, t / 1000, t % 1000, h->max_rows, TRACKED);
 	else
 		n = snprintf(buf, size, "SET SESSION sql_mode='%s', time_zone='+00:00', "
 			     "transaction_read_only=1, autocommit=1, max_execution_time=%u, "
-			     "sql_select_limit=%u, session_track_state_change=1, lc_time_names='en_US'",
-			     MY_SQL_MODE, t, h->max_rows);
+			     "sql_select_limit=%u, lc_time_names='en_US', session_track_state_change=0, "
+			     "session_track_system_variables='%s'",
+			     MY_SQL_MODE, t, h->max_rows, TRACKED);
 	return n > 0 && (size_t)n < size ? CN_OK : CN_EINTERNAL;
 }
 
@@ -498,7 +506,7 @@ static int conn_error(struct my_handle *h, MYSQL *m, const char *what, struct cn
 
 static int pin(struct my_handle *h, MYSQL *m, struct cn_error *err)
 {
-	char set[512];
+	char set[768];
 	if (pins_text(h, set, sizeof set))
 		return cn_error_set(err, CN_EINTERNAL, "session settings do not fit");
 	if (mysql_real_query(m, set, strlen(set)))

@@ -21,8 +21,8 @@
  * two more round trips) only after a query that could have left something
  * behind: one that called a function not on the guard's list of pure
  * built-ins (a stored function can set variables, take GET_LOCK locks,
- * create temporary tables), or one after which the server reported a
- * change of session state. Everything else a SELECT the guard accepts can
+ * create temporary tables), or one after which the server reported that a
+ * pinned setting changed (sql_mode, character sets, time zone...). Everything else a SELECT the guard accepts can
  * do ends with the statement. tests/integration/test_mysql_exec.c proves
  * both sides: the state a stored function leaves is gone for the next
  * request, and plain queries do not pay for a reset.
@@ -161,21 +161,26 @@ static int params_build(struct params *p, const struct my_prepared *prep, const 
 
 /* ---- the statement ---- */
 
-static void record_stmt_error(struct run *r)
-{
-	r->errnum = mysql_stmt_errno(r->st);
-	my_error_text(r->h, r->errnum, mysql_stmt_sqlstate(r->st), mysql_stmt_error(r->st), r->msg,
-		      sizeof r->msg);
-	if (my_errno_status(r->errnum) == CN_EUNAVAILABLE)
-		r->broken = true;
-}
-
 static void record_conn_error(struct run *r)
 {
 	r->errnum = mysql_errno(r->conn);
 	my_error_text(r->h, r->errnum, mysql_sqlstate(r->conn), mysql_error(r->conn), r->msg,
 		      sizeof r->msg);
 	r->broken = true;
+}
+
+static void record_stmt_error(struct run *r)
+{
+	r->errnum = mysql_stmt_errno(r->st);
+	if (!r->errnum) { /* an error in place of the first row lands on the connection */
+		record_conn_error(r);
+		r->broken = my_errno_status(r->errnum) == CN_EUNAVAILABLE;
+		return;
+	}
+	my_error_text(r->h, r->errnum, mysql_stmt_sqlstate(r->st), mysql_stmt_error(r->st), r->msg,
+		      sizeof r->msg);
+	if (my_errno_status(r->errnum) == CN_EUNAVAILABLE)
+		r->broken = true;
 }
 
 static void sink_failed(struct run *r, int rc)

@@ -1,0 +1,75 @@
+/*
+ * harness.h - what the integration tests of every SQL driver share: the
+ * loaded driver, opening sources, a recording result sink, and small
+ * helpers. Each driver's harness (pg_harness.h, my_harness.h) adds how to
+ * find its server and how to look at that server from the side.
+ */
+#ifndef HARNESS_H
+#define HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "connector_driver.h"
+#include "driver_loader.h"
+
+#define H_MAX_COLS 64
+
+/* Filled by the driver harness's h_setup(). */
+struct h_env {
+	struct driver_module *mod;
+	const struct cn_driver *api;
+	const char *dsn;       /* the SELECT-only user */
+	const char *super_dsn; /* a user that may do anything */
+	const char *env_dir;   /* the DIR given to the support script, for restarts */
+	/* the hidden objects of the driver's tests, used by h_open(..., hide, ...) */
+	int (*hidden)(void *ctx, const char *schema, const char *table, const char *column);
+};
+
+extern struct h_env h_env;
+
+/* Load the named driver into h_env; -1 with a message on failure. */
+int h_load_driver(const char *name);
+int h_teardown(void **state);
+
+/* The named environment variable, or NULL after printing how to set it up
+ * (start is the support script's start command). */
+const char *h_env_or_complain(const char *name, const char *what, const char *start);
+
+/* Open a source; options as "key", "value", ... NULL-terminated. */
+int h_open(const char *dsn, uint32_t pool, uint32_t timeout_ms, bool hide, void **handle,
+	   struct cn_error *err, ...);
+
+/* ---- the recording sink ---- */
+struct h_column {
+	char *name, *type, *schema, *table, *column;
+};
+
+struct h_result {
+	struct h_column cols[H_MAX_COLS];
+	size_t ncols;
+	char **cells; /* row-major; each cell "I:42", "N:1.5", "T:x", "B:true", "J:[]", "X:00ff", "NULL" */
+	size_t ncells, capcells;
+	size_t nrows;
+	size_t max_rows; /* 0: no cap; else row_end says CN_SINK_FULL at that many rows */
+	bool ended_early;
+};
+
+void h_sink_init(struct h_result *r, struct cn_result_sink *sink, size_t max_rows);
+void h_result_free(struct h_result *r);
+const char *h_cell(const struct h_result *r, size_t row, size_t col);
+/* Column index by name, or -1. */
+int h_col(const struct h_result *r, const char *name);
+
+/* Run text with params on handle; fills res (initialised here). */
+int h_exec(void *handle, const char *text, const struct cn_value *params, size_t nparams,
+	   uint32_t timeout_ms, size_t max_rows, struct h_result *res, struct cn_error *err);
+/* The first cell of a one-row result, copied into buf ("" on failure). */
+int h_scalar(void *handle, const char *text, char *buf, size_t size);
+
+/* Run a shell command; its exit status. */
+int h_system(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int64_t h_now_ms(void);
+
+#endif
