@@ -3,6 +3,7 @@
  */
 #include "harness.h"
 
+#include <glob.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,8 +15,12 @@ struct h_env h_env;
 
 const char *h_env_or_complain(const char *name, const char *what, const char *start)
 {
+	static bool told;
 	const char *v = getenv(name);
-	if (!v || !*v) {
+	if ((!v || !*v) && told) {
+		fprintf(stderr, "*** %s is not set either\n", name);
+	} else if (!v || !*v) {
+		told = true;
 		fprintf(stderr,
 			"\n*** %s is not set. These integration tests need a %s server:\n"
 			"***   %s\n"
@@ -241,4 +246,135 @@ int64_t h_now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- corpora ---- */
+
+static void unescape(char *s)
+{
+	char *w = s;
+	for (const char *r = s; *r; r++) {
+		if (*r != '\\' || !r[1]) {
+			*w++ = *r;
+			continue;
+		}
+		r++;
+		switch (*r) {
+		case 'n': *w++ = '\n'; break;
+		case 'r': *w++ = '\r'; break;
+		case 't': *w++ = '\t'; break;
+		case 'x': {
+			unsigned v = 0;
+			if (sscanf(r + 1, "%2x", &v) == 1 && v) {
+				*w++ = (char)v;
+				r += 2;
+			}
+			break;
+		}
+		default: *w++ = *r; break;
+		}
+	}
+	*w = '\0';
+}
+
+int h_corpus_load(const char *driver, const char *name, bool escapes, struct h_corpus *c)
+{
+	char path[512];
+	snprintf(path, sizeof path, "%s/tests/fixtures/%s/%s", CN_TEST_SOURCE_DIR, driver, name);
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		fprintf(stderr, "cannot read %s\n", path);
+		return -1;
+	}
+	char line[8192];
+	int lineno = 0;
+	while (fgets(line, sizeof line, f)) {
+		lineno++;
+		line[strcspn(line, "\n")] = '\0';
+		if (!line[0] || line[0] == '#')
+			continue;
+		char *tab = strchr(line, '\t');
+		if (!tab) {
+			fprintf(stderr, "%s:%d: no tab between class and SQL\n", path, lineno);
+			fclose(f);
+			return -1;
+		}
+		*tab = '\0';
+		if (escapes)
+			unescape(tab + 1);
+		struct h_entry *p = realloc(c->items, (c->n + 1) * sizeof *p);
+		if (!p) {
+			fclose(f);
+			return -1;
+		}
+		c->items = p;
+		c->items[c->n++] = (struct h_entry){strdup(line), strdup(tab + 1), lineno};
+	}
+	fclose(f);
+	return 0;
+}
+
+void h_corpus_free(struct h_corpus *c)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		free(c->items[i].cls);
+		free(c->items[i].sql);
+	}
+	free(c->items);
+	memset(c, 0, sizeof *c);
+}
+
+size_t h_corpus_params(const char *cls, struct cn_value *params, size_t max, char **buf)
+{
+	size_t n = 0;
+	char *save = NULL;
+	*buf = strdup(cls);
+	for (char *p = *buf && strcmp(*buf, "-") ? strtok_r(*buf, "|", &save) : NULL; p && n < max;
+	     p = strtok_r(NULL, "|", &save))
+		params[n++] = (struct cn_value){.kind = CN_VAL_TEXT, .u.s = {p, strlen(p)}};
+	return n;
+}
+
+size_t h_files_matching(const char *pattern)
+{
+	glob_t g;
+	size_t n = 0;
+	if (glob(pattern, 0, NULL, &g) == 0) {
+		n = g.gl_pathc;
+		for (size_t i = 0; i < n; i++)
+			fprintf(stderr, "file exists: %s\n", g.gl_pathv[i]);
+		globfree(&g);
+	}
+	return n;
+}
+
+static int nb_table(void *c, const char *s, const char *n, enum cn_object_kind k, const char *cm,
+		    int64_t r)
+{
+	(void)s, (void)n, (void)k, (void)cm, (void)r;
+	return (*(int *)c)++;
+}
+static int nb_column(void *c, int t, const char *n, const char *ty, bool nl, const char *d,
+		     const char *cm, int pk)
+{
+	(void)c, (void)t, (void)n, (void)ty, (void)nl, (void)d, (void)cm, (void)pk;
+	return CN_OK;
+}
+static int nb_fk(void *c, int t, const char *n, size_t k, const char *const *a, const char *s,
+		 const char *r, const char *const *b)
+{
+	(void)c, (void)t, (void)n, (void)k, (void)a, (void)s, (void)r, (void)b;
+	return CN_OK;
+}
+static int nb_index(void *c, int t, const char *n, bool u, size_t k, const char *const *a)
+{
+	(void)c, (void)t, (void)n, (void)u, (void)k, (void)a;
+	return CN_OK;
+}
+
+int h_introspect_quietly(void *handle, struct cn_error *err)
+{
+	int tables = 0;
+	struct cn_schema_builder b = {&tables, nb_table, nb_column, nb_fk, nb_index};
+	return h_env.api->introspect(handle, &b, err) == CN_OK ? tables : -1;
 }

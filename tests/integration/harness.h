@@ -68,6 +68,33 @@ int h_exec(void *handle, const char *text, const struct cn_value *params, size_t
 /* The first cell of a one-row result, copied into buf ("" on failure). */
 int h_scalar(void *handle, const char *text, char *buf, size_t size);
 
+/* ---- corpora ---- */
+/* A line of tests/fixtures/<driver>/<name>: CLASS<TAB>SQL. */
+struct h_entry {
+	char *cls; /* attacks: the class; allowed: the parameters ("-" or "a|b") */
+	char *sql;
+	int line;
+};
+
+struct h_corpus {
+	struct h_entry *items;
+	size_t n;
+};
+
+/* Load tests/fixtures/<driver>/<name>, skipping blank lines and # comments.
+ * With escapes, \n \r \t \\ and \xHH in the SQL stand for those bytes
+ * (for corpora that need newlines and control characters); -1 on error. */
+int h_corpus_load(const char *driver, const char *name, bool escapes, struct h_corpus *c);
+void h_corpus_free(struct h_corpus *c);
+/* Up to max text parameters from an allowed.txt class ("-" or "a|b");
+ * *buf holds them (free it). */
+size_t h_corpus_params(const char *cls, struct cn_value *params, size_t max, char **buf);
+/* The number of files matching pattern (each printed to stderr). */
+size_t h_files_matching(const char *pattern);
+/* Introspect with a builder that only counts tables: the driver learns the
+ * schema. The number of tables, or -1 with err filled. */
+int h_introspect_quietly(void *handle, struct cn_error *err);
+
 /* Run a shell command; its exit status. */
 int h_system(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int64_t h_now_ms(void);

@@ -14,7 +14,6 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,103 +24,20 @@
 #define CORPUS_TIMEOUT_MS 300
 #define ATTACK_FILE_GLOB "/tmp/cn_attack_*"
 
-struct entry {
-	char *cls;  /* attacks: fails | harmless | super; allowed: the parameters */
-	char *sql;
-	int line;
-};
-
-struct corpus {
-	struct entry *items;
-	size_t n;
-};
-
-static struct corpus attacks, allowed;
+static struct h_corpus attacks, allowed;
 static void *guarded; /* hide public.secrets and crm.customers.email; introspected */
-
-static void corpus_free(struct corpus *c)
-{
-	for (size_t i = 0; i < c->n; i++) {
-		free(c->items[i].cls);
-		free(c->items[i].sql);
-	}
-	free(c->items);
-	memset(c, 0, sizeof *c);
-}
-
-static int corpus_load(const char *name, struct corpus *c)
-{
-	char path[512];
-	snprintf(path, sizeof path, "%s/tests/fixtures/postgres/%s", CN_TEST_SOURCE_DIR, name);
-	FILE *f = fopen(path, "r");
-	if (!f) {
-		fprintf(stderr, "cannot read %s\n", path);
-		return -1;
-	}
-	char line[4096];
-	int lineno = 0;
-	while (fgets(line, sizeof line, f)) {
-		lineno++;
-		line[strcspn(line, "\n")] = '\0';
-		if (!line[0] || line[0] == '#')
-			continue;
-		char *tab = strchr(line, '\t');
-		if (!tab) {
-			fprintf(stderr, "%s:%d: no tab between class and SQL\n", path, lineno);
-			fclose(f);
-			return -1;
-		}
-		*tab = '\0';
-		struct entry *p = realloc(c->items, (c->n + 1) * sizeof *p);
-		if (!p) {
-			fclose(f);
-			return -1;
-		}
-		c->items = p;
-		c->items[c->n++] = (struct entry){strdup(line), strdup(tab + 1), lineno};
-	}
-	fclose(f);
-	return 0;
-}
-
-/* A builder that only counts: introspection fills the driver's relation cache. */
-static int nb_table(void *c, const char *s, const char *n, enum cn_object_kind k, const char *cm,
-		    int64_t r)
-{
-	(void)s, (void)n, (void)k, (void)cm, (void)r;
-	return (*(int *)c)++;
-}
-static int nb_column(void *c, int t, const char *n, const char *ty, bool nl, const char *d,
-		     const char *cm, int pk)
-{
-	(void)c, (void)t, (void)n, (void)ty, (void)nl, (void)d, (void)cm, (void)pk;
-	return CN_OK;
-}
-static int nb_fk(void *c, int t, const char *n, size_t k, const char *const *a, const char *s,
-		 const char *r, const char *const *b)
-{
-	(void)c, (void)t, (void)n, (void)k, (void)a, (void)s, (void)r, (void)b;
-	return CN_OK;
-}
-static int nb_index(void *c, int t, const char *n, bool u, size_t k, const char *const *a)
-{
-	(void)c, (void)t, (void)n, (void)u, (void)k, (void)a;
-	return CN_OK;
-}
 
 static int group_setup(void **state)
 {
 	struct cn_error err = {0};
-	if (h_setup(state) || corpus_load("attacks.txt", &attacks) ||
-	    corpus_load("allowed.txt", &allowed))
+	if (h_setup(state) || h_corpus_load("postgres", "attacks.txt", false, &attacks) ||
+	    h_corpus_load("postgres", "allowed.txt", false, &allowed))
 		return -1;
 	if (h_open(h_env.dsn, 2, 5000, true, &guarded, &err, NULL) != CN_OK) {
 		fprintf(stderr, "open: %s\n", err.message);
 		return -1;
 	}
-	int tables = 0;
-	struct cn_schema_builder b = {&tables, nb_table, nb_column, nb_fk, nb_index};
-	if (h_env.api->introspect(guarded, &b, &err) != CN_OK || tables == 0) {
+	if (h_introspect_quietly(guarded, &err) <= 0) {
 		fprintf(stderr, "introspect: %s\n", err.message);
 		return -1;
 	}
@@ -132,8 +48,8 @@ static int group_teardown(void **state)
 {
 	if (h_env.api) /* setup may have failed before loading it */
 		h_env.api->close(guarded);
-	corpus_free(&attacks);
-	corpus_free(&allowed);
+	h_corpus_free(&attacks);
+	h_corpus_free(&allowed);
 	return h_teardown(state);
 }
 
@@ -201,19 +117,6 @@ static char *snapshot(void)
 	return snap;
 }
 
-static size_t attack_files(void)
-{
-	glob_t g;
-	size_t n = 0;
-	if (glob(ATTACK_FILE_GLOB, 0, NULL, &g) == 0) {
-		n = g.gl_pathc;
-		for (size_t i = 0; i < n; i++)
-			fprintf(stderr, "attack file exists: %s\n", g.gl_pathv[i]);
-		globfree(&g);
-	}
-	return n;
-}
-
 static void assert_same(const char *before, const char *after)
 {
 	if (strcmp(before, after) == 0)
@@ -248,7 +151,7 @@ static void run_corpus(const char *role, const char *dsn, bool superuser, struct
 	if (h_open(dsn, 1, CORPUS_TIMEOUT_MS, false, &h, &err, NULL) != CN_OK)
 		fail_msg("open as %s: %s", role, err.message);
 	for (size_t i = 0; i < attacks.n; i++) {
-		const struct entry *e = &attacks.items[i];
+		const struct h_entry *e = &attacks.items[i];
 		if (superuser && !strcmp(e->cls, "super")) {
 			t->skipped++;
 			continue;
@@ -297,7 +200,7 @@ static void test_execute_without_check_changes_nothing(void **state)
 	assert_true(su.gate > 20 && su.read_only > 5);
 	char *after = snapshot();
 	assert_same(before, after);
-	assert_int_equal(attack_files(), 0);
+	assert_int_equal(h_files_matching(ATTACK_FILE_GLOB), 0);
 	free(before);
 	free(after);
 }
@@ -307,16 +210,13 @@ static void test_must_allow(void **state)
 	(void)state;
 	assert_true(allowed.n >= 20);
 	for (size_t i = 0; i < allowed.n; i++) {
-		const struct entry *e = &allowed.items[i];
+		const struct h_entry *e = &allowed.items[i];
 		struct cn_error err = {0};
 		if (h_env.api->check(guarded, e->sql, &err) != CN_OK)
 			fail_msg("allowed.txt:%d rejected: %s", e->line, err.message);
 		struct cn_value params[4];
-		size_t n = 0;
-		char *copy = strdup(e->cls), *save = NULL;
-		for (char *p = strcmp(copy, "-") ? strtok_r(copy, "|", &save) : NULL; p && n < 4;
-		     p = strtok_r(NULL, "|", &save))
-			params[n++] = (struct cn_value){.kind = CN_VAL_TEXT, .u.s = {p, strlen(p)}};
+		char *copy;
+		size_t n = h_corpus_params(e->cls, params, 4, &copy);
 		struct h_result r;
 		int rc = h_exec(guarded, e->sql, params, n, 5000, 0, &r, &err);
 		free(copy);

@@ -9,7 +9,8 @@
 #   mariadb.sh pause DIR     stop the server, keep its data, port and DIR (a dead database)
 #   mariadb.sh resume DIR    start a paused server again
 #
-# Users: connector_ro (SELECT on the fixture database only: what the docs recommend) and
+# Users: connector_ro (SELECT on the fixture database, and on connector_other, a second
+# database a source of connector_test must not reach) and
 # connector_admin (ALL PRIVILEGES ON *.* WITH GRANT OPTION: as strong as root, so that the
 # attack corpus shows the guard and the read-only session stop writes, not the grants).
 # Runs as root (mariadbd --user=mysql) or as an ordinary user. Never stops anything by name.
@@ -142,6 +143,10 @@ cmd_start() {
 		CREATE USER 'connector_ro'@'localhost' IDENTIFIED BY '$ro_pw';
 		GRANT SELECT, SHOW VIEW, EXECUTE ON $db.* TO 'connector_ro'@'%';
 		GRANT SELECT, SHOW VIEW, EXECUTE ON $db.* TO 'connector_ro'@'localhost';
+		CREATE TABLE connector_other.notes (id INT PRIMARY KEY, body VARCHAR(100));
+		INSERT INTO connector_other.notes VALUES (1, 'another database');
+		GRANT SELECT ON connector_other.* TO 'connector_ro'@'%';
+		GRANT SELECT ON connector_other.* TO 'connector_ro'@'localhost';
 		CREATE USER 'connector_admin'@'%' IDENTIFIED BY '$admin_pw';
 		CREATE USER 'connector_admin'@'localhost' IDENTIFIED BY '$admin_pw';
 		GRANT ALL PRIVILEGES ON *.* TO 'connector_admin'@'%' WITH GRANT OPTION;
