@@ -248,6 +248,109 @@ int64_t h_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* ---- a recording schema builder ---- */
+
+static void append(char **dst, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void append(char **dst, const char *fmt, ...)
+{
+	char *add = NULL, *joined = NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	if (vasprintf(&add, fmt, ap) < 0)
+		add = NULL;
+	va_end(ap);
+	if (!add || asprintf(&joined, "%s%s", *dst ? *dst : "", add) < 0)
+		joined = NULL;
+	free(add);
+	free(*dst);
+	*dst = joined;
+}
+
+static int b_table(void *ctx, const char *schema, const char *name, enum cn_object_kind kind,
+		   const char *comment, int64_t rows)
+{
+	struct h_rec_schema *s = ctx;
+	if (s->n >= 64)
+		return CN_ETOOBIG;
+	struct h_rec_table *t = &s->tables[s->n];
+	*t = (struct h_rec_table){.schema = strdup(schema), .name = strdup(name),
+				.comment = dup_or_null(comment), .kind = kind, .rows = rows};
+	return s->n++;
+}
+
+static int b_column(void *ctx, int table, const char *name, const char *type, bool nullable,
+		    const char *def, const char *comment, int pk)
+{
+	struct h_rec_schema *s = ctx;
+	if (table < 0 || table >= s->n)
+		return CN_EINVAL;
+	append(&s->tables[table].columns, "%s %s %s %s %s %d;", name, type,
+	       nullable ? "null" : "notnull", def ? def : "-", comment ? comment : "-", pk);
+	return CN_OK;
+}
+
+static void join_names(char **dst, size_t n, const char *const *names)
+{
+	for (size_t i = 0; i < n; i++)
+		append(dst, "%s%s", i ? "," : "", names[i]);
+}
+
+static int b_fk(void *ctx, int table, const char *name, size_t n, const char *const *cols,
+		const char *rs, const char *rt, const char *const *rcols)
+{
+	struct h_rec_schema *s = ctx;
+	if (table < 0 || table >= s->n)
+		return CN_EINVAL;
+	char **d = &s->tables[table].fks;
+	append(d, "%s(", name);
+	join_names(d, n, cols);
+	append(d, ")->%s.%s(", rs, rt);
+	join_names(d, n, rcols);
+	append(d, ");");
+	return CN_OK;
+}
+
+static int b_index(void *ctx, int table, const char *name, bool unique, size_t n,
+		   const char *const *cols)
+{
+	struct h_rec_schema *s = ctx;
+	if (table < 0 || table >= s->n)
+		return CN_EINVAL;
+	char **d = &s->tables[table].indexes;
+	append(d, "%s %s(", name, unique ? "unique" : "index");
+	join_names(d, n, cols);
+	append(d, ");");
+	return CN_OK;
+}
+
+void h_rec_free(struct h_rec_schema *s)
+{
+	for (int i = 0; i < s->n; i++) {
+		free(s->tables[i].schema);
+		free(s->tables[i].name);
+		free(s->tables[i].comment);
+		free(s->tables[i].columns);
+		free(s->tables[i].fks);
+		free(s->tables[i].indexes);
+	}
+	s->n = 0;
+}
+
+const struct h_rec_table *h_rec_find(const struct h_rec_schema *s, const char *schema, const char *name)
+{
+	for (int i = 0; i < s->n; i++)
+		if (!strcmp(s->tables[i].schema, schema) && !strcmp(s->tables[i].name, name))
+			return &s->tables[i];
+	return NULL;
+}
+
+int h_introspect_record(void *handle, struct h_rec_schema *s, struct cn_error *err)
+{
+	struct cn_schema_builder b = {s, b_table, b_column, b_fk, b_index};
+	memset(s, 0, sizeof *s);
+	return h_env.api->introspect(handle, &b, err);
+}
+
 /* ---- corpora ---- */
 
 static void unescape(char *s)

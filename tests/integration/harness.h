@@ -68,6 +68,28 @@ int h_exec(void *handle, const char *text, const struct cn_value *params, size_t
 /* The first cell of a one-row result, copied into buf ("" on failure). */
 int h_scalar(void *handle, const char *text, char *buf, size_t size);
 
+/* ---- a recording schema builder ---- */
+struct h_rec_table {
+	char *schema, *name, *comment;
+	enum cn_object_kind kind;
+	int64_t rows;
+	char *columns; /* "name type null|notnull default comment pk;" ... */
+	char *fks;     /* "name(a,b)->s.t(c,d);" ... */
+	char *indexes; /* "name unique(a,b);" ... */
+};
+
+struct h_rec_schema {
+	struct h_rec_table tables[64];
+	int n;
+};
+
+/* Introspect into s (zeroed here); the driver's status. */
+int h_introspect_record(void *handle, struct h_rec_schema *s, struct cn_error *err);
+void h_rec_free(struct h_rec_schema *s);
+/* The table, or NULL. */
+const struct h_rec_table *h_rec_find(const struct h_rec_schema *s, const char *schema,
+				     const char *name);
+
 /* ---- corpora ---- */
 /* A line of tests/fixtures/<driver>/<name>: CLASS<TAB>SQL. */
 struct h_entry {

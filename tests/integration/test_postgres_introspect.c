@@ -17,135 +17,23 @@
 
 #include "pg_harness.h"
 
-/* ---- a recording schema builder ---- */
-
-struct rec_table {
-	char *schema, *name, *comment;
-	enum cn_object_kind kind;
-	int64_t rows;
-	char *columns; /* "name type null|notnull default comment pk;" ... */
-	char *fks;     /* "name(a,b)->s.t(c,d);" ... */
-	char *indexes; /* "name unique(a,b);" ... */
-};
-
-struct rec_schema {
-	struct rec_table tables[64];
-	int n;
-};
-
-static void append(char **dst, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void append(char **dst, const char *fmt, ...)
-{
-	char *add = NULL, *joined = NULL;
-	va_list ap;
-	va_start(ap, fmt);
-	assert_true(vasprintf(&add, fmt, ap) >= 0);
-	va_end(ap);
-	assert_true(asprintf(&joined, "%s%s", *dst ? *dst : "", add) >= 0);
-	free(add);
-	free(*dst);
-	*dst = joined;
-}
-
-static char *dup_or_null(const char *s)
-{
-	return s ? strdup(s) : NULL;
-}
-
-static int b_table(void *ctx, const char *schema, const char *name, enum cn_object_kind kind,
-		   const char *comment, int64_t rows)
-{
-	struct rec_schema *s = ctx;
-	if (s->n >= 64)
-		return CN_ETOOBIG;
-	struct rec_table *t = &s->tables[s->n];
-	*t = (struct rec_table){.schema = strdup(schema), .name = strdup(name),
-				.comment = dup_or_null(comment), .kind = kind, .rows = rows};
-	return s->n++;
-}
-
-static int b_column(void *ctx, int table, const char *name, const char *type, bool nullable,
-		    const char *def, const char *comment, int pk)
-{
-	struct rec_schema *s = ctx;
-	assert_true(table >= 0 && table < s->n);
-	append(&s->tables[table].columns, "%s %s %s %s %s %d;", name, type,
-	       nullable ? "null" : "notnull", def ? def : "-", comment ? comment : "-", pk);
-	return CN_OK;
-}
-
-static void join_names(char **dst, size_t n, const char *const *names)
-{
-	for (size_t i = 0; i < n; i++)
-		append(dst, "%s%s", i ? "," : "", names[i]);
-}
-
-static int b_fk(void *ctx, int table, const char *name, size_t n, const char *const *cols,
-		const char *rs, const char *rt, const char *const *rcols)
-{
-	struct rec_schema *s = ctx;
-	assert_true(table >= 0 && table < s->n);
-	char **d = &s->tables[table].fks;
-	append(d, "%s(", name);
-	join_names(d, n, cols);
-	append(d, ")->%s.%s(", rs, rt);
-	join_names(d, n, rcols);
-	append(d, ");");
-	return CN_OK;
-}
-
-static int b_index(void *ctx, int table, const char *name, bool unique, size_t n,
-		   const char *const *cols)
-{
-	struct rec_schema *s = ctx;
-	assert_true(table >= 0 && table < s->n);
-	char **d = &s->tables[table].indexes;
-	append(d, "%s %s(", name, unique ? "unique" : "index");
-	join_names(d, n, cols);
-	append(d, ");");
-	return CN_OK;
-}
-
-static void rec_free(struct rec_schema *s)
-{
-	for (int i = 0; i < s->n; i++) {
-		free(s->tables[i].schema);
-		free(s->tables[i].name);
-		free(s->tables[i].comment);
-		free(s->tables[i].columns);
-		free(s->tables[i].fks);
-		free(s->tables[i].indexes);
-	}
-	s->n = 0;
-}
-
-static const struct rec_table *find(const struct rec_schema *s, const char *schema, const char *name)
-{
-	for (int i = 0; i < s->n; i++)
-		if (!strcmp(s->tables[i].schema, schema) && !strcmp(s->tables[i].name, name))
-			return &s->tables[i];
-	return NULL;
-}
-
-static const struct rec_table *must_find(const struct rec_schema *s, const char *schema,
+static const struct h_rec_table *must_find(const struct h_rec_schema *s, const char *schema,
 					 const char *name)
 {
-	const struct rec_table *t = find(s, schema, name);
+	const struct h_rec_table *t = h_rec_find(s, schema, name);
 	if (!t)
 		fail_msg("%s.%s was not introspected", schema, name);
 	return t;
 }
 
 /* Introspect a new source opened with the given options (key, value, ..., NULL). */
-static void introspect(struct rec_schema *s, const char *k1, const char *v1)
+static void introspect(struct h_rec_schema *s, const char *k1, const char *v1)
 {
 	void *h = NULL;
 	struct cn_error err = {0};
 	if (h_open(h_env.dsn, 1, 5000, false, &h, &err, k1, v1, NULL) != CN_OK)
 		fail_msg("open: %s", err.message);
-	struct cn_schema_builder b = {s, b_table, b_column, b_fk, b_index};
-	memset(s, 0, sizeof *s);
-	if (h_env.api->introspect(h, &b, &err) != CN_OK)
+	if (h_introspect_record(h, s, &err) != CN_OK)
 		fail_msg("introspect: %s", err.message);
 	h_env.api->close(h);
 }
@@ -153,7 +41,7 @@ static void introspect(struct rec_schema *s, const char *k1, const char *v1)
 static void test_relations(void **state)
 {
 	(void)state;
-	struct rec_schema s;
+	struct h_rec_schema s;
 	introspect(&s, NULL, NULL);
 	static const struct {
 		const char *schema, *name;
@@ -175,7 +63,7 @@ static void test_relations(void **state)
 		{"shop", "supplier_feed", CN_OBJ_TABLE, NULL},
 	};
 	for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-		const struct rec_table *t = must_find(&s, want[i].schema, want[i].name);
+		const struct h_rec_table *t = must_find(&s, want[i].schema, want[i].name);
 		assert_int_equal(t->kind, want[i].kind);
 		if (want[i].comment)
 			assert_string_equal(t->comment, want[i].comment);
@@ -183,21 +71,21 @@ static void test_relations(void **state)
 			assert_null(t->comment);
 	}
 	/* partitions are not tables of their own; nothing the role cannot read */
-	assert_null(find(&s, "shop", "events_2024"));
-	assert_null(find(&s, "shop", "events_2025"));
-	assert_null(find(&s, "public", "no_grant"));
+	assert_null(h_rec_find(&s, "shop", "events_2024"));
+	assert_null(h_rec_find(&s, "shop", "events_2025"));
+	assert_null(h_rec_find(&s, "public", "no_grant"));
 	assert_int_equal(s.n, (int)(sizeof want / sizeof want[0]));
 	/* analyzed: the estimate; never analyzed: -1; views: -1 */
 	assert_int_equal(must_find(&s, "crm", "customers")->rows, 3);
 	assert_int_equal(must_find(&s, "shop", "orders")->rows, -1);
 	assert_int_equal(must_find(&s, "shop", "order_totals")->rows, -1);
-	rec_free(&s);
+	h_rec_free(&s);
 }
 
 static void test_columns(void **state)
 {
 	(void)state;
-	struct rec_schema s;
+	struct h_rec_schema s;
 	introspect(&s, NULL, NULL);
 	assert_string_equal(must_find(&s, "crm", "customers")->columns,
 			    "id integer notnull nextval('crm.customers_id_seq'::regclass) - 1;"
@@ -223,13 +111,13 @@ static void test_columns(void **state)
 	/* only the columns the role may select */
 	assert_string_equal(must_find(&s, "public", "partial_grant")->columns,
 			    "id integer notnull - - 1;visible text null - - 0;");
-	rec_free(&s);
+	h_rec_free(&s);
 }
 
 static void test_keys_and_indexes(void **state)
 {
 	(void)state;
-	struct rec_schema s;
+	struct h_rec_schema s;
 	introspect(&s, NULL, NULL);
 	assert_string_equal(must_find(&s, "shop", "orders")->fks,
 			    "orders_customer_id_fkey(customer_id)->crm.customers(id);");
@@ -250,7 +138,7 @@ static void test_keys_and_indexes(void **state)
 	assert_string_equal(must_find(&s, "shop", "events")->indexes,
 			    "events_id_at_key unique(id,at);");
 	assert_null(must_find(&s, "shop", "order_totals")->indexes);
-	rec_free(&s);
+	h_rec_free(&s);
 }
 
 static void test_partitioned_estimate(void **state)
@@ -262,16 +150,16 @@ static void test_partitioned_estimate(void **state)
 	assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
 	PQclear(res);
 	PQfinish(su);
-	struct rec_schema s;
+	struct h_rec_schema s;
 	introspect(&s, NULL, NULL);
 	assert_int_equal(must_find(&s, "shop", "events")->rows, 3);
-	rec_free(&s);
+	h_rec_free(&s);
 }
 
 static void test_schema_options(void **state)
 {
 	(void)state;
-	struct rec_schema s;
+	struct h_rec_schema s;
 	introspect(&s, "schemas", "shop");
 	assert_int_equal(s.n, 8);
 	for (int i = 0; i < s.n; i++)
@@ -279,23 +167,23 @@ static void test_schema_options(void **state)
 	/* the cross-schema foreign key still names its target */
 	assert_string_equal(must_find(&s, "shop", "orders")->fks,
 			    "orders_customer_id_fkey(customer_id)->crm.customers(id);");
-	rec_free(&s);
+	h_rec_free(&s);
 
 	introspect(&s, "schemas", " s*p , crm");
 	assert_int_equal(s.n, 9);
-	assert_non_null(find(&s, "crm", "customers"));
-	rec_free(&s);
+	assert_non_null(h_rec_find(&s, "crm", "customers"));
+	h_rec_free(&s);
 
 	introspect(&s, "exclude_schemas", "audit,pub*");
 	assert_int_equal(s.n, 9);
-	assert_null(find(&s, "audit", "log"));
-	assert_null(find(&s, "public", "secrets"));
-	rec_free(&s);
+	assert_null(h_rec_find(&s, "audit", "log"));
+	assert_null(h_rec_find(&s, "public", "secrets"));
+	h_rec_free(&s);
 
 	/* LIKE's own wildcards are literal in patterns */
 	introspect(&s, "schemas", "sh_p,%");
 	assert_int_equal(s.n, 0);
-	rec_free(&s);
+	h_rec_free(&s);
 }
 
 int main(void)
