@@ -6,9 +6,10 @@ set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config ca-certificates curl openssl python3 sqlite3
       libsqlite3-dev libcjson-dev libyaml-dev libmicrohttpd-dev libssl-dev libcurl4-openssl-dev
-      libpq-dev libpg-query-dev)
+      libpq-dev libpg-query-dev libmariadb-dev)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(libcmocka-dev clang-14 libclang-rt-14-dev valgrind postgresql-15)
+  pkgs+=(libcmocka-dev clang-14 libclang-rt-14-dev valgrind postgresql-15 mariadb-server
+         mariadb-client)
 fi
 
 missing=()
@@ -30,6 +31,20 @@ if printf '%s\n' "${missing[@]}" | grep -qx postgresql-15; then
   grep -qsx 'create_main_cluster = false' /etc/postgresql-common/createcluster.conf ||
     echo 'create_main_cluster = false' | $sudo tee -a /etc/postgresql-common/createcluster.conf >/dev/null
 fi
+# Nor may mariadb-server start a system server on port 3306: while the packages install, a
+# policy-rc.d that answers 101 tells their scripts not to start services.
+policy=/usr/sbin/policy-rc.d
+added_policy=""
+if printf '%s\n' "${missing[@]}" | grep -qx mariadb-server && [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+  $sudo chmod 755 "$policy"
+  added_policy=1
+  trap '$sudo rm -f "$policy"' EXIT
+fi
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
   -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}" >/dev/null
+if [ -n "$added_policy" ]; then
+  $sudo rm -f "$policy"
+  trap - EXIT
+fi

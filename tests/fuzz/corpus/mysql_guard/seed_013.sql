@@ -1,0 +1,2 @@
+SELECT 1 /* x */
+DELETE FROM audit_log

@@ -1,0 +1,1 @@
+UPDATE LOW_PRIORITY products SET price = 0

@@ -1,0 +1,1 @@
+DROP DATABASE connector_test

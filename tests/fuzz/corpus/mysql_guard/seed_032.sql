@@ -1,0 +1,1 @@
+CREATE VIEW attack_view AS SELECT 1

@@ -1,0 +1,1 @@
+CREATE INDEX attack_idx ON audit_log (msg)

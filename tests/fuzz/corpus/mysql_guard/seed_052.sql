@@ -1,0 +1,1 @@
+SET STATEMENT tx_read_only = 0 FOR DELETE FROM audit_log

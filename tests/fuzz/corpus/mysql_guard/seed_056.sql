@@ -1,0 +1,1 @@
+LOAD XML INFILE '/etc/passwd' INTO TABLE audit_log

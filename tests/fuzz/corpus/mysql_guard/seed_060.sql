@@ -1,0 +1,1 @@
+HANDLER audit_log OPEN

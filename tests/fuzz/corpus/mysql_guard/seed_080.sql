@@ -1,0 +1,1 @@
+INSTALL PLUGIN attack SONAME 'attack.so'

@@ -1,0 +1,1 @@
+CHECKSUM TABLE audit_log

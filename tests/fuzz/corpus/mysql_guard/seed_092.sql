@@ -1,0 +1,1 @@
+CHECK TABLE audit_log

@@ -1,0 +1,1 @@
+SELECT * FROM customers INTO OUTFILE 'cn_attack_2'

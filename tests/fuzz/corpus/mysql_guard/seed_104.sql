@@ -1,0 +1,1 @@
+SELECT * FROM orders WHERE id = 1 INTO OUTFILE '/tmp/cn_attack_6'

@@ -1,0 +1,1 @@
+SELECT @@global.secure_file_priv

@@ -1,0 +1,1 @@
+SELECT /*M! SLEEP(5), */ 1

@@ -1,0 +1,1 @@
+/*!50000 DELETE FROM audit_log */

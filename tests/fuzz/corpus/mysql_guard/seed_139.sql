@@ -1,0 +1,1 @@
+SELECT /*!INTO OUTFILE '/tmp/cn_attack_7' */ 1

@@ -1,0 +1,1 @@
+SELECT IF(1, SLEEP(10), 0)

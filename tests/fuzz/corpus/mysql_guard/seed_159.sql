@@ -1,0 +1,1 @@
+SELECT get_lock/**/('cn_attack_lock', 0)

@@ -1,0 +1,1 @@
+SELECT * FROM orders WHERE id IN (SELECT GET_LOCK('cn_attack_lock', 0))

@@ -1,0 +1,1 @@
+SELECT JSON_EXTRACT(LOAD_FILE('/etc/passwd'), '$')

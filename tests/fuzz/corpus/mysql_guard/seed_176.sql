@@ -1,0 +1,1 @@
+SELECT SYS_EXEC('touch /tmp/cn_attack_8')

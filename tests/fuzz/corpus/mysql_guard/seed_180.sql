@@ -1,0 +1,1 @@
+SELECT MROONGA_COMMAND('status')

@@ -1,0 +1,1 @@
+TABLE customers INTO OUTFILE '/tmp/cn_attack_9'

@@ -1,0 +1,1 @@
+SELECT (SELECT token FROM secrets LIMIT 1)

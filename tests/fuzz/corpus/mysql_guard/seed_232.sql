@@ -1,0 +1,1 @@
+SELECT c.phone FROM customers c

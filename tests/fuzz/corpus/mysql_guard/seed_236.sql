@@ -1,0 +1,1 @@
+SELECT CONCAT(name, phone) FROM customers

@@ -1,0 +1,1 @@
+SELECT 'a;b' AS semi, 'DELETE FROM audit_log' AS word, 'SLEEP(10)' AS fn

@@ -1,0 +1,1 @@
+SELECT '/*!50000 SLEEP(10) */' AS text, '$1' AS not_a_parameter, '?' AS mark, '@x' AS at

@@ -1,0 +1,1 @@
+SELECT status, COUNT(*), SUM(total) FROM orders GROUP BY status WITH ROLLUP

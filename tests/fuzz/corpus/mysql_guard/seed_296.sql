@@ -1,0 +1,1 @@
+SELECT id FROM orders WHERE status IN ('paid', 'shipped') AND total > $1 ORDER BY total DESC LIMIT 5

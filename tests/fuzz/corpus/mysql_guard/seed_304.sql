@@ -1,0 +1,1 @@
+SELECT id FROM orders WHERE id < 5 EXCEPT SELECT id FROM orders WHERE id > 2

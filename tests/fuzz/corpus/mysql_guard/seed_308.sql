@@ -1,0 +1,1 @@
+SELECT CAST(total AS CHAR) AS t, CONVERT(name USING utf8mb4) AS n FROM orders JOIN products ON products.id = orders.id LIMIT 1

@@ -1,0 +1,1 @@
+SELECT IF(total > 100, 'big', 'small') AS size, COUNT(*) FROM orders GROUP BY size

@@ -1,0 +1,1 @@
+SELECT country, COUNT(*) AS n FROM customers GROUP BY country HAVING n > 5

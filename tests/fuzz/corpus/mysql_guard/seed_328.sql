@@ -1,0 +1,1 @@
+SELECT o.id, c.name FROM orders o, customers c WHERE c.id = o.customer_id LIMIT 3

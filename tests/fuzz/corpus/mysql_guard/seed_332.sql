@@ -1,0 +1,1 @@
+SELECT TIMESTAMPDIFF(DAY, MIN(placed_at), MAX(placed_at)) FROM orders

@@ -1,0 +1,1 @@
+SELECT touch_session() IS NOT NULL
