@@ -73,7 +73,7 @@ static void count_marks(const char *s, size_t *qmarks, size_t *dollars)
 			(*qmarks)++;
 		} else if (c == '$' && s[i + 1] >= '0' && s[i + 1] <= '9' &&
 			   (i == 0 || !(((unsigned char)s[i - 1] >= 0x80) || s[i - 1] == '_' ||
-					(s[i - 1] >= '0' && s[i - 1] <= '9') ||
+					s[i - 1] == '$' || (s[i - 1] >= '0' && s[i - 1] <= '9') ||
 					((s[i - 1] | 32) >= 'a' && (s[i - 1] | 32) <= 'z')))) {
 			(*dollars)++;
 		}
