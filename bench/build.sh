@@ -4,6 +4,8 @@
 #   sqlite_loop  the baseline: one SELECT in a tight loop through sqlite3 prepared statements
 #   pg_wrapper   what the PostgreSQL driver's wrapper costs per query, client and server
 #                (built only where libpq-dev is installed)
+#   my_loop      the MySQL/MariaDB baseline (prepared statement in a loop, N threads) and what
+#                the mysql driver's way of sending a query costs (built where libmariadb-dev is)
 # Usage: bench/build.sh            (CC and CFLAGS are honoured)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -19,4 +21,9 @@ if pkg-config --exists libpq 2>/dev/null; then
 	# shellcheck disable=SC2046 # pkg-config prints a list of flags
 	"$cc" "${flags[@]}" "${extra[@]}" $(pkg-config --cflags libpq) -o "$out/pg_wrapper" \
 		"$here/pg_wrapper.c" $(pkg-config --libs libpq)
+fi
+if pkg-config --exists libmariadb 2>/dev/null; then
+	# shellcheck disable=SC2046 # pkg-config prints a list of flags
+	"$cc" "${flags[@]}" "${extra[@]}" $(pkg-config --cflags libmariadb) -o "$out/my_loop" \
+		"$here/my_loop.c" $(pkg-config --libs libmariadb) -lpthread
 fi

@@ -567,9 +567,21 @@ static int connect_pinned(struct my_handle *h, MYSQL **out, struct cn_error *err
 
 /* ---- slots ---- */
 
+void my_slot_forget_stmts(struct my_slot *s)
+{
+	for (size_t i = 0; i < MY_STMT_CACHE; i++) {
+		struct my_cached_stmt *c = &s->stmts[i];
+		if (c->st)
+			mysql_stmt_close(c->st); /* after a reset or on a closed connection: local only */
+		free(c->sql);
+		memset(c, 0, sizeof *c);
+	}
+}
+
 void my_slot_drop(struct my_handle *h, uint32_t slot)
 {
 	struct my_slot *s = &h->slots[slot];
+	my_slot_forget_stmts(s);
 	pthread_mutex_lock(&h->pool.lock);
 	MYSQL *m = s->conn;
 	s->conn = NULL;
@@ -614,7 +626,10 @@ int my_slot_reset(struct my_handle *h, uint32_t slot)
 	struct cn_error err = {0};
 	if (!s->conn)
 		return CN_OK;
-	if (mysql_reset_connection(s->conn) || pin(h, s->conn, &err)) {
+	/* the reset deallocates every prepared statement on the server */
+	int rc = mysql_reset_connection(s->conn);
+	my_slot_forget_stmts(s);
+	if (rc || pin(h, s->conn, &err)) {
 		my_slot_drop(h, slot);
 		return CN_EUNAVAILABLE;
 	}

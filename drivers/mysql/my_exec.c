@@ -8,7 +8,11 @@
  *                   tx_read_only=1 FOR <the query, $n as ?>)
  *     with the parameters bound (COM_STMT_PREPARE and COM_STMT_EXECUTE leave
  *     in one write; the rows stream back unbuffered)
- *   COM_STMT_CLOSE                                   (no answer is waited for)
+ *
+ * The statement stays prepared on the connection (up to MY_STMT_CACHE of
+ * them, the least recently used is closed): the next request with the very
+ * same text is a COM_STMT_EXECUTE of it, which saves the server the parse
+ * and the plan. A reset (below) deallocates them.
  *
  * SET STATEMENT makes the read-only mode, the time budget and the row cap
  * properties of this one statement: nothing an earlier statement left in the
@@ -66,6 +70,8 @@ struct run {
 	int64_t start;
 
 	MYSQL_STMT *st;
+	struct my_cached_stmt *cached; /* st belongs to the slot's cache */
+	uint64_t hash;                 /* of sql, for the cache */
 	MYSQL_RES *meta;
 	struct my_col *cols;
 	MYSQL_BIND *binds;
@@ -289,12 +295,72 @@ static bool simple(MYSQL *m, const char *sql)
 	return mysql_real_query(m, sql, strlen(sql)) == 0;
 }
 
-static int attempt(struct run *r)
+static uint64_t text_hash(const char *p, size_t n)
 {
-	int rc = CN_OK;
-	if (!r->h->mariadb && !simple(r->conn, "START TRANSACTION READ ONLY")) {
-		record_conn_error(r);
-		return CN_EQUERY;
+	uint64_t h = 1469598103934665603ULL;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)p[i]) * 1099511628211ULL;
+	return h;
+}
+
+/* The slot's prepared statement for this very text, or NULL. */
+static struct my_cached_stmt *cache_find(struct my_slot *s, const char *sql, size_t len,
+					 uint64_t hash)
+{
+	for (size_t i = 0; i < MY_STMT_CACHE; i++) {
+		struct my_cached_stmt *c = &s->stmts[i];
+		if (c->st && c->hash == hash && c->len == len && !memcmp(c->sql, sql, len)) {
+			c->used = ++s->clock;
+			return c;
+		}
+	}
+	return NULL;
+}
+
+static void cache_evict(struct my_cached_stmt *c)
+{
+	mysql_stmt_close(c->st); /* COM_STMT_CLOSE: the server does not answer it */
+	free(c->sql);
+	memset(c, 0, sizeof *c);
+}
+
+/* Keep st, just run, for the next request with the same text. Only on an
+ * idle connection: closing the evicted statement while a result is still
+ * streaming would make libmariadb flush that result. */
+static bool cache_put(struct my_slot *s, struct run *r)
+{
+	struct my_cached_stmt *victim = &s->stmts[0];
+	for (size_t i = 0; i < MY_STMT_CACHE; i++) {
+		if (!s->stmts[i].st) {
+			victim = &s->stmts[i];
+			break;
+		}
+		if (s->stmts[i].used < victim->used)
+			victim = &s->stmts[i];
+	}
+	char *copy = malloc(r->len);
+	if (!copy)
+		return false;
+	if (victim->st)
+		cache_evict(victim);
+	memcpy(copy, r->sql, r->len);
+	*victim = (struct my_cached_stmt){copy, r->len, r->hash, r->st, ++s->clock};
+	return true;
+}
+
+static int send_statement(struct run *r)
+{
+	struct my_slot *s = &r->h->slots[r->slot];
+	r->hash = text_hash(r->sql, r->len);
+	struct my_cached_stmt *c = cache_find(s, r->sql, r->len, r->hash);
+	if (c) {
+		r->st = c->st;
+		r->cached = c;
+		if ((r->nparams && mysql_stmt_bind_param(r->st, r->params)) || mysql_stmt_execute(r->st)) {
+			record_stmt_error(r);
+			return CN_EQUERY;
+		}
+		return CN_OK;
 	}
 	if (!(r->st = mysql_stmt_init(r->conn)))
 		return CN_ENOMEM;
@@ -303,8 +369,19 @@ static int attempt(struct run *r)
 	    (r->nparams && mysql_stmt_bind_param(r->st, r->params)) ||
 	    mariadb_stmt_execute_direct(r->st, r->sql, r->len)) {
 		record_stmt_error(r);
-		rc = CN_EQUERY;
+		return CN_EQUERY;
 	}
+	return CN_OK;
+}
+
+static int attempt(struct run *r)
+{
+	int rc;
+	if (!r->h->mariadb && !simple(r->conn, "START TRANSACTION READ ONLY")) {
+		record_conn_error(r);
+		return CN_EQUERY;
+	}
+	rc = send_statement(r);
 	if (rc == CN_OK && (rc = describe(r)) == CN_OK && r->ncols)
 		rc = fetch_rows(r);
 	unsigned int status = 0;
@@ -316,19 +393,29 @@ static int attempt(struct run *r)
 	return rc;
 }
 
-static void run_cleanup(struct run *r)
+static void run_cleanup(struct run *r, int rc)
 {
 	for (unsigned i = 0; r->cols && i < r->ncols; i++)
 		my_col_free(&r->cols[i]);
 	free(r->cols);
 	free(r->binds);
 	mysql_free_result(r->meta);
-	if (r->st)
-		mysql_stmt_close(r->st);
+	bool healthy = rc == CN_OK && !r->broken && !r->killed;
+	if (r->cached && !healthy) {
+		cache_evict(r->cached); /* after a failure, prepare afresh next time */
+	} else if (r->cached) {
+		mysql_stmt_free_result(r->st);
+	} else if (r->st) {
+		/* a session that is reset loses its statements anyway */
+		if (!healthy || r->reset || mysql_stmt_free_result(r->st) ||
+		    !cache_put(&r->h->slots[r->slot], r))
+			mysql_stmt_close(r->st);
+	}
 	r->cols = NULL;
 	r->binds = NULL;
 	r->meta = NULL;
 	r->st = NULL;
+	r->cached = NULL;
 }
 
 /* The request's status once the statement is done. */
@@ -423,7 +510,7 @@ int my_exec_query(struct my_handle *h, const struct cn_query *q, const struct cn
 		rc = run_status(&r, arc, err);
 		bool retry = r.broken && !r.touched && !r.killed && tries == 0 &&
 			     slot_pool_gen(&h->pool) == gen;
-		run_cleanup(&r);
+		run_cleanup(&r, arc);
 		if (r.broken || r.killed)
 			my_slot_drop(h, slot);
 		else if (r.reset)

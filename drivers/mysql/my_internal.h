@@ -37,9 +37,22 @@
  * strings), no NO_BACKSLASH_ESCAPES (\ escapes in strings). */
 #define MY_SQL_MODE "STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION"
 
+#define MY_STMT_CACHE 8 /* prepared statements kept per connection */
+
+/* A statement the driver prepared on a connection, kept to run again. */
+struct my_cached_stmt {
+	char *sql;        /* the text the server received; owned; NULL when empty */
+	size_t len;
+	uint64_t hash;
+	MYSQL_STMT *st;
+	uint64_t used;    /* the slot's clock at the last use */
+};
+
 struct my_slot {
 	MYSQL *conn;              /* NULL until opened; owned */
 	unsigned long thread_id;  /* the server's id of conn, for KILL QUERY */
+	struct my_cached_stmt stmts[MY_STMT_CACHE];
+	uint64_t clock;
 };
 
 /* A table of the source's databases as the catalog names it. */
@@ -116,6 +129,9 @@ void my_dsn_free(struct my_handle *h);
 int my_slot_ready(struct my_handle *h, uint32_t slot, struct cn_error *err);
 /* Close the slot's connection (the next use reconnects). */
 void my_slot_drop(struct my_handle *h, uint32_t slot);
+/* Forget the slot's prepared statements; server tells whether they still
+ * exist on the server (COM_STMT_CLOSE is sent) or are gone with a reset. */
+void my_slot_forget_stmts(struct my_slot *s);
 /* Give the session back its pinned settings after whatever a query did:
  * COM_RESET_CONNECTION, then the pins. The connection is dropped on failure. */
 int my_slot_reset(struct my_handle *h, uint32_t slot);

@@ -56,8 +56,10 @@ static void my_close(void *handle)
 	struct my_handle *h = handle;
 	if (!h)
 		return;
-	for (uint32_t i = 0; h->slots && i < h->pool.n; i++)
+	for (uint32_t i = 0; h->slots && i < h->pool.n; i++) {
+		my_slot_forget_stmts(&h->slots[i]);
 		mysql_close(h->slots[i].conn);
+	}
 	free(h->slots);
 	my_killer_close(h);
 	slot_pool_destroy(&h->pool);

@@ -6,7 +6,7 @@
  * cancel() at shutdown, a server restart and a stopped server, dsn errors
  * that never show the password, the read-only statement, and session state
  * a stored function leaves that never reaches the next request (while plain
- * queries are not followed by a reset).
+ * queries are not followed by a reset, and a repeated one is prepared once).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -404,12 +404,20 @@ static void test_session_state_never_reaches_the_next_request(void **state)
 	assert_int_equal(h_admin_exec(a, "TRUNCATE mysql.general_log"), 0);
 	assert_int_equal(h_admin_exec(a, "SET GLOBAL general_log = 1"), 0);
 
-	/* plain queries: no reset */
+	/* plain queries: no reset, and the statement is prepared once */
 	char buf[128];
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(h_scalar(h, "SELECT count(*) FROM orders WHERE status = 'paid'", buf,
 					  sizeof buf), CN_OK);
 	assert_int_equal(pins_sent(a), 0);
+	char *prepares = h_admin_value(a, "SELECT COUNT(*) FROM mysql.general_log WHERE command_type = "
+					  "'Prepare' AND argument LIKE '%status = ''paid''%'");
+	char *executes = h_admin_value(a, "SELECT COUNT(*) FROM mysql.general_log WHERE command_type = "
+					  "'Execute' AND argument LIKE '%status = ''paid''%'");
+	assert_string_equal(prepares, "1");
+	assert_string_equal(executes, "3");
+	free(prepares);
+	free(executes);
 
 	/* the guard accepts a stored function: it sets a variable, the sql_mode,
 	 * another setting and takes a user-level lock */
