@@ -350,64 +350,31 @@ int pg_connect(struct pg_handle *h, PGconn **out, struct cn_error *err)
 
 unsigned pg_pool_gen(struct pg_handle *h)
 {
-	pthread_mutex_lock(&h->pool_lock);
-	unsigned gen = h->cancel_gen;
-	pthread_mutex_unlock(&h->pool_lock);
-	return gen;
+	return slot_pool_gen(&h->pool);
 }
 
 int pg_pool_checkout(struct pg_handle *h, uint32_t wait_ms, unsigned gen, struct pg_slot **out,
 		     struct cn_error *err)
 {
-	struct timespec until;
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += wait_ms / 1000;
-	until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
-	pthread_mutex_lock(&h->pool_lock);
-	for (;;) {
-		if (h->cancel_gen != gen) {
-			pthread_mutex_unlock(&h->pool_lock);
-			return cn_error_set(err, CN_ECANCELED, "the query was canceled");
-		}
-		struct pg_slot *best = NULL;
-		for (uint32_t i = 0; i < h->nslots; i++) {
-			struct pg_slot *s = &h->slots[i];
-			if (!s->busy && (!best || (!best->conn && s->conn)))
-				best = s;
-		}
-		if (best) {
-			best->busy = true;
-			pthread_mutex_unlock(&h->pool_lock);
-			*out = best;
-			return CN_OK;
-		}
-		if (pthread_cond_timedwait(&h->pool_cond, &h->pool_lock, &until) == ETIMEDOUT) {
-			pthread_mutex_unlock(&h->pool_lock);
-			return cn_error_set(err, CN_EBUSY,
-					    "all %u connections of source %s are busy; retry shortly",
-					    h->nslots, h->source);
-		}
-	}
+	uint32_t i;
+	int rc = slot_pool_checkout(&h->pool, wait_ms, gen, &i, err);
+	if (rc == CN_OK)
+		*out = &h->slots[i];
+	return rc;
 }
 
 void pg_pool_checkin(struct pg_handle *h, struct pg_slot *slot)
 {
-	pthread_mutex_lock(&h->pool_lock);
-	slot->busy = false;
-	pthread_cond_signal(&h->pool_cond);
-	pthread_mutex_unlock(&h->pool_lock);
+	slot_pool_checkin(&h->pool, (uint32_t)(slot - h->slots));
 }
 
 void pg_slot_drop(struct pg_handle *h, struct pg_slot *slot)
 {
-	pthread_mutex_lock(&h->pool_lock);
+	pthread_mutex_lock(&h->pool.lock);
 	PGcancel *pc = slot->cancel;
 	slot->cancel = NULL;
-	pthread_mutex_unlock(&h->pool_lock);
+	h->pool.warm[slot - h->slots] = false;
+	pthread_mutex_unlock(&h->pool.lock);
 	PQfreeCancel(pc);
 	PQfinish(slot->conn);
 	slot->conn = NULL;
@@ -447,10 +414,11 @@ int pg_slot_ready(struct pg_handle *h, struct pg_slot *slot, struct cn_error *er
 		PQfinish(c);
 		return cn_error_set(err, CN_ENOMEM, "out of memory");
 	}
-	pthread_mutex_lock(&h->pool_lock);
+	pthread_mutex_lock(&h->pool.lock);
 	slot->conn = c;
 	slot->cancel = pc;
-	pthread_mutex_unlock(&h->pool_lock);
+	h->pool.warm[slot - h->slots] = true;
+	pthread_mutex_unlock(&h->pool.lock);
 	return CN_OK;
 }
 
@@ -463,16 +431,18 @@ void pg_slot_cancel(struct pg_handle *h, struct pg_slot *slot)
 		PQcancel(slot->cancel, buf, sizeof buf);
 }
 
+/* Under pool.lock, for each busy slot. */
+static void cancel_slot(void *ctx, uint32_t i)
+{
+	struct pg_handle *h = ctx;
+	char buf[256];
+	if (h->slots[i].cancel)
+		PQcancel(h->slots[i].cancel, buf, sizeof buf);
+}
+
 void pg_pool_cancel_all(struct pg_handle *h)
 {
-	char buf[256];
-	pthread_mutex_lock(&h->pool_lock);
-	h->cancel_gen++;
-	for (uint32_t i = 0; i < h->nslots; i++)
-		if (h->slots[i].busy && h->slots[i].cancel)
-			PQcancel(h->slots[i].cancel, buf, sizeof buf);
-	pthread_cond_broadcast(&h->pool_cond);
-	pthread_mutex_unlock(&h->pool_lock);
+	slot_pool_cancel(&h->pool, cancel_slot, h);
 }
 
 int pg_wait_result(PGconn *c, int64_t deadline, PGresult **out)

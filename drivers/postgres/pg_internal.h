@@ -3,11 +3,12 @@
  * handle, its connection pool, its catalog caches (type and relation names by
  * OID) and small helpers. Not part of the driver ABI.
  *
- * Locking: pool_lock guards the slots' busy flags, their cancel objects and
- * cancel_gen; a checked-out slot's connection belongs to the thread that
+ * Locking: pool.lock (drivers/common/pool.h) guards which slots are busy,
+ * their cancel objects and the cancel generation; a checked-out slot's
+ * connection belongs to the thread that
  * holds it. cache_lock guards types and rels. meta_lock guards meta, the
  * connection used for catalog look-ups while a pool connection is busy
- * streaming a result. Order: meta_lock before cache_lock; pool_lock alone.
+ * streaming a result. Order: meta_lock before cache_lock; pool.lock alone.
  * verdicts has its own lock, taken alone; rels_gen is atomic.
  */
 #ifndef PG_INTERNAL_H
@@ -22,6 +23,7 @@
 
 #include "connector_driver.h"
 #include "pg_types.h"
+#include "../common/pool.h"
 #include "../common/verdicts.h"
 
 #define PG_MAX_TIMEOUT_MS 29000u   /* statement_timeout is always below 30 s */
@@ -30,12 +32,10 @@
 #define PG_CANCEL_GRACE_MS 2000    /* after a cancel, how long to wait for the server */
 #define PG_CLIENT_SLACK_MS 1000    /* client deadline = timeout + this */
 #define PG_INTERNAL_TIMEOUT_MS 60000u /* introspection and catalog look-ups */
-#define PG_MAX_POOL 256u
 
 struct pg_slot {
 	PGconn *conn;     /* NULL until opened; owned */
-	PGcancel *cancel; /* for conn; owned; read by cancel() under pool_lock */
-	bool busy;
+	PGcancel *cancel; /* for conn; owned; read by cancel() under pool.lock */
 };
 
 /* A relation whose origin result columns name. */
@@ -67,11 +67,8 @@ struct pg_handle {
 	char *include_schemas; /* text[] literal of LIKE patterns; "{}" for every schema */
 	char *exclude_schemas;
 
-	pthread_mutex_t pool_lock;
-	pthread_cond_t pool_cond;
-	struct pg_slot *slots;
-	uint32_t nslots;
-	unsigned cancel_gen; /* bumped by cancel() */
+	struct slot_pool pool;
+	struct pg_slot *slots; /* [pool.n] */
 
 	pthread_mutex_t cache_lock;
 	struct pg_oid_map types; /* oid -> struct pg_type_entry */

@@ -94,14 +94,13 @@ static void pg_close(void *handle)
 	struct pg_handle *h = handle;
 	if (!h)
 		return;
-	for (uint32_t i = 0; h->slots && i < h->nslots; i++) {
+	for (uint32_t i = 0; h->slots && i < h->pool.n; i++) {
 		PQfreeCancel(h->slots[i].cancel);
 		PQfinish(h->slots[i].conn);
 	}
 	free(h->slots);
 	pg_cat_close(h);
-	pthread_mutex_destroy(&h->pool_lock);
-	pthread_cond_destroy(&h->pool_cond);
+	slot_pool_destroy(&h->pool);
 	pthread_mutex_destroy(&h->cache_lock);
 	pthread_mutex_destroy(&h->meta_lock);
 	verdicts_destroy(&h->verdicts);
@@ -112,21 +111,11 @@ static void pg_close(void *handle)
 	free(h);
 }
 
-static int handle_init_locks(struct pg_handle *h)
+static void handle_init_locks(struct pg_handle *h)
 {
-	pthread_condattr_t attr;
-	if (pthread_condattr_init(&attr))
-		return CN_ENOMEM;
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	int rc = pthread_cond_init(&h->pool_cond, &attr);
-	pthread_condattr_destroy(&attr);
-	if (rc)
-		return CN_ENOMEM;
-	pthread_mutex_init(&h->pool_lock, NULL);
 	pthread_mutex_init(&h->cache_lock, NULL);
 	pthread_mutex_init(&h->meta_lock, NULL);
 	verdicts_init(&h->verdicts);
-	return CN_OK;
 }
 
 static int pg_open(const struct cn_source_info *src, void **handle, struct cn_error *err)
@@ -140,16 +129,13 @@ static int pg_open(const struct cn_source_info *src, void **handle, struct cn_er
 	struct pg_handle *h = calloc(1, sizeof *h);
 	if (!h)
 		return cn_error_set(err, CN_ENOMEM, "out of memory");
-	if (handle_init_locks(h)) {
-		free(h);
-		return cn_error_set(err, CN_ENOMEM, "out of memory");
-	}
+	handle_init_locks(h);
 	h->timeout_ms = src->timeout_ms;
 	h->host_ctx = src->host_ctx;
 	h->is_hidden = src->is_hidden;
-	h->nslots = src->pool_size < 1 ? 1 : src->pool_size > PG_MAX_POOL ? PG_MAX_POOL : src->pool_size;
 	int rc = CN_OK;
-	if (!(h->source = strdup(name)) || !(h->slots = calloc(h->nslots, sizeof *h->slots))) {
+	if (!(h->source = strdup(name)) || slot_pool_init(&h->pool, src->pool_size, name) ||
+	    !(h->slots = calloc(h->pool.n, sizeof *h->slots))) {
 		rc = cn_error_set(err, CN_ENOMEM, "out of memory");
 		goto fail;
 	}
