@@ -181,24 +181,13 @@ tab_n=$(admin -N -e "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_
 fk_n=$(admin -N -e "SELECT COUNT(*) FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = 'bench_schema'")
 echo "bench_schema: $tab_n tables, $fk_n foreign keys"
 
-best_of_3() { # the best wall time in ms of the command, run 3 times; output to $out_file
-	local best=- t0 t1 ms_
-	for _ in 1 2 3; do
-		t0=$(date +%s%N)
-		"$@" >"$out_file" 2>"$out_file.err" || { cat "$out_file.err" >&2; return 1; }
-		t1=$(date +%s%N)
-		ms_=$(((t1 - t0) / 1000000))
-		if [ "$best" = - ] || [ "$ms_" -lt "$best" ]; then best=$ms_; fi
-	done
-	echo "$best"
-}
 out_file=$work/dump.out
-dump_ms=$(best_of_3 mariadb-dump --no-defaults -h 127.0.0.1 -P "$CN_TEST_MYSQL_PORT" -u connector_ro \
+dump_ms=$(bench_best_of_3 mariadb-dump --no-defaults -h 127.0.0.1 -P "$CN_TEST_MYSQL_PORT" -u connector_ro \
 	-p"$CN_TEST_MYSQL_RO_PASSWORD" --no-data --skip-lock-tables bench_schema) || die "mariadb-dump failed"
 dump_bytes=$(stat -c %s "$out_file")
 write_config "$work/introspect.yaml" 1 schema BENCH_MY_SCHEMA_DSN
 out_file=$work/introspect.out
-intro_ms=$(best_of_3 "$bin" introspect --config "$work/introspect.yaml" schema) || intro_ms=failed
+intro_ms=$(bench_best_of_3 "$bin" introspect --config "$work/introspect.yaml" schema) || intro_ms=failed
 intro_bytes=$(stat -c %s "$out_file" 2>/dev/null || echo -)
 
 # ---- report ------------------------------------------------------------------------------

@@ -273,27 +273,16 @@ fk_n=$(psql -X -tA -d "$BENCH_PG_SCHEMA_DSN" -c "SELECT count(*) FROM pg_constra
 tab_n=$(psql -X -tA -d "$BENCH_PG_SCHEMA_DSN" -c "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
 echo "bench_schema: $tab_n tables, $fk_n foreign keys"
 
-best_of_3() { # prints the best wall time in ms of the command, run 3 times; output to $out_file
-	local best=- t0 t1 ms_
-	for _ in 1 2 3; do
-		t0=$(date +%s%N)
-		"$@" >"$out_file" 2>"$out_file.err" || { cat "$out_file.err" >&2; return 1; }
-		t1=$(date +%s%N)
-		ms_=$(((t1 - t0) / 1000000))
-		if [ "$best" = - ] || [ "$ms_" -lt "$best" ]; then best=$ms_; fi
-	done
-	echo "$best"
-}
 
 out_file=$work/pg_dump.out
-dump_ms=$(best_of_3 pg_dump --schema-only --no-owner --no-privileges -d "$BENCH_PG_SCHEMA_DSN") ||
+dump_ms=$(bench_best_of_3 pg_dump --schema-only --no-owner --no-privileges -d "$BENCH_PG_SCHEMA_DSN") ||
 	die "pg_dump --schema-only failed"
 dump_bytes=$(stat -c %s "$out_file")
 intro_ms=- intro_bytes=- startup_ms=- schema_rss=- describe_all='' describe_two=''
 if [ "$have_driver" = 1 ]; then
 	write_config "$work/introspect.yaml" 1 schema BENCH_PG_SCHEMA_DSN
 	out_file=$work/introspect.out
-	intro_ms=$(best_of_3 "$bin" introspect --config "$work/introspect.yaml" schema) || intro_ms=failed
+	intro_ms=$(bench_best_of_3 "$bin" introspect --config "$work/introspect.yaml" schema) || intro_ms=failed
 	intro_bytes=$(stat -c %s "$out_file" 2>/dev/null || echo -)
 	if [ "$intro_ms" = failed ]; then intro_bytes=-; fi
 

@@ -39,6 +39,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include "../common/text.h"
+
 int64_t my_now_ms(void)
 {
 	struct timespec ts;
@@ -46,83 +48,7 @@ int64_t my_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* ---- strings ---- */
-
-int my_str_append(struct my_str *s, const char *p, size_t n)
-{
-	if (s->len + n + 1 > s->cap) {
-		size_t cap = s->cap ? s->cap : 256;
-		while (cap < s->len + n + 1)
-			cap *= 2;
-		char *d = realloc(s->data, cap);
-		if (!d)
-			return CN_ENOMEM;
-		s->data = d;
-		s->cap = cap;
-	}
-	memcpy(s->data + s->len, p, n);
-	s->len += n;
-	s->data[s->len] = '\0';
-	return CN_OK;
-}
-
-int my_str_printf(struct my_str *s, const char *fmt, ...)
-{
-	char buf[512];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(buf, sizeof buf, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return CN_EINVAL;
-	if ((size_t)n < sizeof buf)
-		return my_str_append(s, buf, (size_t)n);
-	char *big = malloc((size_t)n + 1);
-	if (!big)
-		return CN_ENOMEM;
-	va_start(ap, fmt);
-	vsnprintf(big, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	int rc = my_str_append(s, big, (size_t)n);
-	free(big);
-	return rc;
-}
-
-void my_str_free(struct my_str *s)
-{
-	free(s->data);
-	memset(s, 0, sizeof *s);
-}
-
 /* ---- messages ---- */
-
-/* Replace every occurrence of secret in buf with "***". */
-static void scrub(char *buf, size_t size, const char *secret)
-{
-	size_t n = secret ? strlen(secret) : 0;
-	if (n < 2 || !strstr(buf, secret))
-		return;
-	char out[1024];
-	size_t w = 0;
-	for (const char *r = buf; *r && w + 4 < sizeof out;) {
-		if (strncmp(r, secret, n) == 0) {
-			memcpy(out + w, "***", 3);
-			w += 3;
-			r += n;
-		} else {
-			out[w++] = *r++;
-		}
-	}
-	out[w] = '\0';
-	snprintf(buf, size, "%s", out);
-}
-
-static void one_line(char *s)
-{
-	for (char *p = s; *p; p++)
-		if (*p == '\n' || *p == '\r' || *p == '\t')
-			*p = ' ';
-}
 
 void my_error_text(struct my_handle *h, unsigned int errnum, const char *sqlstate,
 		   const char *msg, char *buf, size_t size)
@@ -131,8 +57,8 @@ void my_error_text(struct my_handle *h, unsigned int errnum, const char *sqlstat
 		snprintf(buf, size, "error %u (%s): %s", errnum, sqlstate, msg && *msg ? msg : "no message");
 	else
 		snprintf(buf, size, "error %u: %s", errnum, msg && *msg ? msg : "no message");
-	one_line(buf);
-	scrub(buf, size, h->password);
+	text_one_line(buf);
+	text_scrub(buf, size, h->password);
 }
 
 /* Server errors (ER_*) and client errors (CR_*) that say something other
@@ -367,16 +293,16 @@ int my_dsn_parse(struct my_handle *h, const char *dsn, struct cn_error *err)
 	if (!h->user)
 		return cn_error_set(err, CN_ECONFIG, "source %s: the dsn names no user: "
 				    "mysql://user:password@host:port/database", h->source);
-	struct my_str t = {0};
+	struct dstr t = {0};
 	int rc;
 	if (h->socket)
-		rc = my_str_printf(&t, "socket %s", h->socket);
+		rc = dstr_printf(&t, "socket %s", h->socket);
 	else
-		rc = my_str_printf(&t, "%s:%u", h->host ? h->host : "localhost", h->port ? h->port : 3306);
+		rc = dstr_printf(&t, "%s:%u", h->host ? h->host : "localhost", h->port ? h->port : 3306);
 	if (rc == CN_OK)
-		rc = my_str_printf(&t, " database %s user %s", h->databases[0], h->user);
+		rc = dstr_printf(&t, " database %s user %s", h->databases[0], h->user);
 	if (rc) {
-		my_str_free(&t);
+		dstr_free(&t);
 		return cn_error_set(err, CN_ENOMEM, "out of memory");
 	}
 	h->target = t.data;

@@ -457,13 +457,13 @@ static uint32_t effective_timeout(const struct my_handle *h, const struct cn_que
 
 /* The text the server receives: on MariaDB the per-statement settings first. */
 static int statement_text(const struct my_handle *h, const struct my_prepared *p, uint32_t timeout,
-			  uint32_t max_rows, struct my_str *out)
+			  uint32_t max_rows, struct dstr *out)
 {
 	int rc = CN_OK;
 	if (h->mariadb)
-		rc = my_str_printf(out, "SET STATEMENT max_statement_time=%u.%03u, sql_select_limit=%u, "
+		rc = dstr_printf(out, "SET STATEMENT max_statement_time=%u.%03u, sql_select_limit=%u, "
 				   "tx_read_only=1 FOR ", timeout / 1000, timeout % 1000, max_rows);
-	return rc ? rc : my_str_append(out, p->sql, p->len);
+	return rc ? rc : dstr_append(out, p->sql, p->len);
 }
 
 int my_exec_query(struct my_handle *h, const struct cn_query *q, const struct cn_result_sink *sink,
@@ -474,7 +474,7 @@ int my_exec_query(struct my_handle *h, const struct cn_query *q, const struct cn
 	if (rc)
 		return rc;
 	struct params p = {0};
-	struct my_str text = {0};
+	struct dstr text = {0};
 	if ((size_t)prep.max_param != q->nparams) {
 		rc = cn_error_set(err, CN_EINVAL, "the query uses %d parameter%s ($1..$%d) but %zu %s "
 				  "given", prep.max_param, prep.max_param == 1 ? "" : "s", prep.max_param,
@@ -522,7 +522,7 @@ int my_exec_query(struct my_handle *h, const struct cn_query *q, const struct cn
 	}
 	slot_pool_checkin(&h->pool, slot);
 out:
-	my_str_free(&text);
+	dstr_free(&text);
 	params_free(&p);
 	my_prepared_free(&prep);
 	return rc;

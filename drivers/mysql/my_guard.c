@@ -18,6 +18,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../common/text.h"
+
 #define GUARD_MAX_TOKENS 20000
 #define NAME_MAX_BYTES 264 /* MySQL names are at most 64 characters, 256 bytes */
 
@@ -114,38 +116,6 @@ static bool is_digit(unsigned char c)
 static bool is_hex(unsigned char c)
 {
 	return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
-/* Offset of the first byte that is not valid UTF-8, or -1. */
-static long utf8_invalid_at(const unsigned char *s)
-{
-	const unsigned char *p = s;
-	while (*p) {
-		unsigned c = *p;
-		int n;
-		unsigned min;
-		if (c < 0x80) {
-			p++;
-			continue;
-		} else if ((c & 0xE0) == 0xC0) {
-			n = 1, min = 0x80, c &= 0x1F;
-		} else if ((c & 0xF0) == 0xE0) {
-			n = 2, min = 0x800, c &= 0x0F;
-		} else if ((c & 0xF8) == 0xF0) {
-			n = 3, min = 0x10000, c &= 0x07;
-		} else {
-			return p - s;
-		}
-		for (int i = 1; i <= n; i++) {
-			if ((p[i] & 0xC0) != 0x80)
-				return p - s;
-			c = (c << 6) | (p[i] & 0x3F);
-		}
-		if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-			return p - s;
-		p += n + 1;
-	}
-	return -1;
 }
 
 static int push(struct guard *g, enum tok_kind kind, size_t off, size_t len, bool spaced,
@@ -267,7 +237,7 @@ ident:
 static int lex(struct guard *g)
 {
 	const char *s = g->sql;
-	long bad = utf8_invalid_at((const unsigned char *)s);
+	long bad = text_utf8_invalid_at((const unsigned char *)s);
 	if (bad >= 0)
 		return reject(g, SIZE_MAX, "the query is not valid UTF-8 (at byte %ld)", bad + 1);
 	size_t i = 0;

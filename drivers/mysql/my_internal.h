@@ -21,6 +21,7 @@
 #include <mysql.h>
 
 #include "connector_driver.h"
+#include "../common/dstr.h"
 #include "../common/pool.h"
 #include "../common/verdicts.h"
 
@@ -110,15 +111,6 @@ struct my_handle {
 
 enum my_ssl_mode { MY_SSL_DEFAULT, MY_SSL_DISABLED, MY_SSL_REQUIRED, MY_SSL_VERIFY_CA,
 		   MY_SSL_VERIFY_IDENTITY };
-
-/* A growable string. */
-struct my_str {
-	char *data;
-	size_t len, cap;
-};
-int my_str_append(struct my_str *s, const char *p, size_t n);
-int my_str_printf(struct my_str *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void my_str_free(struct my_str *s);
 
 /* ---- my_conn.c ---- */
 int64_t my_now_ms(void);

@@ -266,20 +266,20 @@ static int row_schema(void *ctx, char **v, unsigned long *len, unsigned n)
 static int run(struct intro *in, MYSQL *conn, const char *head, const char *tail, my_row_fn row)
 {
 	struct my_handle *h = in->h;
-	struct my_str sql = {0};
-	int rc = my_str_printf(&sql, "%s", head);
+	struct dstr sql = {0};
+	int rc = dstr_printf(&sql, "%s", head);
 	for (size_t i = 0; rc == CN_OK && i < h->ndatabases; i++)
-		rc = my_str_printf(&sql, "%s?", i ? ", " : "");
+		rc = dstr_printf(&sql, "%s?", i ? ", " : "");
 	if (rc == CN_OK)
-		rc = my_str_printf(&sql, "%s", tail);
+		rc = dstr_printf(&sql, "%s", tail);
 	if (rc) {
-		my_str_free(&sql);
+		dstr_free(&sql);
 		return oom(in);
 	}
 	in->cur = 0;
 	rc = my_own_query(h, conn, sql.data, (const char *const *)h->databases, h->ndatabases, row,
 			  in, in->err);
-	my_str_free(&sql);
+	dstr_free(&sql);
 	if (rc == CN_OK)
 		rc = in->rc;
 	return rc;

@@ -105,13 +105,13 @@ static int meta_query(struct pg_handle *h, const char *sql, const char *array, P
 	return cn_error_set(err, CN_EUNAVAILABLE, "catalog look-up failed");
 }
 
-static int oid_array(struct pg_str *s, const uint32_t *oids, size_t n)
+static int oid_array(struct dstr *s, const uint32_t *oids, size_t n)
 {
-	pg_str_reset(s);
-	int rc = pg_str_puts(s, "{");
+	dstr_reset(s);
+	int rc = dstr_puts(s, "{");
 	for (size_t i = 0; rc == CN_OK && i < n; i++)
-		rc = pg_str_printf(s, "%s%u", i ? "," : "", oids[i]);
-	return rc ? rc : pg_str_puts(s, "}");
+		rc = dstr_printf(s, "%s%u", i ? "," : "", oids[i]);
+	return rc ? rc : dstr_puts(s, "}");
 }
 
 static bool oid_listed(const uint32_t *oids, size_t n, uint32_t oid)
@@ -165,7 +165,7 @@ static int types_store(struct pg_handle *h, PGresult *res, uint32_t *next, size_
 static int lookup_types(struct pg_handle *h, uint32_t *want, size_t n, size_t cap,
 			struct cn_error *err)
 {
-	struct pg_str arr = {0};
+	struct dstr arr = {0};
 	int rc = CN_OK;
 	for (int round = 0; rc == CN_OK && n > 0 && round < LOOKUP_ROUNDS; round++) {
 		PGresult *res = NULL;
@@ -177,7 +177,7 @@ static int lookup_types(struct pg_handle *h, uint32_t *want, size_t n, size_t ca
 		rc = types_store(h, res, want, &n, cap);
 		PQclear(res);
 	}
-	pg_str_free(&arr);
+	dstr_free(&arr);
 	if (rc == CN_ENOMEM)
 		cn_error_set(err, rc, "out of memory");
 	return rc;
@@ -212,12 +212,12 @@ fail:
 
 static int lookup_rels(struct pg_handle *h, const uint32_t *want, size_t n, struct cn_error *err)
 {
-	struct pg_str arr = {0};
+	struct dstr arr = {0};
 	PGresult *res = NULL;
 	int rc = oid_array(&arr, want, n);
 	if (rc == CN_OK)
 		rc = meta_query(h, RELS_SQL, arr.data, &res, err);
-	pg_str_free(&arr);
+	dstr_free(&arr);
 	if (rc)
 		return rc;
 	int rows = PQntuples(res);
@@ -311,12 +311,12 @@ static int describe_locked(struct pg_handle *h, const PGresult *res, struct pg_c
 			   struct cn_error *err)
 {
 	bool fail = false;
-	struct pg_str tname = {0};
+	struct dstr tname = {0};
 	for (int i = 0; i < PQnfields(res) && !fail; i++) {
 		struct pg_col *c = &cols[i];
 		uint32_t type = PQftype(res, i), rel = PQftable(res, i);
 		type_resolve(h, type, 0, &c->kind, &c->elem_kind, &c->delim);
-		pg_str_reset(&tname);
+		dstr_reset(&tname);
 		if (pg_type_format(&tname, type, type_name(h, type), PQfmod(res, i))) {
 			fail = true;
 			break;
@@ -327,7 +327,7 @@ static int describe_locked(struct pg_handle *h, const PGresult *res, struct pg_c
 			continue;
 		const struct pg_rel *r = pg_oid_map_get(&h->rels, rel);
 		if (!r) {
-			pg_str_free(&tname);
+			dstr_free(&tname);
 			return cn_error_set(err, CN_EUNAVAILABLE,
 					    "cannot tell which table result column %s comes from",
 					    PQfname(res, i));
@@ -338,7 +338,7 @@ static int describe_locked(struct pg_handle *h, const PGresult *res, struct pg_c
 		if (att >= 1 && att <= r->natts)
 			c->column = dup_or_null(r->attnames[att - 1], &fail);
 	}
-	pg_str_free(&tname);
+	dstr_free(&tname);
 	return fail ? cn_error_set(err, CN_ENOMEM, "out of memory") : CN_OK;
 }
 

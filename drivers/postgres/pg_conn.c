@@ -11,6 +11,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "../common/text.h"
+
 /* Settings every session starts with. They are the session's defaults, so
  * DISCARD ALL (RESET ALL) returns to them after each request. The guard
  * parses with standard_conforming_strings on and UTF-8, so the server must
@@ -29,51 +31,13 @@ int64_t pg_now_ms(void)
 
 /* ---- messages ---- */
 
-/* Replace every occurrence of secret in buf with "***". */
-static void scrub(char *buf, size_t size, const char *secret)
-{
-	size_t n = secret ? strlen(secret) : 0;
-	if (n < 2 || !strstr(buf, secret))
-		return;
-	char out[1024];
-	size_t w = 0;
-	for (const char *r = buf; *r && w + 4 < sizeof out;) {
-		if (strncmp(r, secret, n) == 0) {
-			memcpy(out + w, "***", 3);
-			w += 3;
-			r += n;
-		} else {
-			out[w++] = *r++;
-		}
-	}
-	out[w] = '\0';
-	snprintf(buf, size, "%s", out);
-}
-
-/* Newlines and tabs to single spaces, trimmed. */
-static void one_line(char *s)
-{
-	char *w = s;
-	bool space = true;
-	for (char *r = s; *r; r++) {
-		char c = (*r == '\n' || *r == '\t' || *r == '\r') ? ' ' : *r;
-		if (c == ' ' && space)
-			continue;
-		space = c == ' ';
-		*w++ = c;
-	}
-	while (w > s && w[-1] == ' ')
-		w--;
-	*w = '\0';
-}
-
 void pg_conn_message(struct pg_handle *h, PGconn *c, char *buf, size_t size)
 {
 	snprintf(buf, size, "%s", c ? PQerrorMessage(c) : "out of memory");
-	one_line(buf);
+	text_one_line(buf);
 	if (!buf[0])
 		snprintf(buf, size, "no message from libpq");
-	scrub(buf, size, h->password);
+	text_scrub(buf, size, h->password);
 }
 
 void pg_error_text(struct pg_handle *h, const PGresult *res, char *buf, size_t size)
@@ -90,8 +54,8 @@ void pg_error_text(struct pg_handle *h, const PGresult *res, char *buf, size_t s
 			 detail ? detail : "", hint ? "; hint: " : "", hint ? hint : "");
 	else
 		snprintf(buf, size, "%s", PQresultErrorMessage(res));
-	one_line(buf);
-	scrub(buf, size, h->password);
+	text_one_line(buf);
+	text_scrub(buf, size, h->password);
 }
 
 int pg_sqlstate_status(const char *st)
@@ -180,14 +144,14 @@ static int target_build(struct pg_handle *h, size_t n)
 	const char *port = conninfo_get(h, n, "port");
 	const char *db = conninfo_get(h, n, "dbname");
 	const char *user = conninfo_get(h, n, "user");
-	struct pg_str s = {0};
+	struct dstr s = {0};
 	const char *where = host ? host : addr ? addr : "(local socket)";
-	int rc = pg_str_printf(&s, "host %s port %s database %s", where, port ? port : "5432",
+	int rc = dstr_printf(&s, "host %s port %s database %s", where, port ? port : "5432",
 			       db ? db : user ? user : "(default)");
 	if (rc == CN_OK && user)
-		rc = pg_str_printf(&s, " user %s", user);
+		rc = dstr_printf(&s, " user %s", user);
 	if (rc) {
-		pg_str_free(&s);
+		dstr_free(&s);
 		return rc;
 	}
 	h->target = s.data;
@@ -196,21 +160,21 @@ static int target_build(struct pg_handle *h, size_t n)
 
 static int conninfo_defaults(struct pg_handle *h, size_t *n, const char *user_options)
 {
-	struct pg_str opts = {0};
+	struct dstr opts = {0};
 	int rc = CN_OK;
 	if (user_options && *user_options)
-		rc = pg_str_printf(&opts, "%s ", user_options);
+		rc = dstr_printf(&opts, "%s ", user_options);
 	if (rc == CN_OK)
-		rc = pg_str_puts(&opts, SESSION_OPTIONS);
+		rc = dstr_puts(&opts, SESSION_OPTIONS);
 	/* The source's own time budget is the session default, so a request
 	 * with that budget needs no SET LOCAL statement_timeout. */
 	uint32_t t = h->timeout_ms ? h->timeout_ms : PG_DEFAULT_TIMEOUT_MS;
 	h->session_timeout_ms = t > PG_MAX_TIMEOUT_MS ? PG_MAX_TIMEOUT_MS : t;
 	if (rc == CN_OK)
-		rc = pg_str_printf(&opts, " -c statement_timeout=%u", h->session_timeout_ms);
+		rc = dstr_printf(&opts, " -c statement_timeout=%u", h->session_timeout_ms);
 	if (rc == CN_OK)
 		rc = conninfo_set(h, n, "options", opts.data);
-	pg_str_free(&opts);
+	dstr_free(&opts);
 	static const char *const defaults[][2] = {
 		{"fallback_application_name", "interactor-connector"},
 		{"connect_timeout", "10"},
@@ -235,8 +199,8 @@ int pg_conninfo_build(struct pg_handle *h, const char *dsn, struct cn_error *err
 		char msg[300];
 		char *guess = dsn_password_guess(dsn);
 		snprintf(msg, sizeof msg, "%s", errmsg ? errmsg : "out of memory");
-		one_line(msg);
-		scrub(msg, sizeof msg, guess);
+		text_one_line(msg);
+		text_scrub(msg, sizeof msg, guess);
 		free(guess);
 		PQfreemem(errmsg);
 		return cn_error_set(err, CN_ECONFIG, "invalid PostgreSQL dsn: %s", msg);

@@ -76,7 +76,7 @@ struct run {
 	char conn_msg[400];
 	struct pg_col *cols;
 	int ncols;
-	struct pg_str scratch;
+	struct dstr scratch;
 };
 
 /* ---- parameters ---- */
@@ -514,7 +514,7 @@ int pg_exec_query(struct pg_handle *h, const struct cn_query *q, const struct cn
 		if (r.broken || r.dirty)
 			pg_slot_drop(h, slot);
 		pg_cols_free(r.cols, r.ncols);
-		pg_str_free(&r.scratch);
+		dstr_free(&r.scratch);
 		if (!retry)
 			break;
 		if (err)

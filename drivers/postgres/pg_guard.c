@@ -21,6 +21,8 @@
 #include <cjson/cJSON.h>
 #include <pg_query.h>
 
+#include "../common/text.h"
+
 #define GUARD_MAX_DEPTH 1200
 
 /* ---- deny lists ---- */
@@ -591,38 +593,6 @@ static int walk_columns(struct guard *g, const cJSON *node, int depth)
 
 /* ---- the statement ---- */
 
-/* Offset of the first byte that is not valid UTF-8, or -1. */
-static long utf8_invalid_at(const unsigned char *s)
-{
-	const unsigned char *p = s;
-	while (*p) {
-		unsigned c = *p;
-		int n;
-		unsigned min;
-		if (c < 0x80) {
-			p++;
-			continue;
-		} else if ((c & 0xE0) == 0xC0) {
-			n = 1, min = 0x80, c &= 0x1F;
-		} else if ((c & 0xF0) == 0xE0) {
-			n = 2, min = 0x800, c &= 0x0F;
-		} else if ((c & 0xF8) == 0xF0) {
-			n = 3, min = 0x10000, c &= 0x07;
-		} else {
-			return p - s;
-		}
-		for (int i = 1; i <= n; i++) {
-			if ((p[i] & 0xC0) != 0x80)
-				return p - s;
-			c = (c << 6) | (p[i] & 0x3F);
-		}
-		if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-			return p - s;
-		p += n + 1;
-	}
-	return -1;
-}
-
 static int check_explain(struct guard *g, const cJSON *body, const cJSON **query)
 {
 	const cJSON *it;
@@ -670,7 +640,7 @@ static int check_statement(struct guard *g, const cJSON *stmt)
 
 static int guard_run(struct guard *g, int *max_param)
 {
-	long bad = utf8_invalid_at((const unsigned char *)g->sql);
+	long bad = text_utf8_invalid_at((const unsigned char *)g->sql);
 	if (bad >= 0)
 		return reject(g, "the query is not valid UTF-8 (at byte %ld)", bad + 1);
 

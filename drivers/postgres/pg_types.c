@@ -13,105 +13,6 @@
 
 #define ARRAY_MAX_DEPTH 8 /* PostgreSQL allows 6 dimensions */
 
-/* ---- pg_str ---- */
-
-int pg_str_append(struct pg_str *s, const char *p, size_t n)
-{
-	if (s->len + n + 1 > s->cap) {
-		size_t cap = s->cap ? s->cap : 64;
-		while (cap < s->len + n + 1) {
-			if (cap > SIZE_MAX / 2)
-				return CN_ENOMEM;
-			cap *= 2;
-		}
-		char *d = realloc(s->data, cap);
-		if (!d)
-			return CN_ENOMEM;
-		s->data = d;
-		s->cap = cap;
-	}
-	if (n)
-		memcpy(s->data + s->len, p, n);
-	s->len += n;
-	s->data[s->len] = '\0';
-	return CN_OK;
-}
-
-int pg_str_puts(struct pg_str *s, const char *p)
-{
-	return pg_str_append(s, p, strlen(p));
-}
-
-int pg_str_printf(struct pg_str *s, const char *fmt, ...)
-{
-	char small[256];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(small, sizeof small, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return CN_EINVAL;
-	if ((size_t)n < sizeof small)
-		return pg_str_append(s, small, (size_t)n);
-	char *big = malloc((size_t)n + 1);
-	if (!big)
-		return CN_ENOMEM;
-	va_start(ap, fmt);
-	vsnprintf(big, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	int rc = pg_str_append(s, big, (size_t)n);
-	free(big);
-	return rc;
-}
-
-int pg_str_json(struct pg_str *s, const char *p, size_t n)
-{
-	static const char hex[] = "0123456789abcdef";
-	int rc = pg_str_append(s, "\"", 1);
-	size_t run = 0; /* bytes copied as they are, flushed before an escape */
-	for (size_t i = 0; rc == CN_OK && i < n; i++) {
-		unsigned char c = (unsigned char)p[i];
-		char esc[7];
-		size_t elen = 0;
-		if (c == '"' || c == '\\') {
-			esc[0] = '\\', esc[1] = (char)c, elen = 2;
-		} else if (c == '\n') {
-			esc[0] = '\\', esc[1] = 'n', elen = 2;
-		} else if (c == '\t') {
-			esc[0] = '\\', esc[1] = 't', elen = 2;
-		} else if (c == '\r') {
-			esc[0] = '\\', esc[1] = 'r', elen = 2;
-		} else if (c < 0x20 || c == 0x7F) {
-			memcpy(esc, "\\u00", 4);
-			esc[4] = hex[c >> 4], esc[5] = hex[c & 15], elen = 6;
-		}
-		if (!elen) {
-			run++;
-			continue;
-		}
-		rc = pg_str_append(s, p + i - run, run);
-		run = 0;
-		if (rc == CN_OK)
-			rc = pg_str_append(s, esc, elen);
-	}
-	if (rc == CN_OK)
-		rc = pg_str_append(s, p + n - run, run);
-	return rc ? rc : pg_str_append(s, "\"", 1);
-}
-
-void pg_str_reset(struct pg_str *s)
-{
-	s->len = 0;
-	if (s->data)
-		s->data[0] = '\0';
-}
-
-void pg_str_free(struct pg_str *s)
-{
-	free(s->data);
-	*s = (struct pg_str){0};
-}
-
 /* ---- OID map: open addressing, linear probing ---- */
 
 static size_t oid_slot(uint32_t key, size_t cap)
@@ -281,15 +182,15 @@ const struct pg_builtin_type *pg_builtin_type(uint32_t oid)
 	return NULL;
 }
 
-int pg_type_format(struct pg_str *out, uint32_t oid, const char *name, int typmod)
+int pg_type_format(struct dstr *out, uint32_t oid, const char *name, int typmod)
 {
 	if (typmod >= 4 && (oid == 1043 || oid == 1042))
-		return pg_str_printf(out, "%s(%d)", name, typmod - 4);
+		return dstr_printf(out, "%s(%d)", name, typmod - 4);
 	if (typmod >= 4 && oid == 1700) {
 		int p = ((typmod - 4) >> 16) & 0xffff, s = (typmod - 4) & 0xffff;
-		return pg_str_printf(out, "numeric(%d,%d)", p, s);
+		return dstr_printf(out, "numeric(%d,%d)", p, s);
 	}
-	return pg_str_puts(out, name);
+	return dstr_puts(out, name);
 }
 
 /* ---- scalar conversions ---- */
@@ -342,10 +243,10 @@ static bool parse_int64(const char *p, size_t n, int64_t *out)
 
 /* "2024-02-29 13:45:30+02" -> "2024-02-29T13:45:30+02:00"; "infinity" and
  * BC dates stay as printed. */
-static int timestamp_iso(const char *p, size_t n, struct pg_str *out)
+static int timestamp_iso(const char *p, size_t n, struct dstr *out)
 {
-	pg_str_reset(out);
-	int rc = pg_str_append(out, p, n);
+	dstr_reset(out);
+	int rc = dstr_append(out, p, n);
 	if (rc)
 		return rc;
 	char *s = out->data;
@@ -360,7 +261,7 @@ static int timestamp_iso(const char *p, size_t n, struct pg_str *out)
 	/* a time zone offset of hours only gets its minutes */
 	if (n >= 3 && (s[n - 3] == '+' || s[n - 3] == '-') && isdigit((unsigned char)s[n - 2]) &&
 	    isdigit((unsigned char)s[n - 1]) && memchr(s, 'T', n))
-		rc = pg_str_append(out, ":00", 3);
+		rc = dstr_append(out, ":00", 3);
 	return rc;
 }
 
@@ -373,10 +274,10 @@ static int hexval(int c)
 }
 
 /* bytea output: hex ("\x00ff") or, if a session chose it, escape format. */
-static int bytea_decode(const char *p, size_t n, struct pg_str *out)
+static int bytea_decode(const char *p, size_t n, struct dstr *out)
 {
-	pg_str_reset(out);
-	if (pg_str_append(out, "", 0))
+	dstr_reset(out);
+	if (dstr_append(out, "", 0))
 		return CN_ENOMEM;
 	if (n >= 2 && p[0] == '\\' && p[1] == 'x') {
 		if ((n - 2) % 2)
@@ -386,7 +287,7 @@ static int bytea_decode(const char *p, size_t n, struct pg_str *out)
 			if (hi < 0 || lo < 0)
 				return CN_EINVAL;
 			char b = (char)(hi << 4 | lo);
-			if (pg_str_append(out, &b, 1))
+			if (dstr_append(out, &b, 1))
 				return CN_ENOMEM;
 		}
 		return CN_OK;
@@ -399,7 +300,7 @@ static int bytea_decode(const char *p, size_t n, struct pg_str *out)
 			b = (char)(((p[i + 1] - '0') << 6) | ((p[i + 2] - '0') << 3) | (p[i + 3] - '0'));
 			i += 3;
 		}
-		if (pg_str_append(out, &b, 1))
+		if (dstr_append(out, &b, 1))
 			return CN_ENOMEM;
 	}
 	return CN_OK;
@@ -411,9 +312,9 @@ struct array_parser {
 	const char *p, *end;
 	char delim;
 	enum pg_kind elem;
-	struct pg_str *out;
-	struct pg_str item; /* one element, unquoted */
-	struct pg_str conv; /* an element converted */
+	struct dstr *out;
+	struct dstr item; /* one element, unquoted */
+	struct dstr conv; /* an element converted */
 };
 
 static void skip_space(struct array_parser *a)
@@ -427,39 +328,39 @@ static int emit_element(struct array_parser *a, bool quoted)
 	const char *s = a->item.data ? a->item.data : "";
 	size_t n = a->item.len;
 	if (!quoted && n == 4 && strncasecmp(s, "NULL", 4) == 0)
-		return pg_str_append(a->out, "null", 4);
+		return dstr_append(a->out, "null", 4);
 	switch (a->elem) {
 	case PG_KIND_INT:
 	case PG_KIND_NUMERIC:
 		if (is_json_number(s, n))
-			return pg_str_append(a->out, s, n);
-		return pg_str_json(a->out, s, n); /* NaN, Infinity */
+			return dstr_append(a->out, s, n);
+		return dstr_json(a->out, s, n); /* NaN, Infinity */
 	case PG_KIND_BOOL:
 		if (n == 1 && (s[0] == 't' || s[0] == 'f'))
-			return pg_str_puts(a->out, s[0] == 't' ? "true" : "false");
-		return pg_str_json(a->out, s, n);
+			return dstr_puts(a->out, s[0] == 't' ? "true" : "false");
+		return dstr_json(a->out, s, n);
 	case PG_KIND_JSON:
-		return pg_str_append(a->out, s, n);
+		return dstr_append(a->out, s, n);
 	case PG_KIND_TIMESTAMP: {
 		int rc = timestamp_iso(s, n, &a->conv);
-		return rc ? rc : pg_str_json(a->out, a->conv.data, a->conv.len);
+		return rc ? rc : dstr_json(a->out, a->conv.data, a->conv.len);
 	}
 	default:
-		return pg_str_json(a->out, s, n);
+		return dstr_json(a->out, s, n);
 	}
 }
 
 static int parse_element(struct array_parser *a)
 {
-	pg_str_reset(&a->item);
-	if (pg_str_append(&a->item, "", 0))
+	dstr_reset(&a->item);
+	if (dstr_append(&a->item, "", 0))
 		return CN_ENOMEM;
 	if (a->p < a->end && *a->p == '"') {
 		a->p++;
 		while (a->p < a->end && *a->p != '"') {
 			if (*a->p == '\\' && a->p + 1 < a->end)
 				a->p++;
-			if (pg_str_append(&a->item, a->p, 1))
+			if (dstr_append(&a->item, a->p, 1))
 				return CN_ENOMEM;
 			a->p++;
 		}
@@ -482,7 +383,7 @@ static int parse_element(struct array_parser *a)
 	for (const char *q = start; q < stop; q++) {
 		if (*q == '\\' && q + 1 < stop)
 			q++;
-		if (pg_str_append(&a->item, q, 1))
+		if (dstr_append(&a->item, q, 1))
 			return CN_ENOMEM;
 	}
 	return emit_element(a, false);
@@ -497,12 +398,12 @@ static int parse_array(struct array_parser *a, int depth)
 	if (a->p >= a->end || *a->p != '{')
 		return CN_EINVAL;
 	a->p++;
-	if ((rc = pg_str_append(a->out, "[", 1)))
+	if ((rc = dstr_append(a->out, "[", 1)))
 		return rc;
 	skip_space(a);
 	if (a->p < a->end && *a->p == '}') {
 		a->p++;
-		return pg_str_append(a->out, "]", 1);
+		return dstr_append(a->out, "]", 1);
 	}
 	for (;;) {
 		skip_space(a);
@@ -517,22 +418,22 @@ static int parse_array(struct array_parser *a, int depth)
 			return CN_EINVAL;
 		if (*a->p == '}') {
 			a->p++;
-			return pg_str_append(a->out, "]", 1);
+			return dstr_append(a->out, "]", 1);
 		}
 		if (*a->p != a->delim)
 			return CN_EINVAL;
 		a->p++;
-		if ((rc = pg_str_append(a->out, ",", 1)))
+		if ((rc = dstr_append(a->out, ",", 1)))
 			return rc;
 	}
 }
 
 static int array_to_json(const char *p, size_t n, enum pg_kind elem, char delim,
-			 struct pg_str *out)
+			 struct dstr *out)
 {
 	struct array_parser a = {.p = p, .end = p + n, .delim = delim ? delim : ',', .elem = elem,
 				 .out = out};
-	pg_str_reset(out);
+	dstr_reset(out);
 	/* "[0:2]={...}": explicit bounds come first when they are not 1 */
 	if (n && p[0] == '[') {
 		const char *eq = memchr(p, '=', n);
@@ -544,13 +445,13 @@ static int array_to_json(const char *p, size_t n, enum pg_kind elem, char delim,
 	skip_space(&a);
 	if (rc == CN_OK && a.p != a.end)
 		rc = CN_EINVAL;
-	pg_str_free(&a.item);
-	pg_str_free(&a.conv);
+	dstr_free(&a.item);
+	dstr_free(&a.conv);
 	return rc;
 }
 
 int pg_cell_convert(enum pg_kind kind, enum pg_kind elem_kind, char delim, const char *text,
-		    size_t len, struct pg_str *scratch, struct cn_value *out)
+		    size_t len, struct dstr *scratch, struct cn_value *out)
 {
 	int rc;
 	switch (kind) {

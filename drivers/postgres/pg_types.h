@@ -1,8 +1,8 @@
 /*
  * pg_types.h - PostgreSQL type OIDs to names and cell kinds, and the
  * conversion of a cell's text (as the server prints it with DateStyle ISO)
- * into a cn_value. Also a growable string and an OID hash map the other
- * parts of the driver share. No connection, no locking: callers lock.
+ * into a cn_value. Also an OID hash map the other parts of the driver
+ * share. No connection, no locking: callers lock.
  */
 #ifndef PG_TYPES_H
 #define PG_TYPES_H
@@ -12,20 +12,7 @@
 #include <stdint.h>
 
 #include "connector_driver.h"
-
-/* ---- growable string (always NUL-terminated once something was added) ---- */
-struct pg_str {
-	char *data; /* owned */
-	size_t len, cap;
-};
-
-int pg_str_append(struct pg_str *s, const char *p, size_t n); /* CN_OK or CN_ENOMEM */
-int pg_str_puts(struct pg_str *s, const char *p);
-int pg_str_printf(struct pg_str *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* p (n bytes, UTF-8) as a JSON string literal with the quotes. */
-int pg_str_json(struct pg_str *s, const char *p, size_t n);
-void pg_str_reset(struct pg_str *s);
-void pg_str_free(struct pg_str *s);
+#include "../common/dstr.h"
 
 /* ---- OID -> pointer hash map (values owned by the caller) ---- */
 struct pg_oid_map {
@@ -63,7 +50,7 @@ const struct pg_builtin_type *pg_builtin_type(uint32_t oid);
 
 /* name with the type modifier the way format_type prints it for the common
  * cases ("character varying(20)", "numeric(10,2)", "character(3)"). */
-int pg_type_format(struct pg_str *out, uint32_t oid, const char *name, int typmod);
+int pg_type_format(struct dstr *out, uint32_t oid, const char *name, int typmod);
 
 /* ---- cells ---- */
 
@@ -71,6 +58,6 @@ int pg_type_format(struct pg_str *out, uint32_t oid, const char *name, int typmo
  * holds converted text (valid until the next call). elem_kind is used for
  * arrays only. CN_OK, CN_ENOMEM or CN_EINVAL (malformed text). */
 int pg_cell_convert(enum pg_kind kind, enum pg_kind elem_kind, char delim, const char *text,
-		    size_t len, struct pg_str *scratch, struct cn_value *out);
+		    size_t len, struct dstr *scratch, struct cn_value *out);
 
 #endif

@@ -24,8 +24,8 @@ static const char *const known_options[] = {"schemas", "exclude_schemas"};
 /* "a*, b" -> {"a%","b"}: a text[] literal of LIKE patterns. */
 static int patterns_literal(const char *list, char **out)
 {
-	struct pg_str s = {0};
-	int rc = pg_str_puts(&s, "{");
+	struct dstr s = {0};
+	int rc = dstr_puts(&s, "{");
 	bool first = true;
 	const char *p = list ? list : "";
 	while (rc == CN_OK && *p) {
@@ -38,27 +38,27 @@ static int patterns_literal(const char *list, char **out)
 			b--;
 		if (a == b)
 			continue;
-		rc = pg_str_puts(&s, first ? "\"" : ",\"");
+		rc = dstr_puts(&s, first ? "\"" : ",\"");
 		first = false;
 		for (const char *c = a; rc == CN_OK && c < b; c++) {
 			if (*c == '*')
-				rc = pg_str_puts(&s, "%");
+				rc = dstr_puts(&s, "%");
 			else if (*c == '%' || *c == '_')
-				rc = pg_str_printf(&s, "\\\\%c", *c); /* LIKE escape, array-escaped */
+				rc = dstr_printf(&s, "\\\\%c", *c); /* LIKE escape, array-escaped */
 			else if (*c == '\\')
-				rc = pg_str_puts(&s, "\\\\\\\\");
+				rc = dstr_puts(&s, "\\\\\\\\");
 			else if (*c == '"')
-				rc = pg_str_puts(&s, "\\\"");
+				rc = dstr_puts(&s, "\\\"");
 			else
-				rc = pg_str_append(&s, c, 1);
+				rc = dstr_append(&s, c, 1);
 		}
 		if (rc == CN_OK)
-			rc = pg_str_puts(&s, "\"");
+			rc = dstr_puts(&s, "\"");
 	}
 	if (rc == CN_OK)
-		rc = pg_str_puts(&s, "}");
+		rc = dstr_puts(&s, "}");
 	if (rc) {
-		pg_str_free(&s);
+		dstr_free(&s);
 		return rc;
 	}
 	*out = s.data;

@@ -4,12 +4,17 @@
 #include "harness.h"
 
 #include <glob.h>
+#include <setjmp.h>
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
+
+#include <cmocka.h>
 
 struct h_env h_env;
 
@@ -480,4 +485,40 @@ int h_introspect_quietly(void *handle, struct cn_error *err)
 	int tables = 0;
 	struct cn_schema_builder b = {&tables, nb_table, nb_column, nb_fk, nb_index};
 	return h_env.api->introspect(handle, &b, err) == CN_OK ? tables : -1;
+}
+
+/* ---- helpers that fail the test ---- */
+
+void *h_open_or_fail(uint32_t pool, uint32_t timeout_ms, const char *dsn)
+{
+	void *handle = NULL;
+	struct cn_error err = {0};
+	if (h_open(dsn, pool, timeout_ms, false, &handle, &err, NULL) != CN_OK)
+		fail_msg("open failed: %s", err.message);
+	return handle;
+}
+
+static void *job_main(void *arg)
+{
+	struct h_job *j = arg;
+	struct h_result r;
+	int64_t t0 = h_now_ms();
+	j->rc = h_exec(j->handle, j->sql, NULL, 0, j->timeout_ms, 0, &r, &j->err);
+	j->elapsed_ms = h_now_ms() - t0;
+	h_result_free(&r);
+	return NULL;
+}
+
+void h_job_start(struct h_job *j, void *handle, const char *sql, uint32_t timeout_ms)
+{
+	memset(j, 0, sizeof *j);
+	j->handle = handle;
+	j->sql = sql;
+	j->timeout_ms = timeout_ms;
+	assert_int_equal(pthread_create(&j->thread, NULL, job_main, j), 0);
+}
+
+void h_job_join(struct h_job *j)
+{
+	pthread_join(j->thread, NULL);
 }

@@ -7,6 +7,7 @@
 #ifndef HARNESS_H
 #define HARNESS_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -116,6 +117,23 @@ size_t h_files_matching(const char *pattern);
 /* Introspect with a builder that only counts tables: the driver learns the
  * schema. The number of tables, or -1 with err filled. */
 int h_introspect_quietly(void *handle, struct cn_error *err);
+
+/* Open a source without hidden objects, or fail the test. */
+void *h_open_or_fail(uint32_t pool, uint32_t timeout_ms, const char *dsn);
+
+/* ---- a query run on another thread ---- */
+struct h_job {
+	pthread_t thread;
+	void *handle;
+	const char *sql;
+	uint32_t timeout_ms;
+	int rc;
+	int64_t elapsed_ms;
+	struct cn_error err;
+};
+
+void h_job_start(struct h_job *j, void *handle, const char *sql, uint32_t timeout_ms);
+void h_job_join(struct h_job *j);
 
 /* Run a shell command; its exit status. */
 int h_system(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -28,45 +28,6 @@
 #define RUNNING "SELECT count(*) FROM information_schema.PROCESSLIST WHERE USER = 'connector_ro' " \
 		"AND COMMAND IN ('Query', 'Execute')"
 
-static void *open_source(uint32_t pool, uint32_t timeout_ms, const char *dsn)
-{
-	void *handle = NULL;
-	struct cn_error err = {0};
-	if (h_open(dsn, pool, timeout_ms, false, &handle, &err, NULL) != CN_OK)
-		fail_msg("open failed: %s", err.message);
-	return handle;
-}
-
-struct job {
-	pthread_t thread;
-	void *handle;
-	const char *sql;
-	uint32_t timeout_ms;
-	int rc;
-	int64_t elapsed_ms;
-	struct cn_error err;
-};
-
-static void *job_main(void *arg)
-{
-	struct job *j = arg;
-	struct h_result r;
-	int64_t t0 = h_now_ms();
-	j->rc = h_exec(j->handle, j->sql, NULL, 0, j->timeout_ms, 0, &r, &j->err);
-	j->elapsed_ms = h_now_ms() - t0;
-	h_result_free(&r);
-	return NULL;
-}
-
-static void job_start(struct job *j, void *handle, const char *sql, uint32_t timeout_ms)
-{
-	memset(j, 0, sizeof *j);
-	j->handle = handle;
-	j->sql = sql;
-	j->timeout_ms = timeout_ms;
-	assert_int_equal(pthread_create(&j->thread, NULL, job_main, j), 0);
-}
-
 /* Poll the administrator's count until it says 0, for up to ms. */
 static bool admin_count_reaches_zero(const char *sql, int ms)
 {
@@ -87,7 +48,7 @@ static bool admin_count_reaches_zero(const char *sql, int ms)
 static void test_parameters_are_bound(void **state)
 {
 	(void)state;
-	void *h = open_source(1, 10000, h_env.dsn);
+	void *h = h_open_or_fail(1, 10000, h_env.dsn);
 	const char *evil = "x'); DELETE FROM audit_log; -- \\' \" `";
 	struct cn_value p[5] = {
 		{.kind = CN_VAL_TEXT, .u.s = {evil, strlen(evil)}},
@@ -133,7 +94,7 @@ static void test_parameters_are_bound(void **state)
 static void test_row_cap_without_limit_reads_only_the_cap(void **state)
 {
 	(void)state;
-	void *h = open_source(1, 20000, h_env.dsn);
+	void *h = h_open_or_fail(1, 20000, h_env.dsn);
 	struct h_result r;
 	struct cn_error err = {0};
 	int64_t t0 = h_now_ms();
@@ -155,7 +116,7 @@ static void test_row_cap_without_limit_reads_only_the_cap(void **state)
 static void test_row_cap_with_a_big_limit_kills_the_query(void **state)
 {
 	(void)state;
-	void *h = open_source(1, 20000, h_env.dsn);
+	void *h = h_open_or_fail(1, 20000, h_env.dsn);
 	struct h_result r;
 	struct cn_error err = {0};
 	int64_t t0 = h_now_ms();
@@ -176,7 +137,7 @@ static void test_row_cap_with_a_big_limit_kills_the_query(void **state)
 static void test_time_budget_stops_the_server(void **state)
 {
 	(void)state;
-	void *h = open_source(1, 600, h_env.dsn);
+	void *h = h_open_or_fail(1, 600, h_env.dsn);
 	struct h_result r;
 	struct cn_error err = {0};
 	int64_t t0 = h_now_ms();
@@ -227,7 +188,7 @@ static bool wait_stopped(pid_t pid)
 static void test_client_deadline_when_the_server_hangs(void **state)
 {
 	(void)state;
-	void *h = open_source(1, 1000, h_env.dsn);
+	void *h = h_open_or_fail(1, 1000, h_env.dsn);
 	char buf[64];
 	assert_int_equal(h_scalar(h, "SELECT 1", buf, sizeof buf), CN_OK);
 	pid_t pid = server_pid();
@@ -252,9 +213,9 @@ static void test_client_deadline_when_the_server_hangs(void **state)
 static void test_full_pool_is_busy(void **state)
 {
 	(void)state;
-	void *h = open_source(1, 3000, h_env.dsn);
-	struct job j;
-	job_start(&j, h, SLOW, 3000);
+	void *h = h_open_or_fail(1, 3000, h_env.dsn);
+	struct h_job j;
+	h_job_start(&j, h, SLOW, 3000);
 	usleep(300 * 1000);
 	struct h_result r;
 	struct cn_error err = {0};
@@ -264,7 +225,7 @@ static void test_full_pool_is_busy(void **state)
 	assert_int_equal(rc, CN_EBUSY);
 	assert_non_null(strstr(err.message, "busy"));
 	assert_true(h_now_ms() - t0 < 2800);
-	pthread_join(j.thread, NULL);
+	h_job_join(&j);
 	assert_int_equal(j.rc, CN_ETIMEOUT);
 	h_env.api->close(h);
 }
@@ -272,12 +233,12 @@ static void test_full_pool_is_busy(void **state)
 static void test_cancel_stops_running_queries(void **state)
 {
 	(void)state;
-	void *h = open_source(2, 20000, h_env.dsn);
-	struct job j;
-	job_start(&j, h, SLOW, 20000);
+	void *h = h_open_or_fail(2, 20000, h_env.dsn);
+	struct h_job j;
+	h_job_start(&j, h, SLOW, 20000);
 	usleep(400 * 1000);
 	h_env.api->cancel(h);
-	pthread_join(j.thread, NULL);
+	h_job_join(&j);
 	assert_int_equal(j.rc, CN_ECANCELED);
 	assert_true(j.elapsed_ms < 3000);
 	assert_true(admin_count_reaches_zero(RUNNING, 2000));
@@ -287,7 +248,7 @@ static void test_cancel_stops_running_queries(void **state)
 static void test_server_restart_and_stop(void **state)
 {
 	(void)state;
-	void *h = open_source(2, 5000, h_env.dsn);
+	void *h = h_open_or_fail(2, 5000, h_env.dsn);
 	char buf[64];
 	assert_int_equal(h_scalar(h, "SELECT 1", buf, sizeof buf), CN_OK);
 	assert_int_equal(h_server("restart"), 0);
@@ -350,7 +311,7 @@ static void test_open_errors_never_show_the_password(void **state)
 static void test_socket_dsn(void **state)
 {
 	(void)state;
-	void *h = open_source(1, 5000, getenv("CN_TEST_MYSQL_SOCKET_DSN"));
+	void *h = h_open_or_fail(1, 5000, getenv("CN_TEST_MYSQL_SOCKET_DSN"));
 	char buf[64];
 	assert_int_equal(h_scalar(h, "SELECT count(*) FROM products", buf, sizeof buf), CN_OK);
 	assert_string_equal(buf, "I:20");
@@ -362,7 +323,7 @@ static void test_socket_dsn(void **state)
 static void test_read_only_statement(void **state)
 {
 	(void)state;
-	void *h = open_source(1, 5000, h_env.super_dsn);
+	void *h = h_open_or_fail(1, 5000, h_env.super_dsn);
 	MYSQL *a = h_admin();
 	char *before = h_admin_value(a, "SELECT count(*) FROM audit_log");
 	struct h_result r;
@@ -399,7 +360,7 @@ static void test_session_state_never_reaches_the_next_request(void **state)
 	(void)state;
 	MYSQL *a = h_admin();
 	assert_non_null(a);
-	void *h = open_source(1, 5000, h_env.dsn);
+	void *h = h_open_or_fail(1, 5000, h_env.dsn);
 	assert_int_equal(h_admin_exec(a, "SET GLOBAL log_output = 'TABLE'"), 0);
 	assert_int_equal(h_admin_exec(a, "TRUNCATE mysql.general_log"), 0);
 	assert_int_equal(h_admin_exec(a, "SET GLOBAL general_log = 1"), 0);

@@ -31,41 +31,6 @@ static void sleep_ms(int ms)
 	usleep((useconds_t)ms * 1000);
 }
 
-/* A query run on another thread. */
-struct job {
-	pthread_t thread;
-	void *handle;
-	const char *sql;
-	uint32_t timeout_ms;
-	int rc;
-	int64_t elapsed_ms;
-	struct cn_error err;
-};
-
-static void *job_main(void *arg)
-{
-	struct job *j = arg;
-	struct h_result r;
-	int64_t t0 = h_now_ms();
-	j->rc = h_exec(j->handle, j->sql, NULL, 0, j->timeout_ms, 0, &r, &j->err);
-	j->elapsed_ms = h_now_ms() - t0;
-	h_result_free(&r);
-	return NULL;
-}
-
-static void job_start(struct job *j, void *handle, const char *sql, uint32_t timeout_ms)
-{
-	memset(j, 0, sizeof *j);
-	j->handle = handle;
-	j->sql = sql;
-	j->timeout_ms = timeout_ms;
-	assert_int_equal(pthread_create(&j->thread, NULL, job_main, j), 0);
-}
-
-static void job_join(struct job *j)
-{
-	pthread_join(j->thread, NULL);
-}
 
 /* Poll the superuser's count query until it says 0, for up to ms. */
 static bool super_count_reaches_zero(const char *sql, int ms)
@@ -84,19 +49,11 @@ static bool super_count_reaches_zero(const char *sql, int ms)
 	return zero;
 }
 
-static void *open_source(uint32_t pool, uint32_t timeout_ms, const char *dsn)
-{
-	void *handle = NULL;
-	struct cn_error err = {0};
-	if (h_open(dsn, pool, timeout_ms, false, &handle, &err, NULL) != CN_OK)
-		fail_msg("open failed: %s", err.message);
-	return handle;
-}
 
 static void test_full_sink_stops_a_huge_result(void **state)
 {
 	(void)state;
-	void *h = open_source(1, 20000, h_env.dsn);
+	void *h = h_open_or_fail(1, 20000, h_env.dsn);
 	struct h_result r;
 	struct cn_error err = {0};
 	int64_t t0 = h_now_ms();
@@ -160,7 +117,7 @@ static int bad_row_end(void *ctx)
 static void test_sink_error_stops_the_query(void **state)
 {
 	(void)state;
-	void *h = open_source(1, 20000, h_env.dsn);
+	void *h = h_open_or_fail(1, 20000, h_env.dsn);
 	int cells = 0;
 	struct cn_result_sink sink = {&cells, bad_column, bad_cell, bad_row_end};
 	struct cn_query q = {.text = "SELECT x FROM (SELECT generate_series(1, 200000000) AS x) s",
@@ -179,7 +136,7 @@ static void test_sink_error_stops_the_query(void **state)
 static void test_timeout_cancels_on_the_server(void **state)
 {
 	(void)state;
-	void *h = open_source(1, 20000, h_env.dsn);
+	void *h = h_open_or_fail(1, 20000, h_env.dsn);
 	struct h_result r;
 	struct cn_error err = {0};
 	int64_t t0 = h_now_ms();
@@ -215,9 +172,9 @@ static void test_timeout_cancels_on_the_server(void **state)
 static void test_client_deadline_when_the_server_hangs(void **state)
 {
 	(void)state;
-	void *h = open_source(1, 20000, h_env.dsn);
-	struct job j;
-	job_start(&j, h, "SELECT pg_sleep(4) AS hang_probe", 800);
+	void *h = h_open_or_fail(1, 20000, h_env.dsn);
+	struct h_job j;
+	h_job_start(&j, h, "SELECT pg_sleep(4) AS hang_probe", 800);
 	PGconn *su = h_super();
 	assert_non_null(su);
 	char *pid = NULL;
@@ -230,14 +187,14 @@ static void test_client_deadline_when_the_server_hangs(void **state)
 	pid_t backend = (pid_t)atoi(pid);
 	free(pid);
 	if (kill(backend, SIGSTOP) != 0) {
-		job_join(&j);
+		h_job_join(&j);
 		PQfinish(su);
 		h_env.api->close(h);
 		if (errno == EPERM)
 			skip(); /* not root: cannot freeze the server process */
 		fail_msg("kill(SIGSTOP): %s", strerror(errno));
 	}
-	job_join(&j);
+	h_job_join(&j);
 	kill(backend, SIGCONT);
 	/* statement_timeout could not fire: the client deadline (800 + 1000 ms)
 	 * cancelled, nothing answered for 2 s, the connection was given up */
@@ -256,9 +213,9 @@ static void test_client_deadline_when_the_server_hangs(void **state)
 static void test_pool_exhaustion_is_busy(void **state)
 {
 	(void)state;
-	void *h = open_source(1, 5000, h_env.dsn);
-	struct job j;
-	job_start(&j, h, "SELECT pg_sleep(1.5)", 5000);
+	void *h = h_open_or_fail(1, 5000, h_env.dsn);
+	struct h_job j;
+	h_job_start(&j, h, "SELECT pg_sleep(1.5)", 5000);
 	sleep_ms(300);
 	struct h_result r;
 	struct cn_error err = {0};
@@ -268,20 +225,20 @@ static void test_pool_exhaustion_is_busy(void **state)
 	h_result_free(&r);
 	assert_non_null(strstr(err.message, "busy"));
 	assert_true(waited >= 350 && waited < 1200);
-	job_join(&j);
+	h_job_join(&j);
 	assert_int_equal(j.rc, CN_OK);
 	assert_int_equal(h_exec(h, "SELECT 1", NULL, 0, 400, 0, &r, &err), CN_OK);
 	h_result_free(&r);
 	h_env.api->close(h);
 
 	/* two connections run two queries at once */
-	h = open_source(2, 5000, h_env.dsn);
-	struct job a, b;
+	h = h_open_or_fail(2, 5000, h_env.dsn);
+	struct h_job a, b;
 	int64_t t1 = h_now_ms();
-	job_start(&a, h, "SELECT pg_sleep(0.8)", 5000);
-	job_start(&b, h, "SELECT pg_sleep(0.8)", 5000);
-	job_join(&a);
-	job_join(&b);
+	h_job_start(&a, h, "SELECT pg_sleep(0.8)", 5000);
+	h_job_start(&b, h, "SELECT pg_sleep(0.8)", 5000);
+	h_job_join(&a);
+	h_job_join(&b);
 	assert_int_equal(a.rc, CN_OK);
 	assert_int_equal(b.rc, CN_OK);
 	assert_true(h_now_ms() - t1 < 1500);
@@ -291,12 +248,12 @@ static void test_pool_exhaustion_is_busy(void **state)
 static void test_cancel_at_shutdown(void **state)
 {
 	(void)state;
-	void *h = open_source(2, 10000, h_env.dsn);
-	struct job j;
-	job_start(&j, h, "SELECT pg_sleep(5)", 10000);
+	void *h = h_open_or_fail(2, 10000, h_env.dsn);
+	struct h_job j;
+	h_job_start(&j, h, "SELECT pg_sleep(5)", 10000);
 	sleep_ms(300);
 	h_env.api->cancel(h);
-	job_join(&j);
+	h_job_join(&j);
 	assert_int_equal(j.rc, CN_ECANCELED);
 	assert_true(j.elapsed_ms < 2000);
 	char v[64];
@@ -336,13 +293,13 @@ static int any_index(void *c, int t, const char *n, bool u, size_t k, const char
 static void test_server_restart_and_outage(void **state)
 {
 	(void)state;
-	void *h = open_source(2, 5000, h_env.dsn);
+	void *h = h_open_or_fail(2, 5000, h_env.dsn);
 	char v[128];
-	struct job a, b;
-	job_start(&a, h, "SELECT pg_sleep(0.2)", 5000); /* both pool connections open */
-	job_start(&b, h, "SELECT pg_sleep(0.2)", 5000);
-	job_join(&a);
-	job_join(&b);
+	struct h_job a, b;
+	h_job_start(&a, h, "SELECT pg_sleep(0.2)", 5000); /* both pool connections open */
+	h_job_start(&b, h, "SELECT pg_sleep(0.2)", 5000);
+	h_job_join(&a);
+	h_job_join(&b);
 	/* mood[] is looked up on the catalog connection, which the restart breaks too */
 	assert_int_equal(h_scalar(h, "SELECT ARRAY['ok'::public.mood]", v, sizeof v), CN_OK);
 	assert_string_equal(v, "J:[\"ok\"]");
@@ -457,7 +414,7 @@ static const char *const stateful[] = {
 static void test_session_state_is_reset(void **state)
 {
 	(void)state;
-	void *h = open_source(1, 5000, h_env.super_dsn);
+	void *h = h_open_or_fail(1, 5000, h_env.super_dsn);
 	char first_pid[32] = "";
 	for (int round = 0; round < 20; round++) {
 		struct h_result r;
@@ -505,7 +462,7 @@ static void test_session_state_is_reset(void **state)
 static void test_session_state_is_reset_after_an_error(void **state)
 {
 	(void)state;
-	void *h = open_source(1, 5000, h_env.super_dsn);
+	void *h = h_open_or_fail(1, 5000, h_env.super_dsn);
 	static const char *const failing[] = {
 		"SELECT pg_advisory_lock(4245), 1 / 0",
 		"SELECT pg_advisory_lock(4246), set_config('work_mem', '1MB', false), count(*) / 0 FROM pg_class",

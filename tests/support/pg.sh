@@ -38,18 +38,8 @@ as_owner() {
 
 owner() { if [ "$(id -u)" -eq 0 ]; then echo postgres; else id -un; fi; }
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-pick_port() {
-	local p i
-	for i in $(seq 1 50); do
-		p=$((20000 + RANDOM % 40000))
-		if port_free "$p"; then echo "$p"; return; fi
-	done
-	die "no free TCP port found"
-}
-
-random_secret() { od -An -N12 -tx1 /dev/urandom | tr -d ' \n'; }
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 
 # pg_ctl start with the cluster's options; -w waits (bounded by -t) for readiness.
 server_start() {
