@@ -4,7 +4,7 @@
  * QUERY stops it), the time budget with the query gone from the process
  * list, the client's own deadline when the server hangs, pool exhaustion,
  * cancel() at shutdown, a server restart and a stopped server, dsn errors
- * that never show the password, the read-only statement, and session state
+ * that never show the password, TLS modes, the read-only statement, and session state
  * a stored function leaves that never reaches the next request (while plain
  * queries are not followed by a reset, and a repeated one is prepared once).
  */
@@ -308,6 +308,49 @@ static void test_open_errors_never_show_the_password(void **state)
 	assert_non_null(strstr(err.message, "unknown option 'colour'"));
 }
 
+/* ssl-mode: a user that must use TLS gets in only with it; VERIFY_IDENTITY
+ * checks the certificate against the CA given, REQUIRED only encrypts. */
+static void test_tls(void **state)
+{
+	(void)state;
+	const char *pw = getenv("CN_TEST_MYSQL_RO_PASSWORD"), *port = getenv("CN_TEST_MYSQL_PORT");
+	const char *ca = getenv("CN_TEST_MYSQL_CA"), *other = getenv("CN_TEST_MYSQL_OTHER_CA");
+	assert_non_null(ca);
+	char dsn[1024];
+	void *h = NULL;
+	struct cn_error err = {0};
+	snprintf(dsn, sizeof dsn, "mysql://connector_tls:%s@127.0.0.1:%s/connector_test"
+		 "?ssl-mode=VERIFY_IDENTITY&ssl-ca=%s", pw, port, ca);
+	h = h_open_or_fail(1, 5000, dsn);
+	struct h_result r;
+	assert_int_equal(h_exec(h, "SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS "
+				"WHERE VARIABLE_NAME = 'SSL_VERSION'", NULL, 0, 5000, 0, &r, &err), CN_OK);
+	assert_int_equal(strncmp(h_cell(&r, 0, 0), "T:TLSv1.", 8), 0);
+	h_result_free(&r);
+	h_env.api->close(h);
+
+	/* without TLS the server refuses the user */
+	snprintf(dsn, sizeof dsn, "mysql://connector_tls:%s@127.0.0.1:%s/connector_test?ssl-mode=DISABLED",
+		 pw, port);
+	assert_int_equal(h_open(dsn, 1, 5000, false, &h, &err, NULL), CN_EAUTH);
+	/* a certificate the CA did not sign */
+	memset(&err, 0, sizeof err);
+	snprintf(dsn, sizeof dsn, "mysql://connector_tls:%s@127.0.0.1:%s/connector_test"
+		 "?ssl-mode=VERIFY_CA&ssl-ca=%s", pw, port, other);
+	assert_int_equal(h_open(dsn, 1, 5000, false, &h, &err, NULL), CN_EUNAVAILABLE);
+	assert_null(strstr(err.message, pw));
+	/* REQUIRED encrypts without checking who answers, unless a CA is given
+	 * (then it verifies, as MySQL's own clients do) */
+	snprintf(dsn, sizeof dsn, "mysql://connector_tls:%s@127.0.0.1:%s/connector_test"
+		 "?ssl-mode=REQUIRED", pw, port);
+	h = h_open_or_fail(1, 5000, dsn);
+	h_env.api->close(h);
+	snprintf(dsn, sizeof dsn, "mysql://connector_tls:%s@127.0.0.1:%s/connector_test"
+		 "?ssl-mode=REQUIRED&ssl-ca=%s", pw, port, other);
+	assert_int_equal(h_open(dsn, 1, 5000, false, &h, &err, NULL), CN_EUNAVAILABLE);
+	assert_non_null(strstr(err.message, "TLS"));
+}
+
 static void test_socket_dsn(void **state)
 {
 	(void)state;
@@ -421,6 +464,7 @@ int main(void)
 		cmocka_unit_test(test_cancel_stops_running_queries),
 		cmocka_unit_test(test_open_errors_never_show_the_password),
 		cmocka_unit_test(test_socket_dsn),
+		cmocka_unit_test(test_tls),
 		cmocka_unit_test(test_read_only_statement),
 		cmocka_unit_test(test_session_state_never_reaches_the_next_request),
 		cmocka_unit_test(test_server_restart_and_stop),

@@ -9,6 +9,8 @@
 #   mariadb.sh pause DIR     stop the server, keep its data, port and DIR (a dead database)
 #   mariadb.sh resume DIR    start a paused server again
 #
+# TLS: a CA and a certificate for localhost/127.0.0.1 made with openssl at each start; the
+# user connector_tls (SELECT, same password as connector_ro) must connect over TLS.
 # Users: connector_ro (SELECT on the fixture database, and on connector_other, a second
 # database a source of connector_test must not reach) and
 # connector_admin (ALL PRIVILEGES ON *.* WITH GRANT OPTION: as strong as root, so that the
@@ -39,6 +41,8 @@ server_start() {
 		--innodb-fast-shutdown=2 --innodb-buffer-pool-size=64M --innodb-log-file-size=16M \
 		--innodb-flush-log-at-trx-commit=0 --sync-binlog=0 --skip-log-bin \
 		--max-connections=200 --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
+		--ssl-ca="$MY_BASE/tls/ca.pem" --ssl-cert="$MY_BASE/tls/server.pem" \
+		--ssl-key="$MY_BASE/tls/server.key" \
 		>/dev/null 2>&1 &
 	local pid=$! i
 	for i in $(seq 1 150); do
@@ -92,6 +96,25 @@ start_failed() {
 	rm -rf "$MY_BASE"
 }
 
+# A CA and a server certificate for localhost and 127.0.0.1 (TLS tests), and a second CA
+# that did not sign it (verification must fail against it).
+make_certs() {
+	local d=$MY_BASE/tls
+	mkdir -p "$d"
+	(
+		cd "$d"
+		openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=connector test CA" \
+			-keyout ca.key -out ca.pem
+		openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=another CA" \
+			-keyout other-ca.key -out other-ca.pem
+		openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr
+		printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >san.ext
+		openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+			-extfile san.ext -out server.pem
+	) >"$MY_BASE/tls.log" 2>&1 || { cat "$MY_BASE/tls.log" >&2; die "openssl could not make the test certificates"; }
+	chmod 644 "$d"/*.pem "$d/server.key"
+}
+
 cmd_start() {
 	local dir=$1
 	[ -x /usr/sbin/mariadbd ] || die "/usr/sbin/mariadbd not found: apt-get install mariadb-server"
@@ -109,6 +132,7 @@ cmd_start() {
 	MY_FILES=$MY_BASE/files
 	trap start_failed EXIT
 	mkdir -p "$MY_DATA" "$MY_FILES"
+	make_certs
 	if [ "$(id -u)" -eq 0 ]; then chown mysql: "$MY_BASE" "$MY_DATA" "$MY_FILES"; fi
 	# shellcheck disable=SC2046
 	mariadb-install-db --no-defaults $(user_opt) --auth-root-authentication-method=socket \
@@ -141,10 +165,12 @@ cmd_start() {
 		CREATE USER 'connector_admin'@'localhost' IDENTIFIED BY '$admin_pw';
 		GRANT ALL PRIVILEGES ON *.* TO 'connector_admin'@'%' WITH GRANT OPTION;
 		GRANT ALL PRIVILEGES ON *.* TO 'connector_admin'@'localhost' WITH GRANT OPTION;
+		CREATE USER 'connector_tls'@'%' IDENTIFIED BY '$ro_pw' REQUIRE SSL;
+		GRANT SELECT ON $db.* TO 'connector_tls'@'%';
 	SQL
 	local f
 	for f in "$fixtures"/*.sql; do
-		admin_sql "$db" <"$f" || die "loading $f failed"
+		admin_sql "$db" <"$f" >/dev/null || die "loading $f failed"
 	done
 	umask 077
 	{
@@ -162,6 +188,8 @@ cmd_start() {
 		printf 'export CN_TEST_MYSQL_BASE_DIR=%q\n' "$MY_BASE"
 		printf 'export CN_TEST_MYSQL_DIR=%q\n' "$dir"
 		printf 'export CN_TEST_MYSQL_SUPPORT=%q\n' "$here/mariadb.sh"
+		printf 'export CN_TEST_MYSQL_CA=%q\n' "$MY_BASE/tls/ca.pem"
+		printf 'export CN_TEST_MYSQL_OTHER_CA=%q\n' "$MY_BASE/tls/other-ca.pem"
 	} >"$dir/mysql.env"
 	trap - EXIT
 	echo "mariadb.sh: MariaDB on 127.0.0.1:$MY_PORT (data $MY_DATA); env in $dir/mysql.env"
