@@ -54,7 +54,7 @@ struct guard {
 	bool explain;
 	bool sensitive;  /* a named table has hidden columns */
 	bool set_op;     /* UNION / INTERSECT / EXCEPT at depth 0 */
-	char **tables;   /* named tables with hidden columns (owned copies) */
+	char **tables;   /* named tables with hidden columns (owned copies; "" for any table) */
 	size_t ntables, captables;
 };
 
@@ -571,6 +571,7 @@ static const char R_SEQ[] = "it uses sequences, which write";
 static const char R_STATE[] = "it reads or sets what an earlier statement left in the session";
 static const char R_KEYS[] = "it uses the server's key file";
 static const char R_REMOTE[] = "it runs SQL on other servers";
+static const char R_ADMIN[] = "it changes the server's keys, replication, audit or firewall";
 
 static const struct deny_fn deny_fns[] = {
 	{"SLEEP", false, R_SLEEP},
@@ -605,6 +606,19 @@ static const struct deny_fn deny_fns[] = {
 	{"DES_DECRYPT", false, R_KEYS},
 	{"PS_THREAD_ID", false, R_STATE},
 	{"PS_CURRENT_THREAD_ID", false, R_STATE},
+	{"KEYRING_", true, R_ADMIN},
+	{"VERSION_TOKENS_", true, R_LOCK},
+	{"SERVICE_GET_", true, R_LOCK},
+	{"SERVICE_RELEASE_", true, R_LOCK},
+	{"GROUP_REPLICATION_", true, R_ADMIN},
+	{"ASYNCHRONOUS_CONNECTION_FAILOVER_", true, R_ADMIN},
+	{"AUDIT_LOG_", true, R_ADMIN},
+	{"AUDIT_API_", true, R_ADMIN},
+	{"LOAD_REWRITE_RULES", false, R_ADMIN},
+	{"SET_FIREWALL_", true, R_ADMIN},
+	{"MYSQL_FIREWALL_", true, R_ADMIN},
+	{"READ_FIREWALL_", true, R_ADMIN},
+	{"WSREP_SYNC_WAIT_", true, R_REPL},
 };
 
 /* Built-ins that only compute from their arguments: a call of anything else
@@ -738,9 +752,10 @@ static int visit_name(struct guard *g, size_t i)
 					      "describe_schema");
 	if (h && h->hidden_table && h->hidden_table(h->ctx, name))
 		return reject(g, g->t[i].off, "table %s is not available", name);
-	if (h && h->has_hidden_columns && h->has_hidden_columns(h->ctx, name)) {
+	int sensitive = h && h->has_hidden_columns ? h->has_hidden_columns(h->ctx, name) : 0;
+	if (sensitive) {
 		g->sensitive = true;
-		return add_table(g, name);
+		return add_table(g, sensitive == 2 ? "" : name); /* "": any table */
 	}
 	return CN_OK;
 }
@@ -774,7 +789,7 @@ static int check_hidden_columns(struct guard *g)
 							 "hidden columns: join with ON");
 			name_of(g, i, name, sizeof name);
 			for (size_t k = 0; name[0] && h->hidden_column && k < g->ntables; k++)
-				if (h->hidden_column(h->ctx, g->tables[k], name))
+				if (h->hidden_column(h->ctx, g->tables[k][0] ? g->tables[k] : NULL, name))
 					return reject(g, t->off, "column %s is not available", name);
 		} else if (t->kind == T_OP && g->sql[t->off] == '*' && i > 0) {
 			bool star = is_op(g, i - 1, '.') || is_op(g, i - 1, ',') ||

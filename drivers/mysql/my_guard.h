@@ -28,7 +28,7 @@
  * performance_schema, sys) or by a database the hooks say is not the
  * source's; information_schema only when nothing is hidden; no hidden table
  * named anywhere; when a named table has hidden columns: no hidden column
- * named anywhere, `*` only in the outer SELECT list of a query without
+ * named anywhere (when a view is named: no column any table hides), `*` only in the outer SELECT list of a query without
  * UNION/INTERSECT/EXCEPT (the core masks those columns by origin), no
  * NATURAL JOIN, no EXPLAIN or TABLE statement.
  *
@@ -57,9 +57,11 @@ struct my_guard_hooks {
 	void *ctx;
 	/* Non-zero when name is a hidden table of the source. */
 	int (*hidden_table)(void *ctx, const char *name);
-	/* Non-zero when name is a table of the source that has hidden columns. */
+	/* 1 when name is a table of the source that has hidden columns; 2 when
+	 * it is a view and the source hides a column anywhere (a view's column
+	 * may be a hidden one); else 0. */
 	int (*has_hidden_columns)(void *ctx, const char *table);
-	/* Non-zero when column is a hidden column of table. */
+	/* Non-zero when column is a hidden column of table (NULL: of any table). */
 	int (*hidden_column)(void *ctx, const char *table, const char *column);
 	/* Non-zero when the source hides any table or column at all. */
 	int (*hides_anything)(void *ctx);

@@ -59,6 +59,7 @@ struct my_slot {
 /* A table of the source's databases as the catalog names it. */
 struct my_table {
 	char *db, *name;
+	bool view;
 	char **columns;
 	size_t ncolumns;
 };
@@ -72,6 +73,7 @@ struct my_names {
 	/* from the mappings, computed on first use after each change */
 	bool hidden_known;
 	bool hides_anything;
+	bool hides_columns;
 	bool *table_hidden;   /* [ntables] */
 	bool **column_hidden; /* [ntables][ncolumns]; NULL when no column is hidden */
 };

@@ -127,6 +127,7 @@ static int row_table(void *ctx, char **v, unsigned long *len, unsigned n)
 	memset(it, 0, sizeof *it);
 	in->names.ntables++;
 	it->handle = handle;
+	t->view = kind == CN_OBJ_VIEW;
 	if (!(t->db = strdup(v[0])) || !(t->name = strdup(v[1])))
 		return oom(in);
 	return CN_OK;

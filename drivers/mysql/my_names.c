@@ -64,7 +64,7 @@ static void hidden_compute(struct my_handle *h)
 		hidden_drop(n);
 		return;
 	}
-	n->hides_anything = false;
+	n->hides_anything = n->hides_columns = false;
 	for (size_t i = 0; i < n->ntables; i++) {
 		struct my_table *t = &n->tables[i];
 		n->table_hidden[i] = h->is_hidden(h->host_ctx, t->db, t->name, NULL) != 0;
@@ -79,6 +79,7 @@ static void hidden_compute(struct my_handle *h)
 			}
 			n->column_hidden[i][c] = true;
 			n->hides_anything = true;
+			n->hides_columns = true;
 		}
 	}
 	n->hidden_known = true;
@@ -110,9 +111,15 @@ static int hook_has_hidden_columns(void *ctx, const char *table)
 		return 0;
 	pthread_mutex_lock(&h->names_lock);
 	hidden_compute(h);
-	for (size_t i = 0; !hit && i < h->names.ntables; i++)
-		hit = my_name_eq(table, h->names.tables[i].name) &&
-		      (!h->names.hidden_known || h->names.column_hidden[i]);
+	bool columns = !h->names.hidden_known || h->names.hides_columns;
+	for (size_t i = 0; !hit && i < h->names.ntables; i++) {
+		if (!my_name_eq(table, h->names.tables[i].name))
+			continue;
+		if (h->names.tables[i].view && columns)
+			hit = 2; /* its columns may be any table's */
+		else if (!h->names.hidden_known || h->names.column_hidden[i])
+			hit = 1;
+	}
 	pthread_mutex_unlock(&h->names_lock);
 	return hit;
 }
@@ -123,13 +130,13 @@ static int hook_hidden_column(void *ctx, const char *table, const char *column)
 	if (!h->is_hidden)
 		return 0;
 	int hit = 0;
-	for (size_t d = 0; !hit && d < h->ndatabases; d++)
+	for (size_t d = 0; table && !hit && d < h->ndatabases; d++)
 		hit = h->is_hidden(h->host_ctx, h->databases[d], table, column);
 	pthread_mutex_lock(&h->names_lock);
 	hidden_compute(h);
 	for (size_t i = 0; !hit && i < h->names.ntables; i++) {
 		struct my_table *t = &h->names.tables[i];
-		if (!my_name_eq(table, t->name))
+		if (table && !my_name_eq(table, t->name))
 			continue;
 		for (size_t c = 0; !hit && c < t->ncolumns; c++)
 			hit = (!h->names.hidden_known ||

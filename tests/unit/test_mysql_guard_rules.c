@@ -25,14 +25,17 @@ static int hook_hidden_table(void *ctx, const char *name)
 static int hook_has_hidden_columns(void *ctx, const char *table)
 {
 	(void)ctx;
+	if (my_name_eq(table, "a_view"))
+		return 2;
 	return my_name_eq(table, "customers") || my_name_eq(table, "ÉLÈVES");
 }
 
+/* table NULL: any table */
 static int hook_hidden_column(void *ctx, const char *table, const char *column)
 {
 	(void)ctx;
-	return (my_name_eq(table, "customers") && my_name_eq(column, "phone")) ||
-	       (my_name_eq(table, "élèves") && my_name_eq(column, "numéro"));
+	return ((!table || my_name_eq(table, "customers")) && my_name_eq(column, "phone")) ||
+	       ((!table || my_name_eq(table, "élèves")) && my_name_eq(column, "numéro"));
 }
 
 static int hook_hides(void *ctx)
@@ -94,6 +97,8 @@ static void test_accepts(void **state)
 		"SELECT COUNT(*) FROM customers",
 		"SELECT id FROM orders FOR SYSTEM_TIME ALL",
 		"SELECT 'touché', `naïve`, 日本",
+		"SELECT * FROM a_view",
+		"SELECT name FROM a_view WHERE id = 1",
 	};
 	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
 		struct cn_error err = {0};
@@ -192,6 +197,11 @@ static void test_refuses(void **state)
 		{"SELECT c.`phone` FROM customers c", "column phone is not available"},
 		{"SELECT id FROM customers WHERE \"phone\" = 1", "column phone is not available"},
 		{"SELECT NUMÉRO FROM élèves", "column NUMÉRO is not available"},
+		{"SELECT phone FROM a_view", "column phone is not available"},
+		{"SELECT x FROM a_view WHERE numéro = 1", "column numéro is not available"},
+		{"SELECT keyring_key_store('k', 'AES', 'x')", "keys, replication, audit"},
+		{"SELECT service_get_write_locks('ns', 'l', 1)", "user-level locks"},
+		{"SELECT group_replication_set_as_primary('x')", "replication"},
 		{"SELECT * FROM (SELECT * FROM customers) t", "* is only allowed"},
 		{"SELECT * FROM customers UNION SELECT * FROM customers", "* is only allowed"},
 		{"(SELECT * FROM customers)", "* is only allowed"},
