@@ -117,7 +117,9 @@ CODE_NAMES = {
     59: 'CommandNotFound', 66: 'ImmutableField', 67: 'CannotCreateIndex', 72: 'InvalidOptions',
     73: 'InvalidNamespace', 85: 'IndexOptionsConflict', 86: 'IndexKeySpecsConflict',
     91: 'ShutdownInProgress', 96: 'OperationFailed', 115: 'CommandNotSupported',
-    121: 'DocumentValidationFailure', 166: 'CommandNotSupportedOnView', 238: 'NotImplemented',
+    121: 'DocumentValidationFailure', 166: 'CommandNotSupportedOnView',
+    186: 'ClientMetadataCannotBeMutated',
+    223: 'IllegalOpMsgFlag', 238: 'NotImplemented', 352: 'UnsupportedOpQueryCommand',
     10334: 'BSONObjectTooLarge', 11000: 'DuplicateKey', 11601: 'Interrupted',
 }
 
@@ -135,13 +137,17 @@ class CommandError(Exception):
 
     def reply(self):
         doc = {'ok': 0.0, 'errmsg': self.msg, 'code': self.code,
-               'codeName': CODE_NAMES.get(self.code, 'Location%d' % self.code)}
+               'codeName': code_name(self.code)}
         doc.update(self.extra)
         return doc
 
 
 class CloseConnection(Exception):
     """Close this connection without a reply."""
+
+
+def code_name(code):
+    return CODE_NAMES.get(code, 'Location%d' % code)
 
 
 def now_utc():
@@ -569,8 +575,9 @@ class Conn:
 
 
 class Cursor:
-    def __init__(self, cid, ns, docs, conn_id):
+    def __init__(self, cid, ns, docs, conn_id, no_timeout=False):
         self.id = cid
+        self.no_timeout = no_timeout
         self.ns = ns
         self.docs = docs
         self.pos = 0
@@ -1031,13 +1038,13 @@ class Server:
             pos += 1
         return batch, pos
 
-    def cursor_reply(self, ctx, ns, docs, batch_size, single_batch=False):
+    def cursor_reply(self, ctx, ns, docs, batch_size, single_batch=False, no_timeout=False):
         limit = DEFAULT_FIRST_BATCH if batch_size is None else batch_size
         batch, pos = self.take_batch(docs, 0, limit)
         cid = 0
         if pos < len(docs) and not single_batch:
             cid = self.new_cursor_id()
-            self.cursors[cid] = Cursor(cid, ns, docs, ctx.conn.id)
+            self.cursors[cid] = Cursor(cid, ns, docs, ctx.conn.id, no_timeout)
             self.cursors[cid].pos = pos
             self.cursors_opened += 1
         return {'cursor': {'firstBatch': batch, 'id': Int64(cid), 'ns': ns}, 'ok': 1.0}
@@ -1045,7 +1052,8 @@ class Server:
     def reap_cursors(self):
         limit = self.args.cursor_timeout_ms / 1000.0
         now = time.monotonic()
-        for cid in [c.id for c in self.cursors.values() if now - c.last_used > limit]:
+        for cid in [c.id for c in self.cursors.values()
+                    if not c.no_timeout and now - c.last_used > limit]:
             del self.cursors[cid]
             self.cursors_timed_out += 1
             log.info('cursor %d timed out', cid)
@@ -1116,7 +1124,7 @@ class Server:
         name = None
         try:
             name = command_name(cmd)
-            coll = cmd.get(name)
+            coll = cmd.get('collection') if name == 'getMore' else cmd.get(name)
             extra = ''
             if name == 'aggregate' and isinstance(cmd.get('pipeline'), list):
                 extra = ' stages=' + ','.join(
@@ -1172,12 +1180,15 @@ class Server:
                 raise CommandError(50, 'operation exceeded time limit')
             if fired and 'writeConcernError' in fp.data:
                 reply['writeConcernError'] = fp.data['writeConcernError']
+            if reply.get('writeErrors'):
+                log.info('conn=%d writeErrors cmd=%s codes=%s', conn.id, name,
+                         ','.join(str(e.get('code')) for e in reply['writeErrors']))
             return reply
         except CommandError as e:
             if name in self.command_counts:
                 self.command_counts[name][1] += 1
             log.info('conn=%d error cmd=%s code=%d %s: %s', conn.id, name, e.code,
-                     CODE_NAMES.get(e.code, ''), e.msg)
+                     code_name(e.code), e.msg)
             return e.reply()
         except self.mongomock.OperationFailure as e:
             code = e.code if isinstance(getattr(e, 'code', None), int) else 2
@@ -1259,7 +1270,9 @@ class Server:
             'metrics': {
                 'cursor': {'timedOut': Int64(self.cursors_timed_out),
                            'totalOpened': Int64(self.cursors_opened),
-                           'open': {'total': Int64(len(self.cursors)), 'noTimeout': Int64(0),
+                           'open': {'total': Int64(len(self.cursors)),
+                                    'noTimeout': Int64(sum(1 for c in self.cursors.values()
+                                                           if c.no_timeout)),
                                     'pinned': Int64(0)}},
                 'commands': {n: {'total': Int64(c[0]), 'failed': Int64(c[1])}
                              for n, c in sorted(self.command_counts.items())},
@@ -1444,7 +1457,8 @@ class Server:
         limit = as_int(ctx.cmd, 'limit', 0)
         if single and limit and (batch_size is None or batch_size > limit):
             batch_size = limit
-        return self.cursor_reply(ctx, '%s.%s' % (ctx.db, coll), docs, batch_size, single)
+        return self.cursor_reply(ctx, '%s.%s' % (ctx.db, coll), docs, batch_size, single,
+                                 bool(ctx.cmd.get('noCursorTimeout')))
 
     def aggregate_docs(self, ctx, cmd, allow_writes):
         target = cmd.get('aggregate')
@@ -1543,7 +1557,9 @@ class Server:
         if isinstance(cid, bool) or not isinstance(cid, int):
             raise CommandError(14, "BSON field 'getMore.getMore' is the wrong type '%s', "
                                "expected type 'long'" % _bson_type_name(cid))
-        coll = coll_arg(ctx.cmd, 'collection')
+        coll = ctx.cmd.get('collection')
+        if not isinstance(coll, str) or not coll:
+            raise CommandError(14, "BSON field 'getMore.collection' must be a string")
         batch_size = as_int(ctx.cmd, 'batchSize', None, minimum=0) or None
         cur = self.cursors.get(int(cid))
         if cur is None:
@@ -1781,7 +1797,7 @@ class Server:
         n = modified = 0
         upserted = []
         errors = []
-        self.ensure_created(ctx.db, coll)
+        existed = coll in self.client[ctx.db].list_collection_names()
         for i, st in enumerate(stmts):
             self.opcounters['update'] += 1
             try:
@@ -1808,6 +1824,8 @@ class Server:
                                else 2, 'errmsg': str(e)})
             if errors and ordered:
                 break
+        if existed or upserted:
+            self.ensure_created(ctx.db, coll)
         reply = {'n': n, 'nModified': modified, 'ok': 1.0}
         if upserted:
             reply['upserted'] = upserted
@@ -1820,6 +1838,7 @@ class Server:
         stmts = ctx.cmd.get('deletes')
         if not isinstance(stmts, list) or not all(isinstance(s, dict) for s in stmts):
             raise CommandError(14, "BSON field 'delete.deletes' must be an array of documents")
+        existed = coll in self.client[ctx.db].list_collection_names()
         ordered = ctx.cmd.get('ordered', True)
         n = 0
         errors = []
@@ -1839,8 +1858,8 @@ class Server:
                                'errmsg': str(e)})
             if errors and ordered:
                 break
-        if coll in self.client[ctx.db]._store._collections:
-            self.ensure_created(ctx.db, coll)
+        if existed:
+            self.ensure_created(ctx.db, coll)  # mongomock forgets emptied collections
         reply = {'n': n, 'ok': 1.0}
         if errors:
             reply['writeErrors'] = errors
@@ -1860,7 +1879,8 @@ class Server:
             raise CommandError(9, 'Either an update or remove=true must be specified')
         if remove and (new or upsert):
             raise CommandError(9, 'Cannot specify new or upsert with remove=true')
-        self.ensure_created(ctx.db, coll)
+        if coll in self.client[ctx.db].list_collection_names() or upsert:
+            self.ensure_created(ctx.db, coll)
         cur = col.find(query)
         if sort:
             cur = cur.sort(sort_spec(sort))
@@ -2099,7 +2119,7 @@ class Protocol:
                 log.warning('conn=%d OP_MSG with unknown required flag bits 0x%x', conn.id,
                             flags)
                 return self.op_msg(request_id, CommandError(
-                    40, 'Unrecognized required OP_MSG flag bits 0x%x' % (flags & 0xFFFC)
+                    223, 'Unrecognized required OP_MSG flag bits 0x%x' % (flags & 0xFFFC)
                 ).reply()) if not more_to_come else None
             try:
                 cmd = self.parse_sections(body)
