@@ -66,6 +66,7 @@ import itertools
 import json
 import logging
 import math
+import operator
 import os
 import random
 import re
@@ -81,7 +82,7 @@ import bson
 from bson import json_util
 from bson.binary import Binary, UuidRepresentation
 from bson.codec_options import CodecOptions
-from bson.decimal128 import Decimal128
+from bson.decimal128 import Decimal128, create_decimal128_context
 from bson.int64 import Int64
 from bson.max_key import MaxKey
 from bson.min_key import MinKey
@@ -155,9 +156,10 @@ def now_utc():
 
 
 # ---------------------------------------------------------------------------------------------
-# mongomock adjustments: numeric Decimal128, MinKey/MaxKey/Timestamp ordering.
+# mongomock adjustments: numeric Decimal128 (comparison, arithmetic, $avg), $round,
+# MinKey/MaxKey/Timestamp ordering.
 
-def _patch_mongomock(filtering):
+def _patch_mongomock(filtering, aggregate):
     orig_type = filtering._get_compare_type
     orig_compare = filtering.bson_compare
 
@@ -208,9 +210,118 @@ def _patch_mongomock(filtering):
         d = self.to_decimal()
         return hash(str(d)) if d.is_nan() else hash(d)
 
+    def dec_order(op):
+        def method(self, other):
+            if isinstance(other, (Decimal128, int, float, decimal.Decimal)) and \
+                    not isinstance(other, bool):
+                a, b = norm(self), norm(other)
+                if isinstance(a, float) or isinstance(b, float):
+                    a, b = float(a), float(b)
+                return op(a, b)
+            return NotImplemented
+        return method
+
     Decimal128.__eq__ = dec_eq
     Decimal128.__ne__ = dec_ne
     Decimal128.__hash__ = dec_hash
+    Decimal128.__lt__ = dec_order(operator.lt)
+    Decimal128.__le__ = dec_order(operator.le)
+    Decimal128.__gt__ = dec_order(operator.gt)
+    Decimal128.__ge__ = dec_order(operator.ge)
+
+    # Arithmetic: Decimal128 operands give a Decimal128 result as on mongod; $round added.
+    parser = aggregate._Parser
+    orig_arith = parser._handle_arithmetic_operator
+    aggregate.arithmetic_operators.add('$round')
+    ctx128 = create_decimal128_context()
+
+    def to_dec(v):
+        if isinstance(v, Decimal128):
+            return v.to_decimal()
+        if isinstance(v, float):
+            return decimal.Decimal(repr(v))
+        return decimal.Decimal(v)
+
+    def arith(self, op, values):
+        try:
+            parsed = list(self.parse_many(values)) if isinstance(values, (list, tuple)) \
+                else [self.parse(values)]
+        except KeyError:
+            parsed = [None]
+        has_dec = any(isinstance(v, Decimal128) for v in parsed)
+        if op != '$round' and not has_dec:
+            return orig_arith(self, op, values)
+        if any(v is None for v in parsed):
+            return None
+        for v in parsed:
+            if isinstance(v, bool) or not isinstance(v, (int, float, Decimal128)):
+                raise aggregate.OperationFailure('%s only supports numeric types, not %s'
+                                                 % (op, _bson_type_name(v)))
+        if op == '$round':
+            place = int(parsed[1]) if len(parsed) > 1 else 0
+            if not has_dec:
+                r = round(decimal.Decimal(repr(parsed[0]) if isinstance(parsed[0], float)
+                                          else parsed[0]), place)
+                return float(r) if isinstance(parsed[0], float) else int(r) if place <= 0 \
+                    else float(r)
+        with decimal.localcontext(ctx128):
+            nums = [to_dec(v) for v in parsed]
+            if op == '$add':
+                r = sum(nums, decimal.Decimal(0))
+            elif op == '$multiply':
+                r = decimal.Decimal(1)
+                for n in nums:
+                    r *= n
+            elif op == '$subtract':
+                r = nums[0] - nums[1]
+            elif op == '$divide':
+                if nums[1] == 0:
+                    raise aggregate.OperationFailure("can't $divide by zero")
+                r = nums[0] / nums[1]
+            elif op == '$mod':
+                r = nums[0] % nums[1]
+            elif op == '$abs':
+                r = abs(nums[0])
+            elif op == '$ceil':
+                r = nums[0].to_integral_value(decimal.ROUND_CEILING)
+            elif op == '$floor':
+                r = nums[0].to_integral_value(decimal.ROUND_FLOOR)
+            elif op == '$trunc':
+                r = nums[0].to_integral_value(decimal.ROUND_DOWN)
+            elif op == '$round':
+                place = int(nums[1]) if len(nums) > 1 else 0
+                r = nums[0].quantize(decimal.Decimal(1).scaleb(-place),
+                                     rounding=decimal.ROUND_HALF_EVEN)
+            else:
+                raise NotImplementedError('%s on Decimal128 values' % op)
+            return Decimal128(ctx128.create_decimal(r))
+
+    parser._handle_arithmetic_operator = arith
+
+    orig_avg = aggregate._GROUPING_OPERATOR_MAP['$avg']
+
+    def avg(values):
+        values = list(values)
+        if not any(isinstance(v, Decimal128) for v in values):
+            return orig_avg(values)
+        nums = [to_dec(v) for v in values
+                if isinstance(v, (int, float, Decimal128)) and not isinstance(v, bool)]
+        if not nums:
+            return None
+        with decimal.localcontext(ctx128):
+            return Decimal128(ctx128.create_decimal(sum(nums, decimal.Decimal(0)) / len(nums)))
+
+    aggregate._GROUPING_OPERATOR_MAP['$avg'] = avg
+
+    # $max / $min across mixed types follow BSON order instead of raising TypeError
+    def extreme(pick):
+        def fn(values):
+            values = [v for v in values if v is not None]
+            return pick(values, key=filtering.BsonComparable) if values else None
+        return fn
+
+    aggregate._GROUPING_OPERATOR_MAP['$max'] = extreme(max)
+    aggregate._GROUPING_OPERATOR_MAP['$min'] = extreme(min)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -643,10 +754,11 @@ class Server:
         import mongomock
         from mongomock import aggregate as mm_aggregate
         from mongomock import filtering as mm_filtering
-        _patch_mongomock(mm_filtering)
+        _patch_mongomock(mm_filtering, mm_aggregate)
         self.mongomock = mongomock
         self.mm_aggregate = mm_aggregate
         self.filter_applies = mm_filtering.filter_applies
+        self.bson_key = mm_filtering.BsonComparable
         self.args = args
         self.client = mongomock.MongoClient()
         self.coll_options = {}          # (db, coll) -> {validator, validationLevel, ...}
@@ -835,6 +947,7 @@ class Server:
                 '$replaceWith': self.stage_replace_with,
                 '$sortByCount': self.stage_sort_by_count, '$documents': self.stage_documents,
                 '$limit': self.stage_limit, '$skip': self.stage_skip,
+                '$bucketAuto': self.stage_bucket_auto,
             }.get(op)
             if handler is not None:
                 docs = handler(db, flush(docs), arg)
@@ -858,6 +971,43 @@ class Server:
         if isinstance(n, bool) or not isinstance(n, (int, float)) or n < 0:
             raise CommandError(15956, 'the skip must be a non-negative number')
         return docs[int(n):]
+
+    def stage_bucket_auto(self, db, docs, arg):
+        if not isinstance(arg, dict) or 'groupBy' not in arg:
+            raise CommandError(40246, "$bucketAuto requires 'groupBy' and 'buckets'")
+        n = arg.get('buckets')
+        if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+            raise CommandError(40243, "$bucketAuto 'buckets' must be a positive integer")
+        if 'granularity' in arg:
+            raise CommandError(238, '$bucketAuto granularity is not supported by the test '
+                               'server')
+        output = arg.get('output', {'count': {'$sum': 1}})
+        keyed = []
+        for d in docs:
+            try:
+                k = self.mm_aggregate._Parser(d, ignore_missing_keys=True).parse(arg['groupBy'])
+            except KeyError:
+                k = None
+            keyed.append((k, d))
+        keyed.sort(key=lambda kd: self.bson_key(kd[0]))
+        size = -(-len(keyed) // n) if keyed else 0
+        buckets = []
+        i = 0
+        while i < len(keyed):
+            j = min(i + size, len(keyed))
+            while j < len(keyed) and keyed[j][0] == keyed[j - 1][0]:
+                j += 1  # equal values stay in one bucket
+            buckets.append(keyed[i:j])
+            i = j
+        out = []
+        for b, chunk in enumerate(buckets):
+            hi = buckets[b + 1][0][0] if b + 1 < len(buckets) else chunk[-1][0]
+            grouped = self.run_pipeline(db, [d for _, d in chunk],
+                                        [{'$group': dict({'_id': None}, **output)}])
+            doc = {'_id': {'min': chunk[0][0], 'max': hi}}
+            doc.update({k: v for k, v in grouped[0].items() if k != '_id'})
+            out.append(doc)
+        return out
 
     def stage_documents(self, db, docs, arg):
         if not isinstance(arg, list) or not all(isinstance(d, dict) for d in arg):

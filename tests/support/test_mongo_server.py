@@ -414,6 +414,31 @@ class Reads(Base):
             list(self.db.orders.aggregate([{'$densify': {'field': 'x', 'range': {}}}]))
         self.assertEqual(e.exception.code, 238)
 
+    def test_aggregate_decimal128_and_mixed_types(self):
+        rows = list(self.db.orders.aggregate([
+            {'$unwind': '$items'},
+            {'$group': {'_id': None, 'revenue': {'$sum': {'$multiply': ['$items.qty',
+                                                                        '$items.price']}},
+                        'max': {'$max': '$total'}, 'min': {'$min': '$total'},
+                        'avg': {'$avg': '$total'}}}]))
+        totals = [o['total'].to_decimal() for o in self.db.orders.find()]
+        self.assertEqual(rows[0]['revenue'].to_decimal(), sum(totals))
+        self.assertEqual(rows[0]['max'].to_decimal(), max(totals))
+        self.assertEqual(rows[0]['min'].to_decimal(), min(totals))
+        self.assertIsInstance(rows[0]['avg'], Decimal128)
+        r = list(self.db.orders.aggregate([{'$project': {
+            'r': {'$round': ['$total', 0]}, 'w': {'$round': ['$weight', 1]},
+            'a': {'$add': ['$total', 1]}}}, {'$limit': 1}]))[0]
+        self.assertIsInstance(r['r'], Decimal128)
+        self.assertIsInstance(r['w'], float)
+        mixed = list(self.db.customers.aggregate([{'$group': {
+            '_id': None, 'hi': {'$max': '$loyalty'}, 'lo': {'$min': '$loyalty'}}}]))[0]
+        self.assertIsInstance(mixed['hi'], str)   # strings sort after numbers
+        self.assertIsInstance(mixed['lo'], int)
+        buckets = list(self.db.orders.aggregate([{'$bucketAuto': {'groupBy': '$quantity',
+                                                                  'buckets': 3}}]))
+        self.assertEqual(sum(b['count'] for b in buckets), 60)
+
     def test_aggregate_explain_and_explain_command(self):
         plan = self.db.command('aggregate', 'orders', pipeline=[{'$match': {'status': 'paid'}}],
                                explain=True)
