@@ -894,8 +894,7 @@ class Server:
         self.client[db]._store.create_collection(name)
 
     def create_view(self, db, name, view_on, pipeline):
-        if not isinstance(view_on, str) or not view_on:
-            raise CommandError(73, "'viewOn' must be a collection name")
+        coll_arg({'viewOn': view_on}, 'viewOn')
         if not isinstance(pipeline, list) or not all(isinstance(s, dict) for s in pipeline):
             raise CommandError(14, "'pipeline' must be an array of stages")
         for stage in pipeline:
@@ -925,8 +924,15 @@ class Server:
 
         def flush(docs):
             if pending:
-                docs = list(self.mm_aggregate.process_pipeline(docs, mdb, list(pending), None))
+                stages = list(pending)
                 pending.clear()
+                try:
+                    docs = list(self.mm_aggregate.process_pipeline(docs, mdb, stages, None))
+                except (TypeError, ValueError, AttributeError, IndexError, KeyError,
+                        AssertionError, decimal.InvalidOperation) as e:
+                    # mongomock checks few stage arguments: a bad one surfaces like this
+                    raise CommandError(2, 'invalid pipeline (mongomock: %s: %s)'
+                                       % (type(e).__name__, e))
             return docs
 
         for i, stage in enumerate(pipeline):
@@ -1344,6 +1350,9 @@ class Server:
             code = e.code if isinstance(getattr(e, 'code', None), int) else 2
             log.info('conn=%d error cmd=%s code=%d (mongomock): %s', conn.id, name, code, e)
             return CommandError(code, str(e)).reply()
+        except bson.errors.InvalidDocument as e:
+            log.info('conn=%d error cmd=%s code=2 (bson): %s', conn.id, name, e)
+            return CommandError(2, 'invalid document: %s' % e).reply()
         except NotImplementedError as e:
             log.info('conn=%d error cmd=%s code=238 (mongomock): %s', conn.id, name, e)
             return CommandError(238, 'not supported by the test server (mongomock): %s'
@@ -1873,7 +1882,8 @@ class Server:
                     errors.append({'index': i, 'code': 11000,
                                    'errmsg': 'E11000 duplicate key error collection: %s.%s '
                                              '(%s)' % (ctx.db, coll, e)})
-                except (self.mongomock.OperationFailure, ValueError, TypeError) as e:
+                except (self.mongomock.OperationFailure, bson.errors.InvalidDocument,
+                        ValueError, TypeError) as e:
                     errors.append({'index': i, 'code': getattr(e, 'code', None) or 2,
                                    'errmsg': str(e)})
             if errors and ordered:
@@ -1918,10 +1928,13 @@ class Server:
         has_validator = (db, coll) in self.coll_options and \
             'validator' in self.coll_options[(db, coll)]
         before = list(col.find(q)) if has_validator else None
-        if is_ops:
-            res = (col.update_many if multi else col.update_one)(q, u, upsert=upsert)
-        else:
-            res = col.replace_one(q, u, upsert=upsert)
+        try:
+            if is_ops:
+                res = (col.update_many if multi else col.update_one)(q, u, upsert=upsert)
+            else:
+                res = col.replace_one(q, u, upsert=upsert)
+        except (ValueError, TypeError, bson.errors.InvalidDocument) as e:
+            raise CommandError(2, 'invalid update: %s' % e)
         if has_validator:
             ids = [d['_id'] for d in before] if multi else [d['_id'] for d in before[:1]]
             if res.upserted_id is not None:
