@@ -75,7 +75,7 @@ server_start() {
 			if tail -n 5 "$M_LOG" | grep -q 'cannot listen'; then return 2; fi
 			return 1
 		fi
-		if "$py" "$server" --ping "$M_PORT"; then return 0; fi
+		if "$py" "$server" --ping "$M_PORT" 2>/dev/null; then return 0; fi
 		sleep 0.1
 	done
 	kill -KILL "$pid" 2>/dev/null || true

@@ -6,9 +6,11 @@ What it is: one asyncio process that speaks enough of the MongoDB wire protocol 
 python3-mongomock (queries, updates, aggregation) and bson (from python3-pymongo). It exists
 because no mongod can be installed on the build machines. It is NOT a database: everything is
 in memory, there is no authentication, no TLS, no compression, no sessions or transactions (lsid,
-txnNumber and the like are accepted and ignored), no replication. Sort order, Decimal128
-arithmetic and equality, and collation are mongomock's approximations (collation is ignored and
-noted in the log; Decimal128 is made to compare numerically with other numbers here).
+txnNumber and the like are accepted and ignored), no replication, no JavaScript ($where,
+$function answer errors). Sort order, Decimal128 and collation are mongomock's approximations:
+collation is ignored (noted in the log); Decimal128 is patched here to compare, sort, add,
+multiply, average and round as a number, but other expression operators may not accept it.
+A client that authenticates (a user in the URI) fails: saslStart is not a command here.
 
 Run it with /usr/bin/python3 (Debian's modules); tests/support/mongo.sh starts and stops it:
     mongo_server.py --port PORT [--host 127.0.0.1] [--fixtures DIR] [--db connector_test]
@@ -21,8 +23,9 @@ documents in Extended JSON v2; optional DIR/<coll>.meta.json = {"indexes": [{"ke
 
 Protocol: handshake over legacy OP_QUERY (any command on <db>.$cmd works there, answered with
 OP_REPLY), everything else over OP_MSG (checksum trailer verified and stripped, moreToCome = no
-reply, kind-1 document sequences merged into the body). maxWireVersion 17 (6.0), no
-topologyVersion, so clients poll with hello. Frames with a bad length are logged and the
+reply, kind-1 document sequences merged into the body). maxWireVersion 17 (MongoDB 6.0;
+libmongoc 1.23 refuses below 6; --max-wire-version), no topologyVersion, so pooled clients poll
+with hello over OP_QUERY. Frames with a bad length are logged and the
 connection closed; bad contents get an error reply. A blocked command never blocks another
 connection.
 
@@ -30,7 +33,11 @@ Commands: hello/isMaster, ping, buildInfo (7.0.0-test), serverStatus, connection
 (showPrivileges), endSessions, listDatabases, listCollections, listIndexes, dbStats, collStats,
 find, aggregate, count, distinct, getMore, killCursors, explain; writes really applied: insert,
 update, delete, findAndModify, create (validator; views with viewOn/pipeline), drop,
-dropDatabase, createIndexes, dropIndexes, renameCollection (admin), aggregate $out and $merge.
+dropDatabase, createIndexes, dropIndexes, renameCollection (admin), aggregate $out and $merge
+(whenMatched replace/keepExisting/merge/fail, whenNotMatched insert/discard/fail). Stages are
+mongomock's plus $lookup (also pipeline/let, views), $unionWith, $facet, $unset, $replaceWith,
+$sortByCount, $bucketAuto, $documents done here; $setWindowFields, $densify, $fill, $redact,
+$geoNear, $search and admin stages answer 238.
 Views are listed (and <db>.system.views is readable) as on a real server; reading a view runs
 its pipeline on its source first.
 Validators: $jsonSchema (common keywords) and query-style, checked on insert/update.
@@ -53,9 +60,10 @@ TEST-ONLY command (no real server has it), admin db:
   sets the roles that later connectionStatus calls report for the (pretend) authenticated user;
   [] reports no authenticated user. --roles (comma-separated, default "read") sets them at start.
 
-Log (stderr or --log): one line per command received, "cmd=NAME db=DB coll=COLL" (aggregate
-adds "stages=$match,$out"; never documents), one "error ... code=N" line per error reply,
-WARNING lines for malformed input and anything unexpected.
+Log (stderr or --log): one line per command received, "conn=N OP_MSG cmd=NAME db=DB
+coll=COLL" (aggregate and explain add "stages=$match,$out"; never documents or filters), one
+"error cmd=NAME code=N" line per error reply and "writeErrors cmd=NAME codes=..." per refused
+write, WARNING lines only for malformed input and for exceptions that are server bugs.
 """
 
 import argparse
@@ -149,6 +157,20 @@ class CloseConnection(Exception):
 
 def code_name(code):
     return CODE_NAMES.get(code, 'Location%d' % code)
+
+
+def clean(v):
+    """A name for the log: control characters and spaces escaped, so that no client string
+    can forge a log line or a field."""
+    v = str(v)
+    if v.isprintable() and ' ' not in v and len(v) <= 200:
+        return v
+    return repr(v[:200])
+
+
+def oneline(msg):
+    msg = str(msg)
+    return msg if msg.isprintable() else repr(msg)
 
 
 def now_utc():
@@ -1230,7 +1252,8 @@ class Server:
         if why is None and validator and not self.filter_applies(validator, doc):
             why = 'the document does not match the validator query'
         if why and opts.get('validationAction') == 'warn':
-            log.info('conn=%d validation warning on %s.%s: %s', ctx.conn.id, db, coll, why)
+            log.info('conn=%d validation warning on %s.%s: %s', ctx.conn.id, clean(db),
+                     clean(coll), oneline(why))
             return None
         return why
 
@@ -1282,20 +1305,20 @@ class Server:
             name = command_name(cmd)
             coll = cmd.get('collection') if name == 'getMore' else cmd.get(name)
             extra = ''
-            if name == 'aggregate' and isinstance(cmd.get('pipeline'), list):
-                extra = ' stages=' + ','.join(
-                    (next(iter(s)) if isinstance(s, dict) and s else '?')
-                    for s in cmd['pipeline'])
-            elif name == 'explain' and isinstance(coll, dict) and coll:
+            pipeline = cmd.get('pipeline')
+            if name == 'explain' and isinstance(coll, dict) and coll:
                 inner = next(iter(coll))
-                extra = ' explains=%s' % inner
-                if inner == 'aggregate' and isinstance(coll.get('pipeline'), list):
-                    extra += ' stages=' + ','.join(
-                        (next(iter(s)) if isinstance(s, dict) and s else '?')
-                        for s in coll['pipeline'])
+                extra = ' explains=%s' % clean(inner)
+                pipeline = coll.get('pipeline') if inner == 'aggregate' else None
                 coll = coll.get(inner)
-            log.info('conn=%d %s cmd=%s db=%s coll=%s%s', conn.id, via, name, db,
-                     coll if isinstance(coll, str) else '-', extra)
+            elif name != 'aggregate':
+                pipeline = None
+            if isinstance(pipeline, list):
+                extra += ' stages=' + ','.join(
+                    clean(next(iter(st))) if isinstance(st, dict) and st else '?'
+                    for st in pipeline)
+            log.info('conn=%d %s cmd=%s db=%s coll=%s%s', conn.id, via, clean(name), clean(db),
+                     clean(coll) if isinstance(coll, str) else '-', extra)
             self.command_counts.setdefault(name, [0, 0])[0] += 1
             if not isinstance(db, str):
                 raise CommandError(40571, 'OP_MSG requests require a $db argument')
@@ -1312,7 +1335,7 @@ class Server:
                 fired = True
                 self.failpoint_entered += 1
                 data = fp.data
-                log.info('conn=%d failCommand fires for %s', conn.id, name)
+                log.info('conn=%d failCommand fires for %s', conn.id, clean(name))
                 if data.get('blockConnection'):
                     block = float(data.get('blockTimeMS', 0)) / 1000.0
                     if max_time is not None and max_time / 1000.0 < block:
@@ -1337,31 +1360,33 @@ class Server:
             if fired and 'writeConcernError' in fp.data:
                 reply['writeConcernError'] = fp.data['writeConcernError']
             if reply.get('writeErrors'):
-                log.info('conn=%d writeErrors cmd=%s codes=%s', conn.id, name,
+                log.info('conn=%d writeErrors cmd=%s codes=%s', conn.id, clean(name),
                          ','.join(str(e.get('code')) for e in reply['writeErrors']))
             return reply
         except CommandError as e:
             if name in self.command_counts:
                 self.command_counts[name][1] += 1
-            log.info('conn=%d error cmd=%s code=%d %s: %s', conn.id, name, e.code,
-                     code_name(e.code), e.msg)
+            log.info('conn=%d error cmd=%s code=%d %s: %s', conn.id, clean(name), e.code,
+                     code_name(e.code), oneline(e.msg))
             return e.reply()
         except self.mongomock.OperationFailure as e:
             code = e.code if isinstance(getattr(e, 'code', None), int) else 2
-            log.info('conn=%d error cmd=%s code=%d (mongomock): %s', conn.id, name, code, e)
+            log.info('conn=%d error cmd=%s code=%d (mongomock): %s', conn.id, clean(name), code,
+                     oneline(e))
             return CommandError(code, str(e)).reply()
         except bson.errors.InvalidDocument as e:
-            log.info('conn=%d error cmd=%s code=2 (bson): %s', conn.id, name, e)
+            log.info('conn=%d error cmd=%s code=2 (bson): %s', conn.id, clean(name), oneline(e))
             return CommandError(2, 'invalid document: %s' % e).reply()
         except NotImplementedError as e:
-            log.info('conn=%d error cmd=%s code=238 (mongomock): %s', conn.id, name, e)
+            log.info('conn=%d error cmd=%s code=238 (mongomock): %s', conn.id, clean(name),
+                     oneline(e))
             return CommandError(238, 'not supported by the test server (mongomock): %s'
                                 % e).reply()
         except CloseConnection:
             raise
         except Exception as e:  # a bug or malformed input: answer, never die
-            log.warning('conn=%d cmd=%s raised %s: %s\n%s', conn.id, name, type(e).__name__, e,
-                        traceback.format_exc())
+            log.warning('conn=%d cmd=%s raised %s: %s\n%s', conn.id, clean(name),
+                        type(e).__name__, oneline(e), traceback.format_exc())
             return CommandError(2, '%s: %s' % (type(e).__name__, e)).reply()
 
     def kill_reply_cursor(self, reply):
@@ -1453,7 +1478,7 @@ class Server:
             raise CommandError(14, 'cnTestSetRoles takes an array of roles')
         self.roles = [parse_role(r, self.args.db) for r in roles]
         log.info('conn=%d test-only: roles now %s', ctx.conn.id,
-                 ','.join('%s@%s' % (r['role'], r['db']) for r in self.roles) or '(none)')
+                 clean(','.join('%s@%s' % (r['role'], r['db']) for r in self.roles)) or '(none)')
         return {'roles': [dict(r) for r in self.roles], 'ok': 1.0}
 
     def cmd_configure_fail_point(self, ctx):
@@ -2223,7 +2248,7 @@ class Ctx:
                                % self.name)
 
     def note(self, what):
-        log.info('conn=%d note cmd=%s: %s', self.conn.id, self.name, what)
+        log.info('conn=%d note cmd=%s: %s', self.conn.id, clean(self.name), what)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -2287,7 +2312,7 @@ class Protocol:
             try:
                 cmd = self.parse_sections(body)
             except Exception as e:
-                log.warning('conn=%d malformed OP_MSG: %s', conn.id, e)
+                log.warning('conn=%d malformed OP_MSG: %s', conn.id, oneline(e))
                 if more_to_come:
                     return None
                 return self.op_msg(request_id, CommandError(22, 'malformed OP_MSG: %s'
@@ -2304,12 +2329,12 @@ class Protocol:
                 skip, nret = struct.unpack_from('<ii', body, pos)
                 query, pos = read_doc(body, pos + 8)
             except Exception as e:
-                log.warning('conn=%d malformed OP_QUERY: %s', conn.id, e)
+                log.warning('conn=%d malformed OP_QUERY: %s', conn.id, oneline(e))
                 return self.op_reply(request_id, {'$err': 'malformed OP_QUERY: %s' % e,
                                                   'code': 22, 'ok': 0.0}, flags=2)
             del flags, skip, nret
             if not ns.endswith('.$cmd'):
-                log.info('conn=%d OP_QUERY on %s refused', conn.id, ns)
+                log.info('conn=%d OP_QUERY on %s refused', conn.id, clean(ns))
                 return self.op_reply(request_id, {
                     '$err': 'Unsupported OP_QUERY on %s. The client driver may require an '
                             'upgrade.' % ns, 'code': 352, 'ok': 0.0}, flags=2)

@@ -884,6 +884,13 @@ class Robustness(Base):
         self.assertIn('cmd=find db=connector_test coll=products', log)
         self.assertIn('cmd=isMaster db=admin', log)
         self.assertNotIn('SKU-001', log)  # no documents or filters in the log
+        # client strings cannot forge log lines
+        forged = 'x\n2030-01-01T00:00:00.000Z INFO conn=1 OP_MSG cmd=insert db=connector_test'
+        r = Raw()
+        self.assertEqual(r.command({'find': forged, '$db': 'connector_test'})['ok'], 1)
+        self.assertEqual(r.command({forged: 1, '$db': 'connector_test'})['code'], 59)
+        r.close()
+        self.assertNotIn('\n2030-01-01', server_log())
 
 
 if __name__ == '__main__':
