@@ -1593,9 +1593,25 @@ class Server:
 
     # -- reads -------------------------------------------------------------------------------
 
+    def apply_let(self, cmd, obj):
+        """A command's let: {name: constant expression}: "$$name" in obj becomes its value."""
+        let = doc_arg(cmd, 'let')
+        if not let:
+            return obj
+        variables = {}
+        for k, expr in let.items():
+            if isinstance(expr, str) and expr.startswith('$') and not expr.startswith('$$'):
+                raise CommandError(17276, "Use of undefined variable: let %s refers to a field"
+                                   % k)
+            try:
+                variables[k] = self.mm_aggregate._Parser({}).parse(expr)
+            except KeyError:
+                variables[k] = None
+        return substitute_vars(obj, variables)
+
     def find_docs(self, ctx, cmd, coll):
         db = ctx.db
-        filt = doc_arg(cmd, 'filter', {})
+        filt = self.apply_let(cmd, doc_arg(cmd, 'filter', {}))
         projection = doc_arg(cmd, 'projection')
         sort = doc_arg(cmd, 'sort')
         skip = as_int(cmd, 'skip', 0, minimum=0)
@@ -1649,6 +1665,7 @@ class Server:
         pipeline = cmd.get('pipeline')
         if not isinstance(pipeline, list):
             raise CommandError(14, "'pipeline' option must be specified as an array")
+        pipeline = self.apply_let(cmd, pipeline)
         if 'collation' in cmd:
             ctx.note('collation ignored')
         if target == 1 and not isinstance(target, bool):

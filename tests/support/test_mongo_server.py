@@ -309,6 +309,16 @@ class Reads(Base):
         # nested fields, arrays, Decimal128 against an int
         self.assertEqual(self.db.customers.count_documents({'address.country': 'DE'}), 3)
         self.assertTrue(self.db.orders.count_documents({'items.sku': 'SKU-001'}) > 0)
+        r = Raw()
+        reply = r.command({'find': 'orders', 'let': {'st': 'paid'}, '$db': 'connector_test',
+                           'filter': {'$expr': {'$eq': ['$status', '$$st']}}})
+        self.assertEqual(len(reply['cursor']['firstBatch']), 12)
+        reply = r.command({'aggregate': 'orders', 'let': {'min': 3}, 'cursor': {},
+                           'pipeline': [{'$match': {'$expr': {'$gte': ['$quantity', '$$min']}}},
+                                        {'$count': 'n'}], '$db': 'connector_test'})
+        self.assertEqual(reply['cursor']['firstBatch'][0]['n'],
+                         self.db.orders.count_documents({'quantity': {'$gte': 3}}))
+        r.close()
         n_big = self.db.orders.count_documents({'total': {'$gt': 100}})
         self.assertEqual(n_big, 33)
         self.assertEqual(self.db.orders.count_documents({'total': {'$gt': Decimal128('100')}}),
