@@ -441,10 +441,13 @@ def schema_failure(schema, value, path='document'):
         return '%s: not in enum' % path
     if t in _JSON_TYPES['number']:
         n = _num(value)
-        for key, bad in (('minimum', lambda a, b: a < b), ('maximum', lambda a, b: a > b),
-                         ('exclusiveMinimum', None), ('exclusiveMaximum', None)):
-            if key in schema and bad is not None and bad(n, _num(schema[key])):
-                return '%s: %s %s violated' % (path, key, schema[key])
+        # draft 4, as in MongoDB: exclusiveMinimum/exclusiveMaximum are booleans
+        if 'minimum' in schema and (n < _num(schema['minimum']) or schema.get(
+                'exclusiveMinimum') is True and n == _num(schema['minimum'])):
+            return '%s: minimum %s violated' % (path, schema['minimum'])
+        if 'maximum' in schema and (n > _num(schema['maximum']) or schema.get(
+                'exclusiveMaximum') is True and n == _num(schema['maximum'])):
+            return '%s: maximum %s violated' % (path, schema['maximum'])
     if t == 'string':
         if 'minLength' in schema and len(value) < schema['minLength']:
             return '%s: shorter than minLength' % path
