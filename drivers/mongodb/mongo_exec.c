@@ -39,7 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define COL_MAX_TYPES 8
+#define COL_MAX_TYPES 24
 
 struct col {
 	const char *name; /* points into a held document */
@@ -209,7 +209,10 @@ static int discover_columns(struct run *r)
 			break;
 		}
 	}
-	for (size_t d = 0; d < r->ndocs; d++) {
+	/* the document past max_rows only tells the sink there is more: it
+	 * brings no column of its own */
+	size_t ndocs = r->ndocs == r->want && r->want > 1 ? r->ndocs - 1 : r->ndocs;
+	for (size_t d = 0; d < ndocs; d++) {
 		bson_iter_t it;
 		size_t before = r->ncols;
 		if (!bson_iter_init(&it, r->docs[d]))

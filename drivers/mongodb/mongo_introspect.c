@@ -23,7 +23,7 @@
 #include <string.h>
 
 #define MAX_DEPTH 16
-#define MAX_TYPES 8
+#define MAX_TYPES 24
 
 struct fstat {
 	char *path;
@@ -352,12 +352,11 @@ static void table_comment(struct mt_buf *out, const struct coll_info *ci, const 
 	if (ci->view) {
 		mt_buf_printf(out, "view on %s; pipeline: ", ci->view_on ? ci->view_on : "?");
 		struct mt_buf p = {0};
-		mt_json_document(&p, &ci->pipeline, NULL);
+		mt_json_array(&p, &ci->pipeline, NULL);
 		if (p.data && p.len > 1500)
 			mt_buf_printf(out, "%.1500s...", p.data);
 		else if (p.data)
 			mt_buf_puts(out, p.data);
-		/* a document's keys "0","1",...: show it as the array it is */
 		mt_buf_free(&p);
 	}
 	if (why && *why)

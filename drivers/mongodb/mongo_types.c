@@ -468,19 +468,31 @@ int mt_json_value(struct mt_buf *out, const bson_iter_t *it, const char *path,
 	return json_value(&j, it, 0);
 }
 
-int mt_json_document(struct mt_buf *out, const bson_t *doc, const struct mt_scrub *scrub)
+static int json_wrapped(struct mt_buf *out, const bson_t *doc, bool array,
+			const struct mt_scrub *scrub)
 {
 	bson_t wrap = BSON_INITIALIZER;
 	bson_iter_t it;
 	int rc = CN_ENOMEM;
 	/* the document as the one value of a wrapper, to write it like any value */
-	if (bson_append_document(&wrap, "d", 1, doc) && bson_iter_init_find(&it, &wrap, "d")) {
+	bool ok = array ? bson_append_array(&wrap, "d", 1, doc) : bson_append_document(&wrap, "d", 1, doc);
+	if (ok && bson_iter_init_find(&it, &wrap, "d")) {
 		struct jw j;
 		jw_init(&j, out, "", scrub);
 		rc = json_value(&j, &it, 0);
 	}
 	bson_destroy(&wrap);
 	return rc;
+}
+
+int mt_json_document(struct mt_buf *out, const bson_t *doc, const struct mt_scrub *scrub)
+{
+	return json_wrapped(out, doc, false, scrub);
+}
+
+int mt_json_array(struct mt_buf *out, const bson_t *arr, const struct mt_scrub *scrub)
+{
+	return json_wrapped(out, arr, true, scrub);
 }
 
 /* ---- cells ---- */

@@ -82,6 +82,9 @@ int mt_json_value(struct mt_buf *out, const bson_iter_t *it, const char *path,
 /* A whole document as a JSON object (scrubbed from its top level). */
 int mt_json_document(struct mt_buf *out, const bson_t *doc, const struct mt_scrub *scrub);
 
+/* A BSON array (keys "0", "1", ...) as a JSON array. */
+int mt_json_array(struct mt_buf *out, const bson_t *arr, const struct mt_scrub *scrub);
+
 /* ms since the epoch as "YYYY-MM-DDTHH:MM:SS.mmmZ" (size >= 32). */
 void mt_format_date(int64_t ms, char *buf, size_t size);
 
