@@ -6,10 +6,12 @@
  * (replica sets, TLS, authSource, readPreference, readConcernLevel) is the
  * user's to set. The database of its path is the only one the source reads.
  * Unless the dsn sets them, the connector adds: appname=interactor-connector,
- * serverSelectionTimeoutMS and connectTimeoutMS of 5 s (an unreachable server
- * answers 503 quickly, not after libmongoc's 30 s), and socketTimeoutMS of
- * the time budget plus 2 s (a server that stops answering mid-reply cannot
- * hold a request past its budget).
+ * serverSelectionTimeoutMS and connectTimeoutMS of the time budget or 5 s,
+ * whichever is less (an unreachable server answers 503 within the budget, not
+ * after libmongoc's 30 s), and socketTimeoutMS of the budget plus 2 s (a
+ * server that stops answering mid-reply cannot hold a request past it; a
+ * network error that late is reported as the time limit, an earlier one as
+ * the server being unreachable).
  *
  * libmongoc's pool blocks forever in mongoc_client_pool_pop(), so the
  * connector counts the clients it hands out under pool_lock, waits on a
@@ -186,8 +188,8 @@ int mongo_conn_open(struct mongo_handle *h, const char *dsn, struct cn_error *er
 	if (t > MONGO_MAX_TIMEOUT_MS)
 		t = MONGO_MAX_TIMEOUT_MS;
 	if ((!mongoc_uri_get_appname(h->uri) && !mongoc_uri_set_appname(h->uri, "interactor-connector")) ||
-	    uri_default_int(h->uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 5000) ||
-	    uri_default_int(h->uri, MONGOC_URI_CONNECTTIMEOUTMS, 5000) ||
+	    uri_default_int(h->uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, (int32_t)(t < 5000 ? t : 5000)) ||
+	    uri_default_int(h->uri, MONGOC_URI_CONNECTTIMEOUTMS, (int32_t)(t < 5000 ? t : 5000)) ||
 	    uri_default_int(h->uri, MONGOC_URI_SOCKETTIMEOUTMS, (int32_t)(t + MONGO_CLIENT_SLACK_MS)))
 		return cn_error_set(err, CN_ECONFIG, "source %s: cannot set the connector's defaults on "
 				    "the MongoDB dsn", h->source);

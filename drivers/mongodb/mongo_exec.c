@@ -326,9 +326,11 @@ out:
 
 /* ---- running ---- */
 
+/* A network error this late is the socket timeout (budget + slack), not a
+ * server that went away. */
 static bool past_budget(const struct run *r)
 {
-	return mongo_now_ms() - r->start >= (int64_t)r->timeout_ms;
+	return mongo_now_ms() - r->start >= (int64_t)r->timeout_ms + MONGO_CLIENT_SLACK_MS / 2;
 }
 
 static int failed(struct run *r, const bson_error_t *e, struct cn_error *err)
