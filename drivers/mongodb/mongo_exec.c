@@ -251,13 +251,19 @@ static const char *col_type_text(struct run *r, const struct col *c)
 	return r->types.data ? r->types.data : "";
 }
 
+/* libbson declares bson_iter_t 128-byte aligned (its size is not a multiple
+ * of that): an array of them needs each in a slot of its own. */
+struct held {
+	_Alignas(128) bson_iter_t it;
+};
+
 /* Columns, then one row per held document. Stops when the sink is full. */
 static int push_rows(struct run *r, struct cn_error *err)
 {
 	int rc = CN_OK;
 	if (discover_columns(r))
 		return cn_error_set(err, CN_ENOMEM, "out of memory");
-	bson_iter_t *its = calloc(r->ncols + 1, sizeof *its);
+	struct held *its = aligned_alloc(_Alignof(struct held), (r->ncols + 1) * sizeof *its);
 	bool *have = calloc(r->ncols + 1, sizeof *have);
 	if (!its || !have) {
 		rc = cn_error_set(err, CN_ENOMEM, "out of memory");
@@ -291,7 +297,7 @@ static int push_rows(struct run *r, struct cn_error *err)
 				long i = col_index(r, bson_iter_key(&it), false);
 				if (i >= 0 && !have[i]) {
 					have[i] = true;
-					its[i] = it;
+					its[i].it = it;
 				}
 			}
 		}
@@ -299,7 +305,7 @@ static int push_rows(struct run *r, struct cn_error *err)
 			if (r->cols[i].hidden)
 				continue;
 			struct cn_value v = {.kind = CN_VAL_NULL};
-			if (have[i] && mt_cell(&its[i], r->cols[i].name, &scrub, &r->scratch, &v)) {
+			if (have[i] && mt_cell(&its[i].it, r->cols[i].name, &scrub, &r->scratch, &v)) {
 				rc = cn_error_set(err, CN_ENOMEM, "out of memory");
 				goto out;
 			}
