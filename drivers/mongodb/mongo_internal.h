@@ -25,7 +25,6 @@
 #define MONGO_DEFAULT_TIMEOUT_MS 10000u
 #define MONGO_CHECKOUT_MAX_WAIT_MS 2000u  /* as the PostgreSQL driver: then 429 */
 #define MONGO_CLIENT_SLACK_MS 2000u       /* socket timeout = budget + this */
-#define MONGO_INTERNAL_TIMEOUT_MS 20000u  /* each introspection command */
 #define MONGO_MAX_POOL 256u
 #define MONGO_DEFAULT_SAMPLE 1000u
 #define MONGO_MAX_SAMPLE 100000u
