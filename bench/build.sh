@@ -4,6 +4,8 @@
 #   sqlite_loop  the baseline: one SELECT in a tight loop through sqlite3 prepared statements
 #   pg_wrapper   what the PostgreSQL driver's wrapper costs per query, client and server
 #                (built only where libpq-dev is installed)
+#   mongo_loop   the baseline of bench/mongodb.sh: a find in a closed loop through libmongoc
+#                (built only where libmongoc-dev is installed)
 # Usage: bench/build.sh            (CC and CFLAGS are honoured)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -19,4 +21,9 @@ if pkg-config --exists libpq 2>/dev/null; then
 	# shellcheck disable=SC2046 # pkg-config prints a list of flags
 	"$cc" "${flags[@]}" "${extra[@]}" $(pkg-config --cflags libpq) -o "$out/pg_wrapper" \
 		"$here/pg_wrapper.c" $(pkg-config --libs libpq)
+fi
+if pkg-config --exists libmongoc-1.0 2>/dev/null; then
+	# shellcheck disable=SC2046 # pkg-config prints a list of flags
+	"$cc" "${flags[@]}" "${extra[@]}" $(pkg-config --cflags libmongoc-1.0) -o "$out/mongo_loop" \
+		"$here/mongo_loop.c" $(pkg-config --libs libmongoc-1.0) -lpthread
 fi
