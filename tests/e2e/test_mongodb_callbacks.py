@@ -32,6 +32,11 @@ sources:
     mappings: "{mappings}"
     pool: {{ size: 1 }}
     limits: {{ max_rows: 50, max_result_bytes: 60000, timeout_ms: 1500 }}
+  - name: mongo_slow
+    driver: mongodb
+    dsn: "${{CN_TEST_MONGO_URI}}"
+    pool: {{ size: 1 }}
+    limits: {{ max_rows: 50, max_result_bytes: 60000, timeout_ms: 6000 }}
   - name: demo
     driver: sqlite
     dsn: "{args.demo_db}"
@@ -174,24 +179,25 @@ def test_timeout(d):
 
 
 def test_pool_full_is_429(d):
-    # pool.size 1: two blocked finds hold the one connection for 2.8 s; a third request gives up
-    # after its bounded wait (the time budget, 1.5 s) with 429 and Retry-After
-    failpoint({"times": 2}, ["find"], blockConnection=True, blockTimeMS=1400)
+    # pool.size 1 and a 6 s budget: a find the server holds for 4 s keeps the one connection; a
+    # second request waits at most 2 s for it and is answered 429 with Retry-After
+    failpoint({"times": 1}, ["find"], blockConnection=True, blockTimeMS=4000)
     results = {}
 
-    def slow(name):
-        results[name] = d.call("run_query", {"source": "mongo", "query": {"find": "orders"}})
-    threads = [threading.Thread(target=slow, args=(n,)) for n in ("a", "b")]
-    for t in threads:
-        t.start()
-    time.sleep(0.3)
-    s, hdrs, raw, body = d.call("run_query", {"source": "mongo", "query": {"count": "orders"}})
-    for t in threads:
-        t.join()
+    def slow():
+        results["slow"] = d.call("run_query", {"source": "mongo_slow", "query": {"find": "orders"}})
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.5)
+    t0 = time.time()
+    s, hdrs, raw, body = d.call("run_query", {"source": "mongo_slow", "query": {"count": "orders"}})
+    waited = time.time() - t0
+    t.join()
     failpoint_off()
     expect(s == 429 and code(body) == "rate_limit_exceeded", "%s %s" % (s, raw[:200]))
     expect(hdrs.get("Retry-After", "").isdigit(), hdrs)
-    expect(results["a"][0] == 200, results["a"][:3])
+    expect(1.5 < waited < 3.5, "waited %.2f s" % waited)
+    expect(results["slow"][0] == 200, results["slow"][:3])
 
 
 def test_server_down_is_503_then_recovers(d):
