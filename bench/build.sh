@@ -6,6 +6,8 @@
 #                (built only where libpq-dev is installed)
 #   my_loop      the MySQL/MariaDB baseline (prepared statement in a loop, N threads) and what
 #                the mysql driver's way of sending a query costs (built where libmariadb-dev is)
+#   mongo_loop   the baseline of bench/mongodb.sh: a find in a closed loop through libmongoc
+#                (built only where libmongoc-dev is installed)
 # Usage: bench/build.sh            (CC and CFLAGS are honoured)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -26,4 +28,9 @@ if pkg-config --exists libmariadb 2>/dev/null; then
 	# shellcheck disable=SC2046 # pkg-config prints a list of flags
 	"$cc" "${flags[@]}" "${extra[@]}" $(pkg-config --cflags libmariadb) -o "$out/my_loop" \
 		"$here/my_loop.c" $(pkg-config --libs libmariadb) -lpthread
+fi
+if pkg-config --exists libmongoc-1.0 2>/dev/null; then
+	# shellcheck disable=SC2046 # pkg-config prints a list of flags
+	"$cc" "${flags[@]}" "${extra[@]}" $(pkg-config --cflags libmongoc-1.0) -o "$out/mongo_loop" \
+		"$here/mongo_loop.c" $(pkg-config --libs libmongoc-1.0) -lpthread
 fi

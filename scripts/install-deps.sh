@@ -6,10 +6,12 @@ set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config ca-certificates curl openssl python3 sqlite3
       libsqlite3-dev libcjson-dev libyaml-dev libmicrohttpd-dev libssl-dev libcurl4-openssl-dev
-      libpq-dev libpg-query-dev libmariadb-dev)
+      libpq-dev libpg-query-dev libmariadb-dev libmongoc-dev libbson-dev)
 if [ "${1:-}" = "--test" ]; then
+  # python3-pymongo and python3-mongomock: the MongoDB wire-protocol test server
+  # (tests/support/mongo_server.py); no mongod can be installed from Debian
   pkgs+=(libcmocka-dev clang-14 libclang-rt-14-dev valgrind postgresql-15 mariadb-server
-         mariadb-client)
+         mariadb-client python3-pymongo python3-mongomock)
 fi
 
 missing=()

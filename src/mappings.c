@@ -6,8 +6,13 @@
  * - mapping_entry.synonyms is NULL when the entry has no `synonyms` field and
  *   non-NULL (possibly with nsynonyms 0) when it has one, so that an explicit
  *   empty list clears the database's synonyms.
- * - Keys are validated at load: 1 to 3 non-empty dot-separated parts, no NUL
- *   byte. mappings_apply and mappings_is_hidden rely on that.
+ * - Keys are validated at load: 1 to 3 non-empty dot-separated parts (1 to
+ *   MAPPINGS_MAX_PATH_PARTS with field paths), no NUL byte. mappings_apply
+ *   and mappings_is_hidden rely on that.
+ * - With field paths a key is matched against each table name as a prefix
+ *   ("orders.customer.email": table "orders", field "customer.email"), so a
+ *   collection name with dots in it needs no escaping; "[]" markers are left
+ *   out on both sides before field paths are compared.
  */
 #include "mappings.h"
 
@@ -66,6 +71,7 @@ static bool part_eq(const struct key_part *part, const char *name)
 
 struct loader {
 	const char *file;
+	enum mappings_keys keys;
 	struct cn_error *err;
 };
 
@@ -295,15 +301,43 @@ static int load_fields(const struct loader *ld, const struct ynode *map, struct 
 	return CN_OK;
 }
 
+/* A field-path key: 1 to MAPPINGS_MAX_PATH_PARTS parts, none empty (once
+ * its "[]" markers are left out). */
+static int check_path_key(const struct loader *ld, const struct ynode *k)
+{
+	size_t parts = 0;
+	const char *p = k->value;
+	for (;;) {
+		size_t len = strcspn(p, ".");
+		size_t marks = 0;
+		while (len >= marks + 2 && p[len - marks - 2] == '[' && p[len - marks - 1] == ']')
+			marks += 2;
+		if (len == marks)
+			return load_error(ld, k->line, k->value, NULL,
+					  "the key has an empty part; remove the extra dot");
+		if (++parts > MAPPINGS_MAX_PATH_PARTS)
+			return load_error(ld, k->line, k->value, NULL,
+					  "the key has more than 32 parts; write `collection` or "
+					  "`collection.field.path`");
+		if (!p[len])
+			return CN_OK;
+		p += len + 1;
+	}
+}
+
 static int check_key(const struct loader *ld, const struct ynode *k)
 {
 	struct key_part parts[MAP_MAX_PARTS];
 
 	if (k->len == 0)
 		return load_error(ld, k->line, NULL, NULL,
-				  "an entry has an empty key; write `table` or `table.column`");
+				  ld->keys == MAPPINGS_FIELD_PATHS
+					  ? "an entry has an empty key; write `collection` or `collection.field`"
+					  : "an entry has an empty key; write `table` or `table.column`");
 	if (has_nul(k))
 		return load_error(ld, k->line, k->value, NULL, "the key contains a NUL byte; remove it");
+	if (ld->keys == MAPPINGS_FIELD_PATHS)
+		return check_path_key(ld, k);
 	if (key_split(k->value, parts) == 0) {
 		bool empty_part = k->value[0] == '.' || k->value[k->len - 1] == '.' || strstr(k->value, "..");
 		return load_error(ld, k->line, k->value, NULL,
@@ -427,14 +461,16 @@ static int load_root(const struct loader *ld, const struct ynode *root, struct m
 	return load_entries(ld, entries, mp);
 }
 
-static int load_tree(const char *name, const struct ynode *root, struct mappings **out, struct cn_error *err)
+static int load_tree(const char *name, const struct ynode *root, enum mappings_keys keys,
+		     struct mappings **out, struct cn_error *err)
 {
-	struct loader ld = {.file = name, .err = err};
+	struct loader ld = {.file = name, .keys = keys, .err = err};
 	struct mappings *mp = calloc(1, sizeof *mp);
 	int rc = CN_ENOMEM;
 
 	if (!mp || !(mp->path = strdup(name)))
 		goto out;
+	mp->keys = keys;
 	rc = load_root(&ld, root, mp);
 out:
 	if (rc == CN_ENOMEM)
@@ -447,8 +483,8 @@ out:
 	return CN_OK;
 }
 
-int mappings_load_buffer(const char *name, const void *data, size_t len, struct mappings **out,
-			 struct cn_error *err)
+int mappings_load_buffer_as(const char *name, const void *data, size_t len, enum mappings_keys keys,
+			    struct mappings **out, struct cn_error *err)
 {
 	struct ynode *root = NULL;
 	int rc;
@@ -456,12 +492,13 @@ int mappings_load_buffer(const char *name, const void *data, size_t len, struct 
 	*out = NULL;
 	rc = ytree_parse_buffer(name, data, len, &root, err);
 	if (rc == CN_OK)
-		rc = load_tree(name, root, out, err);
+		rc = load_tree(name, root, keys, out, err);
 	ytree_free(root);
 	return rc;
 }
 
-int mappings_load(const char *path, struct mappings **out, struct cn_error *err)
+int mappings_load_as(const char *path, enum mappings_keys keys, struct mappings **out,
+		     struct cn_error *err)
 {
 	struct ynode *root = NULL;
 	int rc;
@@ -469,9 +506,20 @@ int mappings_load(const char *path, struct mappings **out, struct cn_error *err)
 	*out = NULL;
 	rc = ytree_parse_file(path, &root, err);
 	if (rc == CN_OK)
-		rc = load_tree(path, root, out, err);
+		rc = load_tree(path, root, keys, out, err);
 	ytree_free(root);
 	return rc;
+}
+
+int mappings_load_buffer(const char *name, const void *data, size_t len, struct mappings **out,
+			 struct cn_error *err)
+{
+	return mappings_load_buffer_as(name, data, len, MAPPINGS_SQL_KEYS, out, err);
+}
+
+int mappings_load(const char *path, struct mappings **out, struct cn_error *err)
+{
+	return mappings_load_as(path, MAPPINGS_SQL_KEYS, out, err);
 }
 
 void mappings_free(struct mappings *mp)
@@ -570,9 +618,90 @@ static size_t apply_match(const struct mapping_entry *e, struct schema_model *m,
 	return hits;
 }
 
-static size_t apply_entry(const struct mapping_entry *e, struct schema_model *m)
+/* ---- field paths ---- */
+
+#define PATH_MAX_BYTES 1024
+
+/* s without its "[]" array markers, case kept; false when it does not fit. */
+static bool strip_markers(const char *s, char *out, size_t size)
+{
+	size_t w = 0;
+	for (; *s; s++) {
+		if (s[0] == '[' && s[1] == ']' && (s[2] == '.' || s[2] == '\0' || s[2] == '[')) {
+			s++;
+			continue;
+		}
+		if (w + 1 >= size)
+			return false;
+		out[w++] = *s;
+	}
+	out[w] = '\0';
+	return true;
+}
+
+/* The part of a field-path key after `table.`: "" when the key is the table
+ * itself, NULL when the key is about another table. */
+static const char *key_rest(const char *key, const char *table)
+{
+	size_t n = table ? strlen(table) : 0;
+	if (!n || strncasecmp(key, table, n) != 0)
+		return NULL;
+	if (key[n] == '\0')
+		return key + n;
+	return key[n] == '.' ? key + n + 1 : NULL;
+}
+
+/* 1 when path is field, 2 when it lies under field, else 0 (case-insensitive). */
+static int path_rel(const char *path, const char *field)
+{
+	size_t n = strlen(field);
+	if (strncasecmp(path, field, n) != 0)
+		return 0;
+	if (path[n] == '\0')
+		return 1;
+	return path[n] == '.' ? 2 : 0;
+}
+
+static size_t apply_field_entry(const struct mapping_entry *e, struct schema_model *m)
+{
+	size_t hits = 0;
+	char want[PATH_MAX_BYTES], have[PATH_MAX_BYTES];
+
+	for (size_t i = 0; i < m->ntables; i++) {
+		struct sm_table *t = &m->tables[i];
+		const char *rest = key_rest(e->key, t->name);
+		if (!rest)
+			continue;
+		if (!*rest) {
+			apply_table(e, t);
+			hits++;
+			continue;
+		}
+		if (!strip_markers(rest, want, sizeof want))
+			continue;
+		for (size_t j = 0; j < t->ncolumns; j++) {
+			if (!strip_markers(t->columns[j].name, have, sizeof have))
+				continue;
+			int rel = path_rel(have, want);
+			if (rel == 1) {
+				apply_column(e, &t->columns[j]);
+				hits++;
+			} else if (rel == 2 && e->hidden) {
+				t->columns[j].hidden = true; /* under a hidden field */
+				hits++;
+			}
+		}
+	}
+	return hits;
+}
+
+static size_t apply_entry(const struct mapping_entry *e, struct schema_model *m,
+			  enum mappings_keys keys)
 {
 	struct key_part p[MAP_MAX_PARTS];
+
+	if (keys == MAPPINGS_FIELD_PATHS)
+		return apply_field_entry(e, m);
 
 	switch (key_split(e->key, p)) {
 	case 1: return apply_match(e, m, NULL, &p[0], NULL);
@@ -593,7 +722,7 @@ size_t mappings_apply(const struct mappings *mp, struct schema_model *m, mapping
 		return 0;
 	for (size_t i = 0; i < mp->n; i++) {
 		const struct mapping_entry *e = &mp->entries[i];
-		if (apply_entry(e, m) > 0)
+		if (apply_entry(e, m, mp->keys) > 0)
 			continue;
 		unmatched++;
 		if (warn)
@@ -611,10 +740,29 @@ static bool schema_eq(const struct key_part *part, const char *schema)
 	return !schema || part_eq(part, schema);
 }
 
-static bool entry_hides(const struct mapping_entry *e, const char *schema, const char *table,
-			const char *column)
+static bool field_entry_hides(const struct mapping_entry *e, const char *table, const char *column)
+{
+	const char *rest = key_rest(e->key, table);
+	char want[PATH_MAX_BYTES], have[PATH_MAX_BYTES];
+	if (!rest)
+		return false;
+	if (!*rest)
+		return true; /* the collection, and so each of its fields */
+	if (!column)
+		return false;
+	/* a path too long to compare cannot be told visible: hidden */
+	if (!strip_markers(rest, want, sizeof want) || !strip_markers(column, have, sizeof have))
+		return true;
+	return path_rel(have, want) != 0;
+}
+
+static bool entry_hides(const struct mapping_entry *e, enum mappings_keys keys, const char *schema,
+			const char *table, const char *column)
 {
 	struct key_part p[MAP_MAX_PARTS];
+
+	if (keys == MAPPINGS_FIELD_PATHS)
+		return field_entry_hides(e, table, column);
 
 	switch (key_split(e->key, p)) {
 	case 1: return part_eq(&p[0], table);
@@ -634,7 +782,7 @@ int mappings_is_hidden(const struct mappings *mp, const char *schema, const char
 	if (!mp || !table)
 		return 0;
 	for (size_t i = 0; i < mp->n; i++)
-		if (mp->entries[i].hidden && entry_hides(&mp->entries[i], schema, table, column))
+		if (mp->entries[i].hidden && entry_hides(&mp->entries[i], mp->keys, schema, table, column))
 			return 1;
 	return 0;
 }

@@ -10,6 +10,12 @@
  * table in a named schema; a two-part key is tried as table.column first, then
  * as schema.table). Fields: description (string), synonyms (list of strings),
  * hidden (bool). Unknown fields are errors naming file, line and field.
+ *
+ * For a source whose driver has CN_CAP_FIELD_PATHS (documents: MongoDB) the
+ * keys are `collection` or `collection.field.path` instead, of any depth up
+ * to MAPPINGS_MAX_PATH_PARTS parts ("orders.customer.email"); "[]" array
+ * markers as describe_schema shows them ("orders.items[].sku") may be written
+ * or left out. A hidden field hides the fields under it.
  */
 #ifndef CN_MAPPINGS_H
 #define CN_MAPPINGS_H
@@ -29,16 +35,28 @@ struct mapping_entry {
 	int line;
 };
 
+#define MAPPINGS_MAX_PATH_PARTS 32
+
+/* How keys name things: SQL's [schema.]table[.column], or a collection and a
+ * field path (drivers with CN_CAP_FIELD_PATHS). */
+enum mappings_keys { MAPPINGS_SQL_KEYS, MAPPINGS_FIELD_PATHS };
+
 struct mappings {
 	char *path;
 	struct mapping_entry *entries;
 	size_t n;
+	enum mappings_keys keys;
 };
 
-/* Errors: CN_ECONFIG / CN_EIO / CN_ENOMEM with "FILE:LINE: KEY: what". */
+/* Errors: CN_ECONFIG / CN_EIO / CN_ENOMEM with "FILE:LINE: KEY: what".
+ * mappings_load and mappings_load_buffer read SQL keys. */
 int mappings_load(const char *path, struct mappings **out, struct cn_error *err) CN_MUST_USE;
 int mappings_load_buffer(const char *name, const void *data, size_t len, struct mappings **out,
 			 struct cn_error *err) CN_MUST_USE;
+int mappings_load_as(const char *path, enum mappings_keys keys, struct mappings **out,
+		     struct cn_error *err) CN_MUST_USE;
+int mappings_load_buffer_as(const char *name, const void *data, size_t len, enum mappings_keys keys,
+			    struct mappings **out, struct cn_error *err) CN_MUST_USE;
 void mappings_free(struct mappings *mp); /* NULL is a no-op */
 
 /* Called once per key that matches nothing in the model. */
@@ -52,7 +70,9 @@ size_t mappings_apply(const struct mappings *mp, struct schema_model *m, mapping
 		      void *ctx);
 
 /* Non-zero when mp hides the table (column NULL) or the column, or the
- * column's table. Case-insensitive; schema may be NULL. mp may be NULL. */
+ * column's table. Case-insensitive; schema may be NULL. mp may be NULL.
+ * With field paths, schema is ignored (a source reads one database) and a
+ * hidden field also hides every path under it. */
 int mappings_is_hidden(const struct mappings *mp, const char *schema, const char *table,
 		       const char *column);
 

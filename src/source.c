@@ -165,7 +165,10 @@ int sources_open(const struct config *cfg, struct source_set **out, struct cn_er
 		}
 		if (s->cfg->mappings_path && *s->cfg->mappings_path) {
 			char *path = config_resolve_path(cfg, s->cfg->mappings_path);
-			rc = path ? mappings_load(path, &s->mappings, err) : cn_error_set(err, CN_ENOMEM, "out of memory");
+			enum mappings_keys keys = (s->module->api->caps & CN_CAP_FIELD_PATHS)
+							  ? MAPPINGS_FIELD_PATHS : MAPPINGS_SQL_KEYS;
+			rc = path ? mappings_load_as(path, keys, &s->mappings, err)
+				  : cn_error_set(err, CN_ENOMEM, "out of memory");
 			free(path);
 			if (rc)
 				goto fail;

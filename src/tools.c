@@ -179,11 +179,12 @@ static long elapsed_ms(const struct timespec *start)
 	return (now.tv_sec - start->tv_sec) * 1000L + (now.tv_nsec - start->tv_nsec) / 1000000L;
 }
 
+/* The platform's names for data source types (postgresql, mysql, mongodb, ...). */
 static const char *source_type(const char *driver)
 {
 	if (strcmp(driver, "postgres") == 0)
 		return "postgresql";
-	return driver;
+	return driver; /* sqlite, mongodb */
 }
 
 /* Finish a success answer {"result": <json>} from a cJSON tree (consumed). */
@@ -460,10 +461,37 @@ static int param_from_json(const cJSON *j, struct cn_value *v)
 	return CN_OK;
 }
 
+/* The query as text: SQL sources take a string; sources without CN_CAP_SQL
+ * (MongoDB) take a command document, as an object or as its JSON text. An
+ * object is printed back to JSON (cJSON keeps duplicate keys, so the
+ * driver's strict reader still sees them). *owned: text to free. */
+static const char *query_text(struct app *app, const char *source, const cJSON *query, char **owned,
+			      struct tool_result *out)
+{
+	*owned = NULL;
+	if (cJSON_IsString(query))
+		return query->valuestring;
+	struct source *s = sources_find(app->sources, source);
+	if (s && (s->module->api->caps & CN_CAP_SQL)) {
+		out->source = s->cfg->name;
+		tool_result_error(out, 400, "invalid_parameters",
+				  "parameters.query: source '%s' takes one SQL statement as a string, "
+				  "not an object", s->cfg->name);
+		return NULL;
+	}
+	if (!(*owned = cJSON_PrintUnformatted(query)))
+		tool_result_error(out, 500, "internal_error", "out of memory");
+	return *owned;
+}
+
 static void tool_run_query(struct app *app, const cJSON *params, struct tool_result *out)
 {
 	const char *source = cJSON_GetObjectItemCaseSensitive(params, "source")->valuestring;
-	const char *sql = cJSON_GetObjectItemCaseSensitive(params, "query")->valuestring;
+	char *owned;
+	const char *sql = query_text(app, source, cJSON_GetObjectItemCaseSensitive(params, "query"),
+				     &owned, out);
+	if (!sql)
+		return;
 	const cJSON *plist = cJSON_GetObjectItemCaseSensitive(params, "parameters");
 	const cJSON *mr = cJSON_GetObjectItemCaseSensitive(params, "max_rows");
 	struct cn_value values[TOOLS_MAX_PARAMS];
@@ -473,11 +501,13 @@ static void tool_run_query(struct app *app, const cJSON *params, struct tool_res
 		if (n == TOOLS_MAX_PARAMS || param_from_json(p, &values[n])) {
 			tool_result_error(out, 400, "invalid_parameters",
 					  "parameters[%zu]: must be a string, number, boolean or null", n);
+			free(owned);
 			return;
 		}
 		n++;
 	}
 	tools_run_query(app, source, sql, values, n, mr ? (uint32_t)mr->valuedouble : 0, out);
+	free(owned);
 }
 
 const struct tool_def tools_catalog[] = {
@@ -495,18 +525,29 @@ const struct tool_def tools_catalog[] = {
 	 "\"items\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":256},"
 	 "\"description\":\"Only these tables (name or schema.name)\"}}}"},
 	{"run_query", tool_run_query,
-	 "Run one read-only SQL SELECT on a data source. Use $1, $2, ... placeholders for values and "
-	 "pass them in `parameters`; never put values into the SQL text. Results are capped in rows and "
-	 "bytes; `truncated` says when rows were left out.",
+	 "Run one read-only query on a data source. SQL sources (postgresql, sqlite): `query` is one "
+	 "SELECT with $1, $2, ... placeholders. MongoDB sources: `query` is one read command as a JSON "
+	 "object, with {\"$param\": N} where parameter N goes, for example "
+	 "{\"find\": \"orders\", \"filter\": {\"status\": {\"$param\": 1}}, "
+	 "\"projection\": {\"total\": 1}, \"sort\": {\"placed_at\": -1}, \"limit\": 20}; "
+	 "{\"aggregate\": \"orders\", \"pipeline\": [{\"$match\": {\"status\": \"shipped\"}}, "
+	 "{\"$group\": {\"_id\": \"$customer_id\", \"n\": {\"$sum\": 1}}}]}; "
+	 "{\"count\": \"orders\", \"query\": {\"total\": {\"$gt\": {\"$param\": 1}}}}; "
+	 "{\"distinct\": \"orders\", \"key\": \"status\"}; dates and ids as "
+	 "{\"$date\": \"2024-05-01T00:00:00Z\"} and {\"$oid\": \"<24 hex digits>\"} "
+	 "(also around a $param). Pass values in `parameters`; never put them into the query. "
+	 "Results are capped in rows and bytes; `truncated` says when rows were left out.",
 	 "{\"type\":\"object\",\"required\":[\"source\",\"query\"],\"additionalProperties\":false,"
 	 "\"properties\":{"
 	 "\"source\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":64,"
 	 "\"description\":\"Data source name from list_data_sources\"},"
-	 "\"query\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":65536,"
-	 "\"description\":\"One SELECT statement with $1..$n placeholders\"},"
+	 "\"query\":{\"type\":[\"string\",\"object\"],\"minLength\":1,\"maxLength\":65536,"
+	 "\"description\":\"SQL sources: one SELECT statement with $1..$n placeholders (a string). "
+	 "MongoDB sources: one find, aggregate, count or distinct command document (an object, or its "
+	 "JSON as a string) with {\\\"$param\\\": N} where parameter N goes\"},"
 	 "\"parameters\":{\"type\":\"array\",\"maxItems\":100,"
 	 "\"items\":{\"type\":[\"string\",\"number\",\"boolean\",\"null\"]},"
-	 "\"description\":\"Values for $1..$n, in order\"},"
+	 "\"description\":\"Values for $1..$n (SQL) or {\\\"$param\\\": N} (MongoDB), in order\"},"
 	 "\"max_rows\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":100000,"
 	 "\"description\":\"At most this many rows (the source's own cap still applies)\"}}}"},
 	{NULL, NULL, NULL, NULL},

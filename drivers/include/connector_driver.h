@@ -178,6 +178,9 @@ struct cn_query {
 #define CN_CAP_SQL (1u << 0)           /* query text is SQL */
 #define CN_CAP_DOLLAR_PARAMS (1u << 1) /* $1..$n placeholders */
 #define CN_CAP_CANCEL (1u << 2)        /* cancel() stops running statements */
+/* Columns are dotted field paths of documents ("customer.email"): mapping
+ * keys read `collection.field.path`, and is_hidden() gets such paths. */
+#define CN_CAP_FIELD_PATHS (1u << 3)
 
 struct cn_driver {
 	uint32_t abi_version; /* CN_DRIVER_ABI_VERSION */

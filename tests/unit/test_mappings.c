@@ -700,6 +700,150 @@ static void test_is_hidden_matches_apply(void **state)
 	schema_model_free(s.m);
 }
 
+
+/* ---- field paths (document sources: MongoDB) ---- */
+
+static const char path_mappings[] = "mappings:\n"
+				    "  orders: {description: Orders of the shop}\n"
+				    "  orders.customer.email: {hidden: true, description: never shown}\n"
+				    "  orders.items[].price: {description: Unit price}\n"
+				    "  orders.items.sku: {synonyms: [article]}\n"
+				    "  Customers.Address: {hidden: true}\n"
+				    "  a.b.c.d.e.f: {description: deep}\n"
+				    "  secrets: {hidden: true}\n"
+				    "  system.profile.op: {description: dotted collection}\n";
+
+static struct mappings *load_paths(const char *text)
+{
+	struct mappings *mp = NULL;
+	struct cn_error err = {0};
+	if (mappings_load_buffer_as("p.yaml", text, strlen(text), MAPPINGS_FIELD_PATHS, &mp, &err))
+		fail_msg("should load: %s", err.message);
+	assert_int_equal(mp->keys, MAPPINGS_FIELD_PATHS);
+	return mp;
+}
+
+static void test_field_path_keys_load(void **state)
+{
+	(void)state;
+	struct mappings *mp = load_paths(path_mappings);
+	assert_int_equal(mp->n, 8);
+	mappings_free(mp);
+	/* deeper than SQL allows, up to 32 parts */
+	char deep[400] = "mappings:\n  c";
+	for (int i = 0; i < 31; i++)
+		strcat(deep, ".f");
+	strcat(deep, ": {hidden: true}\n");
+	mappings_free(load_paths(deep));
+
+	static const struct {
+		const char *text, *part;
+	} bad[] = {
+		{"mappings:\n  a..b: {}\n", "empty part"},
+		{"mappings:\n  a.[]: {}\n", "empty part"},
+		{"mappings:\n  .a: {}\n", "empty part"},
+		{"mappings:\n  \"\": {}\n", "`collection` or `collection.field`"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct mappings *m = NULL;
+		struct cn_error err = {0};
+		assert_int_equal(mappings_load_buffer_as("p.yaml", bad[i].text, strlen(bad[i].text),
+							 MAPPINGS_FIELD_PATHS, &m, &err), CN_ECONFIG);
+		if (!strstr(err.message, bad[i].part))
+			fail_msg("case %zu: '%s' lacks '%s'", i, err.message, bad[i].part);
+	}
+	char over[600] = "mappings:\n  c";
+	for (int i = 0; i < 32; i++)
+		strcat(over, ".f");
+	strcat(over, ": {}\n");
+	struct mappings *m = NULL;
+	struct cn_error err = {0};
+	assert_int_equal(mappings_load_buffer_as("p.yaml", over, strlen(over), MAPPINGS_FIELD_PATHS, &m,
+						 &err), CN_ECONFIG);
+	assert_non_null(strstr(err.message, "more than 32 parts"));
+	/* SQL keys keep their three-part limit */
+	assert_int_equal(mappings_load_buffer("p.yaml", path_mappings, strlen(path_mappings), &m, &err),
+			 CN_ECONFIG);
+	assert_non_null(strstr(err.message, "more than three parts"));
+}
+
+static const struct hidden_case path_hidden_cases[] = {
+    {"connector_test", "orders", "customer.email", 1},
+    {NULL, "orders", "customer.email", 1},
+    {"any_db", "ORDERS", "Customer.Email", 1},     /* schema ignored, case-insensitive */
+    {NULL, "orders", "customer.email.domain", 1},  /* under a hidden field */
+    {NULL, "orders", "customer", 0},               /* the parent is not hidden itself */
+    {NULL, "orders", "customer.name", 0},
+    {NULL, "orders", "customer.emailx", 0},
+    {NULL, "orders", NULL, 0},
+    {NULL, "orders", "items.price", 0},
+    {NULL, "customers", "address", 1},
+    {NULL, "customers", "address.street", 1},
+    {NULL, "customers", "addresses", 0},
+    {NULL, "secrets", NULL, 1},
+    {NULL, "secrets", "anything.at.all", 1},
+    {NULL, "secret", NULL, 0},
+    {NULL, "customer", "email", 0}, /* orders.customer.email is not collection customer */
+    {"orders", "customer", "email", 0},
+};
+
+static void test_field_path_is_hidden(void **state)
+{
+	(void)state;
+	struct mappings *mp = load_paths(path_mappings);
+	for (size_t i = 0; i < sizeof path_hidden_cases / sizeof path_hidden_cases[0]; i++) {
+		const struct hidden_case *c = &path_hidden_cases[i];
+		int got = mappings_is_hidden(mp, c->schema, c->table, c->column);
+		if (got != c->want)
+			fail_msg("case %zu: is_hidden(%s, %s, %s) = %d, want %d", i, c->schema ? c->schema : "NULL",
+				 c->table, c->column ? c->column : "NULL", got, c->want);
+	}
+	mappings_free(mp);
+	/* the same file read with SQL keys means schema orders, table customer, column email */
+	struct mappings *sql = load_ok("s.yaml", "mappings:\n  orders.customer.email: {hidden: true}\n");
+	assert_int_equal(mappings_is_hidden(sql, "orders", "customer", "email"), 1);
+	assert_int_equal(mappings_is_hidden(sql, NULL, "orders", "customer.email"), 0);
+	mappings_free(sql);
+}
+
+static void test_field_path_apply(void **state)
+{
+	(void)state;
+	struct schema_model *m = schema_model_new();
+	struct cn_schema_builder b;
+	schema_model_builder(m, &b);
+	int o = b.table(b.ctx, "connector_test", "orders", CN_OBJ_COLLECTION, "sampled", 60);
+	static const char *const cols[] = {"_id", "customer", "customer.email", "customer.email.domain",
+					   "customer.name", "items", "items[]", "items[].price",
+					   "items[].sku"};
+	for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++)
+		assert_int_equal(b.column(b.ctx, o, cols[i], "string", true, NULL, "present", 0), CN_OK);
+	int p = b.table(b.ctx, "connector_test", "system.profile", CN_OBJ_COLLECTION, NULL, -1);
+	assert_int_equal(b.column(b.ctx, p, "op", "string", true, NULL, NULL, 0), CN_OK);
+
+	struct mappings *mp = load_paths(path_mappings);
+	/* customers, a.b.c.d.e.f and secrets match nothing here */
+	assert_int_equal(mappings_apply(mp, m, NULL, NULL), 3);
+	struct sm_table *t = &m->tables[o];
+	assert_string_equal(t->description, "Orders of the shop");
+	assert_true(schema_model_find_column(t, "customer.email")->hidden);
+	assert_true(schema_model_find_column(t, "customer.email.domain")->hidden);
+	assert_false(schema_model_find_column(t, "customer")->hidden);
+	assert_false(schema_model_find_column(t, "customer.name")->hidden);
+	assert_string_equal(schema_model_find_column(t, "items[].price")->description, "Unit price");
+	assert_int_equal(schema_model_find_column(t, "items[].sku")->nsynonyms, 1);
+	assert_string_equal(schema_model_find_column(&m->tables[p], "op")->description,
+			    "dotted collection");
+	cJSON *root = schema_model_to_json(m, NULL, 0);
+	char *text = cJSON_PrintUnformatted(root);
+	assert_null(strstr(text, "email"));
+	assert_non_null(strstr(text, "customer.name"));
+	free(text);
+	cJSON_Delete(root);
+	mappings_free(mp);
+	schema_model_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -714,6 +858,9 @@ int main(void)
 	    cmocka_unit_test(test_apply_replaces_and_keeps),
 	    cmocka_unit_test(test_is_hidden),
 	    cmocka_unit_test(test_is_hidden_matches_apply),
+	    cmocka_unit_test(test_field_path_keys_load),
+	    cmocka_unit_test(test_field_path_is_hidden),
+	    cmocka_unit_test(test_field_path_apply),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
