@@ -8,7 +8,7 @@ pkgs=(build-essential cmake pkg-config ca-certificates curl openssl python3 sqli
       libsqlite3-dev libcjson-dev libyaml-dev libmicrohttpd-dev libssl-dev libcurl4-openssl-dev
       libpq-dev libpg-query-dev)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(libcmocka-dev clang-14 libclang-rt-14-dev valgrind postgresql-15)
+  pkgs+=(libcmocka-dev clang-14 libclang-rt-14-dev valgrind postgresql-15 python3-croniter)
 fi
 
 missing=()
