@@ -271,8 +271,10 @@ static int cmd_check_config(int argc, char **argv)
 		struct cn_error e = {0};
 		if (source_ready(s, &h, &e) == CN_OK) {
 			char warning[600];
+			struct source_status st;
+			source_status(s, &st);
 			printf("source %s (%s): ok, %zu tables, driver %s\n", s->cfg->name, s->cfg->driver,
-			       schema_model_visible_tables(s->model), s->module->path);
+			       st.tables, s->module->path);
 			if (source_audit(s, warning, sizeof warning, &e) != CN_OK)
 				printf("  warning: cannot tell what the database user may write: %s\n", e.message);
 			else if (warning[0])
@@ -339,7 +341,9 @@ static int cmd_introspect(int argc, char **argv)
 			fprintf(stderr, "interactor-connector: %s\n", err.message);
 			ret = 1;
 		} else {
-			cJSON *tree = schema_model_to_json(s->model, NULL, 0);
+			struct source_view *v = source_view_acquire(s);
+			cJSON *tree = schema_model_to_json(v ? v->model : NULL, NULL, 0);
+			source_view_release(v);
 			char *text = tree ? cJSON_Print(tree) : NULL;
 			if (text)
 				printf("%s\n", text);

@@ -518,7 +518,8 @@ const char *schema_change_name(enum schema_change_kind kind)
 
 void schema_change_describe(const struct schema_change *c, char *out, size_t len)
 {
-	const char *b = c->before ? c->before : "none", *a = c->after ? c->after : "none";
+	const char *b = c->before && *c->before ? c->before : "none";
+	const char *a = c->after && *c->after ? c->after : "none";
 	switch (c->kind) {
 	case CHANGE_TABLE_ADDED: snprintf(out, len, "%s %s added", a, c->table); break;
 	case CHANGE_TABLE_REMOVED: snprintf(out, len, "%s %s removed", b, c->table); break;
@@ -564,11 +565,14 @@ cJSON *schema_diff_to_json(const struct schema_diff *d)
 			goto fail;
 		cJSON_AddItemToArray(arr, o);
 		const char *okey = change_names[c->kind].object_key;
+		char msg[1200];
+		schema_change_describe(c, msg, sizeof msg);
 		if (!cJSON_AddStringToObject(o, "change", schema_change_name(c->kind)) ||
 		    !cJSON_AddStringToObject(o, "table", c->table) ||
 		    (okey && c->object && !cJSON_AddStringToObject(o, okey, c->object)) ||
 		    (c->before && !cJSON_AddStringToObject(o, "before", c->before)) ||
-		    (c->after && !cJSON_AddStringToObject(o, "after", c->after)))
+		    (c->after && !cJSON_AddStringToObject(o, "after", c->after)) ||
+		    !cJSON_AddStringToObject(o, "message", msg))
 			goto fail;
 	}
 	return arr;

@@ -81,7 +81,8 @@ void schema_diff_free(struct schema_diff *d); /* NULL is a no-op */
 const char *schema_change_name(enum schema_change_kind kind);
 /* One line for logs and the CLI: "column crm.customers.coupon added (text)". */
 void schema_change_describe(const struct schema_change *c, char *out, size_t len);
-/* [{"change":"column_added","table":..,"column"|"index"|"foreign_key":..,"before":..,"after":..}] */
+/* [{"change":"column_added","table":..,"column"|"index"|"foreign_key":..,"before":..,"after":..,
+ *   "message": schema_change_describe's line}] */
 cJSON *schema_diff_to_json(const struct schema_diff *d);
 
 enum drift_kind {

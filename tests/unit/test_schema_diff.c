@@ -146,9 +146,10 @@ static void test_diff(void **state)
 	cJSON *j = schema_diff_to_json(d);
 	char *text = cJSON_PrintUnformatted(j);
 	assert_non_null(strstr(text, "{\"change\":\"column_added\",\"table\":\"crm.customers\","
-				     "\"column\":\"phone\",\"after\":\"text\"}"));
+				     "\"column\":\"phone\",\"after\":\"text\",\"message\":\"column crm.customers.phone "
+				     "added (text)\"}"));
 	assert_non_null(strstr(text, "{\"change\":\"index_removed\",\"table\":\"crm.customers\","
-				     "\"index\":\"customers_email_key\",\"before\":\"unique (email)\"}"));
+				     "\"index\":\"customers_email_key\",\"before\":\"unique (email)\","));
 	free(text);
 	cJSON_Delete(j);
 	schema_diff_free(d);
