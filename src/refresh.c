@@ -244,7 +244,8 @@ int refresh_source_locked(struct source_set *set, struct source *s, struct refre
 	rc = out->diff ? schema_drift_add_undescribed(drift, s->baseline, m) : CN_ENOMEM;
 	bool changed = out->diff && out->diff->n > 0;
 	char *snap_text = NULL;
-	if (rc == CN_OK && out->diff && set->store && (changed || s->snapshot_id == 0) &&
+	bool keep = set->store && !set->store_read_only;
+	if (rc == CN_OK && out->diff && keep && (changed || s->snapshot_id == 0) &&
 	    !(snap_text = schema_snapshot_encode(m)))
 		rc = CN_ENOMEM;
 	int64_t changed_at = changed ? now : before.changed_at;
@@ -268,7 +269,7 @@ int refresh_source_locked(struct source_set *set, struct source *s, struct refre
 	s->refresh_error[0] = '\0';
 	s->last_error[0] = '\0';
 	pthread_mutex_unlock(&s->lock);
-	if (set->store)
+	if (keep)
 		store_snapshot(set, s, out, snap_text, now);
 	free(snap_text);
 	out->duration_ms = elapsed_ms(&start);

@@ -268,6 +268,7 @@ int sources_open_with(const struct config *cfg, const struct sources_opts *opts,
 		return cn_error_set(err, CN_ENOMEM, "out of memory");
 	set->cfg = cfg;
 	set->store = opts ? opts->store : NULL;
+	set->store_read_only = opts && opts->store_read_only;
 	set->items = calloc(cfg->nsources, sizeof *set->items);
 	set->modules = calloc(cfg->nsources, sizeof *set->modules);
 	if (!set->items || !set->modules) {

@@ -90,10 +90,12 @@ struct source_set {
 	size_t nmodules;
 	const struct config *cfg;
 	struct exec_store *store;       /* snapshots go here; NULL: none are kept */
+	bool store_read_only;           /* read baselines and snapshots, write nothing (check-config) */
 };
 
 struct sources_opts {
 	struct exec_store *store; /* may be NULL */
+	bool store_read_only;     /* compare with the store, never write to it */
 	bool lazy;                /* do not connect at open: the first use (or refresh) does */
 };
 
