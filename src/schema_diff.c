@@ -226,9 +226,12 @@ static int table_cmp(const struct sm_table *a, const struct sm_table *b)
 	return c ? c : strcmp(a->name, b->name);
 }
 
+/* Equal names keep their order in the model, so duplicates pair up in order. */
 static int table_ptr_cmp(const void *a, const void *b)
 {
-	return table_cmp(*(const struct sm_table *const *)a, *(const struct sm_table *const *)b);
+	const struct sm_table *x = *(const struct sm_table *const *)a, *y = *(const struct sm_table *const *)b;
+	int c = table_cmp(x, y);
+	return c ? c : (x > y) - (x < y);
 }
 
 /* The tables of m sorted by (schema, name); *n gets the count. */
@@ -306,12 +309,28 @@ static void emit(struct differ *df, enum schema_change_kind kind, const struct s
 	d->items[d->n++] = c;
 }
 
-static const struct sm_column *column_named(const struct sm_table *t, const char *name)
+/* The nth (0-based) column of t named name. Databases do not repeat a
+ * column name, but a snapshot read back could: the nth pairs with the nth. */
+static const struct sm_column *column_nth(const struct sm_table *t, const char *name, size_t nth)
 {
 	for (size_t i = 0; i < t->ncolumns; i++)
-		if (strcmp(t->columns[i].name, name) == 0)
+		if (strcmp(t->columns[i].name, name) == 0 && nth-- == 0)
 			return &t->columns[i];
 	return NULL;
+}
+
+static const struct sm_column *column_named(const struct sm_table *t, const char *name)
+{
+	return column_nth(t, name, 0);
+}
+
+/* How many columns before t->columns[i] have its name. */
+static size_t column_rank(const struct sm_table *t, size_t i)
+{
+	size_t k = 0;
+	for (size_t j = 0; j < i; j++)
+		k += strcmp(t->columns[j].name, t->columns[i].name) == 0;
+	return k;
 }
 
 /* "a, b" into out. */
@@ -392,19 +411,27 @@ static void diff_fks(struct differ *df, const struct sm_table *a, const struct s
 	}
 }
 
-static const struct sm_index *index_named(const struct sm_table *t, const char *name)
+static const struct sm_index *index_nth(const struct sm_table *t, const char *name, size_t nth)
 {
 	for (size_t i = 0; i < t->nindexes; i++)
-		if (strcmp(t->indexes[i].name, name) == 0)
+		if (strcmp(t->indexes[i].name, name) == 0 && nth-- == 0)
 			return &t->indexes[i];
 	return NULL;
+}
+
+static size_t index_rank(const struct sm_table *t, size_t i)
+{
+	size_t k = 0;
+	for (size_t j = 0; j < i; j++)
+		k += strcmp(t->indexes[j].name, t->indexes[i].name) == 0;
+	return k;
 }
 
 static void diff_indexes(struct differ *df, const struct sm_table *a, const struct sm_table *b)
 {
 	char x[600], y[600];
 	for (size_t i = 0; i < a->nindexes; i++) {
-		const struct sm_index *ia = &a->indexes[i], *ib = index_named(b, ia->name);
+		const struct sm_index *ia = &a->indexes[i], *ib = index_nth(b, ia->name, index_rank(a, i));
 		index_text(ia, x, sizeof x);
 		if (!ib) {
 			emit(df, CHANGE_INDEX_REMOVED, a, ia->name, x, NULL);
@@ -415,7 +442,7 @@ static void diff_indexes(struct differ *df, const struct sm_table *a, const stru
 			emit(df, CHANGE_INDEX_CHANGED, b, ia->name, x, y);
 	}
 	for (size_t j = 0; j < b->nindexes; j++) {
-		if (!index_named(a, b->indexes[j].name)) {
+		if (!index_nth(a, b->indexes[j].name, index_rank(b, j))) {
 			index_text(&b->indexes[j], y, sizeof y);
 			emit(df, CHANGE_INDEX_ADDED, b, b->indexes[j].name, NULL, y);
 		}
@@ -427,7 +454,7 @@ static void diff_table(struct differ *df, const struct sm_table *a, const struct
 	if (a->kind != b->kind)
 		emit(df, CHANGE_TABLE_KIND, b, NULL, schema_kind_name(a->kind), schema_kind_name(b->kind));
 	for (size_t i = 0; i < a->ncolumns; i++) {
-		const struct sm_column *ca = &a->columns[i], *cb = column_named(b, ca->name);
+		const struct sm_column *ca = &a->columns[i], *cb = column_nth(b, ca->name, column_rank(a, i));
 		if (!cb) {
 			emit(df, CHANGE_COLUMN_REMOVED, a, ca->name, ca->type, NULL);
 			continue;
@@ -439,7 +466,7 @@ static void diff_table(struct differ *df, const struct sm_table *a, const struct
 			     cb->nullable ? "null" : "not null");
 	}
 	for (size_t j = 0; j < b->ncolumns; j++)
-		if (!column_named(a, b->columns[j].name))
+		if (!column_nth(a, b->columns[j].name, column_rank(b, j)))
 			emit(df, CHANGE_COLUMN_ADDED, b, b->columns[j].name, NULL, b->columns[j].type);
 	char pa[512], pb[512];
 	pk_text(a, pa, sizeof pa);
