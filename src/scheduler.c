@@ -5,16 +5,22 @@
  */
 #include "scheduler.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cron.h"
 #include "log.h"
 #include "refresh.h"
 
 #define SCHEDULER_MAX_SLEEP_S 60
+/* Refreshing is background work: this thread's nice value (Linux gives each
+ * thread its own), so request threads get the CPU first. */
+#define SCHEDULER_NICE 10
 
 struct scheduler {
 	pthread_t thread;
@@ -161,6 +167,8 @@ static void refresh_one(struct scheduler *sc, size_t i)
 static void *scheduler_main(void *arg)
 {
 	struct scheduler *sc = arg;
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), SCHEDULER_NICE) != 0)
+		log_debug("the refresh thread keeps its priority: %s", strerror(errno));
 	pthread_mutex_lock(&sc->mu);
 	for (;;) {
 		int64_t now = (int64_t)time(NULL), earliest = 0;

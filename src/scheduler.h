@@ -4,8 +4,9 @@
  * each run delayed by a random 0..refresh_jitter seconds, and on demand
  * (SIGUSR1, and the command line's requests, control.h).
  *
- * Sources are refreshed one after the other on this one thread, so a slow
- * database delays the others' runs but never a request. A run that comes
+ * Sources are refreshed one after the other on this one thread, at nice 10
+ * so that requests get the CPU first; a slow database delays the others'
+ * runs but never a request. A run that comes
  * due while another is going starts when it ends; runs missed meanwhile
  * (or while the machine slept) are not made up: the next one is planned
  * from the time the last one ended. The thread wakes at least once a

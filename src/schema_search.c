@@ -16,7 +16,7 @@
 
 #include "buf.h"
 
-#define WEIGHTS "10.0, 6.0, 3.0, 2.0, 1.0"
+#define WEIGHTS "10.0, 6.0, 3.0, 2.0"
 #define SEARCH_POOL_MIN 50 /* candidates bm25 hands to the naming bonus */
 
 struct search_doc {
@@ -70,7 +70,7 @@ static int strv_text(char *const *v, size_t n, struct buf *b)
 
 /* Bind one document's fields and insert it. */
 static int insert_doc(sqlite3 *db, sqlite3_stmt *st, sqlite3_int64 rowid, const char *name, char *const *syn,
-		      size_t nsyn, const char *desc, const char *comment, const char *parent, struct cn_error *err)
+		      size_t nsyn, const char *desc, const char *comment, struct cn_error *err)
 {
 	struct buf n, s;
 	buf_init(&n, 1u << 16);
@@ -91,7 +91,6 @@ static int insert_doc(sqlite3 *db, sqlite3_stmt *st, sqlite3_int64 rowid, const 
 	sqlite3_bind_text(st, 3, s.data ? s.data : "", -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, desc ? desc : "", -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 5, comment ? comment : "", -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 6, parent ? parent : "", -1, SQLITE_STATIC);
 	int src = sqlite3_step(st);
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
@@ -103,8 +102,8 @@ static int insert_doc(sqlite3 *db, sqlite3_stmt *st, sqlite3_int64 rowid, const 
 static int index_model(struct schema_search *s, const struct schema_model *m, struct cn_error *err)
 {
 	sqlite3_stmt *st = NULL;
-	int src = sqlite3_prepare_v2(s->db, "INSERT INTO s(rowid, name, synonyms, description, comment, parent)"
-					    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)", -1, &st, NULL);
+	int src = sqlite3_prepare_v2(s->db, "INSERT INTO s(rowid, name, synonyms, description, comment)"
+					    " VALUES (?1, ?2, ?3, ?4, ?5)", -1, &st, NULL);
 	if (src != SQLITE_OK)
 		return search_fail(s->db, src, "preparing", err);
 	int rc = CN_OK;
@@ -114,14 +113,14 @@ static int index_model(struct schema_search *s, const struct schema_model *m, st
 			continue;
 		s->docs[s->ndocs] = (struct search_doc){t, NULL};
 		rc = insert_doc(s->db, st, (sqlite3_int64)++s->ndocs, t->name, t->synonyms, t->nsynonyms,
-				t->description, t->comment, t->schema, err);
+				t->description, t->comment, err);
 		for (size_t j = 0; j < t->ncolumns && !rc; j++) {
 			const struct sm_column *c = &t->columns[j];
 			if (c->hidden)
 				continue;
 			s->docs[s->ndocs] = (struct search_doc){t, c};
 			rc = insert_doc(s->db, st, (sqlite3_int64)++s->ndocs, c->name, c->synonyms, c->nsynonyms,
-					c->description, c->comment, t->name, err);
+					c->description, c->comment, err);
 		}
 	}
 	sqlite3_finalize(st);
@@ -147,7 +146,7 @@ int schema_search_build(const struct schema_model *m, struct schema_search **out
 	int src = sqlite3_open_v2(":memory:", &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (src == SQLITE_OK)
 		src = sqlite3_exec(s->db,
-				   "CREATE VIRTUAL TABLE s USING fts5(name, synonyms, description, comment, parent,"
+				   "CREATE VIRTUAL TABLE s USING fts5(name, synonyms, description, comment,"
 				   " tokenize = 'porter unicode61 remove_diacritics 2');"
 				   "BEGIN",
 				   NULL, NULL, NULL);
@@ -257,14 +256,19 @@ int schema_search_fts_query(const char *query, char *out, size_t len)
  * NAME_WORD_BONUS per query word that is a word of its name (NAME_PREFIX_BONUS
  * when it only begins one), NAME_FULL_BONUS when the query's words make up
  * its whole name, SYNONYM_FULL_BONUS when they make up one of its synonyms,
- * and a table that earned any of these TABLE_BONUS (it is the better answer
- * than its own columns); words are compared lowercased with a plural
- * "s"/"ies" and an "ed"/"ing" ending taken off. */
+ * a table that earned any of these TABLE_BONUS (it is the better answer
+ * than its own columns), and a column PARENT_WORD_BONUS per query word that
+ * names its table ("customers email" puts customers.email before
+ * orders.email); words are compared lowercased with a plural "s"/"ies" and
+ * an "ed"/"ing" ending taken off. The parent table is scored here, not
+ * indexed: a word common to many table names would otherwise match every
+ * column of them. */
 #define NAME_WORD_BONUS 3.0
 #define NAME_PREFIX_BONUS 1.5
 #define NAME_FULL_BONUS 2.0
 #define SYNONYM_FULL_BONUS 2.5
 #define TABLE_BONUS 1.0
+#define PARENT_WORD_BONUS 1.0
 #define STEM_MAX 64
 
 /* A crude stem of s[0..n) into out (lowercase ASCII); its length. */
@@ -347,7 +351,16 @@ static double name_bonus(const struct search_doc *d, char qw[][STEM_MAX + 1], si
 			break;
 		}
 	}
-	return bonus > 0 && !d->column ? bonus + TABLE_BONUS : bonus;
+	if (!d->column)
+		return bonus > 0 ? bonus + TABLE_BONUS : bonus;
+	nt = text_words(d->table->name, tw, SEARCH_MAX_WORDS);
+	for (size_t j = 0; j < nq; j++)
+		for (size_t i = 0; i < nt; i++)
+			if (strcmp(tw[i], qw[j]) == 0) {
+				bonus += PARENT_WORD_BONUS;
+				break;
+			}
+	return bonus;
 }
 
 static int hit_cmp(const void *a, const void *b)

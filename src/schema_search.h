@@ -9,10 +9,10 @@
  *   synonyms     the mapping's synonyms
  *   description  the description (a mapping's, or the database comment)
  *   comment      the database comment, when a mapping replaced it
- *   parent       the table of a column, the schema of a table
  * tokenized with the porter stemmer over unicode61 (so "orders" finds
  * "order", "signed" finds "sign", and names split at '_'), and ranked by
- * bm25 with the weights 10, 6, 3, 2 and 1. Every word of the query is a
+ * bm25 with the weights 10, 6, 3 and 2, plus a bonus for naming the object
+ * or a column's table (schema_search.c). Every word of the query is a
  * prefix search ("cust" finds "customers"), and the words are OR-ed: more
  * words matched rank higher.
  */
