@@ -152,7 +152,8 @@ int control_open(const char *state_path, struct control **out, struct cn_error *
 	struct control *c = calloc(1, sizeof *c);
 	if (c)
 		c->fd = -1;
-	if (!c || !(c->pid_path = path_with(state_path, ".pid")) || !(c->dir = path_with(state_path, ".requests"))) {
+	if (!c || !(c->pid_path = path_with(state_path, ".pid")) ||
+	    !(c->dir = path_with(state_path, ".requests"))) {
 		control_close(c);
 		return cn_error_set(err, CN_ENOMEM, "out of memory");
 	}
@@ -166,8 +167,10 @@ int control_open(const char *state_path, struct control **out, struct cn_error *
 	if (fcntl(c->fd, F_SETLK, &fl) != 0) {
 		struct flock q = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
 		long other = fcntl(c->fd, F_GETLK, &q) == 0 && q.l_type != F_UNLCK ? (long)q.l_pid : 0;
-		int rc = cn_error_set(err, CN_EBUSY, "%s is locked by process %ld: another connector daemon uses "
-				      "this state file", c->pid_path, other);
+		int rc = cn_error_set(err, CN_EBUSY,
+				      "%s is locked by process %ld: another connector daemon uses "
+				      "this state file",
+				      c->pid_path, other);
 		close(c->fd);
 		c->fd = -1;
 		free(c->pid_path); /* not ours: do not delete it */
@@ -308,13 +311,16 @@ int control_ask(const char *state_path, pid_t pid, const char *verb, const char 
 	if (n < 0 || (size_t)n >= sizeof body)
 		return cn_error_set(err, CN_EINVAL, "the source name is too long");
 	if (write_file(req, body, (size_t)n) != CN_OK)
-		return cn_error_set(err, CN_EIO, "cannot write a request into %s (%s): run the command as the "
-				    "daemon's user", dir, strerror(errno));
+		return cn_error_set(err, CN_EIO,
+				    "cannot write a request into %s (%s): run the command as the "
+				    "daemon's user",
+				    dir, strerror(errno));
 	union sigval v = {.sival_int = 1};
 	if (sigqueue(pid, SIGUSR1, v) != 0) {
 		int e = errno;
 		unlink(req);
-		return cn_error_set(err, CN_EIO, "cannot signal the daemon (pid %ld): %s", (long)pid, strerror(e));
+		return cn_error_set(err, CN_EIO, "cannot signal the daemon (pid %ld): %s", (long)pid,
+				    strerror(e));
 	}
 	long long deadline = now_ns() + (long long)timeout_ms * 1000000LL;
 	struct timespec tick = {0, CONTROL_POLL_MS * 1000000L};

@@ -168,7 +168,8 @@ static int parse_item(const struct parser *p, const char *s, size_t len, uint64_
 			if (p->f == &fields[CRON_DOW] && hi == 0)
 				hi = 7;
 			else
-				return fail(p, "the range %d-%d goes backwards; write the smaller value first",
+				return fail(p,
+					    "the range %d-%d goes backwards; write the smaller value first",
 					    lo, hi);
 		}
 	} else {

@@ -1243,8 +1243,8 @@ int exec_store_snapshot_touch(struct exec_store *s, int64_t id, int64_t now, con
 {
 	sqlite3_stmt *st = NULL;
 	db_lock(s);
-	int src = sqlite3_prepare_v2(s->db, "UPDATE schema_snapshots SET checked_at = ?2, drift = ?3 WHERE id = ?1",
-				     -1, &st, NULL);
+	int src = sqlite3_prepare_v2(
+	    s->db, "UPDATE schema_snapshots SET checked_at = ?2, drift = ?3 WHERE id = ?1", -1, &st, NULL);
 	if (src == SQLITE_OK)
 		src = sqlite3_bind_int64(st, 1, id);
 	if (src == SQLITE_OK)

@@ -229,8 +229,9 @@ static int cmd_serve(int argc, char **argv)
 			goto out;
 		}
 		if (waited == 0)
-			log_info("the state file is in use (an interactor-connector refresh?); waiting up to %u s",
-				 CONTROL_STORE_WAIT_MS / 1000);
+			log_info(
+			    "the state file is in use (an interactor-connector refresh?); waiting up to %u s",
+			    CONTROL_STORE_WAIT_MS / 1000);
 		struct timespec quarter = {0, 250 * 1000000L};
 		nanosleep(&quarter, NULL);
 	}
@@ -566,7 +567,8 @@ static int answer_status(const cJSON *a, bool drift)
 		return 1;
 	if (!drift) {
 		cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(a, "results")) {
-			const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(item, "status"));
+			const char *st =
+			    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(item, "status"));
 			if (!st || strcmp(st, "ok") != 0)
 				return 1;
 		}
@@ -607,8 +609,9 @@ static int state_command(const struct config *cfg, const char *verb, const char 
 		rc = sources_open_with(cfg, &o, &set, err);
 		bool failed;
 		if (rc == CN_OK)
-			*answer = strcmp(verb, "refresh") == 0 ? scheduler_refresh_now(set, source, &failed, err)
-							       : scheduler_drift_reports(set, source, err);
+			*answer = strcmp(verb, "refresh") == 0
+				      ? scheduler_refresh_now(set, source, &failed, err)
+				      : scheduler_drift_reports(set, source, err);
 		if (rc == CN_OK && !*answer)
 			rc = err->code ? err->code : CN_ENOMEM;
 		sources_close(set);

@@ -50,8 +50,8 @@ void refresh_result_clear(struct refresh_result *r)
 }
 
 /* "a; b; c and 4 more" of the first LOG_LIST_MAX lines. */
-static void list_text(char *out, size_t len, size_t n, void (*line)(const void *ctx, size_t i, char *o, size_t l),
-		      const void *ctx)
+static void list_text(char *out, size_t len, size_t n,
+		      void (*line)(const void *ctx, size_t i, char *o, size_t l), const void *ctx)
 {
 	size_t used = 0;
 	out[0] = '\0';
@@ -89,8 +89,8 @@ static void log_outcome(const struct source *s, const struct refresh_result *r)
 			 r->duration_ms, v->ntables);
 	} else {
 		list_text(list, sizeof list, r->diff->n, change_line, r->diff);
-		log_info("source '%s': schema refreshed in %ld ms, %zu tables, %zu change(s): %s", s->cfg->name,
-			 r->duration_ms, v->ntables, r->diff->n, list);
+		log_info("source '%s': schema refreshed in %ld ms, %zu tables, %zu change(s): %s",
+			 s->cfg->name, r->duration_ms, v->ntables, r->diff->n, list);
 	}
 	if (v->drift->n) {
 		list_text(list, sizeof list, v->drift->n, drift_line, v->drift);
@@ -122,10 +122,12 @@ static void before_load(struct source_set *set, struct source *s, struct before 
 	bool found;
 	if (!b->view && s->snapshot_id == 0) {
 		if (exec_store_snapshot_get(set->store, s->cfg->name, false, &snap, &found, &err)) {
-			log_warn("source '%s': cannot read its last schema snapshot: %s", s->cfg->name, err.message);
+			log_warn("source '%s': cannot read its last schema snapshot: %s", s->cfg->name,
+				 err.message);
 		} else if (found) {
 			if (schema_snapshot_decode(snap.schema, snap.schema_len, &b->decoded, &err))
-				log_warn("source '%s': %s; comparing with nothing", s->cfg->name, err.message);
+				log_warn("source '%s': %s; comparing with nothing", s->cfg->name,
+					 err.message);
 			else
 				b->model = b->decoded;
 			s->snapshot_id = snap.id;
@@ -136,7 +138,8 @@ static void before_load(struct source_set *set, struct source *s, struct before 
 	if (!s->baseline_loaded) {
 		s->baseline_loaded = true;
 		if (exec_store_snapshot_get(set->store, s->cfg->name, true, &snap, &found, &err)) {
-			log_warn("source '%s': cannot read its baseline snapshot: %s", s->cfg->name, err.message);
+			log_warn("source '%s': cannot read its baseline snapshot: %s", s->cfg->name,
+				 err.message);
 		} else if (found) {
 			if (schema_snapshot_decode(snap.schema, snap.schema_len, &s->baseline, &err))
 				log_warn("source '%s': baseline %s", s->cfg->name, err.message);
@@ -160,8 +163,8 @@ static char *json_text(cJSON *tree)
 
 /* Keep the new structure (changed, or never stored) or note that it was
  * found again. snap_text is the encoded model when it must be stored. */
-static void store_snapshot(struct source_set *set, struct source *s, struct refresh_result *r, const char *snap_text,
-			   int64_t now)
+static void store_snapshot(struct source_set *set, struct source *s, struct refresh_result *r,
+			   const char *snap_text, int64_t now)
 {
 	struct cn_error err = {0};
 	char *drift = json_text(schema_drift_to_json(r->view->drift));
@@ -169,8 +172,9 @@ static void store_snapshot(struct source_set *set, struct source *s, struct refr
 	if (snap_text) {
 		char *diff = r->diff->n ? json_text(schema_diff_to_json(r->diff)) : NULL;
 		bool first = s->snapshot_id == 0;
-		rc = exec_store_snapshot_add(set->store, s->cfg->name, now, snap_text, strlen(snap_text), diff, drift,
-					     set->cfg ? set->cfg->snapshots : 10, &s->snapshot_id, &err);
+		rc = exec_store_snapshot_add(set->store, s->cfg->name, now, snap_text, strlen(snap_text),
+					     diff, drift, set->cfg ? set->cfg->snapshots : 10,
+					     &s->snapshot_id, &err);
 		/* the source's first snapshot is its baseline from now on */
 		if (rc == CN_OK && first && !s->baseline &&
 		    schema_snapshot_decode(snap_text, strlen(snap_text), &s->baseline, &err))
@@ -195,8 +199,8 @@ static int fail(struct source *s, struct refresh_result *r, int rc, const char *
 	if (v) {
 		char ts[21];
 		signature_format_timestamp((time_t)v->refreshed_at, ts);
-		log_warn("source '%s': schema refresh failed, keeping the schema read at %s: %s", s->cfg->name, ts,
-			 r->error);
+		log_warn("source '%s': schema refresh failed, keeping the schema read at %s: %s",
+			 s->cfg->name, ts, r->error);
 	}
 	source_view_release(v);
 	return rc;
@@ -331,7 +335,8 @@ static cJSON *stored_array(const char *text)
 	return cJSON_CreateArray();
 }
 
-cJSON *refresh_drift_report(struct exec_store *store, const char *source, size_t history, struct cn_error *err)
+cJSON *refresh_drift_report(struct exec_store *store, const char *source, size_t history,
+			    struct cn_error *err)
 {
 	struct exec_snapshot *v = NULL;
 	size_t n = 0;
@@ -404,7 +409,8 @@ static void print_result(const cJSON *r, FILE *out)
 	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "first")))
 		fprintf(out, "first snapshot, nothing to compare with\n");
 	else if (nchanges == 0)
-		fprintf(out, "no change (schema last changed %s)\n", jstr(r, "schema_changed_at", "never since the baseline"));
+		fprintf(out, "no change (schema last changed %s)\n",
+			jstr(r, "schema_changed_at", "never since the baseline"));
 	else
 		fprintf(out, "%d change%s:\n", nchanges, nchanges == 1 ? "" : "s");
 	print_messages(changes, "  ", out);
@@ -413,7 +419,8 @@ static void print_result(const cJSON *r, FILE *out)
 		print_messages(drift, "  ", out);
 	}
 	if (jstr(r, "store_error", NULL))
-		fprintf(out, "%s: warning: the snapshot was not kept: %s\n", name, jstr(r, "store_error", ""));
+		fprintf(out, "%s: warning: the snapshot was not kept: %s\n", name,
+			jstr(r, "store_error", ""));
 }
 
 void refresh_print_results(const cJSON *results, FILE *out)
@@ -449,11 +456,12 @@ static void print_report(const cJSON *r, FILE *out)
 			header = true;
 		}
 		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "baseline"))) {
-			fprintf(out, "  %s: baseline (the first snapshot; checked last %s)\n", jstr(h, "taken_at", "?"),
-				jstr(h, "checked_at", "?"));
+			fprintf(out, "  %s: baseline (the first snapshot; checked last %s)\n",
+				jstr(h, "taken_at", "?"), jstr(h, "checked_at", "?"));
 			continue;
 		}
-		fprintf(out, "  %s (checked last %s):\n", jstr(h, "taken_at", "?"), jstr(h, "checked_at", "?"));
+		fprintf(out, "  %s (checked last %s):\n", jstr(h, "taken_at", "?"),
+			jstr(h, "checked_at", "?"));
 		print_messages(cJSON_GetObjectItemCaseSensitive(h, "changes"), "    ", out);
 	}
 }

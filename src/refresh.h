@@ -53,7 +53,8 @@ cJSON *refresh_result_to_json(const struct refresh_result *r);
  * {"source","refreshed_at","schema_changed_at","drift":[..],
  *  "history":[{"taken_at","checked_at","baseline","changes":[..]}]}.
  * With no snapshot yet: {"source","refreshed_at":null,...,"drift":[],"history":[]}. */
-cJSON *refresh_drift_report(struct exec_store *store, const char *source, size_t history, struct cn_error *err);
+cJSON *refresh_drift_report(struct exec_store *store, const char *source, size_t history,
+			    struct cn_error *err);
 
 /* For people: the JSON of refresh_result_to_json or refresh_drift_report
  * (a single object or an array of them), printed as text. */

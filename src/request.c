@@ -97,7 +97,8 @@ static void handle_ready(struct app *app, struct http_response *resp)
 		} else if (st.refresh_error[0]) {
 			char why[700], at[21];
 			signature_format_timestamp((time_t)st.refreshed_at, at);
-			snprintf(why, sizeof why, "the last schema refresh failed (%s); serving the schema read at %s",
+			snprintf(why, sizeof why,
+				 "the last schema refresh failed (%s); serving the schema read at %s",
 				 st.refresh_error, at);
 			cJSON_AddStringToObject(o, "status", "refresh_failed");
 			cJSON_AddStringToObject(o, "reason", why);
@@ -242,8 +243,9 @@ static void handle_tool(struct app *app, const struct http_request *req, const c
 	}
 	const struct tool_def *tool = tools_find(tool_name);
 	if (!tool) {
-		respond_error(resp, 404, "unknown_tool",
-			      "no such tool; tools: list_data_sources, describe_schema, search_schema, run_query");
+		respond_error(
+		    resp, 404, "unknown_tool",
+		    "no such tool; tools: list_data_sources, describe_schema, search_schema, run_query");
 		*error_code = "unknown_tool";
 		goto out;
 	}

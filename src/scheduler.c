@@ -75,7 +75,8 @@ static cJSON *unknown_source(struct source_set *set, const char *name, struct cn
 	char names[1024] = "";
 	size_t used = 0;
 	for (size_t i = 0; i < set->n && used < sizeof names; i++) {
-		int w = snprintf(names + used, sizeof names - used, "%s%s", i ? ", " : "", set->items[i].cfg->name);
+		int w = snprintf(names + used, sizeof names - used, "%s%s", i ? ", " : "",
+				 set->items[i].cfg->name);
 		if (w > 0)
 			used += (size_t)w;
 	}
@@ -220,7 +221,8 @@ static void scheduler_free(struct scheduler *sc)
 	free(sc);
 }
 
-int scheduler_start(struct source_set *set, struct control *control, struct scheduler **out, struct cn_error *err)
+int scheduler_start(struct source_set *set, struct control *control, struct scheduler **out,
+		    struct cn_error *err)
 {
 	const struct config *cfg = set->cfg;
 	*out = NULL;
@@ -251,8 +253,8 @@ int scheduler_start(struct source_set *set, struct control *control, struct sche
 		if (!expr)
 			continue;
 		if (cron_parse(expr, &sc->crons[i], why, sizeof why)) {
-			rc = cn_error_set(err, CN_ECONFIG, "source '%s': refresh '%s': %s", set->items[i].cfg->name,
-					  expr, why);
+			rc = cn_error_set(err, CN_ECONFIG, "source '%s': refresh '%s': %s",
+					  set->items[i].cfg->name, expr, why);
 			break;
 		}
 		sc->scheduled[i] = true;
@@ -264,8 +266,8 @@ int scheduler_start(struct source_set *set, struct control *control, struct sche
 			gmtime_r(&t, &tm);
 			strftime(at, sizeof at, "%Y-%m-%dT%H:%M:%SZ", &tm);
 		}
-		log_info("source '%s': schema refresh on '%s' (%s), next at %s", set->items[i].cfg->name, expr,
-			 tz_name(sc->zone), at);
+		log_info("source '%s': schema refresh on '%s' (%s), next at %s", set->items[i].cfg->name,
+			 expr, tz_name(sc->zone), at);
 	}
 	if (rc == CN_OK) {
 		if (pthread_create(&sc->thread, NULL, scheduler_main, sc) != 0)

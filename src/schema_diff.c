@@ -121,7 +121,8 @@ static int strv_of(const cJSON *o, const char *key, const char **v, size_t max, 
 
 static int kind_of(const char *name, enum cn_object_kind *kind)
 {
-	static const enum cn_object_kind kinds[] = {CN_OBJ_TABLE, CN_OBJ_VIEW, CN_OBJ_MATVIEW, CN_OBJ_COLLECTION};
+	static const enum cn_object_kind kinds[] = {CN_OBJ_TABLE, CN_OBJ_VIEW, CN_OBJ_MATVIEW,
+						    CN_OBJ_COLLECTION};
 	for (size_t i = 0; name && i < sizeof kinds / sizeof kinds[0]; i++) {
 		if (strcmp(name, schema_kind_name(kinds[i])) == 0) {
 			*kind = kinds[i];
@@ -146,9 +147,11 @@ static int decode_table(const cJSON *to, const struct cn_schema_builder *b)
 	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(to, "columns")) {
 		const cJSON *nullable = cJSON_GetObjectItemCaseSensitive(it, "nullable");
 		const cJSON *pk = cJSON_GetObjectItemCaseSensitive(it, "pk");
-		int pos = cJSON_IsNumber(pk) && pk->valuedouble >= 1 && pk->valuedouble <= 100000 ? pk->valueint : 0;
-		int rc = b->column(b->ctx, t, str_of(it, "name"), str_of(it, "type"), cJSON_IsTrue(nullable), NULL,
-				   NULL, pos);
+		int pos = cJSON_IsNumber(pk) && pk->valuedouble >= 1 && pk->valuedouble <= 100000
+			      ? pk->valueint
+			      : 0;
+		int rc = b->column(b->ctx, t, str_of(it, "name"), str_of(it, "type"), cJSON_IsTrue(nullable),
+				   NULL, NULL, pos);
 		if (rc)
 			return rc;
 	}
@@ -208,8 +211,9 @@ int schema_snapshot_decode(const char *text, size_t len, struct schema_model **o
 	}
 	if (rc) {
 		schema_model_free(m);
-		rc = rc == CN_ENOMEM ? cn_error_set(err, rc, "out of memory")
-				     : cn_error_set(err, CN_EINVAL, "the stored schema snapshot is malformed");
+		rc = rc == CN_ENOMEM
+			 ? cn_error_set(err, rc, "out of memory")
+			 : cn_error_set(err, CN_EINVAL, "the stored schema snapshot is malformed");
 		goto out;
 	}
 	*out = m;
@@ -229,7 +233,8 @@ static int table_cmp(const struct sm_table *a, const struct sm_table *b)
 /* Equal names keep their order in the model, so duplicates pair up in order. */
 static int table_ptr_cmp(const void *a, const void *b)
 {
-	const struct sm_table *x = *(const struct sm_table *const *)a, *y = *(const struct sm_table *const *)b;
+	const struct sm_table *x = *(const struct sm_table *const *)a,
+			      *y = *(const struct sm_table *const *)b;
 	int c = table_cmp(x, y);
 	return c ? c : (x > y) - (x < y);
 }
@@ -280,8 +285,8 @@ static void change_clear(struct schema_change *c)
 	free(c->after);
 }
 
-static void emit(struct differ *df, enum schema_change_kind kind, const struct sm_table *t, const char *object,
-		 const char *before, const char *after)
+static void emit(struct differ *df, enum schema_change_kind kind, const struct sm_table *t,
+		 const char *object, const char *before, const char *after)
 {
 	if (df->failed)
 		return;
@@ -765,7 +770,8 @@ struct schema_drift *schema_drift_from_json(const cJSON *json)
 		int rc;
 		if (kind && strcmp(kind, "unmatched_mapping") == 0) {
 			const cJSON *line = cJSON_GetObjectItemCaseSensitive(o, "line");
-			rc = schema_drift_add_mapping(d, str_of(o, "file"), cJSON_IsNumber(line) ? line->valueint : 0,
+			rc = schema_drift_add_mapping(d, str_of(o, "file"),
+						      cJSON_IsNumber(line) ? line->valueint : 0,
 						      str_of(o, "key"));
 		} else if (kind && strcmp(kind, "undescribed_column") == 0 && str_of(o, "table") &&
 			   str_of(o, "column")) {

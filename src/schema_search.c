@@ -119,8 +119,8 @@ static int index_model(struct schema_search *s, const struct schema_model *m, st
 			if (c->hidden)
 				continue;
 			s->docs[s->ndocs] = (struct search_doc){t, c};
-			rc = insert_doc(s->db, st, (sqlite3_int64)++s->ndocs, c->name, c->synonyms, c->nsynonyms,
-					c->description, c->comment, err);
+			rc = insert_doc(s->db, st, (sqlite3_int64)++s->ndocs, c->name, c->synonyms,
+					c->nsynonyms, c->description, c->comment, err);
 		}
 	}
 	sqlite3_finalize(st);

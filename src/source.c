@@ -125,8 +125,8 @@ static void view_tables_json(struct source_view *v)
 	}
 }
 
-struct source_view *source_view_build(struct schema_model *m, struct schema_drift *drift, int64_t refreshed_at,
-				      int64_t changed_at)
+struct source_view *source_view_build(struct schema_model *m, struct schema_drift *drift,
+				      int64_t refreshed_at, int64_t changed_at)
 {
 	struct source_view *v = calloc(1, sizeof *v);
 	if (!drift)
@@ -213,7 +213,8 @@ static bool still_resting(struct source *s, struct cn_error *err)
 	pthread_mutex_lock(&s->lock);
 	bool rest = s->last_error[0] && time_before(&now, &s->retry_at);
 	if (rest)
-		cn_error_set(err, CN_EUNAVAILABLE, "source '%s' is unavailable: %s", s->cfg->name, s->last_error);
+		cn_error_set(err, CN_EUNAVAILABLE, "source '%s' is unavailable: %s", s->cfg->name,
+			     s->last_error);
 	pthread_mutex_unlock(&s->lock);
 	return rest;
 }
@@ -241,8 +242,8 @@ int source_ready(struct source *s, void **handle, struct cn_error *err)
 					log_info("source '%s' is available again", s->cfg->name);
 				(void)ready_now(s, handle);
 			} else {
-				rc = cn_error_set(err, CN_EUNAVAILABLE, "source '%s' is unavailable: %s", s->cfg->name,
-						  r.error);
+				rc = cn_error_set(err, CN_EUNAVAILABLE, "source '%s' is unavailable: %s",
+						  s->cfg->name, r.error);
 			}
 			refresh_result_clear(&r);
 		}
@@ -300,7 +301,8 @@ int sources_open_with(const struct config *cfg, const struct sources_opts *opts,
 		}
 		if (s->cfg->mappings_path && *s->cfg->mappings_path) {
 			char *path = config_resolve_path(cfg, s->cfg->mappings_path);
-			rc = path ? mappings_load(path, &s->mappings, err) : cn_error_set(err, CN_ENOMEM, "out of memory");
+			rc = path ? mappings_load(path, &s->mappings, err)
+				  : cn_error_set(err, CN_ENOMEM, "out of memory");
 			free(path);
 			if (rc)
 				goto fail;
@@ -310,7 +312,8 @@ int sources_open_with(const struct config *cfg, const struct sources_opts *opts,
 		struct source *s = &set->items[i];
 		struct refresh_result r;
 		if (refresh_source(set, s, &r) != CN_OK)
-			log_warn("source '%s' (%s) is unavailable: %s", s->cfg->name, s->cfg->driver, r.error);
+			log_warn("source '%s' (%s) is unavailable: %s", s->cfg->name, s->cfg->driver,
+				 r.error);
 		refresh_result_clear(&r);
 	}
 	*out = set;

@@ -127,8 +127,8 @@ void source_view_release(struct source_view *v); /* NULL is a no-op */
 void source_view_publish(struct source *s, struct source_view *v);
 /* A view of m (taken over) with its indexes built; NULL on out of memory.
  * drift is taken over too (NULL: an empty one). */
-struct source_view *source_view_build(struct schema_model *m, struct schema_drift *drift, int64_t refreshed_at,
-				      int64_t changed_at);
+struct source_view *source_view_build(struct schema_model *m, struct schema_drift *drift,
+				      int64_t refreshed_at, int64_t changed_at);
 
 /* A snapshot of what list_data_sources and /readyz show. */
 struct source_status {

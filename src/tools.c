@@ -363,9 +363,12 @@ static void describe_splice(struct tool_result *out, const char *entries, size_t
 		rc = buf_puts(&b, "}}");
 	if (rc) {
 		buf_free(&b);
-		tool_result_error(out, rc == CN_ETOOBIG ? 400 : 500, rc == CN_ETOOBIG ? "result_too_large" : "internal_error",
-				  rc == CN_ETOOBIG ? "the answer would be over the %zu byte limit; ask for less"
-						   : "out of memory (limit %zu)", max);
+		tool_result_error(out, rc == CN_ETOOBIG ? 400 : 500,
+				  rc == CN_ETOOBIG ? "result_too_large" : "internal_error",
+				  rc == CN_ETOOBIG
+				      ? "the answer would be over the %zu byte limit; ask for less"
+				      : "out of memory (limit %zu)",
+				  max);
 		return;
 	}
 	free(out->body);
@@ -384,20 +387,26 @@ static cJSON *index_fields(const char *prefix, size_t page, const struct schema_
 	if (pg->count)
 		snprintf(showing, sizeof showing, ", tables %zu-%zu", pg->first + 1, pg->first + pg->count);
 	if (page < pg->pages)
-		snprintf(next, sizeof next, "For the next page, call describe_schema with the same parameters "
-			 "and \"page\": %zu.", page + 1);
+		snprintf(next, sizeof next,
+			 "For the next page, call describe_schema with the same parameters "
+			 "and \"page\": %zu.",
+			 page + 1);
 	if (pg->total == 0)
-		snprintf(hint, sizeof hint,
-			 "No table name starts with '%.100s'. Call describe_schema without `prefix` for the whole "
-			 "index, or search_schema to find tables and columns by topic.", prefix ? prefix : "");
+		snprintf(
+		    hint, sizeof hint,
+		    "No table name starts with '%.100s'. Call describe_schema without `prefix` for the whole "
+		    "index, or search_schema to find tables and columns by topic.",
+		    prefix ? prefix : "");
 	else
-		snprintf(hint, sizeof hint,
-			 "%s: page %zu of %zu of the table index%s, sorted by name. %s Call describe_schema with "
-			 "`tables` (up to 200 names) for their columns and keys, with `prefix` to list only the "
-			 "tables whose name starts with some text, or search_schema to find tables and columns "
-			 "by topic.",
-			 prefix ? "Tables whose name starts with the prefix" : "The schema is larger than one answer",
-			 page, pg->pages, showing, next);
+		snprintf(
+		    hint, sizeof hint,
+		    "%s: page %zu of %zu of the table index%s, sorted by name. %s Call describe_schema with "
+		    "`tables` (up to 200 names) for their columns and keys, with `prefix` to list only the "
+		    "tables whose name starts with some text, or search_schema to find tables and columns "
+		    "by topic.",
+		    prefix ? "Tables whose name starts with the prefix"
+			   : "The schema is larger than one answer",
+		    page, pg->pages, showing, next);
 	cJSON_AddStringToObject(o, "mode", "index");
 	if (prefix)
 		cJSON_AddStringToObject(o, "prefix", prefix);
@@ -422,7 +431,8 @@ static void describe_index(struct tool_result *out, const struct source *s, cons
 		return;
 	}
 	/* room for the fields around the entries, with the numbers at their widest */
-	struct schema_compact_page widest = {.total = 999999, .pages = 999999, .first = 999999, .count = 999999};
+	struct schema_compact_page widest = {
+	    .total = 999999, .pages = 999999, .first = 999999, .count = 999999};
 	char *tail = describe_tail(s, index_fields(prefix, 999998, &widest));
 	size_t around = tail ? strlen(tail) + 32 : 0;
 	free(tail);
@@ -437,7 +447,8 @@ static void describe_index(struct tool_result *out, const struct source *s, cons
 	if (rc == CN_ENOTFOUND) {
 		buf_free(&entries);
 		tool_result_error(out, 400, "invalid_parameters",
-				  "parameters.page: %zu is past the last page of the table index (%zu)", page, pg.pages);
+				  "parameters.page: %zu is past the last page of the table index (%zu)", page,
+				  pg.pages);
 		return;
 	}
 	tail = rc ? NULL : describe_tail(s, index_fields(prefix, page, &pg));
@@ -457,9 +468,10 @@ static void tool_describe_schema(struct app *app, const cJSON *params, struct to
 	const cJSON *prefix = cJSON_GetObjectItemCaseSensitive(params, "prefix");
 	void *h;
 	if (tables && (page || prefix)) {
-		tool_result_error(out, 400, "invalid_parameters",
-				  "parameters: give `tables` for full detail, or `page` / `prefix` for the table index, "
-				  "not both");
+		tool_result_error(
+		    out, 400, "invalid_parameters",
+		    "parameters: give `tables` for full detail, or `page` / `prefix` for the table index, "
+		    "not both");
 		return;
 	}
 	struct source *s = ready_source(app, name, out, &h);
@@ -467,14 +479,15 @@ static void tool_describe_schema(struct app *app, const cJSON *params, struct to
 		return;
 	struct source_view *v = source_view_acquire(s);
 	if (!v) {
-		tool_result_error(out, 503, "data_source_disconnected", "the schema of '%s' is not read yet; retry shortly",
-				  s->cfg->name);
+		tool_result_error(out, 503, "data_source_disconnected",
+				  "the schema of '%s' is not read yet; retry shortly", s->cfg->name);
 		out->retry_after = 5;
 		return;
 	}
 	size_t max = s->cfg->limits.max_result_bytes;
 	if (page || prefix) {
-		describe_index(out, s, v, prefix ? prefix->valuestring : NULL, page ? (size_t)page->valuedouble : 1);
+		describe_index(out, s, v, prefix ? prefix->valuestring : NULL,
+			       page ? (size_t)page->valuedouble : 1);
 		source_view_release(v);
 		return;
 	}
@@ -533,9 +546,10 @@ static void tool_describe_schema(struct app *app, const cJSON *params, struct to
 			cJSON_DeleteItemFromArray(tarr, cJSON_GetArraySize(tarr) - 1);
 		cJSON_ReplaceItemInObjectCaseSensitive(tree, "truncated", cJSON_CreateTrue());
 		if (!cJSON_GetObjectItemCaseSensitive(tree, "hint"))
-			cJSON_AddStringToObject(tree, "hint",
-						"the tables asked for do not fit one answer: call describe_schema "
-						"again with the tables that were left out");
+			cJSON_AddStringToObject(
+			    tree, "hint",
+			    "the tables asked for do not fit one answer: call describe_schema "
+			    "again with the tables that were left out");
 	}
 	tool_result_json(out, tree, max);
 }
@@ -601,8 +615,9 @@ static void tool_search_schema(struct app *app, const cJSON *params, struct tool
 	char probe[SEARCH_MAX_WORDS * (SEARCH_MAX_WORD + 8) + 1];
 	if (schema_search_fts_query(query, probe, sizeof probe) != CN_OK) {
 		cJSON_Delete(unavailable);
-		tool_result_error(out, 400, "invalid_parameters",
-				  "parameters.query: has no word to search for; write words such as \"signup date\"");
+		tool_result_error(
+		    out, 400, "invalid_parameters",
+		    "parameters.query: has no word to search for; write words such as \"signup date\"");
 		return;
 	}
 	if (cJSON_IsString(src)) {
@@ -621,7 +636,8 @@ static void tool_search_schema(struct app *app, const cJSON *params, struct tool
 			if (views[nviews])
 				nviews++;
 			else
-				cJSON_AddItemToArray(unavailable, cJSON_CreateString(app->sources->items[i].cfg->name));
+				cJSON_AddItemToArray(unavailable,
+						     cJSON_CreateString(app->sources->items[i].cfg->name));
 		}
 	}
 	struct found *all = calloc(nviews * limit + 1, sizeof *all);
@@ -644,7 +660,8 @@ static void tool_search_schema(struct app *app, const cJSON *params, struct tool
 	}
 	free(hits);
 	if (rc) {
-		tool_result_error(out, 500, "internal_error", "%s", err.message[0] ? err.message : "out of memory");
+		tool_result_error(out, 500, "internal_error", "%s",
+				  err.message[0] ? err.message : "out of memory");
 	} else {
 		qsort(all, nall, sizeof *all, found_cmp);
 		if (nall > limit)
@@ -659,11 +676,12 @@ static void tool_search_schema(struct app *app, const cJSON *params, struct tool
 		else
 			cJSON_Delete(unavailable);
 		unavailable = NULL;
-		cJSON_AddStringToObject(result, "hint",
-					nall ? "Call describe_schema with `tables` for the columns, keys and "
-					       "references of a table; run_query reads the data."
-					     : "Nothing matched: try other or fewer words, or describe_schema for "
-					       "the list of tables.");
+		cJSON_AddStringToObject(
+		    result, "hint",
+		    nall ? "Call describe_schema with `tables` for the columns, keys and "
+			   "references of a table; run_query reads the data."
+			 : "Nothing matched: try other or fewer words, or describe_schema for "
+			   "the list of tables.");
 		/* keep under the byte cap: drop matches from the end */
 		bool truncated = false;
 		for (;;) {

@@ -344,7 +344,8 @@ static int tzif_read_block(struct tz *z, const struct tzif_hdr *h, const unsigne
 	for (uint32_t i = 0; i < h->typecnt; i++) {
 		int32_t off = (int32_t)be32(p + 6 * i);
 		/* RFC 8536: -2^31 is not allowed; offsets stay within a day either way */
-		if (off <= -SECS_PER_DAY || off >= SECS_PER_DAY || p[6 * i + 4] > 1 || p[6 * i + 5] >= h->charcnt)
+		if (off <= -SECS_PER_DAY || off >= SECS_PER_DAY || p[6 * i + 4] > 1 ||
+		    p[6 * i + 5] >= h->charcnt)
 			return tz_fail(err, CN_ECONFIG, z->name, "a local time type is malformed");
 		z->type_off[i] = off;
 	}

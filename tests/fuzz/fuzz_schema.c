@@ -66,8 +66,8 @@ static void fuzz_search(const char *q)
 		const struct sm_table *t = hits[i].table;
 		if (t < demo->tables || t >= demo->tables + demo->ntables || t->hidden)
 			abort();
-		if (hits[i].column && (hits[i].column < t->columns || hits[i].column >= t->columns + t->ncolumns ||
-				       hits[i].column->hidden))
+		if (hits[i].column && (hits[i].column < t->columns ||
+				       hits[i].column >= t->columns + t->ncolumns || hits[i].column->hidden))
 			abort();
 	}
 }

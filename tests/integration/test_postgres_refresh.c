@@ -65,7 +65,8 @@ static int setup(void **state)
 	if (!f)
 		return -1;
 	fputs("mappings:\n"
-	      "  crm.customers.loyalty_tier: { description: Loyalty programme tier, synonyms: [status level] }\n"
+	      "  crm.customers.loyalty_tier: { description: Loyalty programme tier, synonyms: [status level] "
+	      "}\n"
 	      "  crm.customers.email: { description: Login email }\n",
 	      f);
 	fclose(f);
@@ -167,12 +168,13 @@ static const char *customer_columns(void)
 	assert_int_equal(res.http_status, 200);
 	cJSON *a = cJSON_ParseWithLength(res.body, res.len);
 	tool_result_free(&res);
-	const cJSON *t = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(a, "result"),
-									     "tables"), 0);
+	const cJSON *t = cJSON_GetArrayItem(
+	    cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(a, "result"), "tables"), 0);
 	const cJSON *c;
 	out[0] = '\0';
 	cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(t, "columns")) {
-		strncat(out, cJSON_GetObjectItemCaseSensitive(c, "name")->valuestring, sizeof out - strlen(out) - 2);
+		strncat(out, cJSON_GetObjectItemCaseSensitive(c, "name")->valuestring,
+			sizeof out - strlen(out) - 2);
 		strcat(out, " ");
 	}
 	cJSON_Delete(a);
@@ -195,7 +197,8 @@ static void test_columns_come_and_go(void **state)
 
 	super_exec("ALTER TABLE crm.customers ALTER COLUMN loyalty_tier TYPE varchar(20)");
 	r = refresh_ok();
-	assert_string_equal(only_change(&r), "column crm.customers.loyalty_tier retyped: text -> character varying(20)");
+	assert_string_equal(only_change(&r),
+			    "column crm.customers.loyalty_tier retyped: text -> character varying(20)");
 	refresh_result_clear(&r);
 
 	super_exec("UPDATE crm.customers SET loyalty_tier = 'basic';"
@@ -206,7 +209,8 @@ static void test_columns_come_and_go(void **state)
 
 	super_exec("CREATE INDEX customers_loyalty_idx ON crm.customers (loyalty_tier)");
 	r = refresh_ok();
-	assert_string_equal(only_change(&r), "index customers_loyalty_idx on crm.customers (loyalty_tier) added");
+	assert_string_equal(only_change(&r),
+			    "index customers_loyalty_idx on crm.customers (loyalty_tier) added");
 	refresh_result_clear(&r);
 
 	/* a column nobody described: drift */
@@ -214,11 +218,13 @@ static void test_columns_come_and_go(void **state)
 	r = refresh_ok();
 	assert_string_equal(only_change(&r), "column crm.customers.referrer added (text)");
 	refresh_result_clear(&r);
-	assert_string_equal(drift_text(), "column crm.customers.referrer (text) is new since the baseline and has "
-					  "no description; ");
+	assert_string_equal(drift_text(),
+			    "column crm.customers.referrer (text) is new since the baseline and has "
+			    "no description; ");
 
 	/* a new table, with foreign key */
-	super_exec("CREATE TABLE shop.refresh_probe (id int PRIMARY KEY, customer_id int REFERENCES crm.customers (id));"
+	super_exec("CREATE TABLE shop.refresh_probe (id int PRIMARY KEY, customer_id int REFERENCES "
+		   "crm.customers (id));"
 		   "GRANT SELECT ON shop.refresh_probe TO connector_ro");
 	r = refresh_ok();
 	assert_string_equal(only_change(&r), "table shop.refresh_probe added");
@@ -247,9 +253,10 @@ static void test_server_down_keeps_schema(void **state)
 	(void)state;
 	struct source_view *before = source_view_acquire(T.src);
 	assert_non_null(before);
-	assert_int_equal(h_system("as=''; [ \"$(id -u)\" -eq 0 ] && as='runuser -u postgres --'; "
-				  "$as \"$CN_TEST_PG_CTL\" -D \"$CN_TEST_PG_DATA_DIR\" -m fast -w stop >/dev/null"),
-			 0);
+	assert_int_equal(
+	    h_system("as=''; [ \"$(id -u)\" -eq 0 ] && as='runuser -u postgres --'; "
+		     "$as \"$CN_TEST_PG_CTL\" -D \"$CN_TEST_PG_DATA_DIR\" -m fast -w stop >/dev/null"),
+	    0);
 	struct refresh_result r;
 	int rc = refresh_source(T.app.sources, T.src, &r);
 	refresh_result_clear(&r);

@@ -2,10 +2,9 @@
  * cron_next.c - the connector's cron and tz code behind a line protocol, for
  * tests/cron/differential.py (which compares it with croniter):
  *
- *   stdin:  EXPR <TAB> ZONE <TAB> AFTER      (EXPR may hold tabs; ZONE "UTC" or an IANA name; AFTER unix seconds)
- *   stdout: NEXT                            (unix seconds)
- *           or "invalid <why>"              (the expression does not parse)
- *           or "never"                      (it fires in no year up to CRON_MAX_YEARS ahead)
+ *   stdin:  EXPR <TAB> ZONE <TAB> AFTER      (EXPR may hold tabs; ZONE "UTC" or an IANA name; AFTER unix
+ * seconds) stdout: NEXT                            (unix seconds) or "invalid <why>"              (the
+ * expression does not parse) or "never"                      (it fires in no year up to CRON_MAX_YEARS ahead)
  *           or "zone <why>"                 (the zone does not load)
  *
  * Zones are loaded once and kept. One line out per line in, flushed, so the

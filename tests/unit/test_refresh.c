@@ -160,7 +160,8 @@ static const cJSON *get(const cJSON *o, const char *path)
 	char buf[128];
 	snprintf(buf, sizeof buf, "%s", path);
 	for (char *save = NULL, *k = strtok_r(buf, ".", &save); k && o; k = strtok_r(NULL, ".", &save))
-		o = cJSON_IsArray(o) ? cJSON_GetArrayItem(o, atoi(k)) : cJSON_GetObjectItemCaseSensitive(o, k);
+		o = cJSON_IsArray(o) ? cJSON_GetArrayItem(o, atoi(k))
+				     : cJSON_GetObjectItemCaseSensitive(o, k);
 	return o;
 }
 
@@ -278,7 +279,8 @@ static void test_changes_diffs_and_drift(void **state)
 	const cJSON *hist = get(rep, "history");
 	assert_int_equal(cJSON_GetArraySize(hist), 4);
 	assert_string_equal(get(hist, "0.changes.0.change")->valuestring, "column_removed");
-	assert_string_equal(get(hist, "2.changes.0.message")->valuestring, "column orders.coupon added (TEXT)");
+	assert_string_equal(get(hist, "2.changes.0.message")->valuestring,
+			    "column orders.coupon added (TEXT)");
 	assert_true(cJSON_IsTrue(get(hist, "3.baseline")));
 	char *text = NULL;
 	size_t len = 0;
@@ -391,8 +393,10 @@ static void test_large_schema_index(void **state)
 	size_t names_bytes = 0;
 	for (int i = 0; i < NTABLES; i++) {
 		char sql[256];
-		snprintf(sql, sizeof sql, "CREATE TABLE warehouse_inventory_snapshot_%05d (id INTEGER PRIMARY KEY,"
-			 " sku TEXT, qty INTEGER)", i);
+		snprintf(sql, sizeof sql,
+			 "CREATE TABLE warehouse_inventory_snapshot_%05d (id INTEGER PRIMARY KEY,"
+			 " sku TEXT, qty INTEGER)",
+			 i);
 		assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
 		names_bytes += strlen("warehouse_inventory_snapshot_00000");
 	}
@@ -409,8 +413,8 @@ static void test_large_schema_index(void **state)
 	size_t page = 1, pages = 0;
 	for (;;) {
 		char params[96];
-		snprintf(params, sizeof params, page == 1 ? "{\"source\":\"demo\"}" : "{\"source\":\"demo\",\"page\":%zu}",
-			 page);
+		snprintf(params, sizeof params,
+			 page == 1 ? "{\"source\":\"demo\"}" : "{\"source\":\"demo\",\"page\":%zu}", page);
 		struct tool_result res;
 		cJSON *p = cJSON_Parse(params);
 		tools_call(&r.app, tools_find("describe_schema"), p, &res);
@@ -449,8 +453,8 @@ static void test_large_schema_index(void **state)
 	cJSON *a = call(&r, "describe_schema", "{\"source\":\"demo\",\"page\":99}", &status);
 	assert_int_equal(status, 400);
 	cJSON_Delete(a);
-	a = call(&r, "describe_schema", "{\"source\":\"demo\",\"prefix\":\"WAREHOUSE_INVENTORY_SNAPSHOT_0421\"}",
-		 &status);
+	a = call(&r, "describe_schema",
+		 "{\"source\":\"demo\",\"prefix\":\"WAREHOUSE_INVENTORY_SNAPSHOT_0421\"}", &status);
 	assert_int_equal(status, 200);
 	assert_int_equal(get(a, "result.total_tables")->valueint, 10);
 	assert_null(get(a, "result.next_page"));
@@ -464,7 +468,8 @@ static void test_large_schema_index(void **state)
 	assert_int_equal(status, 400);
 	cJSON_Delete(a);
 	a = call(&r, "search_schema", "{\"query\":\"warehouse_inventory_snapshot_03333\"}", &status);
-	assert_string_equal(get(a, "result.matches.0.table")->valuestring, "warehouse_inventory_snapshot_03333");
+	assert_string_equal(get(a, "result.matches.0.table")->valuestring,
+			    "warehouse_inventory_snapshot_03333");
 	cJSON_Delete(a);
 	rig_close(&r);
 	copy_file(CN_TEST_DEMO_DB, E.db);

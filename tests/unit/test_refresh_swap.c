@@ -144,14 +144,16 @@ static int orders_columns(const cJSON *answer, bool *coupon)
 {
 	const cJSON *t, *c;
 	*coupon = false;
-	cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(answer, "result"),
-								"tables")) {
+	cJSON_ArrayForEach(
+	    t, cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(answer, "result"), "tables"))
+	{
 		if (strcmp(cJSON_GetObjectItemCaseSensitive(t, "name")->valuestring, "orders") != 0)
 			continue;
 		int n = 0;
 		cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(t, "columns")) {
 			n++;
-			*coupon |= strcmp(cJSON_GetObjectItemCaseSensitive(c, "name")->valuestring, "coupon") == 0;
+			*coupon |=
+			    strcmp(cJSON_GetObjectItemCaseSensitive(c, "name")->valuestring, "coupon") == 0;
 		}
 		return n;
 	}
@@ -166,8 +168,8 @@ static void one_call(const char *tool, const char *params, unsigned k)
 	cJSON_Delete(p);
 	cJSON *a = res.http_status == 200 ? cJSON_ParseWithLength(res.body, res.len) : NULL;
 	if (!a) {
-		failed("%s %s: status %d: %.*s", tool, params, res.http_status, (int)(res.len > 300 ? 300 : res.len),
-		       res.body);
+		failed("%s %s: status %d: %.*s", tool, params, res.http_status,
+		       (int)(res.len > 300 ? 300 : res.len), res.body);
 	} else if (strcmp(tool, "describe_schema") == 0) {
 		bool coupon;
 		int n = orders_columns(a, &coupon);
@@ -187,9 +189,14 @@ static void *reader(void *arg)
 	while (!atomic_load(&E.stop)) {
 		switch (k++ % 6) {
 		case 0: one_call("describe_schema", "{\"source\":\"demo\"}", k); break;
-		case 1: one_call("describe_schema", "{\"source\":\"demo\",\"tables\":[\"orders\"]}", k); break;
+		case 1:
+			one_call("describe_schema", "{\"source\":\"demo\",\"tables\":[\"orders\"]}", k);
+			break;
 		case 2: one_call("search_schema", "{\"query\":\"order coupon date\"}", k); break;
-		case 3: one_call("run_query", "{\"source\":\"demo\",\"query\":\"SELECT * FROM orders LIMIT 3\"}", k); break;
+		case 3:
+			one_call("run_query",
+				 "{\"source\":\"demo\",\"query\":\"SELECT * FROM orders LIMIT 3\"}", k);
+			break;
 		case 4: one_call("list_data_sources", "{}", k); break;
 		default: {
 			struct http_request req = {.method = "GET", .path = "/readyz", .body = ""};
@@ -223,7 +230,8 @@ static void *refresher(void *arg)
 	(void)arg;
 	struct source *s = &E.app.sources->items[0];
 	for (unsigned i = 0; !atomic_load(&E.stop); i++) {
-		alter(i % 2 == 0 ? "ALTER TABLE orders ADD COLUMN coupon TEXT" : "ALTER TABLE orders DROP COLUMN coupon");
+		alter(i % 2 == 0 ? "ALTER TABLE orders ADD COLUMN coupon TEXT"
+				 : "ALTER TABLE orders DROP COLUMN coupon");
 		struct refresh_result r;
 		if (refresh_source(E.app.sources, s, &r) != CN_OK)
 			failed("refresh: %s", r.error);

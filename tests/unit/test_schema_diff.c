@@ -34,7 +34,8 @@ static struct schema_model *shop(void)
 	assert_int_equal(b.column(b.ctx, t, "id", "bigint", false, NULL, NULL, 1), CN_OK);
 	assert_int_equal(b.column(b.ctx, t, "customer_id", "integer", false, NULL, NULL, 0), CN_OK);
 	assert_int_equal(b.column(b.ctx, t, "placed_at", "timestamp", true, NULL, NULL, 0), CN_OK);
-	assert_int_equal(b.foreign_key(b.ctx, t, "orders_customer_fk", 1, cust, "crm", "customers", id), CN_OK);
+	assert_int_equal(b.foreign_key(b.ctx, t, "orders_customer_fk", 1, cust, "crm", "customers", id),
+			 CN_OK);
 	assert_int_equal(b.index(b.ctx, t, "orders_cp_idx", false, 2, two), CN_OK);
 	t = b.table(b.ctx, "shop", "totals", CN_OBJ_VIEW, NULL, -1);
 	assert_int_equal(b.column(b.ctx, t, "total", "numeric", true, NULL, NULL, 0), CN_OK);
@@ -62,13 +63,18 @@ static void test_snapshot_round_trip(void **state)
 	schema_model_free(back);
 
 	static const char *const bad[] = {
-		"", "not json", "{}", "{\"format\":\"x\",\"version\":1,\"tables\":[]}",
-		"{\"format\":\"interactor-connector schema snapshot\",\"version\":2,\"tables\":[]}",
-		"{\"format\":\"interactor-connector schema snapshot\",\"version\":1,\"tables\":[{\"name\":\"t\"}]}",
-		"{\"format\":\"interactor-connector schema snapshot\",\"version\":1,\"tables\":[{\"name\":\"t\","
-		"\"kind\":\"table\",\"columns\":[{\"type\":\"x\"}]}]}",
-		"{\"format\":\"interactor-connector schema snapshot\",\"version\":1,\"tables\":[{\"name\":\"t\","
-		"\"kind\":\"table\",\"foreign_keys\":[{\"columns\":[\"a\"],\"ref_table\":\"u\",\"ref_columns\":[]}]}]}",
+	    "",
+	    "not json",
+	    "{}",
+	    "{\"format\":\"x\",\"version\":1,\"tables\":[]}",
+	    "{\"format\":\"interactor-connector schema snapshot\",\"version\":2,\"tables\":[]}",
+	    "{\"format\":\"interactor-connector schema "
+	    "snapshot\",\"version\":1,\"tables\":[{\"name\":\"t\"}]}",
+	    "{\"format\":\"interactor-connector schema snapshot\",\"version\":1,\"tables\":[{\"name\":\"t\","
+	    "\"kind\":\"table\",\"columns\":[{\"type\":\"x\"}]}]}",
+	    "{\"format\":\"interactor-connector schema snapshot\",\"version\":1,\"tables\":[{\"name\":\"t\","
+	    "\"kind\":\"table\",\"foreign_keys\":[{\"columns\":[\"a\"],\"ref_table\":\"u\",\"ref_columns\":[]"
+	    "}]}]}",
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		back = (struct schema_model *)1;
@@ -116,7 +122,8 @@ static void test_diff(void **state)
 	assert_int_equal(bb.column(bb.ctx, t, "id", "bigint", false, NULL, NULL, 1), CN_OK);
 	assert_int_equal(bb.column(bb.ctx, t, "customer_id", "integer", false, NULL, NULL, 2), CN_OK);
 	assert_int_equal(bb.column(bb.ctx, t, "placed_at", "timestamp", true, NULL, NULL, 0), CN_OK);
-	assert_int_equal(bb.foreign_key(bb.ctx, t, "orders_customer_fk", 1, cust, "crm", "people", id), CN_OK);
+	assert_int_equal(bb.foreign_key(bb.ctx, t, "orders_customer_fk", 1, cust, "crm", "people", id),
+			 CN_OK);
 	assert_int_equal(bb.index(bb.ctx, t, "orders_cp_idx", true, 1, cust), CN_OK);
 	t = bb.table(bb.ctx, "shop", "refunds", CN_OBJ_TABLE, NULL, -1);
 	assert_int_equal(bb.column(bb.ctx, t, "id", "bigint", false, NULL, NULL, 1), CN_OK);
@@ -125,19 +132,20 @@ static void test_diff(void **state)
 
 	struct schema_diff *d = schema_diff_compute(a, b);
 	assert_non_null(d);
-	assert_string_equal(changes(d),
-			    "column_type_changed crm.customers email text varchar(200)\n"
-			    "column_nullability_changed crm.customers email not null null\n"
-			    "column_removed crm.customers name text -\n"
-			    "column_added crm.customers phone - text\n"
-			    "index_removed crm.customers customers_email_key unique (email) -\n"
-			    "index_added crm.customers customers_name_idx - (name)\n"
-			    "primary_key_changed shop.orders - id id, customer_id\n"
-			    "foreign_key_removed shop.orders (customer_id) -> crm.customers (id) - -\n"
-			    "foreign_key_added shop.orders (customer_id) -> crm.people (id) - -\n"
-			    "index_changed shop.orders orders_cp_idx (customer_id, placed_at) unique (customer_id)\n"
-			    "table_added shop.refunds - - table\n"
-			    "table_kind_changed shop.totals - view table\n");
+	assert_string_equal(
+	    changes(d),
+	    "column_type_changed crm.customers email text varchar(200)\n"
+	    "column_nullability_changed crm.customers email not null null\n"
+	    "column_removed crm.customers name text -\n"
+	    "column_added crm.customers phone - text\n"
+	    "index_removed crm.customers customers_email_key unique (email) -\n"
+	    "index_added crm.customers customers_name_idx - (name)\n"
+	    "primary_key_changed shop.orders - id id, customer_id\n"
+	    "foreign_key_removed shop.orders (customer_id) -> crm.customers (id) - -\n"
+	    "foreign_key_added shop.orders (customer_id) -> crm.people (id) - -\n"
+	    "index_changed shop.orders orders_cp_idx (customer_id, placed_at) unique (customer_id)\n"
+	    "table_added shop.refunds - - table\n"
+	    "table_kind_changed shop.totals - view table\n");
 	char line[300];
 	schema_change_describe(&d->items[0], line, sizeof line);
 	assert_string_equal(line, "column crm.customers.email retyped: text -> varchar(200)");
@@ -145,9 +153,10 @@ static void test_diff(void **state)
 	assert_string_equal(line, "table shop.refunds added");
 	cJSON *j = schema_diff_to_json(d);
 	char *text = cJSON_PrintUnformatted(j);
-	assert_non_null(strstr(text, "{\"change\":\"column_added\",\"table\":\"crm.customers\","
-				     "\"column\":\"phone\",\"after\":\"text\",\"message\":\"column crm.customers.phone "
-				     "added (text)\"}"));
+	assert_non_null(
+	    strstr(text, "{\"change\":\"column_added\",\"table\":\"crm.customers\","
+			 "\"column\":\"phone\",\"after\":\"text\",\"message\":\"column crm.customers.phone "
+			 "added (text)\"}"));
 	assert_non_null(strstr(text, "{\"change\":\"index_removed\",\"table\":\"crm.customers\","
 				     "\"index\":\"customers_email_key\",\"before\":\"unique (email)\","));
 	free(text);
@@ -187,8 +196,10 @@ static void test_diff_large(void **state)
 			char col[16];
 			snprintf(col, sizeof col, "c%d", c);
 			assert_int_equal(ba.column(ba.ctx, ta, col, "integer", true, NULL, NULL, 0), CN_OK);
-			assert_int_equal(bb.column(bb.ctx, tb, col, i == 4242 && c == 7 ? "bigint" : "integer",
-						   true, NULL, NULL, 0), CN_OK);
+			assert_int_equal(bb.column(bb.ctx, tb, col,
+						   i == 4242 && c == 7 ? "bigint" : "integer", true, NULL,
+						   NULL, 0),
+					 CN_OK);
 		}
 	}
 	struct schema_diff *d = schema_diff_compute(a, b);
@@ -221,7 +232,8 @@ static void test_drift(void **state)
 	assert_int_equal(mappings_apply(mp, cur, NULL, NULL), 1);
 
 	struct schema_drift *d = schema_drift_new();
-	assert_int_equal(schema_drift_add_mapping(d, mp->path, mp->entries[2].line, mp->entries[2].key), CN_OK);
+	assert_int_equal(schema_drift_add_mapping(d, mp->path, mp->entries[2].line, mp->entries[2].key),
+			 CN_OK);
 	assert_int_equal(schema_drift_add_undescribed(d, base, cur), CN_OK);
 	assert_int_equal(d->n, 2);
 	char line[300];
@@ -267,7 +279,8 @@ static void test_compact_index(void **state)
 	for (int i = 999; i >= 0; i--) {
 		char name[32];
 		snprintf(name, sizeof name, "%s_%03d", i % 2 ? "orders" : "customers", i);
-		int t = b.table(b.ctx, i % 3 ? "sales" : NULL, name, CN_OBJ_TABLE, i == 0 ? long_desc : NULL, -1);
+		int t =
+		    b.table(b.ctx, i % 3 ? "sales" : NULL, name, CN_OBJ_TABLE, i == 0 ? long_desc : NULL, -1);
 		assert_int_equal(b.column(b.ctx, t, "id", "int", false, NULL, NULL, 1), CN_OK);
 		assert_int_equal(b.column(b.ctx, t, "x", "int", true, NULL, NULL, 0), CN_OK);
 		if (i == 5)
@@ -305,7 +318,8 @@ static void test_compact_index(void **state)
 			assert_string_not_equal(name, "orders_005");
 			const cJSON *desc = cJSON_GetObjectItemCaseSensitive(e, "description");
 			if (desc) {
-				assert_int_equal(strlen(desc->valuestring), 159 + 3); /* cut before é, then … */
+				assert_int_equal(strlen(desc->valuestring),
+						 159 + 3); /* cut before é, then … */
 				assert_non_null(strstr(desc->valuestring, "\xe2\x80\xa6"));
 			}
 			snprintf(prev, sizeof prev, "%s", name);

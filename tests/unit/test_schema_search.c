@@ -111,8 +111,9 @@ static void test_ranking(void **state)
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		size_t n = search(cases[i].query, hits, 10);
 		if (strcmp(hit_name(hits, n, 0), cases[i].first) != 0)
-			fail_msg("'%s': first hit %s (then %s, %s), want %s", cases[i].query, hit_name(hits, n, 0),
-				 hit_name(hits, n, 1), hit_name(hits, n, 2), cases[i].first);
+			fail_msg("'%s': first hit %s (then %s, %s), want %s", cases[i].query,
+				 hit_name(hits, n, 0), hit_name(hits, n, 1), hit_name(hits, n, 2),
+				 cases[i].first);
 	}
 	/* the limit holds */
 	assert_int_equal(search("order", hits, 3), 3);
