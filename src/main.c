@@ -323,7 +323,8 @@ static void print_drift(struct source *s, bool baseline, pid_t daemon)
 		printf("  note: new columns are compared with the first snapshot by the running daemon (pid "
 		       "%ld); see interactor-connector drift\n", (long)daemon);
 	else if (!baseline)
-		printf("  note: no state file yet, so no baseline to find new columns against\n");
+		printf("  note: no baseline to find new columns against (the state file is missing or in "
+		       "use)\n");
 	source_view_release(v);
 }
 
