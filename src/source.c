@@ -233,11 +233,10 @@ int source_ready(struct source *s, void **handle, struct cn_error *err)
 			rc = CN_EUNAVAILABLE;
 		} else {
 			struct refresh_result r;
+			pthread_mutex_lock(&s->lock);
+			bool was_down = s->last_error[0] != '\0';
+			pthread_mutex_unlock(&s->lock);
 			if (refresh_source_locked(s->set, s, &r) == CN_OK) {
-				pthread_mutex_lock(&s->lock);
-				bool was_down = s->last_error[0] != '\0';
-				s->last_error[0] = '\0';
-				pthread_mutex_unlock(&s->lock);
 				if (was_down)
 					log_info("source '%s' is available again", s->cfg->name);
 				(void)ready_now(s, handle);
