@@ -180,3 +180,48 @@ bench_demo_config() {
 		    limits: { max_rows: 1000, max_result_bytes: 60000, timeout_ms: 10000 }
 	YAML
 }
+
+# bench_pg_schema_sql N: SQL that creates N tables t0001.. of 20 columns each in schema public
+# (types cycling through ten, every fourth NOT NULL, a foreign key to the table before in every
+# third, to the tenth before in every fifth, comments on every table and on columns 4, 8, ..,
+# an index on every second), then lets connector_ro read them. bench/pg.sh and bench/refresh.sh.
+bench_pg_schema_sql() {
+	cat <<SQL
+DO \$gen\$
+DECLARE
+	types text[] := ARRAY['integer', 'bigint', 'text', 'varchar(64)', 'numeric(12,2)',
+	                      'timestamptz', 'date', 'boolean', 'jsonb', 'uuid'];
+	i integer;
+	j integer;
+	t text;
+	cols text;
+BEGIN
+	FOR i IN 1..$1 LOOP
+		t := format('t%s', lpad(i::text, 4, '0'));
+		cols := 'id bigint PRIMARY KEY';
+		FOR j IN 2..20 LOOP
+			IF j = 2 AND i > 1 AND i % 3 = 0 THEN
+				cols := cols || format(', parent_id bigint REFERENCES t%s (id)', lpad((i - 1)::text, 4, '0'));
+			ELSIF j = 3 AND i > 10 AND i % 5 = 0 THEN
+				cols := cols || format(', ref_id bigint REFERENCES t%s (id)', lpad((i - 10)::text, 4, '0'));
+			ELSE
+				cols := cols || format(', c%s %s%s', j, types[1 + (i + j) % 10],
+				                       CASE WHEN j % 4 = 0 THEN ' NOT NULL' ELSE '' END);
+			END IF;
+		END LOOP;
+		EXECUTE format('CREATE TABLE %I (%s)', t, cols);
+		EXECUTE format('COMMENT ON TABLE %I IS %L', t, format('Generated table %s of $1', i));
+		FOR j IN 4..20 BY 4 LOOP
+			EXECUTE format('COMMENT ON COLUMN %I.%I IS %L', t, 'c' || j, format('Column %s of %s', j, t));
+		END LOOP;
+		IF i % 2 = 0 THEN
+			EXECUTE format('CREATE INDEX ON %I (c5)', t);
+		END IF;
+	END LOOP;
+END
+\$gen\$;
+GRANT USAGE ON SCHEMA public TO connector_ro;
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO connector_ro;
+ANALYZE;
+SQL
+}

@@ -231,44 +231,7 @@ schema_super_dsn=${CN_TEST_PG_SUPER_DSN/dbname=connector_test/dbname=bench_schem
 BENCH_PG_SCHEMA_DSN=${CN_TEST_PG_DSN/dbname=connector_test/dbname=bench_schema}
 export BENCH_PG_SCHEMA_DSN
 [ "$BENCH_PG_SCHEMA_DSN" != "$CN_TEST_PG_DSN" ] || die "cannot derive the bench_schema DSN from CN_TEST_PG_DSN"
-psql_super -d "$schema_super_dsn" <<SQL
-DO \$gen\$
-DECLARE
-	types text[] := ARRAY['integer', 'bigint', 'text', 'varchar(64)', 'numeric(12,2)',
-	                      'timestamptz', 'date', 'boolean', 'jsonb', 'uuid'];
-	i integer;
-	j integer;
-	t text;
-	cols text;
-BEGIN
-	FOR i IN 1..$ntables LOOP
-		t := format('t%s', lpad(i::text, 4, '0'));
-		cols := 'id bigint PRIMARY KEY';
-		FOR j IN 2..20 LOOP
-			IF j = 2 AND i > 1 AND i % 3 = 0 THEN
-				cols := cols || format(', parent_id bigint REFERENCES t%s (id)', lpad((i - 1)::text, 4, '0'));
-			ELSIF j = 3 AND i > 10 AND i % 5 = 0 THEN
-				cols := cols || format(', ref_id bigint REFERENCES t%s (id)', lpad((i - 10)::text, 4, '0'));
-			ELSE
-				cols := cols || format(', c%s %s%s', j, types[1 + (i + j) % 10],
-				                       CASE WHEN j % 4 = 0 THEN ' NOT NULL' ELSE '' END);
-			END IF;
-		END LOOP;
-		EXECUTE format('CREATE TABLE %I (%s)', t, cols);
-		EXECUTE format('COMMENT ON TABLE %I IS %L', t, format('Generated table %s of $ntables', i));
-		FOR j IN 4..20 BY 4 LOOP
-			EXECUTE format('COMMENT ON COLUMN %I.%I IS %L', t, 'c' || j, format('Column %s of %s', j, t));
-		END LOOP;
-		IF i % 2 = 0 THEN
-			EXECUTE format('CREATE INDEX ON %I (c5)', t);
-		END IF;
-	END LOOP;
-END
-\$gen\$;
-GRANT USAGE ON SCHEMA public TO connector_ro;
-GRANT SELECT ON ALL TABLES IN SCHEMA public TO connector_ro;
-ANALYZE;
-SQL
+bench_pg_schema_sql "$ntables" | psql_super -d "$schema_super_dsn"
 fk_n=$(psql -X -tA -d "$BENCH_PG_SCHEMA_DSN" -c "SELECT count(*) FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace WHERE c.contype = 'f' AND n.nspname = 'public'")
 tab_n=$(psql -X -tA -d "$BENCH_PG_SCHEMA_DSN" -c "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
 echo "bench_schema: $tab_n tables, $fk_n foreign keys"

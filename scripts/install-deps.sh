@@ -9,9 +9,10 @@ pkgs=(build-essential cmake pkg-config ca-certificates curl openssl python3 sqli
       libpq-dev libpg-query-dev libmariadb-dev libmongoc-dev libbson-dev)
 if [ "${1:-}" = "--test" ]; then
   # python3-pymongo and python3-mongomock: the MongoDB wire-protocol test server
-  # (tests/support/mongo_server.py); no mongod can be installed from Debian
+  # (tests/support/mongo_server.py), no mongod can be installed from Debian; python3-croniter:
+  # the cron parser's differential test
   pkgs+=(libcmocka-dev clang-14 libclang-rt-14-dev valgrind postgresql-15 mariadb-server
-         mariadb-client python3-pymongo python3-mongomock)
+         mariadb-client python3-pymongo python3-mongomock python3-croniter)
 fi
 
 missing=()

@@ -3,6 +3,7 @@
 # through ctest, three times over:
 #   build/       the normal build (unit, end-to-end)
 #   build-asan/  AddressSanitizer + UndefinedBehaviorSanitizer (LeakSanitizer on)
+#   build-tsan/  ThreadSanitizer, the schema refresh swap test alone
 #   build-fuzz/  clang-14 libFuzzer targets, each a short run over its seeds
 # Services the tests need (PostgreSQL, the MongoDB test server) are started in
 # the background by tests/support/ and stopped when the tests end, also on failure.
@@ -52,6 +53,14 @@ cmake --build build-asan -j"$jobs"
 step "tests under ASan + UBSan"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j"$jobs"
+
+# The refresh swap test again, under ThreadSanitizer: a schema refreshed over and over while
+# requests read it. Only that test and the SQLite driver are built (about a minute).
+step "build (ThreadSanitizer, the refresh swap test)"
+cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DCN_TSAN=ON -DCN_TESTS=ON -DCN_DRIVER_POSTGRES=OFF >/dev/null
+cmake --build build-tsan -j"$jobs" --target test_refresh_swap cn_driver_sqlite demo_db
+step "refresh swap under ThreadSanitizer"
+TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 build-tsan/tests/test_refresh_swap
 
 if command -v clang-14 >/dev/null; then
   step "build (libFuzzer, clang-14)"

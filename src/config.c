@@ -16,8 +16,11 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "buf.h"
+#include "cron.h"
+#include "tz.h"
 #include "yaml_tree.h"
 
 #define CK_MAX_ROWS 16       /* rows per table (static_assert below) */
@@ -67,6 +70,8 @@ static bool check_public_url(const char *v, char *why, size_t n);
 static bool check_secret(const char *v, char *why, size_t n);
 static bool check_source_name(const char *v, char *why, size_t n);
 static bool check_driver_name(const char *v, char *why, size_t n);
+static bool check_refresh(const char *v, char *why, size_t n);
+static bool check_timezone(const char *v, char *why, size_t n);
 
 #define CFG(f) offsetof(struct config, f)
 #define SRC(f) offsetof(struct config_source, f)
@@ -86,12 +91,20 @@ static const struct ck_key global_keys[] = {
 	 .max = 3600, .doc = "seconds a signed request's timestamp may differ from now"},
 	{"state.path", CK_STRING, CFG(state_path), .def = "./connector-state.db",
 	 .flags = CK_F_PATH, .doc = "SQLite file for execution answers and schema snapshots"},
+	{"state.snapshots", CK_UINT, CFG(snapshots), .def_u = 10, .min = 1, .max = 1000,
+	 .doc = "schema snapshots (and their diffs) kept per source, besides the first"},
 	{"drivers.dir", CK_STRING, CFG(drivers_dir), .flags = CK_F_PATH,
 	 .doc = "directory searched first for driver modules (\"\": only the defaults)"},
 	{"log.level", CK_STRING, CFG(log_level), .def = "info", .choices = "error|warn|info|debug",
 	 .doc = "least severe level logged: error, warn, info or debug"},
 	{"log.format", CK_STRING, CFG(log_format), .def = "json", .choices = "text|json",
 	 .doc = "log line format: text or json"},
+	{"refresh", CK_STRING, CFG(refresh), .def = "@hourly", .check = check_refresh,
+	 .doc = "when every source's schema is read again: cron (5 fields or @hourly...) or off"},
+	{"refresh_timezone", CK_STRING, CFG(refresh_timezone), .def = "UTC", .check = check_timezone,
+	 .doc = "time zone the refresh schedules are read in (IANA name, e.g. Europe/Berlin)"},
+	{"refresh_jitter", CK_UINT, CFG(refresh_jitter), .def_u = 30, .min = 0, .max = 3600,
+	 .doc = "seconds: each scheduled refresh starts after a random delay up to this"},
 	{"sources", CK_SOURCES, CFG(sources), CFG(nsources), .min = 1, .max = CONFIG_MAX_SOURCES,
 	 .flags = CK_F_REQUIRED,
 	 .hint = "add a `sources:` list with at least one entry that has name, driver and dsn",
@@ -116,6 +129,8 @@ static const struct ck_key source_keys[] = {
 	 .doc = "offer ad-hoc read-only queries (false: curated queries only)"},
 	{"pool.size", CK_UINT, SRC(pool_size), .def_u = 4, .min = 1, .max = 256,
 	 .doc = "database connections kept open"},
+	{"refresh", CK_STRING, SRC(refresh), .check = check_refresh,
+	 .doc = "this source's refresh schedule: cron or off (\"\": the global refresh)"},
 	{"limits.max_rows", CK_UINT, SRC(limits.max_rows), .def_u = 1000, .min = 1, .max = 100000,
 	 .doc = "rows returned at most per query"},
 	{"limits.max_result_bytes", CK_UINT, SRC(limits.max_result_bytes), .def_u = 60000,
@@ -311,6 +326,40 @@ static bool check_driver_name(const char *v, char *why, size_t n)
 		return true;
 	snprintf(why, n, "'%s' is not a valid driver name: use 1 to 32 lowercase letters, digits or "
 		 "'_' (the module's name, e.g. sqlite or postgres)", show(s, sizeof s, v));
+	return false;
+}
+
+/* A schedule: "off", or a cron expression that fires at least once. "" is
+ * allowed where it means "the global one" (a source's key). */
+static bool check_refresh(const char *v, char *why, size_t n)
+{
+	char s[CK_SHOW_MAX + 1], reason[CRON_WHY_MAX];
+	struct cron c;
+	int64_t next;
+	if (!*v || strcmp(v, "off") == 0)
+		return true;
+	if (cron_parse(v, &c, reason, sizeof reason)) {
+		snprintf(why, n, "'%s' is not a schedule: %s; write 5 cron fields such as "
+			 "\"*/15 * * * *\", a macro such as @hourly, or off", show(s, sizeof s, v), reason);
+		return false;
+	}
+	if (cron_next(&c, NULL, (int64_t)time(NULL), &next) == CN_ENOTFOUND) {
+		snprintf(why, n, "'%s' never fires (no date matches it in the next %d years)",
+			 show(s, sizeof s, v), CRON_MAX_YEARS);
+		return false;
+	}
+	return true;
+}
+
+static bool check_timezone(const char *v, char *why, size_t n)
+{
+	struct tz *z;
+	struct cn_error err = {0};
+	if (tz_load(v, &z, &err) == CN_OK) {
+		tz_free(z);
+		return true;
+	}
+	snprintf(why, n, "%s", err.message);
 	return false;
 }
 
@@ -975,7 +1024,7 @@ static int config_from_tree(const char *file, const struct ynode *root, struct c
 	}
 	if (root->type != YNODE_MAP) {
 		rc = err_at(&ld, root->line, "(top level)", "expected a map with the sections server, "
-			    "auth, state, drivers, log and sources, got %s", ytree_type_name(root));
+			    "auth, state, drivers, log, refresh and sources, got %s", ytree_type_name(root));
 		goto out;
 	}
 	w.base = cfg;
@@ -1039,6 +1088,12 @@ char *config_resolve_path(const struct config *cfg, const char *path)
 	if (res)
 		sprintf(res, "%s%s%s", cfg->dir, slash ? "" : "/", path);
 	return res;
+}
+
+const char *config_refresh_schedule(const struct config *cfg, const struct config_source *src)
+{
+	const char *s = src && src->refresh && *src->refresh ? src->refresh : cfg ? cfg->refresh : NULL;
+	return s && *s && strcmp(s, "off") != 0 ? s : NULL;
 }
 
 const struct config_source *config_find_source(const struct config *cfg, const char *name)

@@ -43,6 +43,7 @@ struct config_source {
 	char *mappings_path; /* optional; resolved against the config file's directory */
 	bool allow_run_query;/* key `run_query`, default true */
 	uint32_t pool_size;  /* key `pool.size`, default 4, 1..256 */
+	char *refresh;       /* cron expression, @macro or "off"; "" (default) = the global one */
 	struct config_limits limits;
 	struct config_options options; /* key `options` */
 	int line;            /* where the source starts in the file */
@@ -61,11 +62,16 @@ struct config {
 	uint32_t timestamp_tolerance; /* seconds, default 300, 1..3600 */
 	/* state */
 	char *state_path;        /* default "./connector-state.db", resolved against dir */
+	uint32_t snapshots;      /* schema snapshots kept per source, default 10, 1..1000 */
 	/* drivers */
 	char *drivers_dir;       /* optional ("" = default search), resolved against dir */
 	/* log */
 	char *log_level;         /* "error" | "warn" | "info" | "debug", default "info" */
 	char *log_format;        /* "text" | "json", default "json" */
+	/* schema refresh */
+	char *refresh;           /* default schedule of every source: cron, @macro or "off"; default "@hourly" */
+	char *refresh_timezone;  /* IANA zone the schedules are read in, default "UTC" */
+	uint32_t refresh_jitter; /* seconds, each refresh waits a random 0..this, default 30, 0..3600 */
 	struct config_source *sources; /* 1..CONFIG_MAX_SOURCES */
 	size_t nsources;
 };
@@ -86,5 +92,9 @@ void config_print(const struct config *cfg, FILE *out);
 char *config_resolve_path(const struct config *cfg, const char *path);
 
 const struct config_source *config_find_source(const struct config *cfg, const char *name);
+
+/* The schedule a source refreshes on: its own `refresh`, else the global
+ * one. NULL when refreshing on a schedule is off. */
+const char *config_refresh_schedule(const struct config *cfg, const struct config_source *src);
 
 #endif

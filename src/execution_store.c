@@ -125,7 +125,17 @@ static const char schema_sql[] =
     " body BLOB,"
     " created_at INTEGER NOT NULL,"
     " updated_at INTEGER NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS executions_updated_at ON executions(updated_at);";
+    "CREATE INDEX IF NOT EXISTS executions_updated_at ON executions(updated_at);"
+    "CREATE TABLE IF NOT EXISTS schema_snapshots ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " source TEXT NOT NULL,"
+    " taken_at INTEGER NOT NULL,"
+    " checked_at INTEGER NOT NULL,"
+    " baseline INTEGER NOT NULL,"
+    " schema BLOB NOT NULL,"
+    " diff BLOB,"
+    " drift BLOB);"
+    "CREATE INDEX IF NOT EXISTS schema_snapshots_source ON schema_snapshots(source, id);";
 
 static const char get_sql[] = "SELECT state, status, body, updated_at FROM executions WHERE id = ?1";
 /* Store an answer; a done row that has not expired keeps its first answer. */
@@ -1074,6 +1084,222 @@ int exec_store_expire(struct exec_store *s, time_t now, uint64_t *removed, struc
 	if (removed)
 		*removed = total;
 	return rc;
+}
+
+/* ---- schema snapshots --------------------------------------------------- */
+
+void exec_snapshot_clear(struct exec_snapshot *snap)
+{
+	if (!snap)
+		return;
+	free(snap->schema);
+	free(snap->diff);
+	free(snap->drift);
+	*snap = (struct exec_snapshot){0};
+}
+
+void exec_snapshots_free(struct exec_snapshot *v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		exec_snapshot_clear(&v[i]);
+	free(v);
+}
+
+/* A copy of a text or blob column, NULL when the column is NULL. */
+static int column_copy(sqlite3_stmt *st, int col, char **out, size_t *len)
+{
+	*out = NULL;
+	if (sqlite3_column_type(st, col) == SQLITE_NULL)
+		return CN_OK;
+	const void *p = sqlite3_column_blob(st, col);
+	size_t n = (size_t)sqlite3_column_bytes(st, col);
+	char *c = malloc(n + 1);
+	if (!c)
+		return CN_ENOMEM;
+	if (n)
+		memcpy(c, p, n);
+	c[n] = '\0';
+	*out = c;
+	if (len)
+		*len = n;
+	return CN_OK;
+}
+
+/* Fill snap from a row of (id, taken_at, checked_at, baseline, diff, drift[, schema]). */
+static int snapshot_row(sqlite3_stmt *st, bool with_schema, struct exec_snapshot *snap)
+{
+	*snap = (struct exec_snapshot){0};
+	snap->id = sqlite3_column_int64(st, 0);
+	snap->taken_at = sqlite3_column_int64(st, 1);
+	snap->checked_at = sqlite3_column_int64(st, 2);
+	snap->baseline = sqlite3_column_int(st, 3) != 0;
+	int rc = column_copy(st, 4, &snap->diff, NULL);
+	if (!rc)
+		rc = column_copy(st, 5, &snap->drift, NULL);
+	if (!rc && with_schema)
+		rc = column_copy(st, 6, &snap->schema, &snap->schema_len);
+	if (rc)
+		exec_snapshot_clear(snap);
+	return rc;
+}
+
+#define SNAPSHOT_COLUMNS "id, taken_at, checked_at, baseline, diff, drift"
+
+int exec_store_snapshot_get(struct exec_store *s, const char *source, bool baseline,
+			    struct exec_snapshot *out, bool *found, struct cn_error *err)
+{
+	static const char latest[] = "SELECT " SNAPSHOT_COLUMNS ", schema FROM schema_snapshots"
+				     " WHERE source = ?1 ORDER BY id DESC LIMIT 1";
+	static const char first[] = "SELECT " SNAPSHOT_COLUMNS ", schema FROM schema_snapshots"
+				    " WHERE source = ?1 AND baseline = 1 ORDER BY id LIMIT 1";
+	sqlite3_stmt *st = NULL;
+	int rc = CN_OK;
+	*found = false;
+	*out = (struct exec_snapshot){0};
+	db_lock(s);
+	int src = sqlite3_prepare_v2(s->db, baseline ? first : latest, -1, &st, NULL);
+	if (src == SQLITE_OK)
+		src = sqlite3_bind_text(st, 1, source, -1, SQLITE_STATIC);
+	if (src == SQLITE_OK)
+		src = sqlite3_step(st);
+	if (src == SQLITE_ROW) {
+		rc = snapshot_row(st, true, out);
+		if (rc)
+			cn_error_set(err, rc, "out of memory");
+		else
+			*found = true;
+	} else if (src != SQLITE_DONE) {
+		rc = store_fail(s, src, "reading a schema snapshot", err);
+	}
+	sqlite3_finalize(st);
+	db_unlock(s);
+	return rc;
+}
+
+int exec_store_snapshot_add(struct exec_store *s, const char *source, int64_t now, const char *schema,
+			    size_t schema_len, const char *diff, const char *drift, uint32_t keep,
+			    int64_t *id, struct cn_error *err)
+{
+	static const char insert[] =
+	    "INSERT INTO schema_snapshots(source, taken_at, checked_at, baseline, schema, diff, drift)"
+	    " VALUES (?1, ?2, ?2, NOT EXISTS (SELECT 1 FROM schema_snapshots WHERE source = ?1),"
+	    " ?3, ?4, ?5)";
+	static const char prune[] =
+	    "DELETE FROM schema_snapshots WHERE source = ?1 AND baseline = 0 AND id NOT IN"
+	    " (SELECT id FROM schema_snapshots WHERE source = ?1 AND baseline = 0"
+	    " ORDER BY id DESC LIMIT ?2)";
+	sqlite3_stmt *st = NULL;
+	db_lock(s);
+	int rc = store_exec(s, "BEGIN IMMEDIATE", "beginning a transaction", err);
+	if (rc)
+		goto out;
+	int src = sqlite3_prepare_v2(s->db, insert, -1, &st, NULL);
+	if (src == SQLITE_OK)
+		src = sqlite3_bind_text(st, 1, source, -1, SQLITE_STATIC);
+	if (src == SQLITE_OK)
+		src = sqlite3_bind_int64(st, 2, now);
+	if (src == SQLITE_OK)
+		src = sqlite3_bind_blob64(st, 3, schema, (sqlite3_uint64)schema_len, SQLITE_STATIC);
+	if (src == SQLITE_OK)
+		src = diff ? sqlite3_bind_text(st, 4, diff, -1, SQLITE_STATIC) : sqlite3_bind_null(st, 4);
+	if (src == SQLITE_OK)
+		src = drift ? sqlite3_bind_text(st, 5, drift, -1, SQLITE_STATIC) : sqlite3_bind_null(st, 5);
+	if (src == SQLITE_OK)
+		src = sqlite3_step(st);
+	if (src != SQLITE_DONE) {
+		rc = store_fail(s, src, "storing a schema snapshot", err);
+		sqlite3_finalize(st);
+		goto rollback;
+	}
+	sqlite3_finalize(st);
+	if (id)
+		*id = sqlite3_last_insert_rowid(s->db);
+	st = NULL;
+	src = sqlite3_prepare_v2(s->db, prune, -1, &st, NULL);
+	if (src == SQLITE_OK)
+		src = sqlite3_bind_text(st, 1, source, -1, SQLITE_STATIC);
+	if (src == SQLITE_OK)
+		src = sqlite3_bind_int64(st, 2, keep);
+	if (src == SQLITE_OK)
+		src = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (src != SQLITE_DONE) {
+		rc = store_fail(s, src, "pruning schema snapshots", err);
+		goto rollback;
+	}
+	rc = store_exec(s, "COMMIT", "committing a schema snapshot", err);
+	if (rc == CN_OK)
+		goto out;
+rollback:
+	if (!sqlite3_get_autocommit(s->db))
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+out:
+	db_unlock(s);
+	return rc;
+}
+
+int exec_store_snapshot_touch(struct exec_store *s, int64_t id, int64_t now, const char *drift,
+			      struct cn_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	db_lock(s);
+	int src = sqlite3_prepare_v2(
+	    s->db, "UPDATE schema_snapshots SET checked_at = ?2, drift = ?3 WHERE id = ?1", -1, &st, NULL);
+	if (src == SQLITE_OK)
+		src = sqlite3_bind_int64(st, 1, id);
+	if (src == SQLITE_OK)
+		src = sqlite3_bind_int64(st, 2, now);
+	if (src == SQLITE_OK)
+		src = drift ? sqlite3_bind_text(st, 3, drift, -1, SQLITE_STATIC) : sqlite3_bind_null(st, 3);
+	if (src == SQLITE_OK)
+		src = sqlite3_step(st);
+	int rc = src == SQLITE_DONE ? CN_OK : store_fail(s, src, "updating a schema snapshot", err);
+	sqlite3_finalize(st);
+	db_unlock(s);
+	return rc;
+}
+
+int exec_store_snapshot_history(struct exec_store *s, const char *source, size_t limit,
+				struct exec_snapshot **out, size_t *n, struct cn_error *err)
+{
+	static const char sql[] = "SELECT " SNAPSHOT_COLUMNS " FROM schema_snapshots WHERE source = ?1"
+				  " ORDER BY id DESC LIMIT ?2";
+	sqlite3_stmt *st = NULL;
+	struct exec_snapshot *v = calloc(limit ? limit : 1, sizeof *v);
+	int rc = CN_OK;
+	*out = NULL;
+	*n = 0;
+	if (!v)
+		return cn_error_set(err, CN_ENOMEM, "out of memory");
+	db_lock(s);
+	int src = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+	if (src == SQLITE_OK)
+		src = sqlite3_bind_text(st, 1, source, -1, SQLITE_STATIC);
+	if (src == SQLITE_OK)
+		src = sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+	while (src == SQLITE_OK || src == SQLITE_ROW) {
+		src = sqlite3_step(st);
+		if (src != SQLITE_ROW)
+			break;
+		if (*n == limit)
+			continue;
+		if (snapshot_row(st, false, &v[*n])) {
+			rc = cn_error_set(err, CN_ENOMEM, "out of memory");
+			break;
+		}
+		(*n)++;
+	}
+	if (!rc && src != SQLITE_DONE)
+		rc = store_fail(s, src, "reading schema snapshots", err);
+	sqlite3_finalize(st);
+	db_unlock(s);
+	if (rc) {
+		exec_snapshots_free(v, *n);
+		*n = 0;
+		return rc;
+	}
+	*out = v;
+	return CN_OK;
 }
 
 /* ---- test hooks -------------------------------------------------------- */

@@ -72,6 +72,49 @@ int exec_store_release(struct exec_store *s, const char *id, struct cn_error *er
  * claims that never finished). */
 int exec_store_expire(struct exec_store *s, time_t now, uint64_t *removed, struct cn_error *err) CN_MUST_USE;
 
+/* ---- schema snapshots ----
+ *
+ * The same file keeps, per source, the structure of its schema as the
+ * refreshes found it (schema_diff.h): a new snapshot each time the
+ * structure changed, with the diff against the one before, and the drift
+ * found by the latest refresh. A source's first snapshot is its baseline
+ * and is never deleted; of the others, the newest `keep` are kept. An
+ * unchanged structure only moves the latest snapshot's checked_at and
+ * replaces its drift. All of these are synchronous (they take the
+ * connection for a moment; refreshes are rare) and thread-safe. Texts are
+ * JSON and not interpreted here. */
+struct exec_snapshot {
+	int64_t id;
+	int64_t taken_at;   /* when this structure was first seen */
+	int64_t checked_at; /* the last refresh that found it */
+	bool baseline;      /* the source's first snapshot */
+	char *schema;       /* malloc'ed; NULL where not asked for */
+	size_t schema_len;
+	char *diff;         /* malloc'ed; NULL for a baseline */
+	char *drift;        /* malloc'ed; NULL when none was recorded */
+};
+
+void exec_snapshot_clear(struct exec_snapshot *snap);
+void exec_snapshots_free(struct exec_snapshot *v, size_t n);
+
+/* The latest snapshot of source (baseline false) or its baseline (true),
+ * schema text included; *found false when there is none. */
+int exec_store_snapshot_get(struct exec_store *s, const char *source, bool baseline,
+			    struct exec_snapshot *out, bool *found, struct cn_error *err) CN_MUST_USE;
+/* Record a new structure; the source's first becomes its baseline. Older
+ * snapshots beyond keep (baseline aside) go in the same transaction. diff
+ * and drift may be NULL. *id (may be NULL) gets the new snapshot's id. */
+int exec_store_snapshot_add(struct exec_store *s, const char *source, int64_t now, const char *schema,
+			    size_t schema_len, const char *diff, const char *drift, uint32_t keep,
+			    int64_t *id, struct cn_error *err) CN_MUST_USE;
+/* The structure was found again: checked_at = now, drift replaced. */
+int exec_store_snapshot_touch(struct exec_store *s, int64_t id, int64_t now, const char *drift,
+			      struct cn_error *err) CN_MUST_USE;
+/* The newest limit snapshots of source, newest first, without schema text
+ * (*out malloc'ed; free with exec_snapshots_free). */
+int exec_store_snapshot_history(struct exec_store *s, const char *source, size_t limit,
+				struct exec_snapshot **out, size_t *n, struct cn_error *err) CN_MUST_USE;
+
 /* For tests: the clock the store uses (default time(NULL)). */
 void exec_store_set_clock(struct exec_store *s, time_t (*now)(void));
 

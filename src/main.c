@@ -11,13 +11,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "app.h"
 #include "config.h"
+#include "control.h"
 #include "http_server.h"
 #include "log.h"
+#include "refresh.h"
 #include "request.h"
+#include "scheduler.h"
 #include "signature.h"
 #include "source.h"
 #include "tools.h"
@@ -27,6 +31,7 @@
 #endif
 
 #define DRAIN_MS 30000u
+#define ASK_TIMEOUT_S 300 /* refresh and drift wait this long for a running daemon */
 
 static time_t clock_now(void)
 {
@@ -44,6 +49,8 @@ static const char usage_main[] =
 	"  check-config  validate a config file, load its drivers, connect to each source\n"
 	"  introspect    print one source's schema, merged with its mappings, as JSON\n"
 	"  query         run one read-only query through the same guard as run_query\n"
+	"  refresh       read schemas again now and print what changed (asks a running daemon)\n"
+	"  drift         print mapping keys and new columns the mappings no longer describe\n"
 	"  sign          sign a request body from stdin the way Interactor does (for curl)\n"
 	"  tools         print the tools offered to the assistant, with their JSON Schema\n"
 	"  version       print the version\n"
@@ -53,9 +60,11 @@ static const char usage_main[] =
 static const char usage_serve[] =
 	"usage: interactor-connector serve --config FILE [--listen HOST:PORT]\n"
 	"\n"
-	"Answers POST /v1/tools/{tool_name} (signed callbacks) and GET /healthz.\n"
-	"SIGTERM or SIGINT stops accepting, lets running requests finish (up to 30 s)\n"
-	"and exits 0.\n"
+	"Answers POST /v1/tools/{tool_name} (signed callbacks), GET /healthz and\n"
+	"GET /readyz. Refreshes each source's schema on its cron schedule (refresh,\n"
+	"refresh_timezone) and on SIGUSR1. Writes its pid to STATE.pid (state.path)\n"
+	"and holds a lock on it. SIGTERM or SIGINT stops accepting, lets running\n"
+	"requests finish (up to 30 s) and exits 0.\n"
 	"\n"
 	"  -c, --config FILE    configuration file (see conf/demo.yaml)\n"
 	"  -l, --listen ADDR    override server.listen, e.g. 127.0.0.1:8080\n"
@@ -65,8 +74,10 @@ static const char usage_check[] =
 	"usage: interactor-connector check-config --config FILE\n"
 	"\n"
 	"Validates FILE, prints the effective configuration (secrets redacted),\n"
-	"loads every driver, connects to and introspects every source and reports\n"
-	"mapping keys that match nothing. Exits 1 when anything is wrong.\n"
+	"loads every driver, connects to and introspects every source and prints\n"
+	"its drift: mapping keys that match nothing, and (compared with the state\n"
+	"file's first snapshot, when no daemon holds it) new columns without a\n"
+	"description. Exits 1 when a source fails; drift is a warning.\n"
 	"\n"
 	"  -c, --config FILE    configuration file\n"
 	"  -q, --quiet          do not print the effective configuration\n"
@@ -94,6 +105,39 @@ static const char usage_query[] =
 	"  -c, --config FILE    configuration file\n"
 	"  -m, --max-rows N     at most N rows (the source's cap still applies)\n"
 	"  -h, --help           this text\n";
+
+static const char usage_refresh[] =
+	"usage: interactor-connector refresh --config FILE [SOURCE]\n"
+	"\n"
+	"Reads the schema of SOURCE (default: every source) again now, compares it\n"
+	"with the last snapshot in the state file, keeps a new snapshot when it\n"
+	"changed, and prints what changed and the drift. With a daemon running on\n"
+	"the same state file (STATE.pid is locked), the daemon does the refresh and\n"
+	"this command waits for its answer; without one, it works on the state file\n"
+	"itself. Suits a system cron job or a Kubernetes CronJob.\n"
+	"\n"
+	"  -c, --config FILE    configuration file\n"
+	"  -j, --json           print the answer as JSON\n"
+	"  -t, --timeout S      wait at most S seconds for a running daemon (default 300)\n"
+	"  -h, --help           this text\n"
+	"\n"
+	"Exit status: 0 when every refresh worked, 1 when one failed, 2 on bad usage.\n";
+
+static const char usage_drift[] =
+	"usage: interactor-connector drift --config FILE [SOURCE]\n"
+	"\n"
+	"Prints the drift of SOURCE (default: every source) as its last refresh\n"
+	"found it: mapping keys that match no table or column (a renamed column\n"
+	"keeps its description nowhere), and columns new since the source's first\n"
+	"snapshot that have no description; then its last schema changes, newest\n"
+	"first. Asks the running daemon when there is one.\n"
+	"\n"
+	"  -c, --config FILE    configuration file\n"
+	"  -j, --json           print the answer as JSON\n"
+	"  -t, --timeout S      wait at most S seconds for a running daemon (default 300)\n"
+	"  -h, --help           this text\n"
+	"\n"
+	"Exit status: 0 without drift, 3 with drift, 1 on errors, 2 on bad usage.\n";
 
 static const char usage_sign[] =
 	"usage: interactor-connector sign [--secret-env VAR] < body.json\n"
@@ -157,27 +201,48 @@ static int cmd_serve(int argc, char **argv)
 		return ret;
 	apply_log_settings(cfg, LOG_LEVEL_DEBUG);
 
-	/* Signals are taken by this thread alone, with sigwait. */
+	/* Signals are taken by this thread alone, with sigwait: every thread
+	 * started from here on inherits the mask. */
 	sigset_t sigs;
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
 	struct app app = {.cfg = cfg, .now = clock_now};
 	struct http_server *srv = NULL;
+	struct control *ctl = NULL;
+	struct scheduler *sched = NULL;
 	struct cn_error err = {0};
 	char *state_path = config_resolve_path(cfg, cfg->state_path);
 	ret = 1;
 	if (!state_path)
 		goto out;
-	if (exec_store_open(state_path, NULL, &app.store, &err)) {
+	/* a `refresh` command may hold the state file for a moment */
+	for (unsigned waited = 0;; waited += 250) {
+		int rc = exec_store_open(state_path, NULL, &app.store, &err);
+		if (rc == CN_OK)
+			break;
+		if (rc != CN_EBUSY || waited >= CONTROL_STORE_WAIT_MS) {
+			log_error("%s", err.message);
+			goto out;
+		}
+		if (waited == 0)
+			log_info(
+			    "the state file is in use (an interactor-connector refresh?); waiting up to %u s",
+			    CONTROL_STORE_WAIT_MS / 1000);
+		struct timespec quarter = {0, 250 * 1000000L};
+		nanosleep(&quarter, NULL);
+	}
+	if (control_open(state_path, &ctl, &err)) {
 		log_error("%s", err.message);
 		goto out;
 	}
-	if (sources_open(cfg, &app.sources, &err)) {
+	struct sources_opts sopts = {.store = app.store};
+	if (sources_open_with(cfg, &sopts, &app.sources, &err)) {
 		log_error("%s", err.message);
 		goto out;
 	}
@@ -185,8 +250,14 @@ static int cmd_serve(int argc, char **argv)
 		struct source *s = &app.sources->items[i];
 		char warning[600];
 		struct cn_error e = {0};
-		if (s->handle && source_audit(s, warning, sizeof warning, &e) == CN_OK && warning[0])
+		struct source_status st;
+		source_status(s, &st);
+		if (st.available && source_audit(s, warning, sizeof warning, &e) == CN_OK && warning[0])
 			log_warn("source '%s': %s", s->cfg->name, warning);
+	}
+	if (scheduler_start(app.sources, ctl, &sched, &err)) {
+		log_error("%s", err.message);
+		goto out;
 	}
 	if (http_server_start(&app, listen ? listen : cfg->listen, cfg->max_connections, &srv, &err)) {
 		log_error("%s", err.message);
@@ -201,7 +272,8 @@ static int cmd_serve(int argc, char **argv)
 		log_info("execution store: %llu expired answer(s) removed", (unsigned long long)removed);
 	for (;;) {
 		struct timespec hour = {3600, 0};
-		int sig = sigtimedwait(&sigs, NULL, &hour);
+		siginfo_t info;
+		int sig = sigtimedwait(&sigs, &info, &hour);
 		if (sig < 0 && errno == EAGAIN) {
 			if (exec_store_expire(app.store, time(NULL), &removed, &err))
 				log_warn("execution store: %s", err.message);
@@ -211,6 +283,11 @@ static int cmd_serve(int argc, char **argv)
 			log_info("SIGHUP: configuration reload is not supported; restart to apply changes");
 			continue;
 		}
+		if (sig == SIGUSR1) {
+			/* sigqueue()d by the command line: requests are waiting; a plain one: refresh all */
+			scheduler_poke(sched, info.si_code == SI_QUEUE);
+			continue;
+		}
 		if (sig > 0) {
 			log_info("signal %d: stopping; no new requests, finishing running ones", sig);
 			break;
@@ -218,11 +295,15 @@ static int cmd_serve(int argc, char **argv)
 	}
 	http_server_stop(srv, DRAIN_MS);
 	srv = NULL;
+	scheduler_stop(sched);
+	sched = NULL;
 	log_info("stopped");
 	ret = 0;
 out:
 	http_server_stop(srv, 0);
+	scheduler_stop(sched);
 	sources_close(app.sources);
+	control_close(ctl);
 	exec_store_close(app.store);
 	free(state_path);
 	config_free(cfg);
@@ -230,6 +311,24 @@ out:
 }
 
 /* ---- check-config ---- */
+
+/* The drift check-config found for s, one line each. */
+static void print_drift(struct source *s, bool baseline, pid_t daemon)
+{
+	struct source_view *v = source_view_acquire(s);
+	for (size_t k = 0; v && k < v->drift->n; k++) {
+		char line[800];
+		drift_item_describe(&v->drift->items[k], line, sizeof line);
+		printf("  drift: %s\n", line);
+	}
+	if (daemon)
+		printf("  note: new columns are compared with the first snapshot by the running daemon (pid "
+		       "%ld); see interactor-connector drift\n", (long)daemon);
+	else if (!baseline)
+		printf("  note: no baseline to find new columns against (the state file is missing or in "
+		       "use)\n");
+	source_view_release(v);
+}
 
 static int cmd_check_config(int argc, char **argv)
 {
@@ -259,10 +358,22 @@ static int cmd_check_config(int argc, char **argv)
 	if (!quiet)
 		config_print(cfg, stdout);
 
+	/* Drift is measured against the state file's baseline when no daemon
+	 * holds the file; it is only read here, never written. */
 	struct source_set *set = NULL;
 	struct cn_error err = {0};
-	if (sources_open(cfg, &set, &err)) {
+	struct exec_store *store = NULL;
+	char *state_path = config_resolve_path(cfg, cfg->state_path);
+	pid_t daemon = state_path ? control_daemon(state_path) : 0;
+	struct stat st_state;
+	if (state_path && !daemon && stat(state_path, &st_state) == 0 &&
+	    exec_store_open(state_path, NULL, &store, &err) != CN_OK)
+		store = NULL;
+	struct sources_opts sopts = {.store = store, .store_read_only = true};
+	if (sources_open_with(cfg, &sopts, &set, &err)) {
 		fprintf(stderr, "interactor-connector: %s\n", err.message);
+		exec_store_close(store);
+		free(state_path);
 		config_free(cfg);
 		return 1;
 	}
@@ -273,12 +384,15 @@ static int cmd_check_config(int argc, char **argv)
 		struct cn_error e = {0};
 		if (source_ready(s, &h, &e) == CN_OK) {
 			char warning[600];
+			struct source_status st;
+			source_status(s, &st);
 			printf("source %s (%s): ok, %zu tables, driver %s\n", s->cfg->name, s->cfg->driver,
-			       schema_model_visible_tables(s->model), s->module->path);
+			       st.tables, s->module->path);
 			if (source_audit(s, warning, sizeof warning, &e) != CN_OK)
 				printf("  warning: cannot tell what the database user may write: %s\n", e.message);
 			else if (warning[0])
 				printf("  warning: %s\n", warning);
+			print_drift(s, store != NULL, daemon);
 		} else {
 			printf("source %s (%s): FAILED: %s\n", s->cfg->name, s->cfg->driver, e.message);
 			ret = 1;
@@ -286,6 +400,8 @@ static int cmd_check_config(int argc, char **argv)
 	}
 	printf("%s\n", ret ? "configuration has errors" : "configuration ok");
 	sources_close(set);
+	exec_store_close(store);
+	free(state_path);
 	config_free(cfg);
 	return ret;
 }
@@ -341,7 +457,9 @@ static int cmd_introspect(int argc, char **argv)
 			fprintf(stderr, "interactor-connector: %s\n", err.message);
 			ret = 1;
 		} else {
-			cJSON *tree = schema_model_to_json(s->model, NULL, 0);
+			struct source_view *v = source_view_acquire(s);
+			cJSON *tree = schema_model_to_json(v ? v->model : NULL, NULL, 0);
+			source_view_release(v);
 			char *text = tree ? cJSON_Print(tree) : NULL;
 			if (text)
 				printf("%s\n", text);
@@ -442,6 +560,143 @@ static int cmd_query(int argc, char **argv)
 	return ret;
 }
 
+/* ---- refresh, drift ---- */
+
+/* The exit status of an answer: errors 1; refresh: a failure 1; drift: 3 with drift. */
+static int answer_status(const cJSON *a, bool drift)
+{
+	const cJSON *item;
+	if (cJSON_GetObjectItemCaseSensitive(a, "error"))
+		return 1;
+	if (!drift) {
+		cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(a, "results")) {
+			const char *st =
+			    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(item, "status"));
+			if (!st || strcmp(st, "ok") != 0)
+				return 1;
+		}
+		return 0;
+	}
+	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(a, "reports"))
+		if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(item, "drift")) > 0)
+			return 3;
+	return 0;
+}
+
+/* Ask the daemon, or do it on the state file when none runs. *answer gets
+ * {"results"|"reports"|"error"}. */
+static int state_command(const struct config *cfg, const char *verb, const char *source, unsigned timeout_s,
+			 cJSON **answer, struct cn_error *err)
+{
+	char *state_path = config_resolve_path(cfg, cfg->state_path);
+	struct exec_store *store = NULL;
+	int rc = state_path ? CN_OK : cn_error_set(err, CN_ENOMEM, "out of memory");
+	*answer = NULL;
+	for (unsigned waited = 0; rc == CN_OK; waited += 250) {
+		pid_t pid = control_daemon(state_path);
+		if (pid) {
+			rc = control_ask(state_path, pid, verb, source, timeout_s * 1000u, answer, err);
+			break;
+		}
+		rc = exec_store_open(state_path, NULL, &store, err);
+		if (rc != CN_EBUSY || waited >= 2000)
+			break;
+		/* a daemon between opening the file and locking STATE.pid: look again */
+		struct timespec quarter = {0, 250 * 1000000L};
+		nanosleep(&quarter, NULL);
+		rc = CN_OK;
+	}
+	if (rc == CN_OK && store) {
+		struct source_set *set = NULL;
+		struct sources_opts o = {.store = store, .lazy = true};
+		rc = sources_open_with(cfg, &o, &set, err);
+		bool failed;
+		if (rc == CN_OK)
+			*answer = strcmp(verb, "refresh") == 0
+				      ? scheduler_refresh_now(set, source, &failed, err)
+				      : scheduler_drift_reports(set, source, err);
+		if (rc == CN_OK && !*answer)
+			rc = err->code ? err->code : CN_ENOMEM;
+		sources_close(set);
+	}
+	exec_store_close(store);
+	free(state_path);
+	return rc;
+}
+
+static int cmd_state(int argc, char **argv, bool drift)
+{
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+					     {"json", no_argument, NULL, 'j'},
+					     {"timeout", required_argument, NULL, 't'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	const char *usage = drift ? usage_drift : usage_refresh;
+	const char *path = NULL;
+	bool json = false;
+	unsigned long timeout = ASK_TIMEOUT_S;
+	int c;
+	while ((c = getopt_long(argc, argv, "c:jt:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': path = optarg; break;
+		case 'j': json = true; break;
+		case 't':
+			timeout = strtoul(optarg, NULL, 10);
+			if (timeout == 0 || timeout > 86400) {
+				fprintf(stderr, "interactor-connector: --timeout takes 1 to 86400 seconds\n");
+				return 2;
+			}
+			break;
+		case 'h': fputs(usage, stdout); return 0;
+		default: fputs(usage, stderr); return 2;
+		}
+	}
+	if (argc - optind > 1) {
+		fputs(usage, stderr);
+		return 2;
+	}
+	const char *source = optind < argc ? argv[optind] : NULL;
+	struct config *cfg = NULL;
+	int ret = load_config(path, &cfg);
+	if (ret)
+		return ret;
+	apply_log_settings(cfg, LOG_LEVEL_ERROR); /* the answer says it all */
+	cJSON *answer = NULL;
+	struct cn_error err = {0};
+	if (state_command(cfg, drift ? "drift" : "refresh", source, (unsigned)timeout, &answer, &err)) {
+		fprintf(stderr, "interactor-connector: %s\n", err.message);
+		config_free(cfg);
+		return 1;
+	}
+	const char *error = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(answer, "error"));
+	if (error) {
+		fprintf(stderr, "interactor-connector: %s\n", error);
+	} else if (json) {
+		char *text = cJSON_Print(answer);
+		if (text)
+			printf("%s\n", text);
+		free(text);
+	} else if (drift) {
+		refresh_print_reports(cJSON_GetObjectItemCaseSensitive(answer, "reports"), stdout);
+	} else {
+		refresh_print_results(cJSON_GetObjectItemCaseSensitive(answer, "results"), stdout);
+	}
+	ret = answer_status(answer, drift);
+	cJSON_Delete(answer);
+	config_free(cfg);
+	return ret;
+}
+
+static int cmd_refresh(int argc, char **argv)
+{
+	return cmd_state(argc, argv, false);
+}
+
+static int cmd_drift(int argc, char **argv)
+{
+	return cmd_state(argc, argv, true);
+}
+
 /* ---- sign ---- */
 
 static int cmd_sign(int argc, char **argv)
@@ -523,6 +778,7 @@ int main(int argc, char **argv)
 	} commands[] = {
 		{"serve", cmd_serve},         {"check-config", cmd_check_config},
 		{"introspect", cmd_introspect}, {"query", cmd_query},
+		{"refresh", cmd_refresh},     {"drift", cmd_drift},
 		{"sign", cmd_sign},           {"tools", cmd_tools},
 	};
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||

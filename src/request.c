@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "refresh.h"
 #include "signature.h"
 #include "tools.h"
 
@@ -42,6 +43,20 @@ static void respond_error(struct http_response *resp, int status, const char *co
 	respond(resp, &r);
 }
 
+static void respond_json(struct http_response *resp, int status, cJSON *root)
+{
+	char *text = root ? cJSON_PrintUnformatted(root) : NULL;
+	cJSON_Delete(root);
+	if (!text) {
+		respond_error(resp, 500, "internal_error", "out of memory");
+		return;
+	}
+	resp->status = status;
+	resp->body = text;
+	resp->len = strlen(text);
+}
+
+/* GET /healthz: the process answers; sources listed, always 200. */
 static void handle_health(struct app *app, struct http_response *resp)
 {
 	cJSON *root = cJSON_CreateObject();
@@ -49,25 +64,62 @@ static void handle_health(struct app *app, struct http_response *resp)
 	int all_ok = 1;
 	for (size_t i = 0; i < app->sources->n; i++) {
 		struct source *s = &app->sources->items[i];
-		pthread_mutex_lock(&s->lock);
-		int ok = s->handle && s->model;
-		pthread_mutex_unlock(&s->lock);
-		all_ok &= ok;
+		struct source_status st;
+		source_status(s, &st);
+		all_ok &= st.available;
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddStringToObject(o, "name", s->cfg->name);
-		cJSON_AddStringToObject(o, "status", ok ? "available" : "unavailable");
+		cJSON_AddStringToObject(o, "status", st.available ? "available" : "unavailable");
 		cJSON_AddItemToArray(arr, o);
 	}
 	cJSON_AddStringToObject(root, "status", all_ok ? "ok" : "degraded");
-	char *text = cJSON_PrintUnformatted(root);
-	cJSON_Delete(root);
-	if (!text) {
-		respond_error(resp, 500, "internal_error", "out of memory");
-		return;
+	respond_json(resp, 200, root);
+}
+
+/* GET /readyz: 200 when every source is open with a schema and its last
+ * refresh worked, else 503; each source says why. Messages are the
+ * drivers' (no DSN, no secret). */
+static void handle_ready(struct app *app, struct http_response *resp)
+{
+	cJSON *root = cJSON_CreateObject();
+	cJSON *arr = cJSON_AddArrayToObject(root, "sources");
+	bool all = true;
+	for (size_t i = 0; i < app->sources->n; i++) {
+		struct source *s = &app->sources->items[i];
+		struct source_status st;
+		source_status(s, &st);
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "name", s->cfg->name);
+		if (!st.available) {
+			cJSON_AddStringToObject(o, "status", "unavailable");
+			cJSON_AddStringToObject(o, "reason", st.error);
+			all = false;
+		} else if (st.refresh_error[0]) {
+			char why[700], at[21];
+			signature_format_timestamp((time_t)st.refreshed_at, at);
+			snprintf(why, sizeof why,
+				 "the last schema refresh failed (%s); serving the schema read at %s",
+				 st.refresh_error, at);
+			cJSON_AddStringToObject(o, "status", "refresh_failed");
+			cJSON_AddStringToObject(o, "reason", why);
+			all = false;
+		} else {
+			cJSON_AddStringToObject(o, "status", "ready");
+		}
+		if (st.refreshed_at) {
+			cJSON_AddNumberToObject(o, "tables", (double)st.tables);
+			refresh_add_time(o, "refreshed_at", st.refreshed_at);
+			refresh_add_time(o, "schema_changed_at", st.changed_at);
+			cJSON_AddNumberToObject(o, "drift", (double)st.drift);
+		}
+		if (st.refresh_error[0])
+			refresh_add_time(o, "refresh_failed_at", st.refresh_failed_at);
+		if (st.next_refresh_at)
+			refresh_add_time(o, "next_refresh_at", st.next_refresh_at);
+		cJSON_AddItemToArray(arr, o);
 	}
-	resp->status = 200;
-	resp->body = text;
-	resp->len = strlen(text);
+	cJSON_AddStringToObject(root, "status", all ? "ready" : "not_ready");
+	respond_json(resp, all ? 200 : 503, root);
 }
 
 /* The tool call proper, once the request is authentic and well formed. */
@@ -191,8 +243,9 @@ static void handle_tool(struct app *app, const struct http_request *req, const c
 	}
 	const struct tool_def *tool = tools_find(tool_name);
 	if (!tool) {
-		respond_error(resp, 404, "unknown_tool",
-			      "no such tool; tools: list_data_sources, describe_schema, run_query");
+		respond_error(
+		    resp, 404, "unknown_tool",
+		    "no such tool; tools: list_data_sources, describe_schema, search_schema, run_query");
 		*error_code = "unknown_tool";
 		goto out;
 	}
@@ -226,6 +279,9 @@ void request_handle(struct app *app, const struct http_request *req, struct http
 	} else if (strcmp(req->path, "/healthz") == 0 && strcmp(req->method, "GET") == 0) {
 		handle_health(app, resp);
 		return; /* health checks are not logged: they would drown the request log */
+	} else if (strcmp(req->path, "/readyz") == 0 && strcmp(req->method, "GET") == 0) {
+		handle_ready(app, resp);
+		return;
 	} else {
 		respond_error(resp, 404, "not_found", "no such endpoint; tool callbacks go to POST /v1/tools/{tool_name}");
 		error_code = "not_found";

@@ -11,6 +11,7 @@
 #include "schema_model.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -90,6 +91,7 @@ static void column_free(struct sm_column *c)
 	free(c->type);
 	free(c->default_expr);
 	free(c->description);
+	free(c->comment);
 	strv_free(c->synonyms, c->nsynonyms);
 }
 
@@ -122,6 +124,7 @@ static void table_free(struct sm_table *t)
 	free(t->schema);
 	free(t->name);
 	free(t->description);
+	free(t->comment);
 	strv_free(t->synonyms, t->nsynonyms);
 }
 
@@ -163,6 +166,7 @@ static int builder_table(void *ctx, const char *schema, const char *name, enum c
 	t.schema = dup_opt(schema, &ok);
 	t.name = dup_opt(name, &ok);
 	t.description = dup_opt(comment, &ok);
+	t.comment = dup_opt(comment, &ok);
 	if (!ok || array_reserve((void **)&m->tables, m->ntables, sizeof *m->tables) != CN_OK) {
 		table_free(&t);
 		return CN_ENOMEM;
@@ -184,6 +188,7 @@ static int builder_column(void *ctx, int table, const char *name, const char *ty
 	c.type = dup_opt(type ? type : "", &ok);
 	c.default_expr = dup_opt(default_expr, &ok);
 	c.description = dup_opt(comment, &ok);
+	c.comment = dup_opt(comment, &ok);
 	if (!ok || array_reserve((void **)&t->columns, t->ncolumns, sizeof *t->columns) != CN_OK) {
 		column_free(&c);
 		return CN_ENOMEM;
@@ -300,7 +305,7 @@ size_t schema_model_visible_tables(const struct schema_model *m)
 
 /* ---- JSON ---- */
 
-static const char *kind_name(enum cn_object_kind kind)
+const char *schema_kind_name(enum cn_object_kind kind)
 {
 	switch (kind) {
 	case CN_OBJ_TABLE: return "table";
@@ -469,7 +474,7 @@ static bool add_table(cJSON *arr, const struct schema_model *m, const struct sm_
 		return false;
 	cJSON_AddItemToArray(arr, o);
 	if (!cJSON_AddStringToObject(o, "name", t->name) || !add_opt_string(o, "schema", t->schema) ||
-	    !cJSON_AddStringToObject(o, "kind", kind_name(t->kind)) ||
+	    !cJSON_AddStringToObject(o, "kind", schema_kind_name(t->kind)) ||
 	    !add_opt_string(o, "description", t->description) ||
 	    !add_strings(o, "synonyms", t->synonyms, t->nsynonyms))
 		return false;
@@ -517,4 +522,168 @@ cJSON *schema_model_to_json(const struct schema_model *m, const char *const *fil
 fail:
 	cJSON_Delete(root);
 	return NULL;
+}
+
+/* ---- the compact index ---- */
+
+struct compact_entry {
+	char *key;  /* "schema.name" or "name", for the sort and the prefix filter */
+	char *json; /* the rendered entry */
+	size_t len;
+};
+
+struct schema_compact {
+	struct compact_entry *entries;
+	size_t n;
+};
+
+static int compact_cmp(const void *a, const void *b)
+{
+	const struct compact_entry *x = a, *y = b;
+	int c = strcasecmp(x->key, y->key);
+	return c ? c : strcmp(x->key, y->key);
+}
+
+/* At most max bytes of s, cut on a UTF-8 boundary; *cut says whether it was cut. */
+static size_t utf8_prefix(const char *s, size_t max, bool *cut)
+{
+	size_t len = strlen(s), n = 0;
+	*cut = len > max;
+	if (!*cut)
+		return len;
+	while (n < max) {
+		size_t k = utf8_seq_len((const unsigned char *)s + n, len - n);
+		if (k == 0)
+			k = 1; /* invalid byte: buf_json_string replaces it */
+		if (n + k > max)
+			break;
+		n += k;
+	}
+	return n;
+}
+
+static int compact_render(const struct sm_table *t, struct buf *b)
+{
+	size_t visible = 0;
+	for (size_t i = 0; i < t->ncolumns; i++)
+		visible += !t->columns[i].hidden;
+	int rc = buf_puts(b, "{\"name\":");
+	if (!rc)
+		rc = buf_json_string(b, t->name, strlen(t->name));
+	if (!rc && t->schema) {
+		rc = buf_puts(b, ",\"schema\":");
+		if (!rc)
+			rc = buf_json_string(b, t->schema, strlen(t->schema));
+	}
+	if (!rc)
+		rc = buf_printf(b, ",\"kind\":\"%s\",\"columns\":%zu", schema_kind_name(t->kind), visible);
+	if (!rc && t->description && *t->description) {
+		bool cut;
+		size_t n = utf8_prefix(t->description, SCHEMA_COMPACT_DESC_MAX, &cut);
+		rc = buf_puts(b, ",\"description\":");
+		if (!rc && cut) {
+			/* the cut text and an ellipsis, as one string */
+			struct buf tmp;
+			buf_init(&tmp, SCHEMA_COMPACT_DESC_MAX + 8);
+			rc = buf_append(&tmp, t->description, n);
+			if (!rc)
+				rc = buf_puts(&tmp, "\xe2\x80\xa6");
+			if (!rc)
+				rc = buf_json_string(b, tmp.data, tmp.len);
+			buf_free(&tmp);
+		} else if (!rc) {
+			rc = buf_json_string(b, t->description, n);
+		}
+	}
+	if (!rc)
+		rc = buf_puts(b, "}");
+	return rc;
+}
+
+struct schema_compact *schema_compact_new(const struct schema_model *m)
+{
+	struct schema_compact *c = calloc(1, sizeof *c);
+	size_t n = schema_model_visible_tables(m);
+	if (!c || !(c->entries = calloc(n ? n : 1, sizeof *c->entries))) {
+		free(c);
+		return NULL;
+	}
+	for (size_t i = 0; m && i < m->ntables; i++) {
+		const struct sm_table *t = &m->tables[i];
+		if (t->hidden)
+			continue;
+		struct compact_entry *e = &c->entries[c->n];
+		struct buf b;
+		buf_init(&b, 1u << 20);
+		size_t kl = (t->schema ? strlen(t->schema) + 1 : 0) + strlen(t->name) + 1;
+		e->key = malloc(kl);
+		if (!e->key || compact_render(t, &b)) {
+			free(e->key);
+			buf_free(&b);
+			schema_compact_free(c);
+			return NULL;
+		}
+		snprintf(e->key, kl, "%s%s%s", t->schema ? t->schema : "", t->schema ? "." : "", t->name);
+		e->json = buf_steal(&b, &e->len);
+		c->n++;
+	}
+	qsort(c->entries, c->n, sizeof *c->entries, compact_cmp);
+	return c;
+}
+
+void schema_compact_free(struct schema_compact *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->n; i++) {
+		free(c->entries[i].key);
+		free(c->entries[i].json);
+	}
+	free(c->entries);
+	free(c);
+}
+
+/* The entry's name or schema.name starts with prefix. */
+static bool compact_matches(const struct compact_entry *e, const char *prefix, size_t pl)
+{
+	if (pl == 0 || strncasecmp(e->key, prefix, pl) == 0)
+		return true;
+	const char *dot = strchr(e->key, '.');
+	return dot && strncasecmp(dot + 1, prefix, pl) == 0;
+}
+
+int schema_compact_page(const struct schema_compact *c, const char *prefix, size_t page, size_t budget,
+			struct buf *out, struct schema_compact_page *info)
+{
+	size_t pl = prefix ? strlen(prefix) : 0;
+	size_t cur = 1, used = 0, pos = 0;
+	bool emitted = false;
+	*info = (struct schema_compact_page){.pages = 1};
+	for (size_t i = 0; c && i < c->n; i++) {
+		const struct compact_entry *e = &c->entries[i];
+		if (!compact_matches(e, prefix, pl))
+			continue;
+		size_t need = e->len + (used ? 1 : 0);
+		if (used && used + need > budget) {
+			cur++;
+			used = 0;
+			need = e->len;
+		}
+		used += need;
+		if (cur == page) {
+			if (info->count == 0)
+				info->first = pos;
+			int rc = buf_puts(out, emitted ? "," : "");
+			if (!rc)
+				rc = buf_append(out, e->json, e->len);
+			if (rc)
+				return rc;
+			emitted = true;
+			info->count++;
+		}
+		pos++;
+	}
+	info->total = pos;
+	info->pages = cur;
+	return page >= 1 && page <= cur ? CN_OK : CN_ENOTFOUND;
 }

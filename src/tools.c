@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "refresh.h"
 #include "result_writer.h"
 
 void tool_result_free(struct tool_result *r)
@@ -295,15 +296,23 @@ static void tool_list_data_sources(struct app *app, const cJSON *params, struct 
 		void *h;
 		struct cn_error err = {0};
 		int rc = source_ready(s, &h, &err);
+		struct source_status st;
+		source_status(s, &st);
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddStringToObject(o, "name", s->cfg->name);
 		cJSON_AddStringToObject(o, "type", source_type(s->cfg->driver));
 		cJSON_AddStringToObject(o, "description", s->cfg->description ? s->cfg->description : "");
 		cJSON_AddStringToObject(o, "status", rc == CN_OK ? "available" : "unavailable");
-		pthread_mutex_lock(&s->lock);
-		if (s->model)
-			cJSON_AddNumberToObject(o, "table_count", (double)schema_model_visible_tables(s->model));
-		pthread_mutex_unlock(&s->lock);
+		if (st.refreshed_at) {
+			cJSON_AddNumberToObject(o, "table_count", (double)st.tables);
+			refresh_add_time(o, "refreshed_at", st.refreshed_at);
+			refresh_add_time(o, "schema_changed_at", st.changed_at);
+			cJSON_AddNumberToObject(o, "drift", (double)st.drift);
+		}
+		if (st.refresh_error[0]) {
+			cJSON_AddStringToObject(o, "refresh_error", st.refresh_error);
+			refresh_add_time(o, "refresh_failed_at", st.refresh_failed_at);
+		}
 		cJSON_AddBoolToObject(o, "run_query", s->cfg->allow_run_query);
 		cJSON_AddItemToArray(arr, o);
 	}
@@ -312,61 +321,386 @@ static void tool_list_data_sources(struct app *app, const cJSON *params, struct 
 
 /* ---- describe_schema ---- */
 
+/* The answer's fields after "tables" ("source", "type", "description",
+ * then those of extra, which is consumed; extra may be NULL) without the
+ * braces, malloc'ed; NULL on out of memory. */
+static char *describe_tail(const struct source *s, cJSON *extra)
+{
+	cJSON *o = cJSON_CreateObject();
+	char *text = NULL;
+	if (o && cJSON_AddStringToObject(o, "source", s->cfg->name) &&
+	    cJSON_AddStringToObject(o, "type", source_type(s->cfg->driver)) &&
+	    (!s->cfg->description || !*s->cfg->description ||
+	     cJSON_AddStringToObject(o, "description", s->cfg->description))) {
+		cJSON *item;
+		while (extra && (item = extra->child) != NULL)
+			cJSON_AddItemToObject(o, item->string, cJSON_DetachItemViaPointer(extra, item));
+		text = cJSON_PrintUnformatted(o);
+	}
+	cJSON_Delete(extra);
+	cJSON_Delete(o);
+	if (text) {
+		size_t n = strlen(text);
+		memmove(text, text + 1, n - 2); /* drop the braces */
+		text[n - 2] = '\0';
+	}
+	return text;
+}
+
+/* {"result":{"tables":[` entries `],` tail `}} into out. */
+static void describe_splice(struct tool_result *out, const char *entries, size_t len, const char *tail,
+			    size_t max)
+{
+	struct buf b;
+	buf_init(&b, max ? max : SIZE_MAX);
+	int rc = buf_puts(&b, "{\"result\":{\"tables\":[");
+	if (!rc)
+		rc = buf_append(&b, entries, len);
+	if (!rc)
+		rc = buf_puts(&b, "],");
+	if (!rc)
+		rc = buf_puts(&b, tail);
+	if (!rc)
+		rc = buf_puts(&b, "}}");
+	if (rc) {
+		buf_free(&b);
+		tool_result_error(out, rc == CN_ETOOBIG ? 400 : 500,
+				  rc == CN_ETOOBIG ? "result_too_large" : "internal_error",
+				  rc == CN_ETOOBIG
+				      ? "the answer would be over the %zu byte limit; ask for less"
+				      : "out of memory (limit %zu)",
+				  max);
+		return;
+	}
+	free(out->body);
+	out->body = buf_steal(&b, &out->len);
+	out->http_status = 200;
+	out->error_code = NULL;
+}
+
+/* The index fields of a page: mode, counts, next_page and the hint. */
+static cJSON *index_fields(const char *prefix, size_t page, const struct schema_compact_page *pg)
+{
+	cJSON *o = cJSON_CreateObject();
+	char hint[800], showing[64] = "", next[160] = "This is the last page.";
+	if (!o)
+		return NULL;
+	if (pg->count)
+		snprintf(showing, sizeof showing, ", tables %zu-%zu", pg->first + 1, pg->first + pg->count);
+	if (page < pg->pages)
+		snprintf(next, sizeof next,
+			 "For the next page, call describe_schema with the same parameters "
+			 "and \"page\": %zu.",
+			 page + 1);
+	if (pg->total == 0)
+		snprintf(
+		    hint, sizeof hint,
+		    "No table name starts with '%.100s'. Call describe_schema without `prefix` for the whole "
+		    "index, or search_schema to find tables and columns by topic.",
+		    prefix ? prefix : "");
+	else
+		snprintf(
+		    hint, sizeof hint,
+		    "%s: page %zu of %zu of the table index%s, sorted by name. %s Call describe_schema with "
+		    "`tables` (up to 200 names) for their columns and keys, with `prefix` to list only the "
+		    "tables whose name starts with some text, or search_schema to find tables and columns "
+		    "by topic.",
+		    prefix ? "Tables whose name starts with the prefix"
+			   : "The schema is larger than one answer",
+		    page, pg->pages, showing, next);
+	cJSON_AddStringToObject(o, "mode", "index");
+	if (prefix)
+		cJSON_AddStringToObject(o, "prefix", prefix);
+	cJSON_AddNumberToObject(o, "total_tables", (double)pg->total);
+	cJSON_AddNumberToObject(o, "page", (double)page);
+	cJSON_AddNumberToObject(o, "pages", (double)pg->pages);
+	if (page < pg->pages)
+		cJSON_AddNumberToObject(o, "next_page", (double)(page + 1));
+	cJSON_AddStringToObject(o, "hint", hint);
+	return o;
+}
+
+/* One page of the compact index (describe_schema without `tables` on a
+ * schema that does not fit, or with `page` / `prefix`). */
+static void describe_index(struct tool_result *out, const struct source *s, const struct source_view *v,
+			   const char *prefix, size_t page)
+{
+	size_t max = s->cfg->limits.max_result_bytes;
+	if (!v->compact) {
+		tool_result_error(out, 500, "internal_error", "the table index of '%s' is not available",
+				  s->cfg->name);
+		return;
+	}
+	/* room for the fields around the entries, with the numbers at their widest */
+	struct schema_compact_page widest = {
+	    .total = 999999, .pages = 999999, .first = 999999, .count = 999999};
+	char *tail = describe_tail(s, index_fields(prefix, 999998, &widest));
+	size_t around = tail ? strlen(tail) + 32 : 0;
+	free(tail);
+	if (!around || around >= max) {
+		tool_result_error(out, 500, "internal_error", "out of memory");
+		return;
+	}
+	struct buf entries;
+	struct schema_compact_page pg;
+	buf_init(&entries, max);
+	int rc = schema_compact_page(v->compact, prefix, page, max - around, &entries, &pg);
+	if (rc == CN_ENOTFOUND) {
+		buf_free(&entries);
+		tool_result_error(out, 400, "invalid_parameters",
+				  "parameters.page: %zu is past the last page of the table index (%zu)", page,
+				  pg.pages);
+		return;
+	}
+	tail = rc ? NULL : describe_tail(s, index_fields(prefix, page, &pg));
+	if (!tail)
+		tool_result_error(out, 500, "internal_error", "out of memory");
+	else
+		describe_splice(out, entries.data ? entries.data : "", entries.len, tail, max);
+	free(tail);
+	buf_free(&entries);
+}
+
 static void tool_describe_schema(struct app *app, const cJSON *params, struct tool_result *out)
 {
 	const char *name = cJSON_GetObjectItemCaseSensitive(params, "source")->valuestring;
+	const cJSON *tables = cJSON_GetObjectItemCaseSensitive(params, "tables");
+	const cJSON *page = cJSON_GetObjectItemCaseSensitive(params, "page");
+	const cJSON *prefix = cJSON_GetObjectItemCaseSensitive(params, "prefix");
 	void *h;
+	if (tables && (page || prefix)) {
+		tool_result_error(
+		    out, 400, "invalid_parameters",
+		    "parameters: give `tables` for full detail, or `page` / `prefix` for the table index, "
+		    "not both");
+		return;
+	}
 	struct source *s = ready_source(app, name, out, &h);
 	if (!s)
 		return;
+	struct source_view *v = source_view_acquire(s);
+	if (!v) {
+		tool_result_error(out, 503, "data_source_disconnected",
+				  "the schema of '%s' is not read yet; retry shortly", s->cfg->name);
+		out->retry_after = 5;
+		return;
+	}
+	size_t max = s->cfg->limits.max_result_bytes;
+	if (page || prefix) {
+		describe_index(out, s, v, prefix ? prefix->valuestring : NULL,
+			       page ? (size_t)page->valuedouble : 1);
+		source_view_release(v);
+		return;
+	}
+	if (!tables) {
+		/* the whole schema when it fits, else the first page of its index */
+		cJSON *fields = cJSON_CreateObject();
+		if (fields)
+			cJSON_AddBoolToObject(fields, "truncated", 0);
+		char *tail = describe_tail(s, fields);
+		size_t whole = v->tables_json && tail ? v->tables_json_len + strlen(tail) + 12 : 0;
+		if (whole && whole <= max)
+			describe_splice(out, v->tables_json + 11, v->tables_json_len - 13, tail, max);
+		else
+			describe_index(out, s, v, NULL, 1);
+		free(tail);
+		source_view_release(v);
+		return;
+	}
 	const char *filter[200];
 	size_t nfilter = 0;
 	const cJSON *t;
-	cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(params, "tables"))
+	cJSON_ArrayForEach(t, tables)
 		filter[nfilter++] = t->valuestring;
-
-	pthread_mutex_lock(&s->lock);
-	cJSON *tree = schema_model_to_json(s->model, filter, nfilter);
-	pthread_mutex_unlock(&s->lock);
+	cJSON *tree = schema_model_to_json(v->model, filter, nfilter);
+	source_view_release(v);
 	if (!tree) {
 		tool_result_error(out, 500, "internal_error", "out of memory");
 		return;
 	}
-	cJSON *tables = cJSON_GetObjectItemCaseSensitive(tree, "tables");
+	cJSON *tarr = cJSON_GetObjectItemCaseSensitive(tree, "tables");
 	cJSON_AddStringToObject(tree, "source", s->cfg->name);
 	cJSON_AddStringToObject(tree, "type", source_type(s->cfg->driver));
 	if (s->cfg->description && *s->cfg->description)
 		cJSON_AddStringToObject(tree, "description", s->cfg->description);
-	if (nfilter && cJSON_GetArraySize(tables) == 0) {
+	if (cJSON_GetArraySize(tarr) == 0) {
 		cJSON_Delete(tree);
 		tool_result_error(out, 400, "unknown_table",
 				  "none of the requested tables exist in '%s'; call describe_schema without "
-				  "`tables` to list them",
+				  "`tables` to list them, or search_schema to find them by topic",
 				  s->cfg->name);
 		return;
 	}
 	/* Keep the answer under the byte cap: drop tables from the end and say so. */
-	size_t max = s->cfg->limits.max_result_bytes;
 	cJSON_AddBoolToObject(tree, "truncated", 0);
 	for (;;) {
 		char *text = cJSON_PrintUnformatted(tree);
 		size_t n = text ? strlen(text) + 12 : 0; /* {"result":} */
 		free(text);
-		if (!text || n <= max || cJSON_GetArraySize(tables) <= 1)
+		if (!text || n <= max || cJSON_GetArraySize(tarr) <= 1)
 			break;
-		int keep = cJSON_GetArraySize(tables);
+		int keep = cJSON_GetArraySize(tarr);
 		keep = (int)((double)keep * (double)max / (double)n * 0.95);
 		if (keep < 1)
 			keep = 1;
-		while (cJSON_GetArraySize(tables) > keep)
-			cJSON_DeleteItemFromArray(tables, cJSON_GetArraySize(tables) - 1);
+		while (cJSON_GetArraySize(tarr) > keep)
+			cJSON_DeleteItemFromArray(tarr, cJSON_GetArraySize(tarr) - 1);
 		cJSON_ReplaceItemInObjectCaseSensitive(tree, "truncated", cJSON_CreateTrue());
 		if (!cJSON_GetObjectItemCaseSensitive(tree, "hint"))
-			cJSON_AddStringToObject(tree, "hint",
-						"the schema is larger than one answer: call describe_schema "
-						"with `tables` for the rest");
+			cJSON_AddStringToObject(
+			    tree, "hint",
+			    "the tables asked for do not fit one answer: call describe_schema "
+			    "again with the tables that were left out");
 	}
 	tool_result_json(out, tree, max);
+}
+
+/* ---- search_schema ---- */
+
+#define SEARCH_DEFAULT_LIMIT 10
+#define SEARCH_MAX_LIMIT 50
+
+struct found {
+	struct search_hit hit;
+	const struct source *source;
+};
+
+static int found_cmp(const void *a, const void *b)
+{
+	const struct found *x = a, *y = b;
+	return x->hit.score < y->hit.score ? 1 : x->hit.score > y->hit.score ? -1 : 0;
+}
+
+static cJSON *match_json(const struct found *f)
+{
+	const struct sm_table *t = f->hit.table;
+	const struct sm_column *c = f->hit.column;
+	cJSON *o = cJSON_CreateObject();
+	if (!o)
+		return NULL;
+	const char *desc = c ? c->description : t->description;
+	char *const *syn = c ? c->synonyms : t->synonyms;
+	size_t nsyn = c ? c->nsynonyms : t->nsynonyms;
+	cJSON_AddStringToObject(o, "source", f->source->cfg->name);
+	if (t->schema)
+		cJSON_AddStringToObject(o, "schema", t->schema);
+	cJSON_AddStringToObject(o, "table", t->name);
+	if (c) {
+		cJSON_AddStringToObject(o, "column", c->name);
+		cJSON_AddStringToObject(o, "kind", "column");
+		cJSON_AddStringToObject(o, "type", c->type ? c->type : "");
+	} else {
+		cJSON_AddStringToObject(o, "kind", schema_kind_name(t->kind));
+	}
+	if (desc && *desc)
+		cJSON_AddStringToObject(o, "description", desc);
+	if (nsyn) {
+		cJSON *arr = cJSON_AddArrayToObject(o, "synonyms");
+		for (size_t i = 0; arr && i < nsyn; i++)
+			cJSON_AddItemToArray(arr, cJSON_CreateString(syn[i]));
+	}
+	cJSON_AddNumberToObject(o, "score", round(f->hit.score * 1000) / 1000);
+	return o;
+}
+
+static void tool_search_schema(struct app *app, const cJSON *params, struct tool_result *out)
+{
+	const cJSON *src = cJSON_GetObjectItemCaseSensitive(params, "source");
+	const char *query = cJSON_GetObjectItemCaseSensitive(params, "query")->valuestring;
+	const cJSON *lim = cJSON_GetObjectItemCaseSensitive(params, "limit");
+	size_t limit = lim ? (size_t)lim->valuedouble : SEARCH_DEFAULT_LIMIT;
+	struct source_view *views[CONFIG_MAX_SOURCES];
+	struct source *srcs[CONFIG_MAX_SOURCES];
+	size_t nviews = 0, max = 0;
+	cJSON *unavailable = cJSON_CreateArray();
+	char probe[SEARCH_MAX_WORDS * (SEARCH_MAX_WORD + 8) + 1];
+	if (schema_search_fts_query(query, probe, sizeof probe) != CN_OK) {
+		cJSON_Delete(unavailable);
+		tool_result_error(
+		    out, 400, "invalid_parameters",
+		    "parameters.query: has no word to search for; write words such as \"signup date\"");
+		return;
+	}
+	if (cJSON_IsString(src)) {
+		void *h;
+		struct source *s = ready_source(app, src->valuestring, out, &h);
+		if (!s) {
+			cJSON_Delete(unavailable);
+			return;
+		}
+		srcs[0] = s;
+		views[nviews++] = source_view_acquire(s);
+	} else {
+		for (size_t i = 0; i < app->sources->n && nviews < CONFIG_MAX_SOURCES; i++) {
+			srcs[nviews] = &app->sources->items[i];
+			views[nviews] = source_view_acquire(srcs[nviews]);
+			if (views[nviews])
+				nviews++;
+			else
+				cJSON_AddItemToArray(unavailable,
+						     cJSON_CreateString(app->sources->items[i].cfg->name));
+		}
+	}
+	struct found *all = calloc(nviews * limit + 1, sizeof *all);
+	size_t nall = 0;
+	int rc = all ? CN_OK : CN_ENOMEM;
+	struct cn_error err = {0};
+	struct search_hit *hits = calloc(limit, sizeof *hits);
+	if (!hits)
+		rc = CN_ENOMEM;
+	for (size_t i = 0; i < nviews && rc == CN_OK; i++) {
+		size_t n = 0;
+		size_t cap = srcs[i]->cfg->limits.max_result_bytes;
+		if (!max || cap < max)
+			max = cap;
+		if (!views[i] || !views[i]->search)
+			continue;
+		rc = schema_search_query(views[i]->search, query, limit, hits, &n, &err);
+		for (size_t k = 0; k < n && rc == CN_OK; k++)
+			all[nall++] = (struct found){hits[k], srcs[i]};
+	}
+	free(hits);
+	if (rc) {
+		tool_result_error(out, 500, "internal_error", "%s",
+				  err.message[0] ? err.message : "out of memory");
+	} else {
+		qsort(all, nall, sizeof *all, found_cmp);
+		if (nall > limit)
+			nall = limit;
+		cJSON *result = cJSON_CreateObject();
+		cJSON_AddStringToObject(result, "query", query);
+		cJSON *matches = cJSON_AddArrayToObject(result, "matches");
+		for (size_t i = 0; i < nall; i++)
+			cJSON_AddItemToArray(matches, match_json(&all[i]));
+		if (cJSON_GetArraySize(unavailable) > 0)
+			cJSON_AddItemToObject(result, "unavailable_sources", unavailable);
+		else
+			cJSON_Delete(unavailable);
+		unavailable = NULL;
+		cJSON_AddStringToObject(
+		    result, "hint",
+		    nall ? "Call describe_schema with `tables` for the columns, keys and "
+			   "references of a table; run_query reads the data."
+			 : "Nothing matched: try other or fewer words, or describe_schema for "
+			   "the list of tables.");
+		/* keep under the byte cap: drop matches from the end */
+		bool truncated = false;
+		for (;;) {
+			char *text = cJSON_PrintUnformatted(result);
+			size_t n = text ? strlen(text) + 12 : 0;
+			free(text);
+			if (!text || !max || n <= max || cJSON_GetArraySize(matches) == 0)
+				break;
+			cJSON_DeleteItemFromArray(matches, cJSON_GetArraySize(matches) - 1);
+			truncated = true;
+		}
+		cJSON_AddBoolToObject(result, "truncated", truncated);
+		tool_result_json(out, result, max);
+	}
+	cJSON_Delete(unavailable);
+	free(all);
+	for (size_t i = 0; i < nviews; i++)
+		source_view_release(views[i]);
 }
 
 /* ---- run_query ---- */
@@ -516,14 +850,35 @@ const struct tool_def tools_catalog[] = {
 	 "{\"type\":\"object\",\"properties\":{},\"additionalProperties\":false}"},
 	{"describe_schema", tool_describe_schema,
 	 "Describe the tables of one data source: columns with types, nullability, keys, references, "
-	 "descriptions, synonyms and row estimates. Pass `tables` to describe only some tables.",
+	 "descriptions, synonyms and row estimates. Pass `tables` to describe only some tables. When a "
+	 "schema is too large for one answer, the answer is a paged index of its tables (name, kind, "
+	 "description, column count; `mode` is \"index\"): follow `next_page`, narrow it with `prefix`, "
+	 "then ask for the tables you need with `tables`.",
 	 "{\"type\":\"object\",\"required\":[\"source\"],\"additionalProperties\":false,"
 	 "\"properties\":{"
 	 "\"source\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":64,"
 	 "\"description\":\"Data source name from list_data_sources\"},"
 	 "\"tables\":{\"type\":\"array\",\"maxItems\":200,"
 	 "\"items\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":256},"
-	 "\"description\":\"Only these tables (name or schema.name)\"}}}"},
+	 "\"description\":\"Only these tables (name or schema.name), with every detail\"},"
+	 "\"page\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":1000000,"
+	 "\"description\":\"Page of the table index (see next_page in the previous answer)\"},"
+	 "\"prefix\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":256,"
+	 "\"description\":\"Index only the tables whose name or schema.name starts with this "
+	 "(case-insensitive)\"}}}"},
+	{"search_schema", tool_search_schema,
+	 "Find tables and columns by what they mean: searches names, synonyms, descriptions and database "
+	 "comments (word stems and prefixes: \"signup\" finds a column described as the signup date) and "
+	 "answers the best matches first, with their source, table, column, type and description. Use it "
+	 "before describe_schema on a large database, or when the names do not say what you look for.",
+	 "{\"type\":\"object\",\"required\":[\"query\"],\"additionalProperties\":false,"
+	 "\"properties\":{"
+	 "\"query\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":500,"
+	 "\"description\":\"Words to look for, e.g. \\\"customer signup date\\\"\"},"
+	 "\"source\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":64,"
+	 "\"description\":\"Only this data source (default: all of them)\"},"
+	 "\"limit\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":50,"
+	 "\"description\":\"At most this many matches (default 10)\"}}}"},
 	{"run_query", tool_run_query,
 	 "Run one read-only query on a data source. SQL sources (postgresql, sqlite): `query` is one "
 	 "SELECT with $1, $2, ... placeholders. MongoDB sources: `query` is one read command as a JSON "

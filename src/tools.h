@@ -4,7 +4,8 @@
  * tools with Interactor), and dispatch.
  *
  *   list_data_sources  {}
- *   describe_schema    {source, tables?}
+ *   describe_schema    {source, tables? | page?, prefix?}
+ *   search_schema      {query, source?, limit?}
  *   run_query          {source, query, parameters?, max_rows?}
  */
 #ifndef CN_TOOLS_H

@@ -111,7 +111,7 @@ def test_sign():
 
 
 def test_help_and_version():
-    for cmd in ("serve", "check-config", "introspect", "query", "sign", "tools"):
+    for cmd in ("serve", "check-config", "introspect", "query", "refresh", "drift", "sign", "tools"):
         rc, out, _ = run(cmd, "--help")
         expect(rc == 0 and "usage: interactor-connector " + cmd in out, "%s --help: %s" % (cmd, out))
     rc, out, _ = run("--help")
@@ -122,7 +122,7 @@ def test_help_and_version():
     expect(rc == 2 and "unknown command" in err, err)
     rc, out, _ = run("tools")
     names = [t["name"] for t in json.loads(out)]
-    expect(names == ["list_data_sources", "describe_schema", "run_query"], names)
+    expect(names == ["list_data_sources", "describe_schema", "search_schema", "run_query"], names)
 
 
 def main():

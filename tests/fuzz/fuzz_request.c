@@ -3,7 +3,7 @@
  * hands them to request_handle(). The first input byte picks what is
  * fuzzed: a correctly signed body (so JSON parsing, dispatch, the tools, the
  * SQLite guard and the result writer are reached), or the signature and
- * timestamp headers themselves.
+ * timestamp headers themselves; and which path (the tools, /healthz, /readyz).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -70,8 +70,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char sig_in[128];
 	struct http_request req = {.method = "POST", .path = "/v1/tools/run_query"};
 	static const char *const paths[] = {"/v1/tools/run_query", "/v1/tools/describe_schema",
-					    "/v1/tools/list_data_sources", "/v1/tools/", "/healthz"};
-	req.path = paths[(mode >> 1) % 5];
+					    "/v1/tools/list_data_sources", "/v1/tools/", "/healthz",
+					    "/v1/tools/search_schema", "/readyz"};
+	req.path = paths[(mode >> 1) % 7];
+	if ((mode >> 1) % 7 == 6)
+		req.method = "GET";
 	if (mode & 1) {
 		/* fuzz the headers: "signature\ntimestamp\nbody" */
 		const uint8_t *nl1 = memchr(data, '\n', size);

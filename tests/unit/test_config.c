@@ -226,6 +226,21 @@ static const struct bad_case bad_cases[] = {
 	{"auth: { callback_secrets: [{ a: 1 }] }\n" SOURCE,
 	 {NAME ":1: auth.callback_secrets[0]: expected a single value, got a map"}},
 	{"auth: 1234567890123456789\n" SOURCE, {NAME ":1: auth: expected a map, got a value"}},
+	/* schedules and their zone */
+	{AUTH "refresh: \"*/15 * * *\"\n" SOURCE,
+	 {NAME ":2: refresh: '*/15 * * *' is not a schedule: expected 5 fields", "@hourly, or off"}},
+	{AUTH "sources:\n  - { name: a, driver: sqlite, dsn: x, refresh: \"0 25 * * *\" }\n",
+	 {NAME ":3: sources[0].refresh: '0 25 * * *' is not a schedule: field 2 (hour): 25 is out of "
+	       "range 0-23"}},
+	{AUTH "refresh: \"0 0 * * fry\"\n" SOURCE,
+	 {"field 5 (day-of-week): 'fry' is not a number or a name (sun..sat)"}},
+	{AUTH "refresh: \"0 0 30 2 *\"\n" SOURCE, {NAME ":2: refresh: '0 0 30 2 *' never fires"}},
+	{AUTH "refresh: \"@reboot\"\n" SOURCE, {"unknown macro '@reboot'"}},
+	{AUTH "refresh_timezone: Europe/Berln\n" SOURCE,
+	 {NAME ":2: refresh_timezone: unknown time zone 'Europe/Berln'", "Europe/Berlin"}},
+	{AUTH "refresh_timezone: ../../etc/passwd\n" SOURCE, {"is not a time zone name"}},
+	{AUTH "refresh_jitter: 3601\n" SOURCE, {"refresh_jitter: 3601 is out of range"}},
+	{"state: { snapshots: 0 }\n" AUTH SOURCE, {NAME ":1: state.snapshots: 0 is out of range"}},
 };
 
 static void test_bad_configs(void **state)
@@ -297,7 +312,7 @@ static const char full_yaml[] =
 	"    - \"${CN_TEST_SECRET}\"\n"
 	"    - \"${CN_TEST_SECRET2}\"\n"
 	"  timestamp_tolerance: 120\n"
-	"state: { path: \"var/state.db\" }\n"
+	"state: { path: \"var/state.db\", snapshots: 3 }\n"
 	"drivers: { dir: \"/opt/cn/drivers\" }\n"
 	"log: { level: debug, format: text }\n"
 	"sources:\n"
@@ -309,10 +324,14 @@ static const char full_yaml[] =
 	"    run_query: false\n"
 	"    pool: { size: 2 }\n"
 	"    limits: { max_rows: 500, max_result_bytes: 32768, timeout_ms: 5000 }\n"
+	"    refresh: off\n"
 	"  - name: Sales_2-b\n"
 	"    driver: postgres\n"
 	"    dsn: \"postgresql://app:${CN_TEST_DBPASS}@db:5432/sales?sslmode=require\"\n"
-	"    run_query: true\n";
+	"    run_query: true\n"
+	"refresh: \"*/10 * * * *\"\n"
+	"refresh_timezone: Europe/Berlin\n"
+	"refresh_jitter: 5\n";
 
 static void test_full_config(void **state)
 {
@@ -334,6 +353,10 @@ static void test_full_config(void **state)
 	assert_string_equal(cfg->drivers_dir, "/opt/cn/drivers");
 	assert_string_equal(cfg->log_level, "debug");
 	assert_string_equal(cfg->log_format, "text");
+	assert_int_equal(cfg->snapshots, 3);
+	assert_string_equal(cfg->refresh, "*/10 * * * *");
+	assert_string_equal(cfg->refresh_timezone, "Europe/Berlin");
+	assert_int_equal(cfg->refresh_jitter, 5);
 	assert_int_equal(cfg->nsources, 2);
 
 	const struct config_source *s = &cfg->sources[0];
@@ -347,6 +370,8 @@ static void test_full_config(void **state)
 	assert_int_equal(s->limits.max_rows, 500);
 	assert_int_equal(s->limits.max_result_bytes, 32768);
 	assert_int_equal(s->limits.timeout_ms, 5000);
+	assert_string_equal(s->refresh, "off");
+	assert_null(config_refresh_schedule(cfg, s));
 	assert_int_equal(s->line, 15);
 
 	s = &cfg->sources[1];
@@ -357,10 +382,12 @@ static void test_full_config(void **state)
 	assert_string_equal(s->mappings_path, "");
 	assert_true(s->allow_run_query);
 	assert_int_equal(s->pool_size, 4);
+	assert_string_equal(s->refresh, "");
+	assert_string_equal(config_refresh_schedule(cfg, s), "*/10 * * * *");
 	assert_int_equal(s->limits.max_rows, 1000);
 	assert_int_equal(s->limits.max_result_bytes, 60000);
 	assert_int_equal(s->limits.timeout_ms, 10000);
-	assert_int_equal(s->line, 23);
+	assert_int_equal(s->line, 24);
 
 	assert_ptr_equal(config_find_source(cfg, "demo"), &cfg->sources[0]);
 	assert_ptr_equal(config_find_source(cfg, "Sales_2-b"), &cfg->sources[1]);
@@ -382,6 +409,10 @@ static void assert_defaults(const struct config *cfg)
 	assert_string_equal(cfg->drivers_dir, "");
 	assert_string_equal(cfg->log_level, "info");
 	assert_string_equal(cfg->log_format, "json");
+	assert_int_equal(cfg->snapshots, 10);
+	assert_string_equal(cfg->refresh, "@hourly");
+	assert_string_equal(cfg->refresh_timezone, "UTC");
+	assert_int_equal(cfg->refresh_jitter, 30);
 	assert_int_equal(cfg->nsources, 1);
 	const struct config_source *s = &cfg->sources[0];
 	assert_string_equal(s->name, "demo");
@@ -391,6 +422,8 @@ static void assert_defaults(const struct config *cfg)
 	assert_string_equal(s->mappings_path, "");
 	assert_true(s->allow_run_query);
 	assert_int_equal(s->pool_size, 4);
+	assert_string_equal(s->refresh, "");
+	assert_string_equal(config_refresh_schedule(cfg, s), "@hourly");
 	assert_int_equal(s->limits.max_rows, 1000);
 	assert_int_equal(s->limits.max_result_bytes, 60000);
 	assert_int_equal(s->limits.timeout_ms, 10000);
@@ -822,6 +855,8 @@ static void yaml_with(char *dst, size_t n, const char *path, const char *value)
 	} else if (strncmp(path, "auth.", 5) == 0) {
 		snprintf(dst, n, "auth: { callback_secrets: [\"${CN_TEST_SECRET}\"], %s: %s }\n" SOURCE,
 			 path + 5, value);
+	} else if (!strchr(path, '.')) {
+		snprintf(dst, n, "%s: %s\n" AUTH SOURCE, path, value);
 	} else {
 		const char *dot = strchr(path, '.');
 		snprintf(dst, n, "%.*s: { %s: %s }\n" AUTH SOURCE, (int)(dot - path), path, dot + 1, value);
@@ -954,7 +989,7 @@ static void test_schema_and_docs_agree(void **state)
 	config_free(cfg);
 	assert_int_equal(ytree_parse_buffer("print", out, strlen(out), &printed, &err), CN_OK);
 	collect_leaves(printed, "", leaves, &nleaves);
-	assert_int_equal(nleaves, 19);
+	assert_int_equal(nleaves, 24);
 
 	char *schema_text = read_text("schema/config.schema.json");
 	cJSON *schema = cJSON_Parse(schema_text);

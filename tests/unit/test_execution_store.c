@@ -884,6 +884,76 @@ static void test_file_of_older_version(void **state)
 	exec_store_close(s);
 }
 
+/* Schema snapshots: the first is the baseline and stays, the newest `keep`
+ * others stay, touch moves checked_at and drift, and all of it survives a
+ * restart. */
+static void test_schema_snapshots(void **state)
+{
+	struct fixture *f = *state;
+	struct exec_store *s = store_open(f->path, 0, 0);
+	struct cn_error err = {0};
+	struct exec_snapshot snap;
+	bool found = true;
+	int64_t id = 0;
+
+	assert_int_equal(exec_store_snapshot_get(s, "demo", false, &snap, &found, &err), CN_OK);
+	assert_false(found);
+	for (int i = 1; i <= 6; i++) {
+		char schema[32], diff[32];
+		snprintf(schema, sizeof schema, "{\"v\":%d}", i);
+		snprintf(diff, sizeof diff, "[%d]", i);
+		assert_int_equal(exec_store_snapshot_add(s, "demo", 100 * i, schema, strlen(schema),
+							 i == 1 ? NULL : diff, "[]", 3, &id, &err),
+				 CN_OK);
+	}
+	/* another source is apart */
+	assert_int_equal(exec_store_snapshot_add(s, "other", 50, "{}", 2, NULL, NULL, 3, NULL, &err), CN_OK);
+	assert_int_equal(exec_store_snapshot_touch(s, id, 700, "[{\"kind\":\"x\"}]", &err), CN_OK);
+	exec_store_close(s);
+
+	s = store_open(f->path, 0, 0);
+	assert_int_equal(exec_store_snapshot_get(s, "demo", false, &snap, &found, &err), CN_OK);
+	assert_true(found);
+	assert_string_equal(snap.schema, "{\"v\":6}");
+	assert_int_equal(snap.schema_len, 7);
+	assert_string_equal(snap.diff, "[6]");
+	assert_string_equal(snap.drift, "[{\"kind\":\"x\"}]");
+	assert_int_equal(snap.taken_at, 600);
+	assert_int_equal(snap.checked_at, 700);
+	assert_false(snap.baseline);
+	exec_snapshot_clear(&snap);
+
+	assert_int_equal(exec_store_snapshot_get(s, "demo", true, &snap, &found, &err), CN_OK);
+	assert_true(found && snap.baseline);
+	assert_string_equal(snap.schema, "{\"v\":1}");
+	assert_null(snap.diff);
+	exec_snapshot_clear(&snap);
+
+	struct exec_snapshot *hist;
+	size_t n;
+	assert_int_equal(exec_store_snapshot_history(s, "demo", 10, &hist, &n, &err), CN_OK);
+	assert_int_equal(n, 4); /* the baseline and the newest 3 */
+	assert_int_equal(hist[0].taken_at, 600);
+	assert_int_equal(hist[2].taken_at, 400);
+	assert_true(hist[3].baseline && hist[3].taken_at == 100);
+	assert_null(hist[0].schema);
+	exec_snapshots_free(hist, n);
+	assert_int_equal(exec_store_snapshot_history(s, "demo", 2, &hist, &n, &err), CN_OK);
+	assert_int_equal(n, 2);
+	exec_snapshots_free(hist, n);
+	assert_int_equal(exec_store_snapshot_history(s, "nobody", 5, &hist, &n, &err), CN_OK);
+	assert_int_equal(n, 0);
+	exec_snapshots_free(hist, n);
+
+	assert_int_equal(exec_store_snapshot_get(s, "other", false, &snap, &found, &err), CN_OK);
+	assert_true(found && snap.baseline && snap.drift == NULL);
+	exec_snapshot_clear(&snap);
+	/* answers and snapshots share the file without getting in each other's way */
+	assert_int_equal(claim(s, "after_snapshots", 0, 0, NULL, 0), EXEC_CLAIMED);
+	finish(s, "after_snapshots", 200, "ok", 2);
+	exec_store_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -908,6 +978,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_late_finish_keeps_stored, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expired_in_memory, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_file_of_older_version, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_schema_snapshots, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
