@@ -1,6 +1,8 @@
 #include "request.h"
 
 #include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -172,6 +174,28 @@ static void run_tool(struct app *app, const struct tool_def *tool, const cJSON *
 	respond(resp, &r);
 }
 
+/* Offset of the first \u0000 escape inside a JSON string of the body, or -1.
+ * cJSON decodes it into a NUL byte that C strings then cut at: a parameter
+ * or a key would be silently shortened, so such a body is refused. */
+static long json_nul_escape_at(const char *p, size_t n)
+{
+	bool in_string = false;
+	for (size_t i = 0; i < n; i++) {
+		if (!in_string) {
+			in_string = p[i] == '"';
+			continue;
+		}
+		if (p[i] == '"') {
+			in_string = false;
+		} else if (p[i] == '\\' && i + 1 < n) {
+			if (p[i + 1] == 'u' && i + 5 < n && !memcmp(p + i + 2, "0000", 4))
+				return (long)i;
+			i++; /* the escaped character, whatever it is */
+		}
+	}
+	return -1;
+}
+
 /* exec_out receives a copy of the body's execution_id (for the log line). */
 static void handle_tool(struct app *app, const struct http_request *req, const char *tool_name,
 			struct http_response *resp, char exec_out[EXEC_ID_MAX + 1], const char **source,
@@ -193,6 +217,15 @@ static void handle_tool(struct app *app, const struct http_request *req, const c
 		return;
 	}
 
+	long nul = json_nul_escape_at(req->body, req->len);
+	if (nul >= 0) {
+		char msg[160];
+		snprintf(msg, sizeof msg, "the body holds a NUL character (\\u0000 at byte %ld) in a "
+			 "string, which no tool accepts", nul + 1);
+		respond_error(resp, 400, "invalid_request", msg);
+		*error_code = "invalid_request";
+		return;
+	}
 	cJSON *root = cJSON_ParseWithLength(req->body, req->len);
 	const cJSON *exec_id, *name, *params, *ts;
 	if (!root || !cJSON_IsObject(root)) {

@@ -260,6 +260,17 @@ def test_malformed_json(d):
     expect(status == 400 and error_code(parsed) == "invalid_request", raw[:200])
 
 
+def test_nul_in_a_string_is_refused(d):
+    # cJSON would decode \u0000 into a NUL that C strings cut at: a parameter "abc\u0000def"
+    # would run as "abc". An escaped backslash before u0000 is ordinary text and still runs.
+    s, _, raw, parsed = d.call("run_query", {"source": "demo", "query": "SELECT $1 AS v",
+                                             "parameters": ["abc\u0000def"]})
+    expect(s == 400 and error_code(parsed) == "invalid_request" and "NUL" in raw.decode(), raw[:200])
+    s, _, raw, parsed = d.call("run_query", {"source": "demo", "query": "SELECT $1 AS v",
+                                             "parameters": ["abc\\u0000def"]})
+    expect(s == 200 and parsed["result"]["rows"] == [["abc\\u0000def"]], raw[:200])
+
+
 def test_missing_execution_id(d):
     body = json.dumps({"tool_name": "list_data_sources", "parameters": {}}).encode()
     status, _, raw, parsed = d.call("list_data_sources", None, body=body,
