@@ -10,7 +10,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Daemon, Runner, expect, parse_args  # noqa: E402
+from harness import SECRET, Daemon, Runner, expect, parse_args  # noqa: E402
 
 SLOW = "SELECT count(*) FROM orders a, orders b, orders c, order_items d WHERE a.id + d.qty > b.id"
 
@@ -122,6 +122,35 @@ def test_pool_full_is_429(d):
     expect(s == 429 and code(body) == "rate_limit_exceeded", "%s %s" % (s, raw[:200]))
     expect(hdrs.get("Retry-After", "").isdigit(), hdrs)
     expect(results["slow"][0] == 400, results["slow"][:3])
+
+
+def admin_sql(sql):
+    subprocess.run(["mariadb", "--no-defaults", "-h", "127.0.0.1", "-P", os.environ["CN_TEST_MYSQL_PORT"],
+                    "-u", "connector_admin", "-p" + os.environ["CN_TEST_MYSQL_ADMIN_PASSWORD"],
+                    "connector_test", "-e", sql], check=True)
+
+
+def refresh(d):
+    env = dict(os.environ, E2E_SECRET=SECRET)
+    p = subprocess.run([d.args.binary, "refresh", "--config", d.config_path, "shop"],
+                       capture_output=True, env=env, timeout=120)
+    return p.returncode, p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace")
+
+
+def test_refresh_sees_a_new_column(d):
+    admin_sql("ALTER TABLE audit_log ADD COLUMN note VARCHAR(20) NULL")
+    try:
+        rc, out = refresh(d)
+        expect(rc == 0 and "connector_test.audit_log.note added (varchar(20))" in out, out)
+        s, _, raw, body = d.call("describe_schema", {"source": "shop", "tables": ["audit_log"]})
+        expect(s == 200 and "note" in [c["name"] for c in body["result"]["tables"][0]["columns"]],
+               raw[:300])
+        s, _, raw, body = d.call("run_query", {"source": "shop", "query": "SELECT note FROM audit_log"})
+        expect(s == 200 and body["result"]["rows"] == [[None]], raw[:300])
+    finally:
+        admin_sql("ALTER TABLE audit_log DROP COLUMN note")
+    rc, out = refresh(d)
+    expect(rc == 0 and "connector_test.audit_log.note removed" in out, out)
 
 
 def test_server_down_then_back(d):
