@@ -220,10 +220,10 @@ static void handle_tool(struct app *app, const struct http_request *req, const c
 	long nul = json_nul_escape_at(req->body, req->len);
 	if (nul >= 0) {
 		char msg[160];
-		snprintf(msg, sizeof msg, "the body holds a NUL character (\\u0000 at byte %ld) in a "
-			 "string, which no tool accepts", nul + 1);
-		respond_error(resp, 400, "invalid_request", msg);
-		*error_code = "invalid_request";
+		snprintf(msg, sizeof msg, "a string holds a NUL character (\\u0000 at byte %ld of the "
+			 "body), which no query or parameter may contain", nul + 1);
+		respond_error(resp, 400, "invalid_parameters", msg);
+		*error_code = "invalid_parameters";
 		return;
 	}
 	cJSON *root = cJSON_ParseWithLength(req->body, req->len);

@@ -265,7 +265,9 @@ def test_nul_in_a_string_is_refused(d):
     # would run as "abc". An escaped backslash before u0000 is ordinary text and still runs.
     s, _, raw, parsed = d.call("run_query", {"source": "demo", "query": "SELECT $1 AS v",
                                              "parameters": ["abc\u0000def"]})
-    expect(s == 400 and error_code(parsed) == "invalid_request" and "NUL" in raw.decode(), raw[:200])
+    expect(s == 400 and error_code(parsed) == "invalid_parameters" and "NUL" in raw.decode(), raw[:200])
+    s, _, raw, parsed = d.call("run_query", {"source": "demo", "query": "SELECT 1\u0000; DELETE FROM t"})
+    expect(s == 400 and error_code(parsed) == "invalid_parameters", raw[:200])
     s, _, raw, parsed = d.call("run_query", {"source": "demo", "query": "SELECT $1 AS v",
                                              "parameters": ["abc\\u0000def"]})
     expect(s == 200 and parsed["result"]["rows"] == [["abc\\u0000def"]], raw[:200])
