@@ -118,24 +118,24 @@ static int uri_default_int(mongoc_uri_t *uri, const char *key, int32_t value)
 
 static int target_build(struct mongo_handle *h)
 {
-	struct mt_buf s = {0};
-	int rc = mt_buf_puts(&s, "hosts ");
+	struct dstr s = {0};
+	int rc = dstr_puts(&s, "hosts ");
 	bool first = true;
 	for (const mongoc_host_list_t *hl = mongoc_uri_get_hosts(h->uri); rc == CN_OK && hl; hl = hl->next) {
-		rc = mt_buf_printf(&s, "%s%s", first ? "" : ",", hl->host_and_port);
+		rc = dstr_printf(&s, "%s%s", first ? "" : ",", hl->host_and_port);
 		first = false;
 	}
 	if (rc == CN_OK && first) {
 		const char *service = mongoc_uri_get_srv_hostname(h->uri);
-		rc = mt_buf_printf(&s, "(SRV %s)", service ? service : "?");
+		rc = dstr_printf(&s, "(SRV %s)", service ? service : "?");
 	}
 	if (rc == CN_OK)
-		rc = mt_buf_printf(&s, " database %s", h->db);
+		rc = dstr_printf(&s, " database %s", h->db);
 	const char *user = mongoc_uri_get_username(h->uri);
 	if (rc == CN_OK && user)
-		rc = mt_buf_printf(&s, " user %s", user);
+		rc = dstr_printf(&s, " user %s", user);
 	if (rc) {
-		mt_buf_free(&s);
+		dstr_free(&s);
 		return rc;
 	}
 	h->target = s.data;

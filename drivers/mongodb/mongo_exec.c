@@ -67,8 +67,8 @@ struct run {
 	size_t ncols, capcols;
 	int32_t *slots; /* index + 1, 0 empty */
 	size_t nslots;
-	struct mt_buf scratch;
-	struct mt_buf types;
+	struct dstr scratch;
+	struct dstr types;
 };
 
 /* ---- hidden fields in results ---- */
@@ -236,17 +236,17 @@ static int discover_columns(struct run *r)
 
 static const char *col_type_text(struct run *r, const struct col *c)
 {
-	mt_buf_reset(&r->types);
+	dstr_reset(&r->types);
 	bool null = c->missing;
 	for (int i = 0; i < c->ntypes; i++) {
 		if (c->types[i] == BSON_TYPE_NULL || c->types[i] == BSON_TYPE_UNDEFINED) {
 			null = true;
 			continue;
 		}
-		if (mt_buf_printf(&r->types, "%s%s", r->types.len ? "|" : "", mt_type_name(c->types[i])))
+		if (dstr_printf(&r->types, "%s%s", r->types.len ? "|" : "", mt_type_name(c->types[i])))
 			return NULL;
 	}
-	if (null && mt_buf_printf(&r->types, "%s", r->types.len ? "|null" : "null"))
+	if (null && dstr_printf(&r->types, "%s", r->types.len ? "|null" : "null"))
 		return NULL;
 	return r->types.data ? r->types.data : "";
 }
@@ -553,8 +553,8 @@ out:
 	docs_free(&r);
 	free(r.cols);
 	free(r.slots);
-	mt_buf_free(&r.scratch);
-	mt_buf_free(&r.types);
+	dstr_free(&r.scratch);
+	dstr_free(&r.types);
 	mg_request_free(&req);
 	return rc;
 }

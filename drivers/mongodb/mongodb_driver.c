@@ -211,14 +211,14 @@ static bool resource_covers(const struct mongo_handle *h, bson_iter_t *res)
 static void audit_text(const struct mongo_handle *h, const bson_t *reply, char *warning, size_t len)
 {
 	bson_iter_t it, users, roles, privs;
-	struct mt_buf who = {0}, r = {0}, acts = {0};
+	struct dstr who = {0}, r = {0}, acts = {0};
 	if (bson_iter_init(&it, reply) && bson_iter_find_descendant(&it, "authInfo.authenticatedUsers", &users) &&
 	    BSON_ITER_HOLDS_ARRAY(&users) && bson_iter_recurse(&users, &users)) {
 		while (bson_iter_next(&users)) {
 			bson_iter_t u;
 			if (BSON_ITER_HOLDS_DOCUMENT(&users) && bson_iter_recurse(&users, &u) &&
 			    bson_iter_find(&u, "user") && BSON_ITER_HOLDS_UTF8(&u))
-				mt_buf_printf(&who, "%s'%s'", who.len ? ", " : "", bson_iter_utf8(&u, NULL));
+				dstr_printf(&who, "%s'%s'", who.len ? ", " : "", bson_iter_utf8(&u, NULL));
 		}
 	}
 	if (bson_iter_init(&it, reply) &&
@@ -238,7 +238,7 @@ static void audit_text(const struct mongo_handle *h, const bson_t *reply, char *
 				      !strncmp(role, "cluster", 7) || !strcmp(role, "hostManager");
 			if (listed(write_roles, sizeof write_roles / sizeof write_roles[0], role) &&
 			    (any_db || !strcmp(db, h->db)))
-				mt_buf_printf(&r, "%s%s@%s", r.len ? ", " : "", role, db);
+				dstr_printf(&r, "%s%s@%s", r.len ? ", " : "", role, db);
 		}
 	}
 	if (bson_iter_init(&it, reply) &&
@@ -262,7 +262,7 @@ static void audit_text(const struct mongo_handle *h, const bson_t *reply, char *
 				const char *a = bson_iter_utf8(&actions, NULL);
 				if (listed(write_actions, sizeof write_actions / sizeof write_actions[0], a) &&
 				    !(acts.data && strstr(acts.data, a)))
-					mt_buf_printf(&acts, "%s%s", acts.len ? ", " : "", a);
+					dstr_printf(&acts, "%s%s", acts.len ? ", " : "", a);
 			}
 		}
 	}
@@ -276,9 +276,9 @@ static void audit_text(const struct mongo_handle *h, const bson_t *reply, char *
 			 "holds, but give the connector a user with only the read role (docs/mongodb.md)",
 			 who.data, h->db, r.len ? " roles " : "", r.len ? r.data : "",
 			 acts.len ? (r.len ? "; actions " : " actions ") : "", acts.len ? acts.data : "");
-	mt_buf_free(&who);
-	mt_buf_free(&r);
-	mt_buf_free(&acts);
+	dstr_free(&who);
+	dstr_free(&r);
+	dstr_free(&acts);
 }
 
 static int mongo_audit(void *handle, char *warning, size_t len, struct cn_error *err)
