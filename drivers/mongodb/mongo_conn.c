@@ -27,6 +27,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "../common/text.h"
+
 int64_t mongo_now_ms(void)
 {
 	struct timespec ts;
@@ -35,26 +37,6 @@ int64_t mongo_now_ms(void)
 }
 
 /* ---- messages ---- */
-
-static void scrub(char *buf, size_t size, const char *secret)
-{
-	size_t n = secret ? strlen(secret) : 0;
-	if (n < 2 || !strstr(buf, secret))
-		return;
-	char out[1024];
-	size_t w = 0;
-	for (const char *r = buf; *r && w + 4 < sizeof out;) {
-		if (strncmp(r, secret, n) == 0) {
-			memcpy(out + w, "***", 3);
-			w += 3;
-			r += n;
-		} else {
-			out[w++] = *r++;
-		}
-	}
-	out[w] = '\0';
-	snprintf(buf, size, "%s", out);
-}
 
 int mongo_error_status(const bson_error_t *e, bool past_budget)
 {
@@ -101,7 +83,7 @@ int mongo_error_set(struct mongo_handle *h, struct cn_error *err, int status, co
 	for (char *c = msg; *c; c++)
 		if (*c == '\n' || *c == '\r' || *c == '\t')
 			*c = ' ';
-	scrub(msg, sizeof msg, h->password);
+	text_scrub(msg, sizeof msg, h->password);
 	if (status == CN_EQUERY)
 		return cn_error_set(err, status, "%s", msg); /* the server's own message */
 	return cn_error_set(err, status, "%s MongoDB at %s: %s", what, h->target, msg);
@@ -166,7 +148,7 @@ int mongo_conn_open(struct mongo_handle *h, const char *dsn, struct cn_error *er
 		char msg[300];
 		char *guess = dsn_password_guess(dsn);
 		snprintf(msg, sizeof msg, "%s", e.message);
-		scrub(msg, sizeof msg, guess);
+		text_scrub(msg, sizeof msg, guess);
 		free(guess);
 		return cn_error_set(err, CN_ECONFIG, "invalid MongoDB dsn: %s (write "
 				    "mongodb://user:password@host:27017/database?options)", msg);
