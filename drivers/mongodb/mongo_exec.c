@@ -537,8 +537,9 @@ int mongo_exec_query(struct mongo_handle *h, const struct cn_query *q,
 		.origins = !req.explain && req.command != MG_COUNT,
 	};
 	mongoc_client_t *c;
+	uint32_t slot;
 	uint32_t wait = r.timeout_ms < MONGO_CHECKOUT_MAX_WAIT_MS ? r.timeout_ms : MONGO_CHECKOUT_MAX_WAIT_MS;
-	if ((rc = mongo_pool_checkout(h, wait, r.gen, &c, err)))
+	if ((rc = mongo_pool_checkout(h, wait, r.gen, &slot, &c, err)))
 		goto out;
 	if (!req.explain && req.command == MG_FIND)
 		rc = run_find(&r, c, err);
@@ -546,7 +547,7 @@ int mongo_exec_query(struct mongo_handle *h, const struct cn_query *q,
 		rc = run_aggregate(&r, c, err);
 	else
 		rc = run_command(&r, c, err);
-	mongo_pool_checkin(h, c);
+	mongo_pool_checkin(h, slot, c);
 	if (rc == CN_OK)
 		rc = push_rows(&r, err);
 out:

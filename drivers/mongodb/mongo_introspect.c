@@ -415,7 +415,8 @@ static void block_view(struct mongo_handle *h, const char *view)
 int mongo_introspect_run(struct mongo_handle *h, const struct cn_schema_builder *b, struct cn_error *err)
 {
 	mongoc_client_t *c;
-	int rc = mongo_pool_checkout(h, MONGO_CHECKOUT_MAX_WAIT_MS * 5, mongo_pool_gen(h), &c, err);
+	uint32_t slot;
+	int rc = mongo_pool_checkout(h, MONGO_CHECKOUT_MAX_WAIT_MS * 5, mongo_pool_gen(h), &slot, &c, err);
 	if (rc)
 		return rc;
 	mongo_hidden_reset(h); /* the mappings may have changed: learn again */
@@ -496,6 +497,6 @@ int mongo_introspect_run(struct mongo_handle *h, const struct cn_schema_builder 
 	for (size_t i = 0; i < n; i++)
 		bson_destroy(infos[i]);
 	free(infos);
-	mongo_pool_checkin(h, c);
+	mongo_pool_checkin(h, slot, c);
 	return rc;
 }

@@ -72,26 +72,10 @@ static void mongo_close(void *handle)
 		return;
 	mongo_conn_close(h);
 	mongo_hidden_free(h);
-	pthread_mutex_destroy(&h->pool_lock);
-	pthread_cond_destroy(&h->pool_cond);
+	slot_pool_destroy(&h->slots);
 	pthread_rwlock_destroy(&h->hidden_lock);
 	free(h->source);
 	free(h);
-}
-
-static int handle_init_locks(struct mongo_handle *h)
-{
-	pthread_condattr_t attr;
-	if (pthread_condattr_init(&attr))
-		return CN_ENOMEM;
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	int rc = pthread_cond_init(&h->pool_cond, &attr);
-	pthread_condattr_destroy(&attr);
-	if (rc)
-		return CN_ENOMEM;
-	pthread_mutex_init(&h->pool_lock, NULL);
-	pthread_rwlock_init(&h->hidden_lock, NULL);
-	return CN_OK;
 }
 
 static int mongo_ping(void *handle, struct cn_error *err)
@@ -115,16 +99,12 @@ static int mongo_open(const struct cn_source_info *src, void **handle, struct cn
 	struct mongo_handle *h = calloc(1, sizeof *h);
 	if (!h)
 		return cn_error_set(err, CN_ENOMEM, "out of memory");
-	if (handle_init_locks(h)) {
-		free(h);
-		return cn_error_set(err, CN_ENOMEM, "out of memory");
-	}
+	pthread_rwlock_init(&h->hidden_lock, NULL);
 	h->timeout_ms = src->timeout_ms;
 	h->host_ctx = src->host_ctx;
 	h->is_hidden = src->is_hidden;
-	h->nslots = src->pool_size < 1 ? 1 : src->pool_size > MONGO_MAX_POOL ? MONGO_MAX_POOL : src->pool_size;
 	int rc = CN_OK;
-	if (!(h->source = strdup(name))) {
+	if (!(h->source = strdup(name)) || slot_pool_init(&h->slots, src->pool_size, name)) {
 		rc = cn_error_set(err, CN_ENOMEM, "out of memory");
 		goto fail;
 	}
