@@ -126,12 +126,14 @@ static int group_setup(void **state)
 	struct cn_error err = {0};
 	if (h_setup(state) || corpus_load("attacks.txt", &attacks) || corpus_load("allowed.txt", &allowed))
 		return -1;
-	if (h_open(NULL, 2, 5000, true, &guarded, &err, NULL) != CN_OK) {
+	if (h_open(h_env.dsn, 2, 5000, true, &guarded, &err, NULL) != CN_OK) {
 		fprintf(stderr, "open: %s\n", err.message);
 		return -1;
 	}
-	if (h_introspect_quiet(guarded) < 5)
+	if (h_introspect_quietly(guarded, &err) < 5) {
+		fprintf(stderr, "introspect: %s\n", err.message);
 		return -1;
+	}
 	return 0;
 }
 
