@@ -194,6 +194,29 @@ void h_sink_init(struct h_result *r, struct cn_result_sink *sink, size_t max_row
 	*sink = (struct cn_result_sink){r, rec_column, rec_cell, rec_row_end};
 }
 
+static int bad_column(void *ctx, const struct cn_column_info *col)
+{
+	(void)ctx, (void)col;
+	return CN_OK;
+}
+
+static int bad_cell(void *ctx, const struct cn_value *v)
+{
+	(void)v;
+	return ++*(int *)ctx >= 3 ? CN_ETOOBIG : CN_OK;
+}
+
+static int bad_row_end(void *ctx)
+{
+	(void)ctx;
+	return CN_OK;
+}
+
+void h_sink_failing(struct cn_result_sink *sink, int *cells)
+{
+	*sink = (struct cn_result_sink){cells, bad_column, bad_cell, bad_row_end};
+}
+
 void h_result_free(struct h_result *r)
 {
 	for (size_t i = 0; i < r->ncols; i++) {

@@ -69,6 +69,9 @@ struct h_result {
 };
 
 void h_sink_init(struct h_result *r, struct cn_result_sink *sink, size_t max_rows);
+/* A sink that keeps nothing and fails the third cell with CN_ETOOBIG;
+ * *cells counts the cells it was given (set it to 0 first). */
+void h_sink_failing(struct cn_result_sink *sink, int *cells);
 void h_result_free(struct h_result *r);
 const char *h_cell(const struct h_result *r, size_t row, size_t col);
 /* Column index by name, or -1. */

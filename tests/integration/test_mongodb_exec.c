@@ -334,30 +334,13 @@ static void test_server_errors(void **state)
 	h_env.api->close(h);
 }
 
-static int bad_column(void *ctx, const struct cn_column_info *col)
-{
-	(void)ctx, (void)col;
-	return CN_OK;
-}
-
-static int bad_cell(void *ctx, const struct cn_value *v)
-{
-	(void)v;
-	return ++*(int *)ctx >= 3 ? CN_ETOOBIG : CN_OK;
-}
-
-static int bad_row_end(void *ctx)
-{
-	(void)ctx;
-	return CN_OK;
-}
-
 static void test_failing_sink(void **state)
 {
 	(void)state;
 	void *h = h_open_or_fail(1, 3000, h_env.dsn);
 	int cells = 0;
-	struct cn_result_sink sink = {&cells, bad_column, bad_cell, bad_row_end};
+	struct cn_result_sink sink;
+	h_sink_failing(&sink, &cells);
 	struct cn_query q = {.text = "{\"find\": \"orders\"}", .timeout_ms = 3000, .max_rows = 50};
 	struct cn_error err = {0};
 	assert_int_equal(h_env.api->execute(h, &q, &sink, &err), CN_ETOOBIG);
