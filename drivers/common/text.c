@@ -3,6 +3,7 @@
  */
 #include "text.h"
 
+#include <ctype.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -42,6 +43,14 @@ long text_utf8_invalid_at(const unsigned char *s)
 		i += len;
 	}
 	return -1;
+}
+
+int text_hex_digit(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = tolower(c);
+	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
 /* Replace every occurrence of secret in buf with "***". */

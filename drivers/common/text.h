@@ -15,6 +15,8 @@ size_t text_utf8_len(const unsigned char *s, size_t n);
 /* Offset of the first byte of s (NUL-terminated) that is not valid UTF-8
  * (overlong forms, surrogates and code points past U+10FFFF included), or -1. */
 long text_utf8_invalid_at(const unsigned char *s);
+/* The value of the hex digit c (either case), or -1. */
+int text_hex_digit(int c);
 /* Replace every occurrence of secret (2 bytes or more) in buf with "***". */
 void text_scrub(char *buf, size_t size, const char *secret);
 /* Newlines and tabs to single spaces, runs of spaces to one, trimmed. */
