@@ -4,10 +4,13 @@
 #include "dstr.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "text.h"
 
 int dstr_append(struct dstr *s, const char *p, size_t n)
 {
@@ -58,15 +61,17 @@ int dstr_printf(struct dstr *s, const char *fmt, ...)
 	return rc;
 }
 
-int dstr_json(struct dstr *s, const char *p, size_t n)
+/* The escapes of dstr_json; lossy: invalid UTF-8 as \ufffd as well. */
+static int json_string(struct dstr *s, const char *p, size_t n, bool lossy)
 {
 	static const char hex[] = "0123456789abcdef";
+	const unsigned char *u = (const unsigned char *)p;
 	int rc = dstr_append(s, "\"", 1);
 	size_t run = 0; /* bytes copied as they are, flushed before an escape */
-	for (size_t i = 0; rc == CN_OK && i < n; i++) {
-		unsigned char c = (unsigned char)p[i];
+	for (size_t i = 0; rc == CN_OK && i < n;) {
+		unsigned char c = u[i];
 		char esc[7];
-		size_t elen = 0;
+		size_t elen = 0, step = 1;
 		if (c == '"' || c == '\\') {
 			esc[0] = '\\', esc[1] = (char)c, elen = 2;
 		} else if (c == '\n') {
@@ -78,19 +83,37 @@ int dstr_json(struct dstr *s, const char *p, size_t n)
 		} else if (c < 0x20 || c == 0x7F) {
 			memcpy(esc, "\\u00", 4);
 			esc[4] = hex[c >> 4], esc[5] = hex[c & 15], elen = 6;
+		} else if (c >= 0x80 && lossy) {
+			step = text_utf8_len(u + i, n - i);
+			if (!step) {
+				memcpy(esc, "\\ufffd", 6);
+				elen = 6, step = 1;
+			}
 		}
 		if (!elen) {
-			run++;
+			run += step;
+			i += step;
 			continue;
 		}
 		rc = dstr_append(s, p + i - run, run);
 		run = 0;
 		if (rc == CN_OK)
 			rc = dstr_append(s, esc, elen);
+		i += step;
 	}
 	if (rc == CN_OK)
 		rc = dstr_append(s, p + n - run, run);
 	return rc ? rc : dstr_append(s, "\"", 1);
+}
+
+int dstr_json(struct dstr *s, const char *p, size_t n)
+{
+	return json_string(s, p, n, false);
+}
+
+int dstr_json_lossy(struct dstr *s, const char *p, size_t n)
+{
+	return json_string(s, p, n, true);
 }
 
 void dstr_reset(struct dstr *s)

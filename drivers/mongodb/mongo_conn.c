@@ -14,18 +14,20 @@
  * the server being unreachable).
  *
  * libmongoc's pool blocks forever in mongoc_client_pool_pop(), so the
- * connector counts the clients it hands out under pool_lock, waits on a
- * condition variable with a deadline (the PostgreSQL driver's bound: 2 s or
- * the budget, whichever is less), and only then pops with try_pop, which
- * never blocks. A full pool answers CN_EBUSY (429 with Retry-After).
+ * connector counts the clients it hands out with the drivers' slot pool
+ * (drivers/common/pool.h, as the PostgreSQL and MySQL drivers do: a bounded
+ * wait, 2 s or the budget, whichever is less, and cancel()'s generation),
+ * and only with a slot pops with try_pop, which never blocks. A full pool
+ * answers CN_EBUSY (429 with Retry-After).
  */
 #include "mongo_internal.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "../common/text.h"
 
 int64_t mongo_now_ms(void)
 {
@@ -35,26 +37,6 @@ int64_t mongo_now_ms(void)
 }
 
 /* ---- messages ---- */
-
-static void scrub(char *buf, size_t size, const char *secret)
-{
-	size_t n = secret ? strlen(secret) : 0;
-	if (n < 2 || !strstr(buf, secret))
-		return;
-	char out[1024];
-	size_t w = 0;
-	for (const char *r = buf; *r && w + 4 < sizeof out;) {
-		if (strncmp(r, secret, n) == 0) {
-			memcpy(out + w, "***", 3);
-			w += 3;
-			r += n;
-		} else {
-			out[w++] = *r++;
-		}
-	}
-	out[w] = '\0';
-	snprintf(buf, size, "%s", out);
-}
 
 int mongo_error_status(const bson_error_t *e, bool past_budget)
 {
@@ -101,7 +83,7 @@ int mongo_error_set(struct mongo_handle *h, struct cn_error *err, int status, co
 	for (char *c = msg; *c; c++)
 		if (*c == '\n' || *c == '\r' || *c == '\t')
 			*c = ' ';
-	scrub(msg, sizeof msg, h->password);
+	text_scrub(msg, sizeof msg, h->password);
 	if (status == CN_EQUERY)
 		return cn_error_set(err, status, "%s", msg); /* the server's own message */
 	return cn_error_set(err, status, "%s MongoDB at %s: %s", what, h->target, msg);
@@ -118,24 +100,24 @@ static int uri_default_int(mongoc_uri_t *uri, const char *key, int32_t value)
 
 static int target_build(struct mongo_handle *h)
 {
-	struct mt_buf s = {0};
-	int rc = mt_buf_puts(&s, "hosts ");
+	struct dstr s = {0};
+	int rc = dstr_puts(&s, "hosts ");
 	bool first = true;
 	for (const mongoc_host_list_t *hl = mongoc_uri_get_hosts(h->uri); rc == CN_OK && hl; hl = hl->next) {
-		rc = mt_buf_printf(&s, "%s%s", first ? "" : ",", hl->host_and_port);
+		rc = dstr_printf(&s, "%s%s", first ? "" : ",", hl->host_and_port);
 		first = false;
 	}
 	if (rc == CN_OK && first) {
 		const char *service = mongoc_uri_get_srv_hostname(h->uri);
-		rc = mt_buf_printf(&s, "(SRV %s)", service ? service : "?");
+		rc = dstr_printf(&s, "(SRV %s)", service ? service : "?");
 	}
 	if (rc == CN_OK)
-		rc = mt_buf_printf(&s, " database %s", h->db);
+		rc = dstr_printf(&s, " database %s", h->db);
 	const char *user = mongoc_uri_get_username(h->uri);
 	if (rc == CN_OK && user)
-		rc = mt_buf_printf(&s, " user %s", user);
+		rc = dstr_printf(&s, " user %s", user);
 	if (rc) {
-		mt_buf_free(&s);
+		dstr_free(&s);
 		return rc;
 	}
 	h->target = s.data;
@@ -166,7 +148,7 @@ int mongo_conn_open(struct mongo_handle *h, const char *dsn, struct cn_error *er
 		char msg[300];
 		char *guess = dsn_password_guess(dsn);
 		snprintf(msg, sizeof msg, "%s", e.message);
-		scrub(msg, sizeof msg, guess);
+		text_scrub(msg, sizeof msg, guess);
 		free(guess);
 		return cn_error_set(err, CN_ECONFIG, "invalid MongoDB dsn: %s (write "
 				    "mongodb://user:password@host:27017/database?options)", msg);
@@ -203,7 +185,7 @@ int mongo_conn_open(struct mongo_handle *h, const char *dsn, struct cn_error *er
 	if (!h->pool)
 		return mongo_error_set(h, err, CN_ECONFIG, "cannot set up the client pool for", &e);
 	mongoc_client_pool_set_error_api(h->pool, MONGOC_ERROR_API_VERSION_2);
-	mongoc_client_pool_max_size(h->pool, h->nslots);
+	mongoc_client_pool_max_size(h->pool, h->slots.n);
 	return CN_OK;
 }
 
@@ -237,78 +219,47 @@ bool mongo_append_read_concern(struct mongo_handle *h, bson_t *opts)
 
 unsigned mongo_pool_gen(struct mongo_handle *h)
 {
-	pthread_mutex_lock(&h->pool_lock);
-	unsigned gen = h->cancel_gen;
-	pthread_mutex_unlock(&h->pool_lock);
-	return gen;
+	return slot_pool_gen(&h->slots);
 }
 
-int mongo_pool_checkout(struct mongo_handle *h, uint32_t wait_ms, unsigned gen,
+int mongo_pool_checkout(struct mongo_handle *h, uint32_t wait_ms, unsigned gen, uint32_t *slot,
 			mongoc_client_t **out, struct cn_error *err)
 {
-	struct timespec until;
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += wait_ms / 1000;
-	until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
+	int rc = slot_pool_checkout(&h->slots, wait_ms, gen, slot, err);
+	if (rc == CN_ECANCELED)
+		return cn_error_set(err, CN_ECANCELED, "the query was canceled: the connector is "
+				    "shutting down");
+	if (rc)
+		return rc;
+	*out = mongoc_client_pool_try_pop(h->pool);
+	if (!*out) { /* cannot happen while the counts agree; say busy, not worse */
+		slot_pool_checkin(&h->slots, *slot);
+		return cn_error_set(err, CN_EBUSY, "all %u connections of source %s are busy; "
+				    "retry shortly", h->slots.n, h->source);
 	}
-	pthread_mutex_lock(&h->pool_lock);
-	for (;;) {
-		if (h->cancel_gen != gen) {
-			pthread_mutex_unlock(&h->pool_lock);
-			return cn_error_set(err, CN_ECANCELED, "the query was canceled: the connector is "
-					    "shutting down");
-		}
-		if (h->in_use < h->nslots) {
-			h->in_use++;
-			pthread_mutex_unlock(&h->pool_lock);
-			mongoc_client_t *c = mongoc_client_pool_try_pop(h->pool);
-			if (!c) { /* cannot happen while the counts agree; say busy, not worse */
-				pthread_mutex_lock(&h->pool_lock);
-				h->in_use--;
-				pthread_cond_signal(&h->pool_cond);
-				pthread_mutex_unlock(&h->pool_lock);
-				return cn_error_set(err, CN_EBUSY, "all %u connections of source %s are "
-						    "busy; retry shortly", h->nslots, h->source);
-			}
-			*out = c;
-			return CN_OK;
-		}
-		if (pthread_cond_timedwait(&h->pool_cond, &h->pool_lock, &until) == ETIMEDOUT) {
-			pthread_mutex_unlock(&h->pool_lock);
-			return cn_error_set(err, CN_EBUSY, "all %u connections of source %s are busy; "
-					    "retry shortly", h->nslots, h->source);
-		}
-	}
+	return CN_OK;
 }
 
-void mongo_pool_checkin(struct mongo_handle *h, mongoc_client_t *client)
+void mongo_pool_checkin(struct mongo_handle *h, uint32_t slot, mongoc_client_t *client)
 {
 	mongoc_client_pool_push(h->pool, client);
-	pthread_mutex_lock(&h->pool_lock);
-	h->in_use--;
-	pthread_cond_signal(&h->pool_cond);
-	pthread_mutex_unlock(&h->pool_lock);
+	slot_pool_checkin(&h->slots, slot);
 }
 
 void mongo_pool_cancel_all(struct mongo_handle *h)
 {
-	pthread_mutex_lock(&h->pool_lock);
-	h->cancel_gen++;
-	pthread_cond_broadcast(&h->pool_cond);
-	pthread_mutex_unlock(&h->pool_lock);
+	slot_pool_cancel(&h->slots, NULL, NULL);
 }
 
 int mongo_own_command(struct mongo_handle *h, const bson_t *cmd, bson_t *reply, const char *what,
 		      struct cn_error *err)
 {
 	mongoc_client_t *c;
+	uint32_t slot;
 	bson_init(reply);
 	uint32_t t = h->timeout_ms ? h->timeout_ms : MONGO_DEFAULT_TIMEOUT_MS;
 	int rc = mongo_pool_checkout(h, t < MONGO_CHECKOUT_MAX_WAIT_MS ? t : MONGO_CHECKOUT_MAX_WAIT_MS,
-				     mongo_pool_gen(h), &c, err);
+				     mongo_pool_gen(h), &slot, &c, err);
 	if (rc)
 		return rc;
 	bson_error_t e;
@@ -317,7 +268,7 @@ int mongo_own_command(struct mongo_handle *h, const bson_t *cmd, bson_t *reply, 
 		int st = mongo_error_status(&e, false);
 		rc = mongo_error_set(h, err, st == CN_EQUERY ? CN_EUNAVAILABLE : st, what, &e);
 	}
-	mongo_pool_checkin(h, c);
+	mongo_pool_checkin(h, slot, c);
 	return rc;
 }
 

@@ -67,8 +67,8 @@ struct run {
 	size_t ncols, capcols;
 	int32_t *slots; /* index + 1, 0 empty */
 	size_t nslots;
-	struct mt_buf scratch;
-	struct mt_buf types;
+	struct dstr scratch;
+	struct dstr types;
 };
 
 /* ---- hidden fields in results ---- */
@@ -236,17 +236,17 @@ static int discover_columns(struct run *r)
 
 static const char *col_type_text(struct run *r, const struct col *c)
 {
-	mt_buf_reset(&r->types);
+	dstr_reset(&r->types);
 	bool null = c->missing;
 	for (int i = 0; i < c->ntypes; i++) {
 		if (c->types[i] == BSON_TYPE_NULL || c->types[i] == BSON_TYPE_UNDEFINED) {
 			null = true;
 			continue;
 		}
-		if (mt_buf_printf(&r->types, "%s%s", r->types.len ? "|" : "", mt_type_name(c->types[i])))
+		if (dstr_printf(&r->types, "%s%s", r->types.len ? "|" : "", mt_type_name(c->types[i])))
 			return NULL;
 	}
-	if (null && mt_buf_printf(&r->types, "%s", r->types.len ? "|null" : "null"))
+	if (null && dstr_printf(&r->types, "%s", r->types.len ? "|null" : "null"))
 		return NULL;
 	return r->types.data ? r->types.data : "";
 }
@@ -537,8 +537,9 @@ int mongo_exec_query(struct mongo_handle *h, const struct cn_query *q,
 		.origins = !req.explain && req.command != MG_COUNT,
 	};
 	mongoc_client_t *c;
+	uint32_t slot;
 	uint32_t wait = r.timeout_ms < MONGO_CHECKOUT_MAX_WAIT_MS ? r.timeout_ms : MONGO_CHECKOUT_MAX_WAIT_MS;
-	if ((rc = mongo_pool_checkout(h, wait, r.gen, &c, err)))
+	if ((rc = mongo_pool_checkout(h, wait, r.gen, &slot, &c, err)))
 		goto out;
 	if (!req.explain && req.command == MG_FIND)
 		rc = run_find(&r, c, err);
@@ -546,15 +547,15 @@ int mongo_exec_query(struct mongo_handle *h, const struct cn_query *q,
 		rc = run_aggregate(&r, c, err);
 	else
 		rc = run_command(&r, c, err);
-	mongo_pool_checkin(h, c);
+	mongo_pool_checkin(h, slot, c);
 	if (rc == CN_OK)
 		rc = push_rows(&r, err);
 out:
 	docs_free(&r);
 	free(r.cols);
 	free(r.slots);
-	mt_buf_free(&r.scratch);
-	mt_buf_free(&r.types);
+	dstr_free(&r.scratch);
+	dstr_free(&r.types);
 	mg_request_free(&req);
 	return rc;
 }

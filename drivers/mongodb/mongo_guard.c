@@ -42,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/text.h"
 #include "mongo_json.h"
 
 /* ---- allow lists ---- */
@@ -512,14 +513,6 @@ static int append_param_literal(struct walk *w, bson_t *dst, const char *key, in
 	return rc;
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = tolower(c);
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
 {
 	y -= m <= 2;
@@ -612,8 +605,8 @@ static bool parse_uuid(const char *s, size_t n, uint8_t out[16])
 	for (size_t i = 0; i < n; i++) {
 		if (s[i] == '-' && (i == 8 || i == 13 || i == 18 || i == 23) && n == 36)
 			continue;
-		int hi = hexval((unsigned char)s[i]);
-		int lo = i + 1 < n ? hexval((unsigned char)s[i + 1]) : -1;
+		int hi = text_hex_digit((unsigned char)s[i]);
+		int lo = i + 1 < n ? text_hex_digit((unsigned char)s[i + 1]) : -1;
 		if (hi < 0 || lo < 0 || k == 16)
 			return false;
 		out[k++] = (uint8_t)(hi << 4 | lo);
@@ -858,8 +851,8 @@ static int append_wrapper(struct walk *w, bson_t *dst, const char *key, const st
 		int sub = 0;
 		if (a->kind != MJ_OBJECT || a->count != 2 || !b64 || !st || b64->kind != MJ_STRING ||
 		    st->kind != MJ_STRING || st->len < 1 || st->len > 2 ||
-		    (sub = (int)strtol(st->str, NULL, 16), hexval((unsigned char)st->str[0]) < 0) ||
-		    (st->len == 2 && hexval((unsigned char)st->str[1]) < 0) || sub == BSON_SUBTYPE_ENCRYPTED) {
+		    (sub = (int)strtol(st->str, NULL, 16), text_hex_digit((unsigned char)st->str[0]) < 0) ||
+		    (st->len == 2 && text_hex_digit((unsigned char)st->str[1]) < 0) || sub == BSON_SUBTYPE_ENCRYPTED) {
 			rc = reject(w, "write {\"$binary\": {\"base64\": \"...\", \"subType\": \"00\"}}");
 		} else {
 			uint8_t *bytes = NULL;

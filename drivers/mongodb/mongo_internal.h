@@ -3,10 +3,11 @@
  * handle, its client pool with a bounded wait, its knowledge of hidden
  * fields, status mapping and small helpers. Not part of the driver ABI.
  *
- * Locking: pool_lock guards in_use and cancel_gen (the pool itself is
- * libmongoc's and thread-safe); a popped client belongs to the thread that
- * holds it. hidden_lock (a read-write lock) guards the hidden-field table.
- * Never both at once.
+ * Locking: slots.lock (drivers/common/pool.h) guards which slots are out
+ * and the cancel generation (the client pool itself is libmongoc's and
+ * thread-safe); a popped client belongs to the thread that holds its slot.
+ * hidden_lock (a read-write lock) guards the hidden-field table. Never both
+ * at once.
  */
 #ifndef MONGO_INTERNAL_H
 #define MONGO_INTERNAL_H
@@ -18,6 +19,7 @@
 #include <mongoc/mongoc.h>
 
 #include "connector_driver.h"
+#include "../common/pool.h"
 #include "mongo_guard.h"
 #include "mongo_types.h"
 
@@ -25,7 +27,6 @@
 #define MONGO_DEFAULT_TIMEOUT_MS 10000u
 #define MONGO_CHECKOUT_MAX_WAIT_MS 2000u  /* as the PostgreSQL driver: then 429 */
 #define MONGO_CLIENT_SLACK_MS 2000u       /* socket timeout = budget + this */
-#define MONGO_MAX_POOL 256u
 #define MONGO_DEFAULT_SAMPLE 1000u
 #define MONGO_MAX_SAMPLE 100000u
 #define MONGO_MAX_FIELDS 500u             /* field paths listed per collection */
@@ -54,10 +55,9 @@ struct mongo_handle {
 	void *host_ctx;
 	int (*is_hidden)(void *host_ctx, const char *schema, const char *table, const char *column);
 
-	pthread_mutex_t pool_lock;
-	pthread_cond_t pool_cond;
-	uint32_t nslots, in_use;
-	unsigned cancel_gen; /* bumped by cancel() */
+	/* One slot per client libmongoc's pool may hand out (its max_size is
+	 * slots.n): the bounded wait for a free one, and cancel()'s generation. */
+	struct slot_pool slots;
 
 	pthread_rwlock_t hidden_lock;
 	struct mongo_hidden *hidden;
@@ -69,11 +69,12 @@ int64_t mongo_now_ms(void);
 /* Parse and check the dsn, apply the connector's defaults, make the pool. */
 int mongo_conn_open(struct mongo_handle *h, const char *dsn, struct cn_error *err);
 void mongo_conn_close(struct mongo_handle *h);
-/* A client within wait_ms: CN_EBUSY when none frees up, CN_ECANCELED when
- * cancel() ran meanwhile (gen is the caller's view of cancel_gen). */
-int mongo_pool_checkout(struct mongo_handle *h, uint32_t wait_ms, unsigned gen,
+/* A client (and the slot it holds) within wait_ms: CN_EBUSY when none frees
+ * up, CN_ECANCELED when cancel() ran meanwhile (gen is the caller's
+ * mongo_pool_gen() from before). Give both back with mongo_pool_checkin. */
+int mongo_pool_checkout(struct mongo_handle *h, uint32_t wait_ms, unsigned gen, uint32_t *slot,
 			mongoc_client_t **out, struct cn_error *err);
-void mongo_pool_checkin(struct mongo_handle *h, mongoc_client_t *client);
+void mongo_pool_checkin(struct mongo_handle *h, uint32_t slot, mongoc_client_t *client);
 unsigned mongo_pool_gen(struct mongo_handle *h);
 void mongo_pool_cancel_all(struct mongo_handle *h);
 /* The status for a libmongoc error: CN_ETIMEOUT (maxTimeMS expired, or a

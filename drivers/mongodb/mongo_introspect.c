@@ -164,14 +164,15 @@ static void declare_properties(struct stats *s, const char *prefix, bson_iter_t 
 static void declare(struct stats *s, const char *path, bson_iter_t *schema, bool required)
 {
 	bson_iter_t it = *schema, types;
-	struct mt_buf t = {0};
+	struct dstr t = {0};
 	if (bson_iter_find(&it, "bsonType")) {
 		if (BSON_ITER_HOLDS_UTF8(&it)) {
-			mt_buf_puts(&t, bson_iter_utf8(&it, NULL));
+			dstr_puts(&t, bson_iter_utf8(&it, NULL));
 		} else if (BSON_ITER_HOLDS_ARRAY(&it) && bson_iter_recurse(&it, &types)) {
 			while (bson_iter_next(&types))
 				if (BSON_ITER_HOLDS_UTF8(&types))
-					mt_buf_printf(&t, "%s%s", t.len ? "|" : "", bson_iter_utf8(&types, NULL));
+					dstr_printf(&t, "%s%s", t.len ? "|" : "",
+						    bson_iter_utf8(&types, NULL));
 		}
 	}
 	struct fstat *f = stat_get(s, path);
@@ -182,7 +183,7 @@ static void declare(struct stats *s, const char *path, bson_iter_t *schema, bool
 	}
 	if (f)
 		f->required = required;
-	mt_buf_free(&t);
+	dstr_free(&t);
 	declare_properties(s, path, schema);
 	it = *schema;
 	bson_iter_t items;
@@ -281,23 +282,23 @@ static int64_t estimate(struct mongo_handle *h, mongoc_client_t *c, const char *
 	return n < 0 ? -1 : n;
 }
 
-static const char *type_text(struct mt_buf *b, const struct fstat *f)
+static const char *type_text(struct dstr *b, const struct fstat *f)
 {
-	mt_buf_reset(b);
+	dstr_reset(b);
 	for (int i = 0; i < f->ntypes; i++)
 		if (f->types[i] != BSON_TYPE_NULL && f->types[i] != BSON_TYPE_UNDEFINED)
-			mt_buf_printf(b, "%s%s", b->len ? "|" : "", mt_type_name(f->types[i]));
+			dstr_printf(b, "%s%s", b->len ? "|" : "", mt_type_name(f->types[i]));
 	if (!b->len && f->declared)
-		mt_buf_puts(b, f->declared);
+		dstr_puts(b, f->declared);
 	if (!b->len)
-		mt_buf_puts(b, f->ntypes ? "null" : "unknown");
+		dstr_puts(b, f->ntypes ? "null" : "unknown");
 	return b->data ? b->data : "";
 }
 
 static int add_fields(struct mongo_handle *h, const struct cn_schema_builder *b, int t,
 		      const char *coll, struct stats *s)
 {
-	struct mt_buf type = {0}, comment = {0};
+	struct dstr type = {0}, comment = {0};
 	char **hidden = calloc(s->n + 1, sizeof *hidden);
 	size_t nhidden = 0;
 	int rc = hidden ? CN_OK : CN_ENOMEM;
@@ -317,19 +318,19 @@ static int add_fields(struct mongo_handle *h, const struct cn_schema_builder *b,
 				if (!dup && !(hidden[nhidden++] = strdup(norm)))
 					rc = CN_ENOMEM;
 			}
-			mt_buf_reset(&comment);
+			dstr_reset(&comment);
 			if (s->docs && f->present == s->docs)
-				mt_buf_printf(&comment, "present in all %zu sampled documents", s->docs);
+				dstr_printf(&comment, "present in all %zu sampled documents", s->docs);
 			else if (s->docs)
-				mt_buf_printf(&comment, "present in %.0f%% of %zu sampled documents",
-					      100.0 * (double)f->present / (double)s->docs, s->docs);
+				dstr_printf(&comment, "present in %.0f%% of %zu sampled documents",
+					    100.0 * (double)f->present / (double)s->docs, s->docs);
 			else
-				mt_buf_puts(&comment, "declared by the validator; no document was sampled");
+				dstr_puts(&comment, "declared by the validator; no document was sampled");
 			if (f->nulls)
-				mt_buf_printf(&comment, ", null in %zu", f->nulls);
+				dstr_printf(&comment, ", null in %zu", f->nulls);
 			if (f->declared)
-				mt_buf_printf(&comment, "; validator: bsonType %s%s", f->declared,
-					      f->required ? ", required" : "");
+				dstr_printf(&comment, "; validator: bsonType %s%s", f->declared,
+					    f->required ? ", required" : "");
 			bool nullable = !(f->required || (s->docs && f->present == s->docs)) || f->nulls;
 			if (is_id)
 				nullable = false;
@@ -339,31 +340,31 @@ static int add_fields(struct mongo_handle *h, const struct cn_schema_builder *b,
 				rc = CN_ENOMEM;
 		}
 	}
-	mt_buf_free(&type);
-	mt_buf_free(&comment);
+	dstr_free(&type);
+	dstr_free(&comment);
 	if (hidden)
 		mongo_hidden_set(h, coll, hidden, nhidden);
 	return rc;
 }
 
-static void table_comment(struct mt_buf *out, const struct coll_info *ci, const struct stats *s,
+static void table_comment(struct dstr *out, const struct coll_info *ci, const struct stats *s,
 			  const char *why)
 {
 	if (ci->view) {
-		mt_buf_printf(out, "view on %s; pipeline: ", ci->view_on ? ci->view_on : "?");
-		struct mt_buf p = {0};
+		dstr_printf(out, "view on %s; pipeline: ", ci->view_on ? ci->view_on : "?");
+		struct dstr p = {0};
 		mt_json_array(&p, &ci->pipeline, NULL);
 		if (p.data && p.len > 1500)
-			mt_buf_printf(out, "%.1500s...", p.data);
+			dstr_printf(out, "%.1500s...", p.data);
 		else if (p.data)
-			mt_buf_puts(out, p.data);
-		mt_buf_free(&p);
+			dstr_puts(out, p.data);
+		dstr_free(&p);
 	}
 	if (why && *why)
-		mt_buf_printf(out, "%sfields unknown: sampling failed: %s", out->len ? "; " : "", why);
+		dstr_printf(out, "%sfields unknown: sampling failed: %s", out->len ? "; " : "", why);
 	else if (s->overflow)
-		mt_buf_printf(out, "%sonly the first %u field paths are listed", out->len ? "; " : "",
-			      MONGO_MAX_FIELDS);
+		dstr_printf(out, "%sonly the first %u field paths are listed", out->len ? "; " : "",
+			    MONGO_MAX_FIELDS);
 }
 
 static int one_collection(struct mongo_handle *h, mongoc_client_t *c, const struct cn_schema_builder *b,
@@ -371,7 +372,7 @@ static int one_collection(struct mongo_handle *h, mongoc_client_t *c, const stru
 {
 	struct stats s = {0};
 	char why[300] = "";
-	struct mt_buf comment = {0};
+	struct dstr comment = {0};
 	bool hidden = mongo_hook_is_hidden(h, ci->name, NULL);
 	int rc = CN_OK;
 	if (!hidden) {
@@ -400,7 +401,7 @@ static int one_collection(struct mongo_handle *h, mongoc_client_t *c, const stru
 		rc = add_indexes(h, c, b, t, ci->name);
 out:
 	stats_free(&s);
-	mt_buf_free(&comment);
+	dstr_free(&comment);
 	return rc;
 }
 
@@ -414,7 +415,8 @@ static void block_view(struct mongo_handle *h, const char *view)
 int mongo_introspect_run(struct mongo_handle *h, const struct cn_schema_builder *b, struct cn_error *err)
 {
 	mongoc_client_t *c;
-	int rc = mongo_pool_checkout(h, MONGO_CHECKOUT_MAX_WAIT_MS * 5, mongo_pool_gen(h), &c, err);
+	uint32_t slot;
+	int rc = mongo_pool_checkout(h, MONGO_CHECKOUT_MAX_WAIT_MS * 5, mongo_pool_gen(h), &slot, &c, err);
 	if (rc)
 		return rc;
 	mongo_hidden_reset(h); /* the mappings may have changed: learn again */
@@ -495,6 +497,6 @@ int mongo_introspect_run(struct mongo_handle *h, const struct cn_schema_builder 
 	for (size_t i = 0; i < n; i++)
 		bson_destroy(infos[i]);
 	free(infos);
-	mongo_pool_checkin(h, c);
+	mongo_pool_checkin(h, slot, c);
 	return rc;
 }

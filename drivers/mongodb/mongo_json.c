@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/text.h"
+
 #define ARENA_CHUNK 16384u
 
 /* ---- arena ---- */
@@ -156,32 +158,6 @@ static struct mj_node *node_new(struct parser *p, enum mj_kind kind)
 	return nd;
 }
 
-/* Length of a valid UTF-8 sequence at s (n bytes left), 0 when invalid:
- * no overlong forms, no surrogates, nothing above U+10FFFF. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0];
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		return n >= 2 && (s[1] & 0xc0) == 0x80 ? 2 : 0;
-	if (c >= 0xe0 && c <= 0xef) {
-		if (n < 3 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80)
-			return 0;
-		if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f))
-			return 0;
-		return 3;
-	}
-	if (c >= 0xf0 && c <= 0xf4) {
-		if (n < 4 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 || (s[3] & 0xc0) != 0x80)
-			return 0;
-		if ((c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] > 0x8f))
-			return 0;
-		return 4;
-	}
-	return 0;
-}
-
 static int hex4(struct parser *p, unsigned *out)
 {
 	unsigned v = 0;
@@ -303,7 +279,7 @@ static int read_string(struct parser *p, const char **out, size_t *outlen, bool 
 			w += utf8_put(cp, buf + w);
 			continue;
 		}
-		size_t len = utf8_len(p->s + p->i, p->n - p->i);
+		size_t len = text_utf8_len(p->s + p->i, p->n - p->i);
 		if (len == 0)
 			return fail(p, "a string holds invalid UTF-8");
 		memcpy(buf + w, p->s + p->i, len);

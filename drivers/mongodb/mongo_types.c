@@ -6,144 +6,11 @@
 
 #include <inttypes.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mongo_guard.h" /* MG_MAX_PATH */
-
-/* ---- mt_buf ---- */
-
-int mt_buf_append(struct mt_buf *b, const char *p, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap < b->len + n + 1) {
-			if (cap > SIZE_MAX / 2)
-				return CN_ENOMEM;
-			cap *= 2;
-		}
-		char *d = realloc(b->data, cap);
-		if (!d)
-			return CN_ENOMEM;
-		b->data = d;
-		b->cap = cap;
-	}
-	if (n)
-		memcpy(b->data + b->len, p, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-	return CN_OK;
-}
-
-int mt_buf_puts(struct mt_buf *b, const char *s)
-{
-	return mt_buf_append(b, s, strlen(s));
-}
-
-int mt_buf_printf(struct mt_buf *b, const char *fmt, ...)
-{
-	char small[256];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(small, sizeof small, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return CN_EINVAL;
-	if ((size_t)n < sizeof small)
-		return mt_buf_append(b, small, (size_t)n);
-	char *big = malloc((size_t)n + 1);
-	if (!big)
-		return CN_ENOMEM;
-	va_start(ap, fmt);
-	vsnprintf(big, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	int rc = mt_buf_append(b, big, (size_t)n);
-	free(big);
-	return rc;
-}
-
-void mt_buf_reset(struct mt_buf *b)
-{
-	b->len = 0;
-	if (b->data)
-		b->data[0] = '\0';
-}
-
-void mt_buf_free(struct mt_buf *b)
-{
-	free(b->data);
-	*b = (struct mt_buf){0};
-}
-
-/* Length of a valid UTF-8 sequence at s, 0 when invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0];
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		return n >= 2 && (s[1] & 0xc0) == 0x80 ? 2 : 0;
-	if (c >= 0xe0 && c <= 0xef) {
-		if (n < 3 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 ||
-		    (c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f))
-			return 0;
-		return 3;
-	}
-	if (c >= 0xf0 && c <= 0xf4) {
-		if (n < 4 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 || (s[3] & 0xc0) != 0x80 ||
-		    (c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] > 0x8f))
-			return 0;
-		return 4;
-	}
-	return 0;
-}
-
-int mt_buf_json_string(struct mt_buf *b, const char *s, size_t n)
-{
-	static const char hex[] = "0123456789abcdef";
-	const unsigned char *p = (const unsigned char *)s;
-	int rc = mt_buf_append(b, "\"", 1);
-	size_t run = 0; /* bytes copied as they are, flushed before an escape */
-	for (size_t i = 0; rc == CN_OK && i < n;) {
-		unsigned char c = p[i];
-		char esc[8];
-		size_t elen = 0, step = 1;
-		if (c == '"' || c == '\\') {
-			esc[0] = '\\', esc[1] = (char)c, elen = 2;
-		} else if (c == '\n') {
-			esc[0] = '\\', esc[1] = 'n', elen = 2;
-		} else if (c == '\t') {
-			esc[0] = '\\', esc[1] = 't', elen = 2;
-		} else if (c == '\r') {
-			esc[0] = '\\', esc[1] = 'r', elen = 2;
-		} else if (c < 0x20 || c == 0x7f) {
-			memcpy(esc, "\\u00", 4);
-			esc[4] = hex[c >> 4], esc[5] = hex[c & 15], elen = 6;
-		} else if (c >= 0x80) {
-			step = utf8_len(p + i, n - i);
-			if (step == 0) {
-				memcpy(esc, "\\ufffd", 6);
-				elen = 6;
-				step = 1;
-			}
-		}
-		if (!elen) {
-			run += step;
-			i += step;
-			continue;
-		}
-		rc = mt_buf_append(b, s + i - run, run);
-		run = 0;
-		if (rc == CN_OK)
-			rc = mt_buf_append(b, esc, elen);
-		i += step;
-	}
-	if (rc == CN_OK)
-		rc = mt_buf_append(b, s + n - run, run);
-	return rc ? rc : mt_buf_append(b, "\"", 1);
-}
 
 /* ---- names and formats ---- */
 
@@ -252,7 +119,7 @@ static bool json_number(const char *s)
 	return s[i] == '\0';
 }
 
-static int base64(struct mt_buf *b, const uint8_t *in, size_t len)
+static int base64(struct dstr *b, const uint8_t *in, size_t len)
 {
 	static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	int rc = CN_OK;
@@ -265,7 +132,7 @@ static int base64(struct mt_buf *b, const uint8_t *in, size_t len)
 			v |= in[i + 2];
 		char q[4] = {alphabet[v >> 18 & 63], alphabet[v >> 12 & 63],
 			     left > 1 ? alphabet[v >> 6 & 63] : '=', left > 2 ? alphabet[v & 63] : '='};
-		rc = mt_buf_append(b, q, 4);
+		rc = dstr_append(b, q, 4);
 	}
 	return rc;
 }
@@ -291,7 +158,7 @@ static void format_uuid(const uint8_t *u, char *buf)
 /* ---- JSON ---- */
 
 struct jw {
-	struct mt_buf *out;
+	struct dstr *out;
 	const struct mt_scrub *scrub;
 	char path[MG_MAX_PATH + 2];
 	size_t plen;
@@ -303,8 +170,8 @@ static int json_container(struct jw *j, const bson_iter_t *it, bool array, int d
 {
 	bson_iter_t child;
 	if (!bson_iter_recurse(it, &child))
-		return mt_buf_puts(j->out, array ? "[]" : "{}");
-	int rc = mt_buf_append(j->out, array ? "[" : "{", 1);
+		return dstr_puts(j->out, array ? "[]" : "{}");
+	int rc = dstr_append(j->out, array ? "[" : "{", 1);
 	bool first = true;
 	while (rc == CN_OK && bson_iter_next(&child)) {
 		size_t mark = j->plen;
@@ -327,13 +194,13 @@ static int json_container(struct jw *j, const bson_iter_t *it, bool array, int d
 				continue;
 			}
 			if (!first)
-				rc = mt_buf_append(j->out, ",", 1);
+				rc = dstr_append(j->out, ",", 1);
 			if (rc == CN_OK)
-				rc = mt_buf_json_string(j->out, key, klen);
+				rc = dstr_json_lossy(j->out, key, klen);
 			if (rc == CN_OK)
-				rc = mt_buf_append(j->out, ":", 1);
+				rc = dstr_append(j->out, ":", 1);
 		} else if (!first) {
-			rc = mt_buf_append(j->out, ",", 1);
+			rc = dstr_append(j->out, ",", 1);
 		}
 		first = false;
 		if (rc == CN_OK)
@@ -341,45 +208,45 @@ static int json_container(struct jw *j, const bson_iter_t *it, bool array, int d
 		j->plen = mark;
 		j->path[mark] = '\0';
 	}
-	return rc ? rc : mt_buf_append(j->out, array ? "]" : "}", 1);
+	return rc ? rc : dstr_append(j->out, array ? "]" : "}", 1);
 }
 
 static int json_value(struct jw *j, const bson_iter_t *it, int depth)
 {
-	struct mt_buf *o = j->out;
+	struct dstr *o = j->out;
 	char buf[64];
 	if (depth > MT_MAX_DEPTH)
-		return mt_buf_puts(o, "\"(nested too deeply)\"");
+		return dstr_puts(o, "\"(nested too deeply)\"");
 	switch (bson_iter_type(it)) {
 	case BSON_TYPE_DOUBLE: {
 		double d = bson_iter_double(it);
 		if (isnan(d))
-			return mt_buf_puts(o, "\"NaN\"");
+			return dstr_puts(o, "\"NaN\"");
 		if (isinf(d))
-			return mt_buf_puts(o, d > 0 ? "\"Infinity\"" : "\"-Infinity\"");
+			return dstr_puts(o, d > 0 ? "\"Infinity\"" : "\"-Infinity\"");
 		format_double(d, buf, sizeof buf);
-		return json_number(buf) ? mt_buf_puts(o, buf) : mt_buf_json_string(o, buf, strlen(buf));
+		return json_number(buf) ? dstr_puts(o, buf) : dstr_json_lossy(o, buf, strlen(buf));
 	}
 	case BSON_TYPE_UTF8: {
 		uint32_t n;
 		const char *s = bson_iter_utf8(it, &n);
-		return mt_buf_json_string(o, s, n);
+		return dstr_json_lossy(o, s, n);
 	}
 	case BSON_TYPE_SYMBOL: {
 		uint32_t n;
 		const char *s = bson_iter_symbol(it, &n);
-		return mt_buf_json_string(o, s, n);
+		return dstr_json_lossy(o, s, n);
 	}
 	case BSON_TYPE_CODE: {
 		uint32_t n;
 		const char *s = bson_iter_code(it, &n);
-		return mt_buf_json_string(o, s, n);
+		return dstr_json_lossy(o, s, n);
 	}
 	case BSON_TYPE_CODEWSCOPE: {
 		uint32_t n, sl;
 		const uint8_t *scope;
 		const char *s = bson_iter_codewscope(it, &n, &sl, &scope);
-		return mt_buf_json_string(o, s, n);
+		return dstr_json_lossy(o, s, n);
 	}
 	case BSON_TYPE_DOCUMENT: return json_container(j, it, false, depth);
 	case BSON_TYPE_ARRAY: return json_container(j, it, true, depth);
@@ -390,28 +257,28 @@ static int json_value(struct jw *j, const bson_iter_t *it, int depth)
 		bson_iter_binary(it, &sub, &n, &data);
 		if (is_uuid(sub, n)) {
 			format_uuid(data, buf);
-			return mt_buf_json_string(o, buf, strlen(buf));
+			return dstr_json_lossy(o, buf, strlen(buf));
 		}
-		int rc = mt_buf_append(o, "\"", 1);
+		int rc = dstr_append(o, "\"", 1);
 		if (rc == CN_OK)
 			rc = base64(o, data, n);
-		return rc ? rc : mt_buf_append(o, "\"", 1);
+		return rc ? rc : dstr_append(o, "\"", 1);
 	}
 	case BSON_TYPE_OID:
 		bson_oid_to_string(bson_iter_oid(it), buf);
-		return mt_buf_json_string(o, buf, strlen(buf));
-	case BSON_TYPE_BOOL: return mt_buf_puts(o, bson_iter_bool(it) ? "true" : "false");
+		return dstr_json_lossy(o, buf, strlen(buf));
+	case BSON_TYPE_BOOL: return dstr_puts(o, bson_iter_bool(it) ? "true" : "false");
 	case BSON_TYPE_DATE_TIME:
 		mt_format_date(bson_iter_date_time(it), buf, sizeof buf);
-		return mt_buf_json_string(o, buf, strlen(buf));
+		return dstr_json_lossy(o, buf, strlen(buf));
 	case BSON_TYPE_REGEX: {
 		const char *opts;
 		const char *re = bson_iter_regex(it, &opts);
-		struct mt_buf t = {0};
-		int rc = mt_buf_printf(&t, "/%s/%s", re, opts ? opts : "");
+		struct dstr t = {0};
+		int rc = dstr_printf(&t, "/%s/%s", re, opts ? opts : "");
 		if (rc == CN_OK)
-			rc = mt_buf_json_string(o, t.data, t.len);
-		mt_buf_free(&t);
+			rc = dstr_json_lossy(o, t.data, t.len);
+		dstr_free(&t);
 		return rc;
 	}
 	case BSON_TYPE_DBPOINTER: {
@@ -420,34 +287,34 @@ static int json_value(struct jw *j, const bson_iter_t *it, int depth)
 		const bson_oid_t *oid;
 		bson_iter_dbpointer(it, &n, &coll, &oid);
 		bson_oid_to_string(oid, buf);
-		int rc = mt_buf_puts(o, "{\"$dbPointer\":{\"$ref\":");
+		int rc = dstr_puts(o, "{\"$dbPointer\":{\"$ref\":");
 		if (rc == CN_OK)
-			rc = mt_buf_json_string(o, coll, n);
+			rc = dstr_json_lossy(o, coll, n);
 		if (rc == CN_OK)
-			rc = mt_buf_printf(o, ",\"$id\":\"%s\"}}", buf);
+			rc = dstr_printf(o, ",\"$id\":\"%s\"}}", buf);
 		return rc;
 	}
-	case BSON_TYPE_INT32: return mt_buf_printf(o, "%" PRId32, bson_iter_int32(it));
-	case BSON_TYPE_INT64: return mt_buf_printf(o, "%" PRId64, bson_iter_int64(it));
+	case BSON_TYPE_INT32: return dstr_printf(o, "%" PRId32, bson_iter_int32(it));
+	case BSON_TYPE_INT64: return dstr_printf(o, "%" PRId64, bson_iter_int64(it));
 	case BSON_TYPE_TIMESTAMP: {
 		uint32_t t, i;
 		bson_iter_timestamp(it, &t, &i);
-		return mt_buf_printf(o, "{\"$timestamp\":{\"t\":%" PRIu32 ",\"i\":%" PRIu32 "}}", t, i);
+		return dstr_printf(o, "{\"$timestamp\":{\"t\":%" PRIu32 ",\"i\":%" PRIu32 "}}", t, i);
 	}
 	case BSON_TYPE_DECIMAL128: {
 		bson_decimal128_t d;
 		char s[BSON_DECIMAL128_STRING];
 		bson_iter_decimal128(it, &d);
 		bson_decimal128_to_string(&d, s);
-		return json_number(s) ? mt_buf_puts(o, s) : mt_buf_json_string(o, s, strlen(s));
+		return json_number(s) ? dstr_puts(o, s) : dstr_json_lossy(o, s, strlen(s));
 	}
-	case BSON_TYPE_MINKEY: return mt_buf_puts(o, "{\"$minKey\":1}");
-	case BSON_TYPE_MAXKEY: return mt_buf_puts(o, "{\"$maxKey\":1}");
-	default: return mt_buf_puts(o, "null"); /* null, undefined, anything unknown */
+	case BSON_TYPE_MINKEY: return dstr_puts(o, "{\"$minKey\":1}");
+	case BSON_TYPE_MAXKEY: return dstr_puts(o, "{\"$maxKey\":1}");
+	default: return dstr_puts(o, "null"); /* null, undefined, anything unknown */
 	}
 }
 
-static void jw_init(struct jw *j, struct mt_buf *out, const char *path, const struct mt_scrub *scrub)
+static void jw_init(struct jw *j, struct dstr *out, const char *path, const struct mt_scrub *scrub)
 {
 	j->out = out;
 	j->scrub = scrub;
@@ -460,16 +327,14 @@ static void jw_init(struct jw *j, struct mt_buf *out, const char *path, const st
 	j->plen = n;
 }
 
-int mt_json_value(struct mt_buf *out, const bson_iter_t *it, const char *path,
-		  const struct mt_scrub *scrub)
+int mt_json_value(struct dstr *out, const bson_iter_t *it, const char *path, const struct mt_scrub *scrub)
 {
 	struct jw j;
 	jw_init(&j, out, path, scrub);
 	return json_value(&j, it, 0);
 }
 
-static int json_wrapped(struct mt_buf *out, const bson_t *doc, bool array,
-			const struct mt_scrub *scrub)
+static int json_wrapped(struct dstr *out, const bson_t *doc, bool array, const struct mt_scrub *scrub)
 {
 	bson_t wrap = BSON_INITIALIZER;
 	bson_iter_t it;
@@ -485,22 +350,22 @@ static int json_wrapped(struct mt_buf *out, const bson_t *doc, bool array,
 	return rc;
 }
 
-int mt_json_document(struct mt_buf *out, const bson_t *doc, const struct mt_scrub *scrub)
+int mt_json_document(struct dstr *out, const bson_t *doc, const struct mt_scrub *scrub)
 {
 	return json_wrapped(out, doc, false, scrub);
 }
 
-int mt_json_array(struct mt_buf *out, const bson_t *arr, const struct mt_scrub *scrub)
+int mt_json_array(struct dstr *out, const bson_t *arr, const struct mt_scrub *scrub)
 {
 	return json_wrapped(out, arr, true, scrub);
 }
 
 /* ---- cells ---- */
 
-static int cell_text(struct mt_buf *scratch, const char *s, struct cn_value *out)
+static int cell_text(struct dstr *scratch, const char *s, struct cn_value *out)
 {
-	mt_buf_reset(scratch);
-	int rc = mt_buf_puts(scratch, s);
+	dstr_reset(scratch);
+	int rc = dstr_puts(scratch, s);
 	if (rc)
 		return rc;
 	out->kind = CN_VAL_TEXT;
@@ -509,8 +374,8 @@ static int cell_text(struct mt_buf *scratch, const char *s, struct cn_value *out
 	return CN_OK;
 }
 
-int mt_cell(const bson_iter_t *it, const char *path, const struct mt_scrub *scrub,
-	    struct mt_buf *scratch, struct cn_value *out)
+int mt_cell(const bson_iter_t *it, const char *path, const struct mt_scrub *scrub, struct dstr *scratch,
+	    struct cn_value *out)
 {
 	char buf[64];
 	uint32_t n;
@@ -533,8 +398,8 @@ int mt_cell(const bson_iter_t *it, const char *path, const struct mt_scrub *scru
 		char s[BSON_DECIMAL128_STRING];
 		bson_iter_decimal128(it, &d);
 		bson_decimal128_to_string(&d, s);
-		mt_buf_reset(scratch);
-		if (mt_buf_puts(scratch, s))
+		dstr_reset(scratch);
+		if (dstr_puts(scratch, s))
 			return CN_ENOMEM;
 		out->kind = CN_VAL_NUMERIC;
 		out->u.s.ptr = scratch->data;
@@ -590,8 +455,8 @@ int mt_cell(const bson_iter_t *it, const char *path, const struct mt_scrub *scru
 	case BSON_TYPE_REGEX: {
 		const char *opts;
 		const char *re = bson_iter_regex(it, &opts);
-		mt_buf_reset(scratch);
-		if (mt_buf_printf(scratch, "/%s/%s", re, opts ? opts : ""))
+		dstr_reset(scratch);
+		if (dstr_printf(scratch, "/%s/%s", re, opts ? opts : ""))
 			return CN_ENOMEM;
 		out->kind = CN_VAL_TEXT;
 		out->u.s.ptr = scratch->data;
@@ -604,7 +469,7 @@ int mt_cell(const bson_iter_t *it, const char *path, const struct mt_scrub *scru
 	case BSON_TYPE_MINKEY:
 	case BSON_TYPE_MAXKEY:
 	case BSON_TYPE_DBPOINTER:
-		mt_buf_reset(scratch);
+		dstr_reset(scratch);
 		if (mt_json_value(scratch, it, path, scrub))
 			return CN_ENOMEM;
 		out->kind = CN_VAL_JSON;

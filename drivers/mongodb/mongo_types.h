@@ -41,22 +41,9 @@
 #include <bson/bson.h>
 
 #include "connector_driver.h"
+#include "../common/dstr.h"
 
 #define MT_MAX_DEPTH 200 /* deeper documents are written as the string "(nested too deeply)" */
-
-/* A growable string, always NUL-terminated once something was added. */
-struct mt_buf {
-	char *data; /* owned */
-	size_t len, cap;
-};
-
-int mt_buf_append(struct mt_buf *b, const char *p, size_t n); /* CN_OK or CN_ENOMEM */
-int mt_buf_puts(struct mt_buf *b, const char *s);
-int mt_buf_printf(struct mt_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* s (n bytes) as a JSON string with quotes; invalid UTF-8 becomes U+FFFD. */
-int mt_buf_json_string(struct mt_buf *b, const char *s, size_t n);
-void mt_buf_reset(struct mt_buf *b);
-void mt_buf_free(struct mt_buf *b);
 
 struct mt_scrub {
 	void *ctx;
@@ -72,18 +59,17 @@ const char *mt_type_name(bson_type_t t);
 /* The value at it (a top-level field named path) as a cell. Text the cell
  * points to lives in scratch (valid until its next use) or in the document.
  * CN_OK or CN_ENOMEM. */
-int mt_cell(const bson_iter_t *it, const char *path, const struct mt_scrub *scrub,
-	    struct mt_buf *scratch, struct cn_value *out);
+int mt_cell(const bson_iter_t *it, const char *path, const struct mt_scrub *scrub, struct dstr *scratch,
+	    struct cn_value *out);
 
 /* The value at it as JSON appended to out; path names it for scrubbing. */
-int mt_json_value(struct mt_buf *out, const bson_iter_t *it, const char *path,
-		  const struct mt_scrub *scrub);
+int mt_json_value(struct dstr *out, const bson_iter_t *it, const char *path, const struct mt_scrub *scrub);
 
 /* A whole document as a JSON object (scrubbed from its top level). */
-int mt_json_document(struct mt_buf *out, const bson_t *doc, const struct mt_scrub *scrub);
+int mt_json_document(struct dstr *out, const bson_t *doc, const struct mt_scrub *scrub);
 
 /* A BSON array (keys "0", "1", ...) as a JSON array. */
-int mt_json_array(struct mt_buf *out, const bson_t *arr, const struct mt_scrub *scrub);
+int mt_json_array(struct dstr *out, const bson_t *arr, const struct mt_scrub *scrub);
 
 /* ms since the epoch as "YYYY-MM-DDTHH:MM:SS.mmmZ" (size >= 32). */
 void mt_format_date(int64_t ms, char *buf, size_t size);

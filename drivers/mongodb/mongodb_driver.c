@@ -72,26 +72,10 @@ static void mongo_close(void *handle)
 		return;
 	mongo_conn_close(h);
 	mongo_hidden_free(h);
-	pthread_mutex_destroy(&h->pool_lock);
-	pthread_cond_destroy(&h->pool_cond);
+	slot_pool_destroy(&h->slots);
 	pthread_rwlock_destroy(&h->hidden_lock);
 	free(h->source);
 	free(h);
-}
-
-static int handle_init_locks(struct mongo_handle *h)
-{
-	pthread_condattr_t attr;
-	if (pthread_condattr_init(&attr))
-		return CN_ENOMEM;
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	int rc = pthread_cond_init(&h->pool_cond, &attr);
-	pthread_condattr_destroy(&attr);
-	if (rc)
-		return CN_ENOMEM;
-	pthread_mutex_init(&h->pool_lock, NULL);
-	pthread_rwlock_init(&h->hidden_lock, NULL);
-	return CN_OK;
 }
 
 static int mongo_ping(void *handle, struct cn_error *err)
@@ -115,16 +99,12 @@ static int mongo_open(const struct cn_source_info *src, void **handle, struct cn
 	struct mongo_handle *h = calloc(1, sizeof *h);
 	if (!h)
 		return cn_error_set(err, CN_ENOMEM, "out of memory");
-	if (handle_init_locks(h)) {
-		free(h);
-		return cn_error_set(err, CN_ENOMEM, "out of memory");
-	}
+	pthread_rwlock_init(&h->hidden_lock, NULL);
 	h->timeout_ms = src->timeout_ms;
 	h->host_ctx = src->host_ctx;
 	h->is_hidden = src->is_hidden;
-	h->nslots = src->pool_size < 1 ? 1 : src->pool_size > MONGO_MAX_POOL ? MONGO_MAX_POOL : src->pool_size;
 	int rc = CN_OK;
-	if (!(h->source = strdup(name))) {
+	if (!(h->source = strdup(name)) || slot_pool_init(&h->slots, src->pool_size, name)) {
 		rc = cn_error_set(err, CN_ENOMEM, "out of memory");
 		goto fail;
 	}
@@ -211,14 +191,14 @@ static bool resource_covers(const struct mongo_handle *h, bson_iter_t *res)
 static void audit_text(const struct mongo_handle *h, const bson_t *reply, char *warning, size_t len)
 {
 	bson_iter_t it, users, roles, privs;
-	struct mt_buf who = {0}, r = {0}, acts = {0};
+	struct dstr who = {0}, r = {0}, acts = {0};
 	if (bson_iter_init(&it, reply) && bson_iter_find_descendant(&it, "authInfo.authenticatedUsers", &users) &&
 	    BSON_ITER_HOLDS_ARRAY(&users) && bson_iter_recurse(&users, &users)) {
 		while (bson_iter_next(&users)) {
 			bson_iter_t u;
 			if (BSON_ITER_HOLDS_DOCUMENT(&users) && bson_iter_recurse(&users, &u) &&
 			    bson_iter_find(&u, "user") && BSON_ITER_HOLDS_UTF8(&u))
-				mt_buf_printf(&who, "%s'%s'", who.len ? ", " : "", bson_iter_utf8(&u, NULL));
+				dstr_printf(&who, "%s'%s'", who.len ? ", " : "", bson_iter_utf8(&u, NULL));
 		}
 	}
 	if (bson_iter_init(&it, reply) &&
@@ -238,7 +218,7 @@ static void audit_text(const struct mongo_handle *h, const bson_t *reply, char *
 				      !strncmp(role, "cluster", 7) || !strcmp(role, "hostManager");
 			if (listed(write_roles, sizeof write_roles / sizeof write_roles[0], role) &&
 			    (any_db || !strcmp(db, h->db)))
-				mt_buf_printf(&r, "%s%s@%s", r.len ? ", " : "", role, db);
+				dstr_printf(&r, "%s%s@%s", r.len ? ", " : "", role, db);
 		}
 	}
 	if (bson_iter_init(&it, reply) &&
@@ -262,7 +242,7 @@ static void audit_text(const struct mongo_handle *h, const bson_t *reply, char *
 				const char *a = bson_iter_utf8(&actions, NULL);
 				if (listed(write_actions, sizeof write_actions / sizeof write_actions[0], a) &&
 				    !(acts.data && strstr(acts.data, a)))
-					mt_buf_printf(&acts, "%s%s", acts.len ? ", " : "", a);
+					dstr_printf(&acts, "%s%s", acts.len ? ", " : "", a);
 			}
 		}
 	}
@@ -276,9 +256,9 @@ static void audit_text(const struct mongo_handle *h, const bson_t *reply, char *
 			 "holds, but give the connector a user with only the read role (docs/mongodb.md)",
 			 who.data, h->db, r.len ? " roles " : "", r.len ? r.data : "",
 			 acts.len ? (r.len ? "; actions " : " actions ") : "", acts.len ? acts.data : "");
-	mt_buf_free(&who);
-	mt_buf_free(&r);
-	mt_buf_free(&acts);
+	dstr_free(&who);
+	dstr_free(&r);
+	dstr_free(&acts);
 }
 
 static int mongo_audit(void *handle, char *warning, size_t len, struct cn_error *err)

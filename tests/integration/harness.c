@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -50,6 +51,8 @@ int h_load_driver(const char *name)
 int h_teardown(void **state)
 {
 	(void)state;
+	if (h_env.cleanup)
+		h_env.cleanup();
 	driver_unload(h_env.mod);
 	h_env.mod = NULL;
 	return 0;
@@ -148,6 +151,8 @@ static char *value_text(const struct cn_value *v)
 static int rec_cell(void *ctx, const struct cn_value *v)
 {
 	struct h_result *r = ctx;
+	if (r->writer_cap && r->ended_early)
+		return CN_OK; /* the row past the cap is not kept */
 	if (r->ncells == r->capcells) {
 		size_t cap = r->capcells ? r->capcells * 2 : 64;
 		char **p = realloc(r->cells, cap * sizeof *p);
@@ -166,8 +171,15 @@ static int rec_cell(void *ctx, const struct cn_value *v)
 static int rec_row_end(void *ctx)
 {
 	struct h_result *r = ctx;
+	if (r->writer_cap && r->max_rows && r->nrows >= r->max_rows) {
+		/* a row past the cap: drop its cells, say full */
+		r->ended_early = true;
+		while (r->ncells > r->nrows * r->ncols)
+			free(r->cells[--r->ncells]);
+		return CN_SINK_FULL;
+	}
 	r->nrows++;
-	if (r->max_rows && r->nrows >= r->max_rows) {
+	if (!r->writer_cap && r->max_rows && r->nrows >= r->max_rows) {
 		r->ended_early = true;
 		return CN_SINK_FULL;
 	}
@@ -178,7 +190,31 @@ void h_sink_init(struct h_result *r, struct cn_result_sink *sink, size_t max_row
 {
 	memset(r, 0, sizeof *r);
 	r->max_rows = max_rows;
+	r->writer_cap = h_env.writer_cap;
 	*sink = (struct cn_result_sink){r, rec_column, rec_cell, rec_row_end};
+}
+
+static int bad_column(void *ctx, const struct cn_column_info *col)
+{
+	(void)ctx, (void)col;
+	return CN_OK;
+}
+
+static int bad_cell(void *ctx, const struct cn_value *v)
+{
+	(void)v;
+	return ++*(int *)ctx >= 3 ? CN_ETOOBIG : CN_OK;
+}
+
+static int bad_row_end(void *ctx)
+{
+	(void)ctx;
+	return CN_OK;
+}
+
+void h_sink_failing(struct cn_result_sink *sink, int *cells)
+{
+	*sink = (struct cn_result_sink){cells, bad_column, bad_cell, bad_row_end};
 }
 
 void h_result_free(struct h_result *r)
@@ -208,6 +244,20 @@ int h_col(const struct h_result *r, const char *name)
 		if (r->cols[i].name && !strcmp(r->cols[i].name, name))
 			return (int)i;
 	return -1;
+}
+
+char *h_result_text(const struct h_result *r)
+{
+	size_t len = 1;
+	for (size_t i = 0; i < r->ncells; i++)
+		len += strlen(r->cells[i]) + 64;
+	char *out = calloc(1, len);
+	size_t w = 0;
+	for (size_t row = 0; out && row < r->nrows; row++)
+		for (size_t c = 0; c < r->ncols; c++)
+			w += (size_t)snprintf(out + w, len - w, "%s=%s%s", r->cols[c].name,
+					      h_cell(r, row, c), c + 1 == r->ncols ? "\n" : "|");
+	return out;
 }
 
 int h_exec(void *handle, const char *text, const struct cn_value *params, size_t nparams,
@@ -251,6 +301,11 @@ int64_t h_now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void h_sleep_ms(int ms)
+{
+	usleep((useconds_t)ms * 1000);
 }
 
 /* ---- a recording schema builder ---- */

@@ -1,8 +1,9 @@
 /*
- * harness.h - what the integration tests of every SQL driver share: the
+ * harness.h - what the integration tests of every driver share: the
  * loaded driver, opening sources, a recording result sink, and small
- * helpers. Each driver's harness (pg_harness.h, my_harness.h) adds how to
- * find its server and how to look at that server from the side.
+ * helpers. Each driver's harness (pg_harness.h, my_harness.h,
+ * mongo_harness.h) adds how to find its server and how to look at that
+ * server from the side.
  */
 #ifndef HARNESS_H
 #define HARNESS_H
@@ -26,6 +27,14 @@ struct h_env {
 	const char *env_dir;   /* the DIR given to the support script, for restarts */
 	/* the hidden objects of the driver's tests, used by h_open(..., hide, ...) */
 	int (*hidden)(void *ctx, const char *schema, const char *table, const char *column);
+	/* The recording sink's row cap. false: row_end says CN_SINK_FULL at the
+	 * max_rows-th row. true: as the core's result writer, max_rows rows are
+	 * kept, the cells of one more row are dropped and its row_end says
+	 * CN_SINK_FULL, so ended_early means the driver had more rows. */
+	bool writer_cap;
+	/* The driver harness's own clean-up, run by h_teardown before the driver
+	 * is unloaded; NULL when there is none. */
+	void (*cleanup)(void);
 };
 
 extern struct h_env h_env;
@@ -50,18 +59,26 @@ struct h_column {
 struct h_result {
 	struct h_column cols[H_MAX_COLS];
 	size_t ncols;
-	char **cells; /* row-major; each cell "I:42", "N:1.5", "T:x", "B:true", "J:[]", "X:00ff", "NULL" */
+	/* row-major; each cell "I:42", "D:1.5", "N:1.10", "T:x", "B:true", "J:[]", "X:00ff" or "NULL" */
+	char **cells;
 	size_t ncells, capcells;
 	size_t nrows;
-	size_t max_rows; /* 0: no cap; else row_end says CN_SINK_FULL at that many rows */
+	size_t max_rows; /* 0: no cap; else row_end says CN_SINK_FULL (see h_env.writer_cap) */
+	bool writer_cap; /* h_env.writer_cap when the sink was made */
 	bool ended_early;
 };
 
 void h_sink_init(struct h_result *r, struct cn_result_sink *sink, size_t max_rows);
+/* A sink that keeps nothing and fails the third cell with CN_ETOOBIG;
+ * *cells counts the cells it was given (set it to 0 first). */
+void h_sink_failing(struct cn_result_sink *sink, int *cells);
 void h_result_free(struct h_result *r);
 const char *h_cell(const struct h_result *r, size_t row, size_t col);
 /* Column index by name, or -1. */
 int h_col(const struct h_result *r, const char *name);
+/* The whole result as one text, "col=cell|...|col=cell\n" per row, for
+ * searching (caller frees). */
+char *h_result_text(const struct h_result *r);
 
 /* Run text with params on handle; fills res (initialised here). */
 int h_exec(void *handle, const char *text, const struct cn_value *params, size_t nparams,
@@ -138,5 +155,6 @@ void h_job_join(struct h_job *j);
 /* Run a shell command; its exit status. */
 int h_system(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int64_t h_now_ms(void);
+void h_sleep_ms(int ms);
 
 #endif

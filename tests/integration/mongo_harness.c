@@ -3,67 +3,46 @@
  */
 #include "mongo_harness.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
-struct h_env h_env;
+static const char START[] =
+	"tests/support/mongo.sh start /tmp/cn-mongo-env && . /tmp/cn-mongo-env/mongo.env";
+
+static const char *log_path; /* the server's log: one line per command received */
 static mongoc_client_t *side;
 
-static const char *env_or_complain(const char *name)
+static void side_close(void)
 {
-	const char *v = getenv(name);
-	if (!v || !*v) {
-		fprintf(stderr,
-			"\n*** %s is not set. These integration tests need the MongoDB test server:\n"
-			"***   tests/support/mongo.sh start /tmp/cn-mongo-env && . /tmp/cn-mongo-env/mongo.env\n"
-			"***   (scripts/test.sh does this), then run the tests again.\n\n",
-			name);
-		return NULL;
-	}
-	return v;
+	mongoc_client_destroy(side);
+	side = NULL;
+	mongoc_cleanup();
 }
 
 int h_setup(void **state)
 {
 	(void)state;
-	struct cn_error err = {0};
-	h_env.uri = env_or_complain("CN_TEST_MONGO_URI");
-	h_env.env_dir = env_or_complain("CN_TEST_MONGO_DIR");
-	h_env.log = env_or_complain("CN_TEST_MONGO_LOG");
-	if (!h_env.uri || !h_env.env_dir || !h_env.log)
+	h_env.dsn = h_env_or_complain("CN_TEST_MONGO_URI", "MongoDB test", START);
+	h_env.super_dsn = h_env.dsn;
+	h_env.env_dir = h_env_or_complain("CN_TEST_MONGO_DIR", "MongoDB test", START);
+	log_path = h_env_or_complain("CN_TEST_MONGO_LOG", "MongoDB test", START);
+	h_env.hidden = h_hidden;
+	h_env.writer_cap = true;
+	if (!h_env.dsn || !h_env.env_dir || !log_path || h_load_driver("mongodb"))
 		return -1;
-	if (driver_load(CN_TEST_DRIVER_DIR, "mongodb", &h_env.mod, &err) != CN_OK) {
-		fprintf(stderr, "cannot load the mongodb driver: %s\n", err.message);
-		return -1;
-	}
-	h_env.api = h_env.mod->api;
 	/* the driver module has run mongoc_init() for this process by now only when a
 	 * source was opened; the side client needs it at once */
 	mongoc_init();
 	mongoc_log_set_handler(NULL, NULL);
-	side = mongoc_client_new(h_env.uri);
+	h_env.cleanup = side_close;
+	side = mongoc_client_new(h_env.super_dsn);
 	if (!side) {
-		fprintf(stderr, "cannot make a client for %s\n", h_env.uri);
+		fprintf(stderr, "cannot make a client for %s\n", h_env.super_dsn);
 		return -1;
 	}
 	mongoc_client_set_error_api(side, MONGOC_ERROR_API_VERSION_2);
-	return 0;
-}
-
-int h_teardown(void **state)
-{
-	(void)state;
-	mongoc_client_destroy(side);
-	side = NULL;
-	mongoc_cleanup();
-	driver_unload(h_env.mod);
-	h_env.mod = NULL;
 	return 0;
 }
 
@@ -84,217 +63,6 @@ int h_hidden(void *ctx, const char *schema, const char *table, const char *colum
 			return 1;
 	}
 	return 0;
-}
-
-int h_open(const char *uri, uint32_t pool, uint32_t timeout_ms, bool hide, void **handle,
-	   struct cn_error *err, ...)
-{
-	const char *keys[8], *vals[8];
-	size_t n = 0;
-	va_list ap;
-	va_start(ap, err);
-	const char *k;
-	while (n < 8 && (k = va_arg(ap, const char *)) != NULL) {
-		keys[n] = k;
-		vals[n] = va_arg(ap, const char *);
-		n++;
-	}
-	va_end(ap);
-	struct cn_source_info info = {
-		.name = "mongotest",
-		.dsn = uri ? uri : h_env.uri,
-		.base_dir = ".",
-		.pool_size = pool,
-		.timeout_ms = timeout_ms,
-		.is_hidden = hide ? h_hidden : NULL,
-		.option_keys = keys,
-		.option_values = vals,
-		.noptions = n,
-	};
-	return h_env.api->open(&info, handle, err);
-}
-
-static int nb_table(void *c, const char *s, const char *n, enum cn_object_kind k, const char *cm,
-		    int64_t r)
-{
-	(void)s, (void)n, (void)k, (void)cm, (void)r;
-	return (*(int *)c)++;
-}
-static int nb_column(void *c, int t, const char *n, const char *ty, bool nl, const char *d,
-		     const char *cm, int pk)
-{
-	(void)c, (void)t, (void)n, (void)ty, (void)nl, (void)d, (void)cm, (void)pk;
-	return CN_OK;
-}
-static int nb_fk(void *c, int t, const char *n, size_t k, const char *const *a, const char *s,
-		 const char *r, const char *const *b)
-{
-	(void)c, (void)t, (void)n, (void)k, (void)a, (void)s, (void)r, (void)b;
-	return CN_OK;
-}
-static int nb_index(void *c, int t, const char *n, bool u, size_t k, const char *const *a)
-{
-	(void)c, (void)t, (void)n, (void)u, (void)k, (void)a;
-	return CN_OK;
-}
-
-int h_introspect_quiet(void *handle)
-{
-	int count = 0;
-	struct cn_schema_builder b = {&count, nb_table, nb_column, nb_fk, nb_index};
-	struct cn_error err = {0};
-	int rc = h_env.api->introspect(handle, &b, &err);
-	if (rc)
-		fprintf(stderr, "introspect: %s\n", err.message);
-	return rc ? rc : count;
-}
-
-/* ---- the recording sink ---- */
-
-static char *dup_or_null(const char *s)
-{
-	return s ? strdup(s) : NULL;
-}
-
-static int rec_column(void *ctx, const struct cn_column_info *col)
-{
-	struct h_result *r = ctx;
-	if (r->ncols >= H_MAX_COLS)
-		return CN_ETOOBIG;
-	struct h_column *c = &r->cols[r->ncols++];
-	c->name = dup_or_null(col->name);
-	c->type = dup_or_null(col->type);
-	c->schema = dup_or_null(col->origin_schema);
-	c->table = dup_or_null(col->origin_table);
-	c->column = dup_or_null(col->origin_column);
-	return CN_OK;
-}
-
-static char *value_text(const struct cn_value *v)
-{
-	char *out = NULL;
-	switch (v->kind) {
-	case CN_VAL_NULL: return strdup("NULL");
-	case CN_VAL_BOOL: return strdup(v->u.b ? "B:true" : "B:false");
-	case CN_VAL_INT: return asprintf(&out, "I:%lld", (long long)v->u.i) < 0 ? NULL : out;
-	case CN_VAL_DOUBLE: return asprintf(&out, "D:%.17g", v->u.d) < 0 ? NULL : out;
-	case CN_VAL_BYTES: {
-		out = malloc(2 + v->u.s.len * 2 + 1);
-		if (!out)
-			return NULL;
-		memcpy(out, "X:", 2);
-		for (size_t i = 0; i < v->u.s.len; i++)
-			sprintf(out + 2 + i * 2, "%02x", (unsigned char)v->u.s.ptr[i]);
-		out[2 + v->u.s.len * 2] = '\0';
-		return out;
-	}
-	default: {
-		char tag = v->kind == CN_VAL_NUMERIC ? 'N' : v->kind == CN_VAL_JSON ? 'J' : 'T';
-		out = malloc(v->u.s.len + 3);
-		if (!out)
-			return NULL;
-		out[0] = tag;
-		out[1] = ':';
-		memcpy(out + 2, v->u.s.ptr, v->u.s.len);
-		out[v->u.s.len + 2] = '\0';
-		return out;
-	}
-	}
-}
-
-static int rec_cell(void *ctx, const struct cn_value *v)
-{
-	struct h_result *r = ctx;
-	if (r->ended_early)
-		return CN_OK; /* the row past the cap is not kept */
-	if (r->ncells == r->capcells) {
-		size_t cap = r->capcells ? r->capcells * 2 : 64;
-		char **p = realloc(r->cells, cap * sizeof *p);
-		if (!p)
-			return CN_ENOMEM;
-		r->cells = p;
-		r->capcells = cap;
-	}
-	char *t = value_text(v);
-	if (!t)
-		return CN_ENOMEM;
-	r->cells[r->ncells++] = t;
-	return CN_OK;
-}
-
-static int rec_row_end(void *ctx)
-{
-	struct h_result *r = ctx;
-	if (r->ended_early)
-		return CN_SINK_FULL;
-	if (r->max_rows && r->nrows >= r->max_rows) {
-		/* one row more than the cap: drop its cells, say full */
-		r->ended_early = true;
-		while (r->ncells > r->nrows * r->ncols)
-			free(r->cells[--r->ncells]);
-		return CN_SINK_FULL;
-	}
-	r->nrows++;
-	return CN_OK;
-}
-
-void h_result_free(struct h_result *r)
-{
-	for (size_t i = 0; i < r->ncols; i++) {
-		free(r->cols[i].name);
-		free(r->cols[i].type);
-		free(r->cols[i].schema);
-		free(r->cols[i].table);
-		free(r->cols[i].column);
-	}
-	for (size_t i = 0; i < r->ncells; i++)
-		free(r->cells[i]);
-	free(r->cells);
-	memset(r, 0, sizeof *r);
-}
-
-const char *h_cell(const struct h_result *r, size_t row, size_t col)
-{
-	size_t i = row * r->ncols + col;
-	return row < r->nrows && col < r->ncols && i < r->ncells ? r->cells[i] : "(missing)";
-}
-
-int h_col(const struct h_result *r, const char *name)
-{
-	for (size_t i = 0; i < r->ncols; i++)
-		if (r->cols[i].name && !strcmp(r->cols[i].name, name))
-			return (int)i;
-	return -1;
-}
-
-char *h_result_text(const struct h_result *r)
-{
-	size_t len = 1;
-	for (size_t i = 0; i < r->ncells; i++)
-		len += strlen(r->cells[i]) + 64;
-	char *out = calloc(1, len);
-	size_t w = 0;
-	for (size_t row = 0; out && row < r->nrows; row++)
-		for (size_t c = 0; c < r->ncols; c++)
-			w += (size_t)snprintf(out + w, len - w, "%s=%s%s", r->cols[c].name,
-					      h_cell(r, row, c), c + 1 == r->ncols ? "\n" : "|");
-	return out;
-}
-
-int h_exec(void *handle, const char *text, const struct cn_value *params, size_t nparams,
-	   uint32_t timeout_ms, size_t max_rows, struct h_result *res, struct cn_error *err)
-{
-	memset(res, 0, sizeof *res);
-	res->max_rows = max_rows;
-	struct cn_result_sink sink = {res, rec_column, rec_cell, rec_row_end};
-	struct cn_query q = {
-		.text = text,
-		.params = params,
-		.nparams = nparams,
-		.timeout_ms = timeout_ms,
-		.max_rows = (uint32_t)max_rows,
-	};
-	return h_env.api->execute(handle, &q, &sink, err);
 }
 
 /* ---- the side client ---- */
@@ -405,7 +173,7 @@ bool h_cursors_reach_zero(int ms)
 
 long h_log_size(void)
 {
-	FILE *f = fopen(h_env.log, "r");
+	FILE *f = fopen(log_path, "r");
 	if (!f)
 		return 0;
 	fseek(f, 0, SEEK_END);
@@ -416,7 +184,7 @@ long h_log_size(void)
 
 char *h_log_since(long offset)
 {
-	FILE *f = fopen(h_env.log, "r");
+	FILE *f = fopen(log_path, "r");
 	if (!f)
 		return strdup("");
 	fseek(f, 0, SEEK_END);
@@ -445,27 +213,4 @@ bool h_failpoint(const char *mode, const char *commands, const char *data)
 bool h_failpoint_off(void)
 {
 	return h_command("admin", "{\"configureFailPoint\": \"failCommand\", \"mode\": \"off\"}", NULL);
-}
-
-int h_system(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof cmd, fmt, ap);
-	va_end(ap);
-	int rc = system(cmd);
-	return rc == -1 ? -1 : WEXITSTATUS(rc);
-}
-
-int64_t h_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-void h_sleep_ms(int ms)
-{
-	usleep((useconds_t)ms * 1000);
 }

@@ -23,7 +23,7 @@ static void audit_with(const char *roles, char *warning, size_t len)
 	assert_true(h_command("admin", cmd, NULL));
 	void *h = NULL;
 	struct cn_error err = {0};
-	assert_int_equal(h_open(NULL, 1, 5000, false, &h, &err, NULL), CN_OK);
+	assert_int_equal(h_open(h_env.dsn, 1, 5000, false, &h, &err, NULL), CN_OK);
 	assert_non_null(h_env.api->audit);
 	memset(warning, 'x', len);
 	assert_int_equal(h_env.api->audit(h, warning, len, &err), CN_OK);

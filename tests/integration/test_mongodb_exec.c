@@ -12,7 +12,6 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,15 +20,6 @@
 #include "result_writer.h"
 
 #define TXT(text) {.kind = CN_VAL_TEXT, .u.s = {text, sizeof(text) - 1}}
-
-static void *open_source(uint32_t pool, uint32_t timeout_ms, bool hide)
-{
-	void *h = NULL;
-	struct cn_error err = {0};
-	if (h_open(NULL, pool, timeout_ms, hide, &h, &err, NULL) != CN_OK)
-		fail_msg("open failed: %s", err.message);
-	return h;
-}
 
 /* The cell of the row whose _id cell is id, in column col. */
 static const char *cell_of(const struct h_result *r, const char *id, const char *col)
@@ -44,7 +34,7 @@ static const char *cell_of(const struct h_result *r, const char *id, const char 
 static void test_every_type(void **state)
 {
 	(void)state;
-	void *h = open_source(2, 5000, false);
+	void *h = h_open_or_fail(2, 5000, h_env.dsn);
 	struct h_result r;
 	struct cn_error err = {0};
 	assert_int_equal(h_exec(h, "{\"find\": \"type_zoo\"}", NULL, 0, 5000, 100, &r, &err), CN_OK);
@@ -91,7 +81,7 @@ static void test_every_type(void **state)
 static void test_parameters_are_values(void **state)
 {
 	(void)state;
-	void *h = open_source(2, 5000, false);
+	void *h = h_open_or_fail(2, 5000, h_env.dsn);
 	struct h_result r;
 	struct cn_error err = {0};
 	struct cn_value p[2] = {TXT("shipped")};
@@ -135,7 +125,7 @@ static void test_parameters_are_values(void **state)
 static void test_row_cap_kills_the_cursor(void **state)
 {
 	(void)state;
-	void *h = open_source(2, 5000, false);
+	void *h = h_open_or_fail(2, 5000, h_env.dsn);
 	struct h_result r;
 	struct cn_error err = {0};
 	assert_true(h_cursors_reach_zero(2000));
@@ -178,7 +168,7 @@ static void test_row_cap_kills_the_cursor(void **state)
 static void test_byte_cap(void **state)
 {
 	(void)state;
-	void *h = open_source(2, 5000, false);
+	void *h = h_open_or_fail(2, 5000, h_env.dsn);
 	struct result_writer_opts opts = {.max_rows = 1000, .max_bytes = 2048};
 	struct result_writer *w = result_writer_new(&opts);
 	struct cn_query q = {.text = "{\"find\": \"orders\"}", .timeout_ms = 5000, .max_rows = 1000};
@@ -199,7 +189,7 @@ static void test_byte_cap(void **state)
 static void test_time_budget(void **state)
 {
 	(void)state;
-	void *h = open_source(2, 5000, false);
+	void *h = h_open_or_fail(2, 5000, h_env.dsn);
 	struct h_result r;
 	struct cn_error err = {0};
 	assert_true(h_failpoint("\"alwaysOn\"", "[\"find\", \"aggregate\"]",
@@ -219,44 +209,14 @@ static void test_time_budget(void **state)
 	h_env.api->close(h);
 }
 
-struct job {
-	pthread_t thread;
-	void *handle;
-	const char *text;
-	uint32_t timeout_ms;
-	int rc;
-	struct cn_error err;
-	int64_t elapsed;
-};
-
-static void *job_main(void *arg)
-{
-	struct job *j = arg;
-	struct h_result r;
-	int64_t t0 = h_now_ms();
-	j->rc = h_exec(j->handle, j->text, NULL, 0, j->timeout_ms, 10, &r, &j->err);
-	j->elapsed = h_now_ms() - t0;
-	h_result_free(&r);
-	return NULL;
-}
-
-static void job_start(struct job *j, void *h, const char *text, uint32_t timeout_ms)
-{
-	memset(j, 0, sizeof *j);
-	j->handle = h;
-	j->text = text;
-	j->timeout_ms = timeout_ms;
-	assert_int_equal(pthread_create(&j->thread, NULL, job_main, j), 0);
-}
-
 static void test_pool_exhaustion_is_busy(void **state)
 {
 	(void)state;
-	void *h = open_source(1, 8000, false);
+	void *h = h_open_or_fail(1, 8000, h_env.dsn);
 	assert_true(h_failpoint("{\"times\": 1}", "[\"find\"]",
 				"\"blockConnection\": true, \"blockTimeMS\": 2500"));
-	struct job slow;
-	job_start(&slow, h, "{\"find\": \"orders\"}", 8000);
+	struct h_job slow;
+	h_job_start(&slow, h, "{\"find\": \"orders\"}", 8000);
 	h_sleep_ms(300);
 	struct h_result r;
 	struct cn_error err = {0};
@@ -264,7 +224,7 @@ static void test_pool_exhaustion_is_busy(void **state)
 	int rc = h_exec(h, "{\"count\": \"orders\"}", NULL, 0, 800, 10, &r, &err);
 	int64_t waited = h_now_ms() - t0;
 	h_result_free(&r);
-	pthread_join(slow.thread, NULL);
+	h_job_join(&slow);
 	h_failpoint_off();
 	assert_int_equal(rc, CN_EBUSY);
 	assert_non_null(strstr(err.message, "busy"));
@@ -279,20 +239,20 @@ static void test_pool_exhaustion_is_busy(void **state)
 static void test_cancel_at_shutdown(void **state)
 {
 	(void)state;
-	void *h = open_source(1, 8000, false);
+	void *h = h_open_or_fail(1, 8000, h_env.dsn);
 	assert_true(h_failpoint("{\"times\": 1}", "[\"find\"]",
 				"\"blockConnection\": true, \"blockTimeMS\": 1500"));
-	struct job slow, waiting;
-	job_start(&slow, h, "{\"find\": \"orders\"}", 8000);
+	struct h_job slow, waiting;
+	h_job_start(&slow, h, "{\"find\": \"orders\"}", 8000);
 	h_sleep_ms(300);
-	job_start(&waiting, h, "{\"find\": \"customers\"}", 8000);
+	h_job_start(&waiting, h, "{\"find\": \"customers\"}", 8000);
 	h_sleep_ms(200);
 	h_env.api->cancel(h);
-	pthread_join(waiting.thread, NULL);
-	pthread_join(slow.thread, NULL);
+	h_job_join(&waiting);
+	h_job_join(&slow);
 	h_failpoint_off();
 	assert_int_equal(waiting.rc, CN_ECANCELED);
-	assert_true(waiting.elapsed < 1000);
+	assert_true(waiting.elapsed_ms < 1000);
 	assert_int_equal(slow.rc, CN_ECANCELED);
 	h_env.api->close(h);
 }
@@ -300,7 +260,7 @@ static void test_cancel_at_shutdown(void **state)
 static void test_server_paused_and_resumed(void **state)
 {
 	(void)state;
-	void *h = open_source(2, 1500, false);
+	void *h = h_open_or_fail(2, 1500, h_env.dsn);
 	struct h_result r;
 	struct cn_error err = {0};
 	assert_int_equal(h_exec(h, "{\"count\": \"orders\"}", NULL, 0, 1500, 10, &r, &err), CN_OK);
@@ -329,7 +289,7 @@ static void test_server_paused_and_resumed(void **state)
 static void test_dropped_connection(void **state)
 {
 	(void)state;
-	void *h = open_source(2, 3000, false);
+	void *h = h_open_or_fail(2, 3000, h_env.dsn);
 	struct h_result r;
 	struct cn_error err = {0};
 	/* twice: libmongoc retries a read once after a network error */
@@ -351,7 +311,7 @@ static void test_dropped_connection(void **state)
 static void test_server_errors(void **state)
 {
 	(void)state;
-	void *h = open_source(2, 3000, false);
+	void *h = h_open_or_fail(2, 3000, h_env.dsn);
 	struct h_result r;
 	struct cn_error err = {0};
 	assert_true(h_failpoint("{\"times\": 1}", "[\"aggregate\"]", "\"errorCode\": 2"));
@@ -374,30 +334,13 @@ static void test_server_errors(void **state)
 	h_env.api->close(h);
 }
 
-static int bad_column(void *ctx, const struct cn_column_info *col)
-{
-	(void)ctx, (void)col;
-	return CN_OK;
-}
-
-static int bad_cell(void *ctx, const struct cn_value *v)
-{
-	(void)v;
-	return ++*(int *)ctx >= 3 ? CN_ETOOBIG : CN_OK;
-}
-
-static int bad_row_end(void *ctx)
-{
-	(void)ctx;
-	return CN_OK;
-}
-
 static void test_failing_sink(void **state)
 {
 	(void)state;
-	void *h = open_source(1, 3000, false);
+	void *h = h_open_or_fail(1, 3000, h_env.dsn);
 	int cells = 0;
-	struct cn_result_sink sink = {&cells, bad_column, bad_cell, bad_row_end};
+	struct cn_result_sink sink;
+	h_sink_failing(&sink, &cells);
 	struct cn_query q = {.text = "{\"find\": \"orders\"}", .timeout_ms = 3000, .max_rows = 50};
 	struct cn_error err = {0};
 	assert_int_equal(h_env.api->execute(h, &q, &sink, &err), CN_ETOOBIG);
@@ -409,10 +352,13 @@ static void test_failing_sink(void **state)
 static void test_hidden_fields_scrubbed(void **state)
 {
 	(void)state;
-	void *h = open_source(2, 5000, true);
-	assert_true(h_introspect_quiet(h) > 0);
+	void *h = NULL;
 	struct h_result r;
 	struct cn_error err = {0};
+	if (h_open(h_env.dsn, 2, 5000, true, &h, &err, NULL) != CN_OK)
+		fail_msg("open failed: %s", err.message);
+	if (h_introspect_quietly(h, &err) <= 0)
+		fail_msg("introspect: %s", err.message);
 	assert_int_equal(h_exec(h, "{\"find\": \"customers\"}", NULL, 0, 5000, 100, &r, &err), CN_OK);
 	assert_int_equal(h_col(&r, "email"), -1);
 	assert_int_equal(h_col(&r, "ssn"), -1);
@@ -443,7 +389,7 @@ static void test_hidden_fields_scrubbed(void **state)
 static void test_count_distinct_explain(void **state)
 {
 	(void)state;
-	void *h = open_source(2, 5000, false);
+	void *h = h_open_or_fail(2, 5000, h_env.dsn);
 	struct h_result r;
 	struct cn_error err = {0};
 	assert_int_equal(h_exec(h, "{\"distinct\": \"orders\", \"key\": \"items.sku\"}", NULL, 0, 5000, 3,
@@ -485,12 +431,12 @@ static void test_dsn_errors(void **state)
 	assert_true(h_now_ms() - t0 < 4000);
 	assert_null(strstr(err.message, "S3cretPw"));
 	assert_non_null(strstr(err.message, "127.0.0.1:1"));
-	assert_int_equal(h_open(NULL, 1, 1000, false, &h, &err, "sample_size", "-1", NULL), CN_ECONFIG);
-	assert_int_equal(h_open(NULL, 1, 1000, false, &h, &err, "schemas", "x", NULL), CN_ECONFIG);
+	assert_int_equal(h_open(h_env.dsn, 1, 1000, false, &h, &err, "sample_size", "-1", NULL), CN_ECONFIG);
+	assert_int_equal(h_open(h_env.dsn, 1, 1000, false, &h, &err, "schemas", "x", NULL), CN_ECONFIG);
 	assert_non_null(strstr(err.message, "unknown option 'schemas'"));
 	/* the dsn's read preference and read concern are accepted and used */
 	char uri[300];
-	snprintf(uri, sizeof uri, "%s?readPreference=primaryPreferred&readConcernLevel=local", h_env.uri);
+	snprintf(uri, sizeof uri, "%s?readPreference=primaryPreferred&readConcernLevel=local", h_env.dsn);
 	assert_int_equal(h_open(uri, 1, 3000, false, &h, &err, NULL), CN_OK);
 	struct h_result r;
 	assert_int_equal(h_exec(h, "{\"find\": \"orders\", \"limit\": 2}", NULL, 0, 3000, 10, &r, &err),

@@ -23,86 +23,23 @@
 
 #include "mongo_harness.h"
 
-struct line {
-	char *a, *params, *query;
-	int no;
-};
-
-struct corpus {
-	struct line *v;
-	size_t n;
-};
-
-static struct corpus attacks, allowed;
+static struct h_corpus attacks, allowed;
 static void *guarded; /* hides secrets and customers.email/ssn/address.street; introspected */
 
-static int corpus_load(const char *name, struct corpus *c)
+/* A corpus line is CLASS<TAB>QUERY or CLASS<TAB>PARAMS<TAB>QUERY, PARAMS a
+ * JSON array of scalars: its query, with the parameters in v (*n of them;
+ * texts point into *keep, which the caller deletes). */
+static const char *entry_parse(const struct h_entry *e, cJSON **keep, struct cn_value *v, size_t max,
+			       size_t *n)
 {
-	char path[512];
-	snprintf(path, sizeof path, "%s/tests/fixtures/mongodb/%s", CN_TEST_SOURCE_DIR, name);
-	FILE *f = fopen(path, "r");
-	if (!f) {
-		fprintf(stderr, "cannot read %s\n", path);
-		return -1;
-	}
-	char buf[8192];
-	int no = 0;
-	while (fgets(buf, sizeof buf, f)) {
-		no++;
-		buf[strcspn(buf, "\n")] = '\0';
-		if (!buf[0] || buf[0] == '#')
-			continue;
-		char *t1 = strchr(buf, '\t');
-		if (!t1) {
-			fprintf(stderr, "%s:%d: no tab\n", name, no);
-			fclose(f);
-			return -1;
-		}
-		*t1 = '\0';
-		char *rest = t1 + 1, *t2 = strchr(rest, '\t');
-		struct line l = {strdup(buf), NULL, NULL, no};
-		if (t2) {
-			*t2 = '\0';
-			l.params = strdup(rest);
-			l.query = strdup(t2 + 1);
-		} else {
-			l.query = strdup(rest);
-		}
-		struct line *v = realloc(c->v, (c->n + 1) * sizeof *v);
-		if (!v) {
-			fclose(f);
-			return -1;
-		}
-		c->v = v;
-		c->v[c->n++] = l;
-	}
-	fclose(f);
-	return 0;
-}
-
-static void corpus_free(struct corpus *c)
-{
-	for (size_t i = 0; i < c->n; i++) {
-		free(c->v[i].a);
-		free(c->v[i].params);
-		free(c->v[i].query);
-	}
-	free(c->v);
-	memset(c, 0, sizeof *c);
-}
-
-static size_t params_parse(const char *json, cJSON **keep, struct cn_value *v, size_t max)
-{
-	*keep = NULL;
-	if (!json)
-		return 0;
-	cJSON *arr = cJSON_Parse(json);
-	size_t n = 0;
+	const char *tab = strchr(e->sql, '\t');
+	*keep = tab ? cJSON_ParseWithLength(e->sql, (size_t)(tab - e->sql)) : NULL;
+	*n = 0;
 	const cJSON *it;
-	cJSON_ArrayForEach(it, arr) {
-		if (n == max)
+	cJSON_ArrayForEach(it, *keep) {
+		if (*n == max)
 			break;
-		struct cn_value *p = &v[n++];
+		struct cn_value *p = &v[(*n)++];
 		if (cJSON_IsString(it)) {
 			*p = (struct cn_value){.kind = CN_VAL_TEXT};
 			p->u.s.ptr = it->valuestring;
@@ -117,29 +54,31 @@ static size_t params_parse(const char *json, cJSON **keep, struct cn_value *v, s
 			*p = (struct cn_value){.kind = CN_VAL_DOUBLE, .u.d = it->valuedouble};
 		}
 	}
-	*keep = arr;
-	return n;
+	return tab ? tab + 1 : e->sql;
 }
 
 static int group_setup(void **state)
 {
 	struct cn_error err = {0};
-	if (h_setup(state) || corpus_load("attacks.txt", &attacks) || corpus_load("allowed.txt", &allowed))
+	if (h_setup(state) || h_corpus_load("mongodb", "attacks.txt", false, &attacks) ||
+	    h_corpus_load("mongodb", "allowed.txt", false, &allowed))
 		return -1;
-	if (h_open(NULL, 2, 5000, true, &guarded, &err, NULL) != CN_OK) {
+	if (h_open(h_env.dsn, 2, 5000, true, &guarded, &err, NULL) != CN_OK) {
 		fprintf(stderr, "open: %s\n", err.message);
 		return -1;
 	}
-	if (h_introspect_quiet(guarded) < 5)
+	if (h_introspect_quietly(guarded, &err) < 5) {
+		fprintf(stderr, "introspect: %s\n", err.message);
 		return -1;
+	}
 	return 0;
 }
 
 static int group_teardown(void **state)
 {
 	h_env.api->close(guarded);
-	corpus_free(&attacks);
-	corpus_free(&allowed);
+	h_corpus_free(&attacks);
+	h_corpus_free(&allowed);
 	return h_teardown(state);
 }
 
@@ -177,21 +116,22 @@ static void test_attacks_never_reach_the_server(void **state)
 	char *before = h_snapshot();
 	long off = h_log_size();
 	for (size_t i = 0; i < attacks.n; i++) {
-		const struct line *l = &attacks.v[i];
+		const struct h_entry *l = &attacks.items[i];
 		struct cn_value params[8];
 		cJSON *keep;
-		size_t np = params_parse(l->params, &keep, params, 8);
+		size_t np;
+		const char *query = entry_parse(l, &keep, params, 8, &np);
 		struct cn_error err = {0};
-		int rc = h_env.api->check(guarded, l->query, &err);
+		int rc = h_env.api->check(guarded, query, &err);
 		if (rc != CN_EREJECTED)
-			fail_msg("attacks.txt:%d: check() answered %d: %s", l->no, rc, err.message);
-		if (!strstr(err.message, l->a))
-			fail_msg("attacks.txt:%d: '%s' lacks '%s'", l->no, err.message, l->a);
+			fail_msg("attacks.txt:%d: check() answered %d: %s", l->line, rc, err.message);
+		if (!strstr(err.message, l->cls))
+			fail_msg("attacks.txt:%d: '%s' lacks '%s'", l->line, err.message, l->cls);
 		struct h_result r;
 		memset(&err, 0, sizeof err);
-		rc = h_exec(guarded, l->query, params, np, 2000, 10, &r, &err);
+		rc = h_exec(guarded, query, params, np, 2000, 10, &r, &err);
 		if (rc != CN_EREJECTED && rc != CN_EINVAL)
-			fail_msg("attacks.txt:%d: execute() answered %d (%s)", l->no, rc, err.message);
+			fail_msg("attacks.txt:%d: execute() answered %d (%s)", l->line, rc, err.message);
 		assert_int_equal(r.ncols, 0);
 		h_result_free(&r);
 		cJSON_Delete(keep);
@@ -219,25 +159,26 @@ static void test_allowed_run_for_real(void **state)
 	long off = h_log_size();
 	size_t ran = 0;
 	for (size_t i = 0; i < allowed.n; i++) {
-		const struct line *l = &allowed.v[i];
+		const struct h_entry *l = &allowed.items[i];
 		struct cn_value params[8];
 		cJSON *keep;
-		size_t np = params_parse(l->params, &keep, params, 8);
+		size_t np;
+		const char *query = entry_parse(l, &keep, params, 8, &np);
 		struct cn_error err = {0};
-		int rc = h_env.api->check(guarded, l->query, &err);
+		int rc = h_env.api->check(guarded, query, &err);
 		if (rc != CN_OK)
-			fail_msg("allowed.txt:%d: check() refused: %s", l->no, err.message);
-		if (!strncmp(l->a, "run", 3)) {
+			fail_msg("allowed.txt:%d: check() refused: %s", l->line, err.message);
+		if (!strncmp(l->cls, "run", 3)) {
 			struct h_result r;
-			rc = h_exec(guarded, l->query, params, np, 5000, 100, &r, &err);
+			rc = h_exec(guarded, query, params, np, 5000, 100, &r, &err);
 			if (rc != CN_OK)
-				fail_msg("allowed.txt:%d: execute() answered %d: %s", l->no, rc, err.message);
-			if (l->a[3] == '=' && r.nrows != (size_t)atoi(l->a + 4))
-				fail_msg("allowed.txt:%d: %zu rows, want %s", l->no, r.nrows, l->a + 4);
+				fail_msg("allowed.txt:%d: execute() answered %d: %s", l->line, rc, err.message);
+			if (l->cls[3] == '=' && r.nrows != (size_t)atoi(l->cls + 4))
+				fail_msg("allowed.txt:%d: %zu rows, want %s", l->line, r.nrows, l->cls + 4);
 			/* hidden values never come back */
 			char *text = h_result_text(&r);
 			if (strstr(text, "@example.com") || strstr(text, "street") || strstr(text, "not_real"))
-				fail_msg("allowed.txt:%d returned a hidden value:\n%s", l->no, text);
+				fail_msg("allowed.txt:%d returned a hidden value:\n%s", l->line, text);
 			free(text);
 			h_result_free(&r);
 			ran++;

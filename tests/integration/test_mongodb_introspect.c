@@ -58,7 +58,7 @@ static void test_inferred_schema(void **state)
 	(void)state;
 	void *h = NULL;
 	struct cn_error err = {0};
-	assert_int_equal(h_open(NULL, 2, 5000, true, &h, &err, NULL), CN_OK);
+	assert_int_equal(h_open(h_env.dsn, 2, 5000, true, &h, &err, NULL), CN_OK);
 	long off = h_log_size();
 	struct schema_model *m = introspect(h);
 	char *log = h_log_since(off);
@@ -156,13 +156,13 @@ static void test_sample_size(void **state)
 	(void)state;
 	void *h = NULL;
 	struct cn_error err = {0};
-	assert_int_equal(h_open(NULL, 1, 5000, false, &h, &err, "sample_size", "5", NULL), CN_OK);
+	assert_int_equal(h_open(h_env.dsn, 1, 5000, false, &h, &err, "sample_size", "5", NULL), CN_OK);
 	struct schema_model *m = introspect(h);
 	assert_non_null(strstr(column(table(m, "orders"), "status")->description, "all 5 sampled documents"));
 	schema_model_free(m);
 	h_env.api->close(h);
 	/* 0: only the validator describes fields */
-	assert_int_equal(h_open(NULL, 1, 5000, false, &h, &err, "sample_size", "0", NULL), CN_OK);
+	assert_int_equal(h_open(h_env.dsn, 1, 5000, false, &h, &err, "sample_size", "0", NULL), CN_OK);
 	m = introspect(h);
 	assert_int_equal(table(m, "orders")->ncolumns, 0);
 	struct sm_column *price = column(table(m, "products"), "price");
@@ -179,7 +179,7 @@ static void test_view_on_hidden_collection(void **state)
 				"\"pipeline\": [{\"$project\": {\"kind\": 1, \"value\": 1}}]}", NULL));
 	void *h = NULL;
 	struct cn_error err = {0};
-	assert_int_equal(h_open(NULL, 1, 5000, true, &h, &err, NULL), CN_OK);
+	assert_int_equal(h_open(h_env.dsn, 1, 5000, true, &h, &err, NULL), CN_OK);
 	struct schema_model *m = introspect(h);
 	assert_int_equal(table(m, "secret_view")->ncolumns, 0);
 	assert_int_equal(h_env.api->check(h, "{\"find\": \"secret_view\"}", &err), CN_EREJECTED);
