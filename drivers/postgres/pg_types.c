@@ -3,6 +3,8 @@
  */
 #include "pg_types.h"
 
+#include "../common/text.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -265,14 +267,6 @@ static int timestamp_iso(const char *p, size_t n, struct dstr *out)
 	return rc;
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = tolower(c);
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* bytea output: hex ("\x00ff") or, if a session chose it, escape format. */
 static int bytea_decode(const char *p, size_t n, struct dstr *out)
 {
@@ -283,7 +277,7 @@ static int bytea_decode(const char *p, size_t n, struct dstr *out)
 		if ((n - 2) % 2)
 			return CN_EINVAL;
 		for (size_t i = 2; i < n; i += 2) {
-			int hi = hexval((unsigned char)p[i]), lo = hexval((unsigned char)p[i + 1]);
+			int hi = text_hex_digit((unsigned char)p[i]), lo = text_hex_digit((unsigned char)p[i + 1]);
 			if (hi < 0 || lo < 0)
 				return CN_EINVAL;
 			char b = (char)(hi << 4 | lo);

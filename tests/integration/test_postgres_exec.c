@@ -94,32 +94,13 @@ static void test_full_sink_stops_a_huge_result(void **state)
 	h_env.api->close(h);
 }
 
-/* A sink that fails on the third row. */
-static int bad_column(void *ctx, const struct cn_column_info *col)
-{
-	(void)ctx;
-	(void)col;
-	return CN_OK;
-}
-
-static int bad_cell(void *ctx, const struct cn_value *v)
-{
-	(void)v;
-	return ++*(int *)ctx >= 3 ? CN_ETOOBIG : CN_OK;
-}
-
-static int bad_row_end(void *ctx)
-{
-	(void)ctx;
-	return CN_OK;
-}
-
 static void test_sink_error_stops_the_query(void **state)
 {
 	(void)state;
 	void *h = h_open_or_fail(1, 20000, h_env.dsn);
 	int cells = 0;
-	struct cn_result_sink sink = {&cells, bad_column, bad_cell, bad_row_end};
+	struct cn_result_sink sink;
+	h_sink_failing(&sink, &cells); /* fails at the third cell */
 	struct cn_query q = {.text = "SELECT x FROM (SELECT generate_series(1, 200000000) AS x) s",
 			     .timeout_ms = 20000};
 	struct cn_error err = {0};

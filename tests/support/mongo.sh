@@ -24,16 +24,8 @@ wait_tenths=${CN_TEST_MONGO_START_TIMEOUT_TENTHS:-150}
 
 die() { echo "mongo.sh: $*" >&2; exit 1; }
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-pick_port() {
-	local p i
-	for i in $(seq 1 50); do
-		p=$((20000 + RANDOM % 40000))
-		if port_free "$p"; then echo "$p"; return; fi
-	done
-	die "no free TCP port found"
-}
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 
 # Alive and not a zombie (an exited daemon can linger as Z for a second or two).
 alive() {
