@@ -379,6 +379,12 @@ static void test_read_only_statement(void **state)
 	h_result_free(&r);
 	assert_int_equal(h_exec(h, "SELECT write_log('y')", NULL, 0, 5000, 0, &r, &err), CN_EREJECTED);
 	h_result_free(&r);
+	/* nor can a request leave a temporary table behind: creating one is a write too */
+	assert_int_equal(h_exec(h, "SELECT make_temp_table()", NULL, 0, 5000, 0, &r, &err), CN_EREJECTED);
+	h_result_free(&r);
+	assert_int_equal(h_exec(h, "SELECT COUNT(*) FROM leaked_tmp", NULL, 0, 5000, 0, &r, &err),
+			 CN_EQUERY);
+	h_result_free(&r);
 	char *after = h_admin_value(a, "SELECT count(*) FROM audit_log");
 	assert_string_equal(before, after);
 	free(before);
