@@ -12,6 +12,8 @@
  */
 #include "config.h"
 
+#include <arpa/inet.h>
+
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -23,7 +25,7 @@
 #include "tz.h"
 #include "yaml_tree.h"
 
-#define CK_MAX_ROWS 16       /* rows per table (static_assert below) */
+#define CK_MAX_ROWS 32       /* rows per table (static_assert below) */
 #define CK_PATH_MAX 160      /* a dotted key path in a message */
 #define CK_SHOW_MAX 64       /* bytes of a value or key quoted in a message */
 #define CONFIG_MAX_VALUE 65536 /* bytes of one value after ${VAR} expansion */
@@ -66,7 +68,51 @@ struct ck_key {
 };
 
 static bool check_listen(const char *v, char *why, size_t n);
+/* An address with an optional /prefix: 10.0.0.0/8, 192.168.1.7, 2001:db8::/32. */
+static bool check_cidr(const char *v, char *why, size_t n)
+{
+	unsigned char addr[16];
+	int family, prefix;
+	if (config_parse_cidr(v, &family, addr, &prefix) == 0)
+		return true;
+	snprintf(why, n, "'%.64s' is not a network: write an address with an optional /prefix, "
+		 "such as 10.0.0.0/8, 192.168.1.7 or 2001:db8::/32", v);
+	return false;
+}
+
+int config_parse_cidr(const char *text, int *family, unsigned char addr[16], int *prefix)
+{
+	char host[64];
+	const char *slash = strchr(text, '/');
+	size_t hn = slash ? (size_t)(slash - text) : strlen(text);
+	if (hn == 0 || hn >= sizeof host)
+		return -1;
+	memcpy(host, text, hn);
+	host[hn] = '\0';
+	memset(addr, 0, 16);
+	int bits;
+	if (inet_pton(AF_INET, host, addr) == 1) {
+		*family = AF_INET;
+		bits = 32;
+	} else if (inet_pton(AF_INET6, host, addr) == 1) {
+		*family = AF_INET6;
+		bits = 128;
+	} else {
+		return -1;
+	}
+	*prefix = bits;
+	if (slash) {
+		char *end;
+		long p = strtol(slash + 1, &end, 10);
+		if (!slash[1] || *end || p < 0 || p > bits)
+			return -1;
+		*prefix = (int)p;
+	}
+	return 0;
+}
+
 static bool check_public_url(const char *v, char *why, size_t n);
+static bool check_cidr(const char *v, char *why, size_t n);
 static bool check_secret(const char *v, char *why, size_t n);
 static bool check_source_name(const char *v, char *why, size_t n);
 static bool check_driver_name(const char *v, char *why, size_t n);
@@ -83,6 +129,18 @@ static const struct ck_key global_keys[] = {
 	 .doc = "https URL under which Interactor reaches this connector (optional)"},
 	{"server.max_connections", CK_UINT, CFG(max_connections), .def_u = 256, .min = 1,
 	 .max = 4096, .doc = "connections served at once, each on its own thread"},
+	{"server.max_connections_per_address", CK_UINT, CFG(max_connections_per_address),
+	 .def_u = 32, .min = 1, .max = 4096,
+	 .doc = "connections one client address may hold at once; more are closed at once"},
+	{"server.request_timeout", CK_UINT, CFG(request_timeout), .def_u = 10, .min = 1, .max = 300,
+	 .doc = "seconds a connection may stay silent before its request has arrived"},
+	{"server.tls.cert", CK_STRING, CFG(tls_cert), .flags = CK_F_PATH,
+	 .doc = "PEM certificate chain for HTTPS (TLS 1.2 and 1.3); \"\": plain HTTP"},
+	{"server.tls.key", CK_STRING, CFG(tls_key), .flags = CK_F_PATH,
+	 .doc = "PEM private key of the certificate"},
+	{"server.allow_from", CK_STRLIST, CFG(allow_from), CFG(nallow_from), .min = 0, .max = 64,
+	 .check = check_cidr,
+	 .doc = "client networks allowed to connect (CIDR, e.g. 10.0.0.0/8); empty: any"},
 	{"auth.callback_secrets", CK_STRLIST, CFG(callback_secrets), CFG(nsecrets), .min = 1,
 	 .max = CONFIG_MAX_SECRETS, .flags = CK_F_REQUIRED | CK_F_SENSITIVE, .check = check_secret,
 	 .hint = SECRET_HINT,
@@ -1033,6 +1091,10 @@ static int config_from_tree(const char *file, const struct ynode *root, struct c
 	rc = walk_map(&ld, &w, root, "");
 	if (rc == CN_OK)
 		rc = walk_finish(&ld, &w);
+	if (rc == CN_OK && !*cfg->tls_cert != !*cfg->tls_key)
+		rc = err_at(&ld, root->line, *cfg->tls_cert ? "server.tls.key" : "server.tls.cert",
+			    "HTTPS needs both server.tls.cert and server.tls.key: set the %s too, or "
+			    "neither for plain HTTP", *cfg->tls_cert ? "key" : "certificate");
 out:
 	if (rc) {
 		config_free(cfg);

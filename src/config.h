@@ -56,6 +56,12 @@ struct config {
 	char *listen;            /* "host:port", default "127.0.0.1:8080" */
 	char *public_url;        /* optional, default "" */
 	uint32_t max_connections; /* default 256, 1..4096 */
+	uint32_t max_connections_per_address; /* default 32, 1..4096 */
+	uint32_t request_timeout; /* seconds a connection may stay silent, default 10, 1..300 */
+	char *tls_cert;          /* PEM certificate chain ("" = plain HTTP), resolved against dir */
+	char *tls_key;           /* PEM private key, resolved against dir */
+	char **allow_from;       /* client networks (CIDR) allowed to connect; none = any */
+	size_t nallow_from;
 	/* auth */
 	char **callback_secrets; /* 1..CONFIG_MAX_SECRETS, each >= 16 bytes, no surrounding blanks; sensitive */
 	size_t nsecrets;
@@ -87,6 +93,11 @@ void config_free(struct config *cfg);
 /* Print the effective configuration (every key, defaults filled in) as YAML,
  * with sensitive values redacted as "<redacted>". */
 void config_print(const struct config *cfg, FILE *out);
+
+/* "10.0.0.0/8", "192.168.1.7", "2001:db8::/32": the family (AF_INET or
+ * AF_INET6), the address bytes (4 or 16 used) and the prefix length (the
+ * whole address when none is given). 0, or -1 when text is not one. */
+int config_parse_cidr(const char *text, int *family, unsigned char addr[16], int *prefix);
 
 /* Resolve path against cfg->dir unless absolute. Returns malloc'ed string. */
 char *config_resolve_path(const struct config *cfg, const char *path);

@@ -1,7 +1,9 @@
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -23,6 +25,9 @@ struct http_server {
 	struct app *app;
 	atomic_int inflight;
 	uint16_t port;
+	struct http_net allow[HTTP_MAX_ALLOW];
+	size_t nallow;
+	char *tls_cert, *tls_key; /* PEM, kept while libmicrohttpd runs */
 };
 
 /* Per-connection state while the body arrives. */
@@ -181,6 +186,104 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	}
 }
 
+/* Does the network hold the address (bytes in network order)? */
+static bool net_holds(const struct http_net *n, const unsigned char *a)
+{
+	int full = n->prefix / 8, rest = n->prefix % 8;
+	if (memcmp(n->addr, a, (size_t)full) != 0)
+		return false;
+	if (!rest)
+		return true;
+	unsigned char mask = (unsigned char)(0xFF << (8 - rest));
+	return (n->addr[full] & mask) == (a[full] & mask);
+}
+
+/* libmicrohttpd asks before it reads anything from a new connection. An
+ * IPv4 client on an IPv6 socket arrives as ::ffff:a.b.c.d and is matched as
+ * IPv4. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t len)
+{
+	const struct http_server *srv = cls;
+	(void)len;
+	if (!srv->nallow)
+		return MHD_YES;
+	unsigned char a[16];
+	int family = addr->sa_family;
+	if (family == AF_INET) {
+		memcpy(a, &((const struct sockaddr_in *)addr)->sin_addr, 4);
+	} else if (family == AF_INET6) {
+		const unsigned char *b = ((const struct sockaddr_in6 *)addr)->sin6_addr.s6_addr;
+		static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
+		if (!memcmp(b, mapped, sizeof mapped)) {
+			family = AF_INET;
+			memcpy(a, b + 12, 4);
+		} else {
+			memcpy(a, b, 16);
+		}
+	} else {
+		return MHD_NO;
+	}
+	for (size_t i = 0; i < srv->nallow; i++)
+		if (srv->allow[i].family == family && net_holds(&srv->allow[i], a))
+			return MHD_YES;
+	return MHD_NO;
+}
+
+static char *read_pem(const char *path, const char *what, struct cn_error *err)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		cn_error_set(err, CN_ECONFIG, "cannot read the TLS %s %s: %s", what, path, strerror(errno));
+		return NULL;
+	}
+	char *data = NULL;
+	size_t len = 0, cap = 0;
+	for (;;) {
+		if (len + 4096 + 1 > cap) {
+			cap = cap ? cap * 2 : 8192;
+			char *p = cap <= 1024 * 1024 ? realloc(data, cap) : NULL;
+			if (!p) {
+				fclose(f);
+				free(data);
+				cn_error_set(err, CN_ECONFIG, "the TLS %s %s is over 1 MiB", what, path);
+				return NULL;
+			}
+			data = p;
+		}
+		size_t n = fread(data + len, 1, cap - len - 1, f);
+		len += n;
+		if (n == 0)
+			break;
+	}
+	fclose(f);
+	data[len] = '\0';
+	if (!strstr(data, "-----BEGIN ")) {
+		cn_error_set(err, CN_ECONFIG, "the TLS %s %s is not PEM (no -----BEGIN line)", what, path);
+		free(data);
+		return NULL;
+	}
+	return data;
+}
+
+static void server_free(struct http_server *srv)
+{
+	if (srv->tls_key)
+		memset(srv->tls_key, 0, strlen(srv->tls_key));
+	free(srv->tls_key);
+	free(srv->tls_cert);
+	free(srv);
+}
+
+bool http_listen_is_loopback(const char *listen)
+{
+	struct sockaddr_storage ss;
+	if (http_parse_listen(listen, &ss, NULL))
+		return false;
+	if (ss.ss_family == AF_INET)
+		return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
+	return IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&ss)->sin6_addr);
+}
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
@@ -193,18 +296,37 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	log_debug("http: %s", msg);
 }
 
-int http_server_start(struct app *app, const char *listen, unsigned max_connections,
-		      struct http_server **out, struct cn_error *err)
+/* GnuTLS priorities: its usual choices, TLS 1.2 and 1.3 only. */
+#define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+
+int http_server_start(struct app *app, const struct http_options *opts, struct http_server **out,
+		      struct cn_error *err)
 {
 	struct sockaddr_storage ss;
-	int rc = http_parse_listen(listen, &ss, err);
+	int rc = http_parse_listen(opts->listen, &ss, err);
 	if (rc)
 		return rc;
+	if (opts->nallow > HTTP_MAX_ALLOW)
+		return cn_error_set(err, CN_ECONFIG, "server.allow_from: at most %d networks",
+				    HTTP_MAX_ALLOW);
 	struct http_server *srv = calloc(1, sizeof *srv);
 	if (!srv)
 		return cn_error_set(err, CN_ENOMEM, "out of memory");
 	srv->app = app;
 	atomic_init(&srv->inflight, 0);
+	memcpy(srv->allow, opts->allow, opts->nallow * sizeof *opts->allow);
+	srv->nallow = opts->nallow;
+	bool tls = opts->tls_cert_path && *opts->tls_cert_path;
+	if (tls && !MHD_is_feature_supported(MHD_FEATURE_TLS)) {
+		server_free(srv);
+		return cn_error_set(err, CN_ECONFIG, "this libmicrohttpd was built without TLS: "
+				    "remove server.tls or put a TLS proxy in front");
+	}
+	if (tls && (!(srv->tls_cert = read_pem(opts->tls_cert_path, "certificate", err)) ||
+		    !(srv->tls_key = read_pem(opts->tls_key_path, "key", err)))) {
+		server_free(srv);
+		return CN_ECONFIG;
+	}
 	/* A thread per connection: a request blocks its thread while the driver
 	 * runs the query, so connections sharing a worker (libmicrohttpd's thread
 	 * pool binds each connection to one) would wait behind a slow query. */
@@ -212,21 +334,35 @@ int http_server_start(struct app *app, const char *listen, unsigned max_connecti
 			 MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
-	srv->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv,
+	if (tls)
+		flags |= MHD_USE_TLS;
+	/* The TLS options go last: without MHD_USE_TLS they are not given at all. */
+	srv->mhd = MHD_start_daemon(flags, 0, on_accept, srv, on_request, srv,
 				    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
 				    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-				    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
-				    MHD_OPTION_CONNECTION_LIMIT, max_connections,
+				    MHD_OPTION_CONNECTION_TIMEOUT, opts->timeout_s ? opts->timeout_s : 10u,
+				    MHD_OPTION_CONNECTION_LIMIT, opts->max_connections,
+				    MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+				    opts->per_address ? opts->per_address : opts->max_connections,
 				    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
 				    MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)256,
 				    MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+				    tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, srv->tls_cert,
+				    MHD_OPTION_HTTPS_MEM_KEY, srv->tls_key,
+				    MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES,
 				    MHD_OPTION_END);
 	if (!srv->mhd) {
-		free(srv);
+		server_free(srv);
+		if (tls)
+			return cn_error_set(err, CN_EIO,
+					    "cannot listen on %s with TLS: the address may be in use, or "
+					    "the certificate %s and key %s do not load or do not match "
+					    "(PEM, the key unencrypted)",
+					    opts->listen, opts->tls_cert_path, opts->tls_key_path);
 		return cn_error_set(err, CN_EIO,
 				    "cannot listen on %s: the address may be in use or not local to this "
 				    "machine (set server.listen or --listen)",
-				    listen);
+				    opts->listen);
 	}
 	const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
 	srv->port = info ? info->port : 0;
@@ -252,5 +388,5 @@ void http_server_stop(struct http_server *srv, unsigned drain_ms)
 	MHD_stop_daemon(srv->mhd);
 	if (fd != MHD_INVALID_SOCKET)
 		close(fd);
-	free(srv);
+	server_free(srv);
 }

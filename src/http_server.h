@@ -5,10 +5,18 @@
  * before the body is read), each request handed to request_handle().
  * Stopping stops accepting, lets in-flight requests finish (bounded), then
  * closes.
+ *
+ * Facing the internet: HTTPS with TLS 1.2 or 1.3 only when a certificate is
+ * given; a connection from outside allow_from is closed before anything is
+ * read; one client address holds at most per_address connections (the
+ * others stay free for Interactor); a connection silent for timeout_s
+ * seconds before its request has arrived is closed.
  */
 #ifndef CN_HTTP_SERVER_H
 #define CN_HTTP_SERVER_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -16,9 +24,30 @@
 
 struct http_server;
 
-/* listen is "host:port" or "[v6]:port"; port 0 picks a free one. */
-int http_server_start(struct app *app, const char *listen, unsigned max_connections,
-		      struct http_server **out, struct cn_error *err) CN_MUST_USE;
+#define HTTP_MAX_ALLOW 64
+
+/* A client network: family AF_INET or AF_INET6, address bytes, prefix bits. */
+struct http_net {
+	int family;
+	unsigned char addr[16];
+	int prefix;
+};
+
+struct http_options {
+	const char *listen;          /* "host:port" or "[v6]:port"; port 0 picks a free one */
+	unsigned max_connections;
+	unsigned per_address;        /* connections one client address may hold */
+	unsigned timeout_s;          /* silence allowed before the request has arrived */
+	const char *tls_cert_path;   /* NULL or "": plain HTTP */
+	const char *tls_key_path;
+	const struct http_net *allow; /* naddr 0: every address */
+	size_t nallow;
+};
+
+int http_server_start(struct app *app, const struct http_options *opts, struct http_server **out,
+		      struct cn_error *err) CN_MUST_USE;
+/* True when the server listens on a loopback address only. */
+bool http_listen_is_loopback(const char *listen);
 uint16_t http_server_port(const struct http_server *srv);
 /* Stop accepting, wait up to drain_ms for in-flight requests, then free. */
 void http_server_stop(struct http_server *srv, unsigned drain_ms);

@@ -175,6 +175,36 @@ static void apply_log_settings(const struct config *cfg, enum log_level floor)
 
 /* ---- serve ---- */
 
+/* The HTTP server with the config's networks, limits and TLS. */
+static int start_http(struct app *app, const struct config *cfg, const char *listen,
+		      struct http_server **srv, struct cn_error *err)
+{
+	struct http_net nets[HTTP_MAX_ALLOW];
+	size_t n = 0;
+	for (size_t i = 0; i < cfg->nallow_from && n < HTTP_MAX_ALLOW; i++, n++)
+		if (config_parse_cidr(cfg->allow_from[i], &nets[n].family, nets[n].addr,
+				      &nets[n].prefix))
+			return cn_error_set(err, CN_ECONFIG, "server.allow_from: '%s' is not a network",
+					    cfg->allow_from[i]);
+	char *cert = *cfg->tls_cert ? config_resolve_path(cfg, cfg->tls_cert) : NULL;
+	char *key = *cfg->tls_key ? config_resolve_path(cfg, cfg->tls_key) : NULL;
+	struct http_options opts = {
+		.listen = listen,
+		.max_connections = cfg->max_connections,
+		.per_address = cfg->max_connections_per_address,
+		.timeout_s = cfg->request_timeout,
+		.tls_cert_path = cert,
+		.tls_key_path = key,
+		.allow = nets,
+		.nallow = n,
+	};
+	int rc = (*cfg->tls_cert && (!cert || !key)) ? cn_error_set(err, CN_ENOMEM, "out of memory")
+						      : http_server_start(app, &opts, srv, err);
+	free(cert);
+	free(key);
+	return rc;
+}
+
 static int cmd_serve(int argc, char **argv)
 {
 	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
@@ -259,13 +289,18 @@ static int cmd_serve(int argc, char **argv)
 		log_error("%s", err.message);
 		goto out;
 	}
-	if (http_server_start(&app, listen ? listen : cfg->listen, cfg->max_connections, &srv, &err)) {
+	if (start_http(&app, cfg, listen ? listen : cfg->listen, &srv, &err)) {
 		log_error("%s", err.message);
 		goto out;
 	}
-	log_info("interactor-connector %s listening on %s (port %u), %zu source(s), up to %u "
-		 "connections", CN_VERSION, listen ? listen : cfg->listen, http_server_port(srv),
-		 cfg->nsources, cfg->max_connections);
+	log_info("interactor-connector %s listening on %s (port %u, %s), %zu source(s), up to %u "
+		 "connections, %u per client address", CN_VERSION, listen ? listen : cfg->listen,
+		 http_server_port(srv), *cfg->tls_cert ? "HTTPS" : "plain HTTP", cfg->nsources,
+		 cfg->max_connections, cfg->max_connections_per_address);
+	if (!*cfg->tls_cert && !http_listen_is_loopback(listen ? listen : cfg->listen))
+		log_warn("serving plain HTTP on %s, which is not a loopback address: callbacks and their "
+			 "answers cross the network unencrypted; set server.tls.cert and server.tls.key, "
+			 "or listen on 127.0.0.1 behind a TLS proxy", listen ? listen : cfg->listen);
 
 	uint64_t removed = 0;
 	if (exec_store_expire(app.store, time(NULL), &removed, &err) == CN_OK && removed)

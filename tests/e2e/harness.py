@@ -78,8 +78,9 @@ sources:
 class Daemon:
     """The connector as a child process, on a free port."""
 
-    def __init__(self, args, config, env_extra=None):
+    def __init__(self, args, config, env_extra=None, ssl_context=None):
         self.args = args
+        self.ssl_context = ssl_context  # set: the daemon speaks HTTPS
         self.workdir = tempfile.mkdtemp(prefix="cn-e2e-")
         self.config_path = os.path.join(self.workdir, "connector.yaml")
         with open(self.config_path, "w") as f:
@@ -121,9 +122,14 @@ class Daemon:
         with open(self.log_path, "rb") as f:
             return f.read().decode(errors="replace")
 
-    def connect(self, timeout=60):
+    def connect(self, timeout=60, source_address=None):
         """A keep-alive connection to pass to request() and call() as conn."""
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        if self.ssl_context:
+            return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout,
+                                               context=self.ssl_context,
+                                               source_address=source_address)
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout,
+                                          source_address=source_address)
 
     def request(self, method, path, body=b"", headers=None, timeout=60, conn=None):
         c = conn or self.connect(timeout)
