@@ -81,7 +81,10 @@ int slot_pool_checkout(struct slot_pool *p, uint32_t wait_ms, unsigned gen, uint
 			*slot = best;
 			return CN_OK;
 		}
-		if (pthread_cond_timedwait(&p->cond, &p->lock, &until) == ETIMEDOUT) {
+		p->waiting++;
+		int rc = pthread_cond_timedwait(&p->cond, &p->lock, &until);
+		p->waiting--;
+		if (rc == ETIMEDOUT) {
 			pthread_mutex_unlock(&p->lock);
 			return cn_error_set(err, CN_EBUSY,
 					    "all %u connections of source %s are busy; retry shortly",
@@ -102,6 +105,21 @@ void slot_pool_set_warm(struct slot_pool *p, uint32_t slot, bool warm)
 {
 	pthread_mutex_lock(&p->lock);
 	p->warm[slot] = warm;
+	pthread_mutex_unlock(&p->lock);
+}
+
+void slot_pool_stats(struct slot_pool *p, struct cn_pool_stats *out)
+{
+	memset(out, 0, sizeof *out);
+	if (!p->n)
+		return;
+	pthread_mutex_lock(&p->lock);
+	out->size = p->n;
+	out->waiting = p->waiting;
+	for (uint32_t i = 0; i < p->n; i++) {
+		out->open += p->warm[i];
+		out->in_use += p->busy[i];
+	}
 	pthread_mutex_unlock(&p->lock);
 }
 

@@ -26,6 +26,7 @@ struct slot_pool {
 	pthread_cond_t cond; /* CLOCK_MONOTONIC */
 	uint32_t n;
 	unsigned gen;        /* bumped by slot_pool_cancel() */
+	uint32_t waiting;    /* callers waiting in slot_pool_checkout() */
 	bool *busy;
 	bool *warm;
 	char *source;        /* the source's name, for messages */
@@ -43,6 +44,8 @@ int slot_pool_checkout(struct slot_pool *p, uint32_t wait_ms, unsigned gen, uint
 void slot_pool_checkin(struct slot_pool *p, uint32_t slot);
 /* The slot holds an open connection (or no longer does). Takes the lock. */
 void slot_pool_set_warm(struct slot_pool *p, uint32_t slot, bool warm);
+/* Size, warm slots (open), busy slots (in use) and waiters. Takes the lock. */
+void slot_pool_stats(struct slot_pool *p, struct cn_pool_stats *out);
 /* Bump the generation, call fn(ctx, slot) for every busy slot with the lock
  * held, and wake every waiter. */
 void slot_pool_cancel(struct slot_pool *p, void (*fn)(void *ctx, uint32_t slot), void *ctx);

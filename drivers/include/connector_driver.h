@@ -52,10 +52,30 @@ enum cn_status {
 #undef CN_STATUS_ENUM
 };
 
+/* What kind of rule refused a query (CN_EREJECTED): a coarse class that
+ * operators count in metrics. The message stays what the assistant reads. */
+#define CN_REJECT_TABLE(X)                                                                       \
+	X(CN_REJECT_OTHER, 0, "other")         /* unclassified */                                 \
+	X(CN_REJECT_WRITE, 1, "write")         /* not a read: DML, DDL, locks, INTO, settings */   \
+	X(CN_REJECT_STATEMENTS, 2, "statements") /* empty, or more than one statement */            \
+	X(CN_REJECT_SYNTAX, 3, "syntax")       /* does not parse, not UTF-8, malformed request */  \
+	X(CN_REJECT_HIDDEN, 4, "hidden")       /* a table, column or field the mappings hide */    \
+	X(CN_REJECT_DENIED, 5, "denied")       /* a function, catalog, database or feature off the \
+						  allow-list */                                     \
+	X(CN_REJECT_PARAMETER, 6, "parameter") /* a placeholder out of range or not allowed */     \
+	X(CN_REJECT_LIMIT, 7, "limit")         /* too deep, too long, too large */
+
+enum cn_reject {
+#define CN_REJECT_ENUM(name, value, label) name = (value),
+	CN_REJECT_TABLE(CN_REJECT_ENUM)
+#undef CN_REJECT_ENUM
+};
+
 /* A human message for the caller; code mirrors the returned status. */
 struct cn_error {
 	int code;
 	char message[512];
+	int reject; /* enum cn_reject: read with CN_EREJECTED only (the core passes 0) */
 };
 
 /* Fill err (may be NULL) and return code, so a driver can write
@@ -72,6 +92,22 @@ static inline int cn_error_set(struct cn_error *err, int code, const char *fmt, 
 		va_end(ap);
 	}
 	return code;
+}
+
+/* cn_error_set for a rejection: also records its class. */
+static inline int cn_error_reject(struct cn_error *err, enum cn_reject why, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static inline int cn_error_reject(struct cn_error *err, enum cn_reject why, const char *fmt, ...)
+{
+	if (err) {
+		va_list ap;
+		va_start(ap, fmt);
+		err->code = CN_EREJECTED;
+		err->reject = (int)why;
+		vsnprintf(err->message, sizeof err->message, fmt, ap);
+		va_end(ap);
+	}
+	return CN_EREJECTED;
 }
 
 /* A typed value: a query parameter or a result cell. Text is not
@@ -174,6 +210,14 @@ struct cn_query {
 	uint32_t max_rows;   /* a hint: the sink enforces the cap */
 };
 
+/* A source's connections as pool_stats() reports them. */
+struct cn_pool_stats {
+	uint32_t size;    /* connections the driver may keep */
+	uint32_t open;    /* connections open now */
+	uint32_t in_use;  /* checked out by a request */
+	uint32_t waiting; /* requests waiting for a free connection */
+};
+
 /* Capabilities: callers test bits, never driver names. */
 #define CN_CAP_SQL (1u << 0)           /* query text is SQL */
 #define CN_CAP_DOLLAR_PARAMS (1u << 1) /* $1..$n placeholders */
@@ -207,8 +251,11 @@ struct cn_driver {
 	 * that says what it can write and what to do. check-config prints it and
 	 * serve logs it. */
 	int (*audit)(void *handle, char *warning, size_t len, struct cn_error *err);
+	/* Connections, for metrics (optional, may be NULL). Called from any
+	 * thread at any time; must not wait for the database. */
+	void (*pool_stats)(void *handle, struct cn_pool_stats *out);
 
-	void *reserved[7]; /* room to grow without breaking the ABI: keep NULL */
+	void *reserved[6]; /* room to grow without breaking the ABI: keep NULL */
 };
 
 typedef const struct cn_driver *(*cn_driver_entry_fn)(void);

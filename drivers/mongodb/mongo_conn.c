@@ -237,6 +237,8 @@ int mongo_pool_checkout(struct mongo_handle *h, uint32_t wait_ms, unsigned gen, 
 		return cn_error_set(err, CN_EBUSY, "all %u connections of source %s are busy; "
 				    "retry shortly", h->slots.n, h->source);
 	}
+	/* libmongoc keeps the clients it made: as many as were ever out at once */
+	slot_pool_set_warm(&h->slots, *slot, true);
 	return CN_OK;
 }
 

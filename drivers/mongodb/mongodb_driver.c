@@ -276,6 +276,12 @@ static int mongo_audit(void *handle, char *warning, size_t len, struct cn_error 
 	return rc;
 }
 
+static void mongo_pool_stats(void *handle, struct cn_pool_stats *out)
+{
+	struct mongo_handle *h = handle;
+	slot_pool_stats(&h->slots, out);
+}
+
 static const struct cn_driver mongodb_driver = {
 	.abi_version = CN_DRIVER_ABI_VERSION,
 	.struct_size = sizeof(struct cn_driver),
@@ -290,6 +296,7 @@ static const struct cn_driver mongodb_driver = {
 	.execute = mongo_execute,
 	.cancel = mongo_cancel,
 	.audit = mongo_audit,
+	.pool_stats = mongo_pool_stats,
 };
 
 CN_DRIVER_EXPORT(mongodb_driver)

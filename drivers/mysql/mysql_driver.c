@@ -246,6 +246,12 @@ static int my_audit(void *handle, char *warning, size_t len, struct cn_error *er
 	return rc;
 }
 
+static void my_pool_stats(void *handle, struct cn_pool_stats *out)
+{
+	struct my_handle *h = handle;
+	slot_pool_stats(&h->pool, out);
+}
+
 static const struct cn_driver mysql_driver = {
 	.abi_version = CN_DRIVER_ABI_VERSION,
 	.struct_size = sizeof(struct cn_driver),
@@ -260,6 +266,7 @@ static const struct cn_driver mysql_driver = {
 	.execute = my_execute,
 	.cancel = my_cancel,
 	.audit = my_audit,
+	.pool_stats = my_pool_stats,
 };
 
 CN_DRIVER_EXPORT(mysql_driver)

@@ -304,6 +304,12 @@ static void pg_cancel(void *handle)
 		pg_pool_cancel_all(handle);
 }
 
+static void pg_pool_stats(void *handle, struct cn_pool_stats *out)
+{
+	struct pg_handle *h = handle;
+	slot_pool_stats(&h->pool, out);
+}
+
 static const struct cn_driver postgres_driver = {
 	.abi_version = CN_DRIVER_ABI_VERSION,
 	.struct_size = sizeof(struct cn_driver),
@@ -318,6 +324,7 @@ static const struct cn_driver postgres_driver = {
 	.execute = pg_execute,
 	.cancel = pg_cancel,
 	.audit = pg_audit,
+	.pool_stats = pg_pool_stats,
 };
 
 CN_DRIVER_EXPORT(postgres_driver)

@@ -136,6 +136,7 @@ struct sq_source {
 
 	pthread_mutex_t pool_mu;
 	pthread_cond_t pool_cv; /* CLOCK_MONOTONIC */
+	uint32_t pool_waiting;  /* requests waiting for a connection; under pool_mu */
 	struct sq_conn *conns;
 	uint32_t nconns;
 
@@ -554,7 +555,10 @@ static int sq_pool_acquire(struct sq_source *s, uint32_t wait_ms, struct sq_conn
 	}
 	pthread_mutex_lock(&s->pool_mu);
 	while (!(*out = sq_pool_take(s))) {
-		if (pthread_cond_timedwait(&s->pool_cv, &s->pool_mu, &until) == ETIMEDOUT) {
+		s->pool_waiting++;
+		int rc = pthread_cond_timedwait(&s->pool_cv, &s->pool_mu, &until);
+		s->pool_waiting--;
+		if (rc == ETIMEDOUT) {
 			*out = sq_pool_take(s);
 			break;
 		}
@@ -1849,6 +1853,19 @@ static int sq_audit(void *handle, char *warning, size_t len, struct cn_error *er
 	return CN_OK;
 }
 
+/* Every pooled connection is opened with the source and stays open. */
+static void sq_pool_stats(void *handle, struct cn_pool_stats *out)
+{
+	struct sq_source *s = handle;
+	memset(out, 0, sizeof *out);
+	pthread_mutex_lock(&s->pool_mu);
+	out->size = out->open = s->nconns;
+	out->waiting = s->pool_waiting;
+	for (uint32_t i = 0; i < s->nconns; i++)
+		out->in_use += s->conns[i].busy;
+	pthread_mutex_unlock(&s->pool_mu);
+}
+
 static const struct cn_driver sq_driver = {
 	.abi_version = CN_DRIVER_ABI_VERSION,
 	.struct_size = sizeof(struct cn_driver),
@@ -1863,6 +1880,7 @@ static const struct cn_driver sq_driver = {
 	.check = sq_check,
 	.execute = sq_execute,
 	.cancel = sq_cancel,
+	.pool_stats = sq_pool_stats,
 };
 
 CN_DRIVER_EXPORT(sq_driver)
