@@ -10,9 +10,10 @@ pkgs=(build-essential cmake pkg-config ca-certificates curl openssl python3 sqli
 if [ "${1:-}" = "--test" ]; then
   # python3-pymongo and python3-mongomock: the MongoDB wire-protocol test server
   # (tests/support/mongo_server.py), no mongod can be installed from Debian; python3-croniter:
-  # the cron parser's differential test
+  # the cron parser's differential test; python3-prometheus-client: Prometheus' own parser reads
+  # GET /metrics in tests/e2e/test_metrics.py
   pkgs+=(libcmocka-dev clang-14 libclang-rt-14-dev valgrind postgresql-15 mariadb-server
-         mariadb-client python3-pymongo python3-mongomock python3-croniter)
+         mariadb-client python3-pymongo python3-mongomock python3-croniter python3-prometheus-client)
 fi
 
 missing=()

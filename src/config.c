@@ -157,6 +157,12 @@ static const struct ck_key global_keys[] = {
 	 .doc = "least severe level logged: error, warn, info or debug"},
 	{"log.format", CK_STRING, CFG(log_format), .def = "json", .choices = "text|json",
 	 .doc = "log line format: text or json"},
+	{"metrics.enabled", CK_BOOL, CFG(metrics_enabled), .def_u = 1,
+	 .doc = "serve GET /metrics and count for it; false: 404, nothing counted"},
+	{"metrics.allow_from", CK_STRLIST, CFG(metrics_allow_from), CFG(nmetrics_allow_from),
+	 .min = 0, .max = 64, .check = check_cidr,
+	 .doc = "client networks that may read GET /metrics (CIDR); empty: loopback and private "
+		"networks (10/8, 172.16/12, 192.168/16, fc00::/7)"},
 	{"refresh", CK_STRING, CFG(refresh), .def = "@hourly", .check = check_refresh,
 	 .doc = "when every source's schema is read again: cron (5 fields or @hourly...) or off"},
 	{"refresh_timezone", CK_STRING, CFG(refresh_timezone), .def = "UTC", .check = check_timezone,

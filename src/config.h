@@ -74,6 +74,10 @@ struct config {
 	/* log */
 	char *log_level;         /* "error" | "warn" | "info" | "debug", default "info" */
 	char *log_format;        /* "text" | "json", default "json" */
+	/* metrics */
+	bool metrics_enabled;      /* default true */
+	char **metrics_allow_from; /* networks that may read /metrics; none = loopback and private */
+	size_t nmetrics_allow_from;
 	/* schema refresh */
 	char *refresh;           /* default schedule of every source: cron, @macro or "off"; default "@hourly" */
 	char *refresh_timezone;  /* IANA zone the schedules are read in, default "UTC" */

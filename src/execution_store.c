@@ -43,6 +43,7 @@
 #include <sqlite3.h>
 
 #include "log.h"
+#include "metrics.h"
 
 #define STORE_DEFAULT_STALE_S 120
 #define STORE_BUCKETS_MIN 1024
@@ -102,6 +103,7 @@ struct exec_store {
 
 	pthread_mutex_t db_mu; /* guards db and the statements */
 	atomic_int db_waiting; /* threads other than expire() waiting for db_mu */
+	_Atomic uint64_t stored; /* rows of executions: counted at open, then kept */
 	sqlite3 *db;
 	sqlite3_stmt *st_get;
 	sqlite3_stmt *st_put;
@@ -188,6 +190,13 @@ static bool id_valid(const char *id)
 static int id_error(struct cn_error *err)
 {
 	return cn_error_set(err, CN_EINVAL, "execution_id must be 1 to %d bytes", EXEC_ID_MAX);
+}
+
+static long long monotonic_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
 }
 
 static long long monotonic_ms(void)
@@ -412,8 +421,10 @@ out:
 	return rc;
 }
 
-/* One answer, in the current transaction or its own. */
-static int db_put(struct exec_store *s, const struct entry *e, struct cn_error *err)
+/* One answer, in the current transaction or its own; *inserted counts a
+ * new row (an upsert that replaced an expired one adds none). */
+static int db_put(struct exec_store *s, const struct entry *e, uint64_t *inserted,
+		  struct cn_error *err)
 {
 	sqlite3_stmt *st = s->st_put;
 	int rc = sqlite3_bind_text(st, 1, e->id, -1, SQLITE_STATIC);
@@ -430,8 +441,11 @@ static int db_put(struct exec_store *s, const struct entry *e, struct cn_error *
 	sqlite3_bind_int64(st, 4, (sqlite3_int64)e->claimed);
 	sqlite3_bind_int64(st, 5, (sqlite3_int64)e->answered);
 	sqlite3_bind_int64(st, 6, (sqlite3_int64)e->answered - (sqlite3_int64)s->ttl_s);
+	/* an upsert's update leaves the last insert rowid alone */
+	sqlite3_set_last_insert_rowid(s->db, 0);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_DONE) {
+		*inserted += sqlite3_last_insert_rowid(s->db) != 0;
 		sqlite3_reset(st);
 		sqlite3_clear_bindings(st);
 		return CN_OK;
@@ -445,16 +459,21 @@ static int db_put(struct exec_store *s, const struct entry *e, struct cn_error *
 /* Write the batch (linked by qnext) in one transaction. */
 static int db_put_batch(struct exec_store *s, struct entry *batch, struct cn_error *err)
 {
+	long long start = monotonic_us();
 	int src = stmt_run(s->st_begin);
 	if (src != SQLITE_OK)
 		return store_fail(s, src, "beginning a transaction", err);
 	int rc = CN_OK;
+	uint64_t inserted = 0;
 	for (struct entry *e = batch; e && rc == CN_OK; e = e->qnext)
-		rc = db_put(s, e, err);
+		rc = db_put(s, e, &inserted, err);
 	if (rc == CN_OK) {
 		src = stmt_run(s->st_commit);
-		if (src == SQLITE_OK)
+		if (src == SQLITE_OK) {
+			atomic_fetch_add(&s->stored, inserted);
+			metrics_store_write((double)(monotonic_us() - start) / 1e6);
 			return CN_OK;
+		}
 		rc = store_fail(s, src, "committing answers", err);
 	}
 	if (!sqlite3_get_autocommit(s->db))
@@ -633,6 +652,20 @@ static int wal_callback(void *arg, int ncols, char **values, char **names)
 /* Exclusive locking first: entering WAL then keeps the WAL index in heap
  * memory and takes the file's lock until close, so a second process fails
  * here with SQLITE_BUSY (no busy timeout: nobody else may hold it). */
+/* How many answers the file holds, once at open (the metrics keep it after). */
+static int store_count(struct exec_store *s, struct cn_error *err)
+{
+	sqlite3_stmt *st;
+	int src = sqlite3_prepare_v2(s->db, "SELECT count(*) FROM executions", -1, &st, NULL);
+	if (src != SQLITE_OK)
+		return store_fail(s, src, "counting answers", err);
+	src = sqlite3_step(st);
+	if (src == SQLITE_ROW)
+		atomic_store(&s->stored, (uint64_t)sqlite3_column_int64(st, 0));
+	sqlite3_finalize(st);
+	return src == SQLITE_ROW ? CN_OK : store_fail(s, src, "counting answers", err);
+}
+
 static int store_setup(struct exec_store *s, struct cn_error *err)
 {
 	bool is_wal = false;
@@ -663,7 +696,7 @@ static int store_setup(struct exec_store *s, struct cn_error *err)
 		if (src != SQLITE_OK)
 			rc = store_fail(s, src, "the executions table has an unexpected shape", err);
 	}
-	return rc;
+	return rc == CN_OK ? store_count(s, err) : rc;
 }
 
 static int store_init_sync(struct exec_store *s, struct cn_error *err)
@@ -786,6 +819,23 @@ void exec_store_close(struct exec_store *s)
 		pthread_mutex_destroy(&s->db_mu);
 	free(s->path);
 	free(s);
+}
+
+void exec_store_stats(struct exec_store *s, struct exec_store_stats *out)
+{
+	memset(out, 0, sizeof *out);
+	out->entries = atomic_load(&s->stored);
+	pthread_mutex_lock(&s->mu);
+	out->pending = s->pending_n;
+	pthread_mutex_unlock(&s->mu);
+	static const char *const suffixes[] = {"", "-wal"};
+	for (size_t i = 0; i < 2; i++) {
+		char path[4096];
+		struct stat sb;
+		snprintf(path, sizeof path, "%s%s", s->path, suffixes[i]);
+		if (stat(path, &sb) == 0)
+			out->file_bytes += (uint64_t)sb.st_size;
+	}
 }
 
 void exec_store_set_clock(struct exec_store *s, time_t (*now)(void))
@@ -933,7 +983,13 @@ static int finish_sync(struct exec_store *s, struct entry *e, struct cn_error *e
 	pthread_cond_broadcast(&s->changed);
 	pthread_mutex_unlock(&s->mu);
 	db_lock(s);
-	int rc = db_put(s, e, err);
+	long long start = monotonic_us();
+	uint64_t inserted = 0;
+	int rc = db_put(s, e, &inserted, err);
+	if (rc == CN_OK) {
+		atomic_fetch_add(&s->stored, inserted);
+		metrics_store_write((double)(monotonic_us() - start) / 1e6);
+	}
 	db_unlock(s);
 	pthread_mutex_lock(&s->mu);
 	e->refs--;
@@ -1032,6 +1088,8 @@ static int expire_batch(struct exec_store *s, sqlite3_int64 cutoff, uint64_t *n,
 		rc = store_fail(s, src, "expiring answers", err);
 	else
 		*n = (uint64_t)sqlite3_changes(s->db);
+	uint64_t had = atomic_load(&s->stored);
+	atomic_store(&s->stored, had > *n ? had - *n : 0); /* writers wait for db_mu too */
 	pthread_mutex_unlock(&s->db_mu);
 	return rc;
 }

@@ -115,6 +115,15 @@ int exec_store_snapshot_touch(struct exec_store *s, int64_t id, int64_t now, con
 int exec_store_snapshot_history(struct exec_store *s, const char *source, size_t limit,
 				struct exec_snapshot **out, size_t *n, struct cn_error *err) CN_MUST_USE;
 
+/* For the metrics: answers in the file (kept from a count at open), answers
+ * waiting for the writer, bytes of the file and its WAL. Thread-safe. */
+struct exec_store_stats {
+	uint64_t entries;
+	uint64_t pending;
+	uint64_t file_bytes;
+};
+void exec_store_stats(struct exec_store *s, struct exec_store_stats *out);
+
 /* For tests: the clock the store uses (default time(NULL)). */
 void exec_store_set_clock(struct exec_store *s, time_t (*now)(void));
 

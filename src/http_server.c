@@ -12,6 +12,7 @@
 
 #include "http_server.h"
 #include "log.h"
+#include "metrics.h"
 #include "request.h"
 
 /* libmicrohttpd's per-connection pool: request line, headers and its read and
@@ -27,6 +28,8 @@ struct http_server {
 	uint16_t port;
 	struct http_net allow[HTTP_MAX_ALLOW];
 	size_t nallow;
+	struct http_net metrics_allow[HTTP_MAX_ALLOW];
+	size_t nmetrics_allow;
 	char *tls_cert, *tls_key; /* PEM, kept while libmicrohttpd runs */
 };
 
@@ -84,6 +87,67 @@ bad:
 			    listen);
 }
 
+/* Does the network hold the address (bytes in network order)? */
+static bool net_holds(const struct http_net *n, const unsigned char *a)
+{
+	int full = n->prefix / 8, rest = n->prefix % 8;
+	if (memcmp(n->addr, a, (size_t)full) != 0)
+		return false;
+	if (!rest)
+		return true;
+	unsigned char mask = (unsigned char)(0xFF << (8 - rest));
+	return (n->addr[full] & mask) == (a[full] & mask);
+}
+
+/* Is addr in one of the networks? An IPv4 client on an IPv6 socket arrives
+ * as ::ffff:a.b.c.d and is matched as IPv4. */
+static bool nets_hold(const struct http_net *nets, size_t n, const struct sockaddr *addr)
+{
+	if (!addr)
+		return false;
+	unsigned char a[16];
+	int family = addr->sa_family;
+	if (family == AF_INET) {
+		memcpy(a, &((const struct sockaddr_in *)addr)->sin_addr, 4);
+	} else if (family == AF_INET6) {
+		const unsigned char *b = ((const struct sockaddr_in6 *)addr)->sin6_addr.s6_addr;
+		static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
+		if (!memcmp(b, mapped, sizeof mapped)) {
+			family = AF_INET;
+			memcpy(a, b + 12, 4);
+		} else {
+			memcpy(a, b, 16);
+		}
+	} else {
+		return false;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (nets[i].family == family && net_holds(&nets[i], a))
+			return true;
+	return false;
+}
+
+/* libmicrohttpd asks before it reads anything from a new connection. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t len)
+{
+	const struct http_server *srv = cls;
+	(void)len;
+	if (!srv->nallow || nets_hold(srv->allow, srv->nallow, addr))
+		return MHD_YES;
+	metrics_connection_denied();
+	return MHD_NO;
+}
+
+/* GET /metrics is for the operator's networks only. */
+static bool metrics_allowed(const struct http_server *srv, struct MHD_Connection *conn, const char *url)
+{
+	if (strcmp(url, "/metrics") != 0)
+		return false;
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	return ci && nets_hold(srv->metrics_allow, srv->nmetrics_allow, ci->client_addr);
+}
+
 static enum MHD_Result send_response(struct MHD_Connection *conn, struct http_response *r)
 {
 	struct MHD_Response *resp =
@@ -91,7 +155,8 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct http_re
 	if (!resp)
 		return MHD_NO;
 	r->body = NULL; /* owned by MHD now */
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+				r->content_type ? r->content_type : "application/json");
 	MHD_add_response_header(resp, "Cache-Control", "no-store");
 	if (r->retry_after > 0) {
 		char v[16];
@@ -163,6 +228,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		.body = up->data ? up->data : "",
 		.len = up->len,
 		.too_large = up->too_large,
+		.metrics_allowed = metrics_allowed(srv, conn, url),
 	};
 	struct http_response resp;
 	request_handle(srv->app, &req, &resp);
@@ -184,49 +250,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		free(up);
 		*con_cls = NULL;
 	}
-}
-
-/* Does the network hold the address (bytes in network order)? */
-static bool net_holds(const struct http_net *n, const unsigned char *a)
-{
-	int full = n->prefix / 8, rest = n->prefix % 8;
-	if (memcmp(n->addr, a, (size_t)full) != 0)
-		return false;
-	if (!rest)
-		return true;
-	unsigned char mask = (unsigned char)(0xFF << (8 - rest));
-	return (n->addr[full] & mask) == (a[full] & mask);
-}
-
-/* libmicrohttpd asks before it reads anything from a new connection. An
- * IPv4 client on an IPv6 socket arrives as ::ffff:a.b.c.d and is matched as
- * IPv4. */
-static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t len)
-{
-	const struct http_server *srv = cls;
-	(void)len;
-	if (!srv->nallow)
-		return MHD_YES;
-	unsigned char a[16];
-	int family = addr->sa_family;
-	if (family == AF_INET) {
-		memcpy(a, &((const struct sockaddr_in *)addr)->sin_addr, 4);
-	} else if (family == AF_INET6) {
-		const unsigned char *b = ((const struct sockaddr_in6 *)addr)->sin6_addr.s6_addr;
-		static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
-		if (!memcmp(b, mapped, sizeof mapped)) {
-			family = AF_INET;
-			memcpy(a, b + 12, 4);
-		} else {
-			memcpy(a, b, 16);
-		}
-	} else {
-		return MHD_NO;
-	}
-	for (size_t i = 0; i < srv->nallow; i++)
-		if (srv->allow[i].family == family && net_holds(&srv->allow[i], a))
-			return MHD_YES;
-	return MHD_NO;
 }
 
 static char *read_pem(const char *path, const char *what, struct cn_error *err)
@@ -306,9 +329,9 @@ int http_server_start(struct app *app, const struct http_options *opts, struct h
 	int rc = http_parse_listen(opts->listen, &ss, err);
 	if (rc)
 		return rc;
-	if (opts->nallow > HTTP_MAX_ALLOW)
-		return cn_error_set(err, CN_ECONFIG, "server.allow_from: at most %d networks",
-				    HTTP_MAX_ALLOW);
+	if (opts->nallow > HTTP_MAX_ALLOW || opts->nmetrics_allow > HTTP_MAX_ALLOW)
+		return cn_error_set(err, CN_ECONFIG, "at most %d networks in server.allow_from and "
+				    "in server.metrics_allow_from", HTTP_MAX_ALLOW);
 	struct http_server *srv = calloc(1, sizeof *srv);
 	if (!srv)
 		return cn_error_set(err, CN_ENOMEM, "out of memory");
@@ -316,6 +339,10 @@ int http_server_start(struct app *app, const struct http_options *opts, struct h
 	atomic_init(&srv->inflight, 0);
 	memcpy(srv->allow, opts->allow, opts->nallow * sizeof *opts->allow);
 	srv->nallow = opts->nallow;
+	if (opts->nmetrics_allow)
+		memcpy(srv->metrics_allow, opts->metrics_allow,
+		       opts->nmetrics_allow * sizeof *opts->metrics_allow);
+	srv->nmetrics_allow = opts->nmetrics_allow;
 	bool tls = opts->tls_cert_path && *opts->tls_cert_path;
 	if (tls && !MHD_is_feature_supported(MHD_FEATURE_TLS)) {
 		server_free(srv);

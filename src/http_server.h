@@ -40,8 +40,10 @@ struct http_options {
 	unsigned timeout_s;          /* silence allowed before the request has arrived */
 	const char *tls_cert_path;   /* NULL or "": plain HTTP */
 	const char *tls_key_path;
-	const struct http_net *allow; /* naddr 0: every address */
+	const struct http_net *allow; /* nallow 0: every address */
 	size_t nallow;
+	const struct http_net *metrics_allow; /* who may GET /metrics; none: nobody */
+	size_t nmetrics_allow;
 };
 
 int http_server_start(struct app *app, const struct http_options *opts, struct http_server **out,

@@ -19,6 +19,7 @@
 #include "control.h"
 #include "http_server.h"
 #include "log.h"
+#include "metrics.h"
 #include "refresh.h"
 #include "request.h"
 #include "scheduler.h"
@@ -175,17 +176,41 @@ static void apply_log_settings(const struct config *cfg, enum log_level floor)
 
 /* ---- serve ---- */
 
+/* CIDR texts into networks; what names the list in errors. */
+static int parse_nets(const char *what, char *const *texts, size_t n, struct http_net *nets,
+		      size_t *out, struct cn_error *err)
+{
+	if (n > HTTP_MAX_ALLOW)
+		return cn_error_set(err, CN_ECONFIG, "%s: at most %d networks", what, HTTP_MAX_ALLOW);
+	for (size_t i = 0; i < n; i++)
+		if (config_parse_cidr(texts[i], &nets[i].family, nets[i].addr, &nets[i].prefix))
+			return cn_error_set(err, CN_ECONFIG, "%s: '%s' is not a network", what,
+					    texts[i]);
+	*out = n;
+	return CN_OK;
+}
+
+/* Who may read /metrics when the config does not say: this host and the
+ * private networks a Prometheus or a cluster's scraper runs in. */
+static char *const metrics_default_nets[] = {"127.0.0.0/8",    "::1/128",        "10.0.0.0/8",
+					     "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"};
+
 /* The HTTP server with the config's networks, limits and TLS. */
 static int start_http(struct app *app, const struct config *cfg, const char *listen,
 		      struct http_server **srv, struct cn_error *err)
 {
-	struct http_net nets[HTTP_MAX_ALLOW];
-	size_t n = 0;
-	for (size_t i = 0; i < cfg->nallow_from && n < HTTP_MAX_ALLOW; i++, n++)
-		if (config_parse_cidr(cfg->allow_from[i], &nets[n].family, nets[n].addr,
-				      &nets[n].prefix))
-			return cn_error_set(err, CN_ECONFIG, "server.allow_from: '%s' is not a network",
-					    cfg->allow_from[i]);
+	struct http_net nets[HTTP_MAX_ALLOW], metrics_nets[HTTP_MAX_ALLOW];
+	size_t n = 0, nm = 0;
+	bool metrics_default = cfg->metrics_enabled && cfg->nmetrics_allow_from == 0;
+	int rc = parse_nets("server.allow_from", cfg->allow_from, cfg->nallow_from, nets, &n, err);
+	if (rc == CN_OK)
+		rc = parse_nets("metrics.allow_from",
+				metrics_default ? metrics_default_nets : cfg->metrics_allow_from,
+				metrics_default ? sizeof metrics_default_nets / sizeof *metrics_default_nets
+				: cfg->metrics_enabled ? cfg->nmetrics_allow_from : 0,
+				metrics_nets, &nm, err);
+	if (rc)
+		return rc;
 	char *cert = *cfg->tls_cert ? config_resolve_path(cfg, cfg->tls_cert) : NULL;
 	char *key = *cfg->tls_key ? config_resolve_path(cfg, cfg->tls_key) : NULL;
 	struct http_options opts = {
@@ -197,9 +222,11 @@ static int start_http(struct app *app, const struct config *cfg, const char *lis
 		.tls_key_path = key,
 		.allow = nets,
 		.nallow = n,
+		.metrics_allow = metrics_nets,
+		.nmetrics_allow = nm,
 	};
-	int rc = (*cfg->tls_cert && (!cert || !key)) ? cn_error_set(err, CN_ENOMEM, "out of memory")
-						      : http_server_start(app, &opts, srv, err);
+	rc = (*cfg->tls_cert && (!cert || !key)) ? cn_error_set(err, CN_ENOMEM, "out of memory")
+						 : http_server_start(app, &opts, srv, err);
 	free(cert);
 	free(key);
 	return rc;
@@ -271,6 +298,8 @@ static int cmd_serve(int argc, char **argv)
 		log_error("%s", err.message);
 		goto out;
 	}
+	if (cfg->metrics_enabled)
+		metrics_init(); /* before the sources: their first refresh counts */
 	struct sources_opts sopts = {.store = app.store};
 	if (sources_open_with(cfg, &sopts, &app.sources, &err)) {
 		log_error("%s", err.message);
@@ -340,6 +369,7 @@ out:
 	sources_close(app.sources);
 	control_close(ctl);
 	exec_store_close(app.store);
+	metrics_shutdown();
 	free(state_path);
 	config_free(cfg);
 	return ret;

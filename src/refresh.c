@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "signature.h"
 
 #define LOG_LIST_MAX 5 /* changes or drift items named in one log line */
@@ -206,10 +207,9 @@ static int fail(struct source *s, struct refresh_result *r, int rc, const char *
 	return rc;
 }
 
-int refresh_source_locked(struct source_set *set, struct source *s, struct refresh_result *out)
+static int refresh_run(struct source_set *set, struct source *s, const struct timespec *start,
+		       struct refresh_result *out)
 {
-	struct timespec start;
-	clock_gettime(CLOCK_MONOTONIC, &start);
 	memset(out, 0, sizeof *out);
 	snprintf(out->source, sizeof out->source, "%s", s->cfg->name);
 	int64_t now = (int64_t)time(NULL);
@@ -276,9 +276,19 @@ int refresh_source_locked(struct source_set *set, struct source *s, struct refre
 	if (keep)
 		store_snapshot(set, s, out, snap_text, now);
 	free(snap_text);
-	out->duration_ms = elapsed_ms(&start);
+	out->duration_ms = elapsed_ms(start);
 	log_outcome(s, out);
 	return CN_OK;
+}
+
+int refresh_source_locked(struct source_set *set, struct source *s, struct refresh_result *out)
+{
+	struct timespec start;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	int rc = refresh_run(set, s, &start, out);
+	out->duration_ms = elapsed_ms(&start);
+	metrics_refresh(s->cfg->name, rc == CN_OK, (double)out->duration_ms / 1000.0);
+	return rc;
 }
 
 int refresh_source(struct source_set *set, struct source *s, struct refresh_result *out)

@@ -7,7 +7,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "buf.h"
 #include "log.h"
+#include "metrics.h"
 #include "refresh.h"
 #include "signature.h"
 #include "tools.h"
@@ -15,17 +17,18 @@
 #define TOOL_PREFIX "/v1/tools/"
 #define DUPLICATE_WAIT_MS 25000u
 
+/* What one tool call did: its log line and its metrics. */
+struct call {
+	char exec_id[EXEC_ID_MAX + 1];
+	const struct tool_def *tool; /* NULL: the URL names no tool of the catalog */
+	const char *source;          /* borrowed from the config; NULL: none used */
+	const char *code;            /* error code; NULL on success */
+};
+
 void http_response_free(struct http_response *resp)
 {
 	free(resp->body);
 	resp->body = NULL;
-}
-
-static long elapsed_ms(const struct timespec *start)
-{
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (now.tv_sec - start->tv_sec) * 1000L + (now.tv_nsec - start->tv_nsec) / 1000000L;
 }
 
 /* Move a tool_result into the response. */
@@ -125,10 +128,10 @@ static void handle_ready(struct app *app, struct http_response *resp)
 }
 
 /* The tool call proper, once the request is authentic and well formed. */
-static void run_tool(struct app *app, const struct tool_def *tool, const cJSON *params,
-		     const char *exec_id, struct http_response *resp, const char **source,
-		     const char **error_code)
+static void run_tool(struct app *app, const cJSON *params, struct http_response *resp,
+		     struct call *call)
 {
+	const char *exec_id = call->exec_id;
 	struct cn_error err = {0};
 	enum exec_claim state = EXEC_CLAIMED;
 	if (app->store) {
@@ -141,28 +144,29 @@ static void run_tool(struct app *app, const struct tool_def *tool, const cJSON *
 			respond_error(resp, 503, "store_unavailable",
 				      "the connector cannot record this execution; retry");
 			resp->retry_after = 2;
-			*error_code = "store_unavailable";
+			call->code = "store_unavailable";
 			return;
 		}
 		if (state == EXEC_DONE) {
 			resp->status = status;
 			resp->body = body;
 			resp->len = len;
-			*error_code = "replayed";
+			call->code = "replayed";
+			metrics_replay();
 			return;
 		}
 		if (state == EXEC_RUNNING) {
 			respond_error(resp, 429, "execution_in_progress",
 				      "this execution_id is still running; retry to get its answer");
 			resp->retry_after = 2;
-			*error_code = "execution_in_progress";
+			call->code = "execution_in_progress";
 			return;
 		}
 	}
 	struct tool_result r = {0};
-	tools_call(app, tool, params, &r);
-	*source = r.source;
-	*error_code = r.error_code;
+	tools_call(app, call->tool, params, &r);
+	call->source = r.source;
+	call->code = r.error_code;
 	if (app->store) {
 		/* Keep final answers; retryable ones (429, 5xx) must run again. */
 		int keep = r.http_status < 500 && r.http_status != 429;
@@ -196,10 +200,8 @@ static long json_nul_escape_at(const char *p, size_t n)
 	return -1;
 }
 
-/* exec_out receives a copy of the body's execution_id (for the log line). */
 static void handle_tool(struct app *app, const struct http_request *req, const char *tool_name,
-			struct http_response *resp, char exec_out[EXEC_ID_MAX + 1], const char **source,
-			const char **error_code)
+			struct http_response *resp, struct call *call)
 {
 	struct cn_error err = {0};
 	const struct config *cfg = app->cfg;
@@ -207,13 +209,13 @@ static void handle_tool(struct app *app, const struct http_request *req, const c
 		char msg[100];
 		snprintf(msg, sizeof msg, "the request body is over %u bytes", REQUEST_MAX_BODY);
 		respond_error(resp, 413, "payload_too_large", msg);
-		*error_code = "payload_too_large";
+		call->code = "payload_too_large";
 		return;
 	}
 	if (signature_verify((const char *const *)cfg->callback_secrets, cfg->nsecrets, req->body, req->len,
 			     req->signature, req->timestamp, app->now(), cfg->timestamp_tolerance, &err)) {
 		respond_error(resp, 401, "invalid_signature", err.message);
-		*error_code = "invalid_signature";
+		call->code = "invalid_signature";
 		return;
 	}
 
@@ -223,14 +225,14 @@ static void handle_tool(struct app *app, const struct http_request *req, const c
 		snprintf(msg, sizeof msg, "a string holds a NUL character (\\u0000 at byte %ld of the "
 			 "body), which no query or parameter may contain", nul + 1);
 		respond_error(resp, 400, "invalid_parameters", msg);
-		*error_code = "invalid_parameters";
+		call->code = "invalid_parameters";
 		return;
 	}
 	cJSON *root = cJSON_ParseWithLength(req->body, req->len);
 	const cJSON *exec_id, *name, *params, *ts;
 	if (!root || !cJSON_IsObject(root)) {
 		respond_error(resp, 400, "invalid_request", "the body is not a JSON object");
-		*error_code = "invalid_request";
+		call->code = "invalid_request";
 		goto out;
 	}
 	exec_id = cJSON_GetObjectItemCaseSensitive(root, "execution_id");
@@ -239,23 +241,23 @@ static void handle_tool(struct app *app, const struct http_request *req, const c
 	ts = cJSON_GetObjectItemCaseSensitive(root, "timestamp");
 	if (!cJSON_IsString(exec_id) || !*exec_id->valuestring || strlen(exec_id->valuestring) > EXEC_ID_MAX) {
 		respond_error(resp, 400, "invalid_request", "execution_id must be a non-empty string of at most 200 bytes");
-		*error_code = "invalid_request";
+		call->code = "invalid_request";
 		goto out;
 	}
-	snprintf(exec_out, EXEC_ID_MAX + 1, "%s", exec_id->valuestring);
+	snprintf(call->exec_id, sizeof call->exec_id, "%s", exec_id->valuestring);
 	if (req->request_id && strcmp(req->request_id, exec_id->valuestring) != 0) {
 		respond_error(resp, 400, "invalid_request", "X-Interactor-Request-Id differs from execution_id");
-		*error_code = "invalid_request";
+		call->code = "invalid_request";
 		goto out;
 	}
 	if (!cJSON_IsString(name) || strcmp(name->valuestring, tool_name) != 0) {
 		respond_error(resp, 400, "invalid_request", "tool_name in the body differs from the tool in the URL");
-		*error_code = "invalid_request";
+		call->code = "invalid_request";
 		goto out;
 	}
 	if (params && !cJSON_IsObject(params) && !cJSON_IsNull(params)) {
 		respond_error(resp, 400, "invalid_parameters", "parameters must be a JSON object");
-		*error_code = "invalid_parameters";
+		call->code = "invalid_parameters";
 		goto out;
 	}
 	/* The signed body's own timestamp must be fresh too: the header is not signed. */
@@ -264,61 +266,92 @@ static void handle_tool(struct app *app, const struct http_request *req, const c
 		long skew;
 		if (!cJSON_IsString(ts) || signature_parse_timestamp(ts->valuestring, &t)) {
 			respond_error(resp, 400, "invalid_request", "timestamp in the body is not ISO 8601");
-			*error_code = "invalid_request";
+			call->code = "invalid_request";
 			goto out;
 		}
 		skew = (long)(app->now() - t);
 		if (skew > (long)cfg->timestamp_tolerance || -skew > (long)cfg->timestamp_tolerance) {
 			respond_error(resp, 401, "invalid_signature", "timestamp in the body is outside the tolerance");
-			*error_code = "invalid_signature";
+			call->code = "invalid_signature";
 			goto out;
 		}
 	}
-	const struct tool_def *tool = tools_find(tool_name);
-	if (!tool) {
+	if (!call->tool) {
 		respond_error(
 		    resp, 404, "unknown_tool",
 		    "no such tool; tools: list_data_sources, describe_schema, search_schema, run_query");
-		*error_code = "unknown_tool";
+		call->code = "unknown_tool";
 		goto out;
 	}
-	run_tool(app, tool, cJSON_IsObject(params) ? params : NULL, exec_id->valuestring, resp, source,
-		 error_code);
+	run_tool(app, cJSON_IsObject(params) ? params : NULL, resp, call);
 out:
 	cJSON_Delete(root);
 }
 
-void request_handle(struct app *app, const struct http_request *req, struct http_response *resp)
+/* GET /metrics, for the addresses server.metrics_allow_from names. */
+static void handle_metrics(struct app *app, struct http_response *resp)
+{
+	struct buf b;
+	buf_init(&b, 16u * 1024u * 1024u);
+	if (metrics_render(app, &b)) {
+		buf_free(&b);
+		respond_error(resp, 500, "internal_error", "out of memory");
+		return;
+	}
+	resp->status = 200;
+	resp->body = buf_steal(&b, &resp->len);
+	resp->content_type = METRICS_CONTENT_TYPE;
+}
+
+static double seconds_since(const struct timespec *start)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+/* POST /v1/tools/{tool}: answered, logged and counted. */
+static void handle_call(struct app *app, const struct http_request *req, struct http_response *resp)
 {
 	struct timespec start;
 	clock_gettime(CLOCK_MONOTONIC, &start);
-	memset(resp, 0, sizeof *resp);
-	const char *source = NULL, *error_code = NULL;
-	const char *tool = NULL;
-	char exec_id[EXEC_ID_MAX + 1] = "";
-
-	if (strncmp(req->path, TOOL_PREFIX, strlen(TOOL_PREFIX)) == 0) {
-		tool = req->path + strlen(TOOL_PREFIX);
-		if (strcmp(req->method, "POST") != 0) {
-			respond_error(resp, 405, "method_not_allowed", "tool callbacks are POST requests");
-			resp->allow_post = true;
-			error_code = "method_not_allowed";
-		} else if (!*tool || strchr(tool, '/')) {
-			respond_error(resp, 404, "not_found", "use POST /v1/tools/{tool_name}");
-			error_code = "not_found";
-		} else {
-			handle_tool(app, req, tool, resp, exec_id, &source, &error_code);
-		}
-	} else if (strcmp(req->path, "/healthz") == 0 && strcmp(req->method, "GET") == 0) {
-		handle_health(app, resp);
-		return; /* health checks are not logged: they would drown the request log */
-	} else if (strcmp(req->path, "/readyz") == 0 && strcmp(req->method, "GET") == 0) {
-		handle_ready(app, resp);
-		return;
+	const char *name = req->path + strlen(TOOL_PREFIX);
+	struct call call = {.tool = tools_find(name)};
+	metrics_inflight(1);
+	if (strcmp(req->method, "POST") != 0) {
+		respond_error(resp, 405, "method_not_allowed", "tool callbacks are POST requests");
+		resp->allow_post = true;
+		call.code = "method_not_allowed";
+	} else if (!*name || strchr(name, '/')) {
+		respond_error(resp, 404, "not_found", "use POST /v1/tools/{tool_name}");
+		call.code = "not_found";
 	} else {
-		respond_error(resp, 404, "not_found", "no such endpoint; tool callbacks go to POST /v1/tools/{tool_name}");
-		error_code = "not_found";
+		handle_tool(app, req, name, resp, &call);
 	}
-	log_request(*exec_id ? exec_id : req->request_id, tool, source, resp->status, elapsed_ms(&start),
-		    error_code);
+	metrics_inflight(-1);
+	double seconds = seconds_since(&start);
+	/* the tool label only for the catalog's names: a URL must not mint series */
+	metrics_tool_call(call.tool ? call.tool->name : NULL, call.source, resp->status, call.code,
+			  seconds, resp->len);
+	log_request(*call.exec_id ? call.exec_id : req->request_id, name, call.source, resp->status,
+		    (long)(seconds * 1000.0), call.code);
+}
+
+void request_handle(struct app *app, const struct http_request *req, struct http_response *resp)
+{
+	memset(resp, 0, sizeof *resp);
+	bool get = strcmp(req->method, "GET") == 0;
+	if (strncmp(req->path, TOOL_PREFIX, strlen(TOOL_PREFIX)) == 0) {
+		handle_call(app, req, resp);
+	} else if (get && strcmp(req->path, "/healthz") == 0) {
+		handle_health(app, resp); /* probes are not logged: they would drown the log */
+	} else if (get && strcmp(req->path, "/readyz") == 0) {
+		handle_ready(app, resp);
+	} else if (get && strcmp(req->path, "/metrics") == 0 && req->metrics_allowed) {
+		handle_metrics(app, resp);
+	} else {
+		respond_error(resp, 404, "not_found",
+			      "no such endpoint; tool callbacks go to POST /v1/tools/{tool_name}");
+		log_request(req->request_id, NULL, NULL, resp->status, 0, "not_found");
+	}
 }

@@ -12,6 +12,9 @@
  *   unknown tool                          -> 404
  *   execution store: replay -> the stored answer byte for byte
  *   the tool                              -> its answer, stored by execution_id
+ *
+ * Also GET /healthz (liveness), GET /readyz (every source ready: 200, else
+ * 503) and GET /metrics (metrics.h; 404 unless req->metrics_allowed).
  */
 #ifndef CN_REQUEST_H
 #define CN_REQUEST_H
@@ -32,11 +35,13 @@ struct http_request {
 	const char *body;       /* raw bytes, not NUL-terminated */
 	size_t len;
 	bool too_large;         /* the body was (or would be) over REQUEST_MAX_BODY */
+	bool metrics_allowed;   /* the client may read GET /metrics (else it is 404) */
 };
 
 struct http_response {
 	int status;
 	char *body; /* malloc'ed */
+	const char *content_type; /* static; NULL: application/json */
 	size_t len;
 	int retry_after; /* seconds, 0 = no header */
 	bool allow_post; /* 405: send Allow: POST */

@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "metrics.h"
 #include "refresh.h"
 #include "result_writer.h"
 
@@ -178,6 +179,13 @@ static long elapsed_ms(const struct timespec *start)
 	struct timespec now;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	return (now.tv_sec - start->tv_sec) * 1000L + (now.tv_nsec - start->tv_nsec) / 1000000L;
+}
+
+static double seconds_since(const struct timespec *start)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
 }
 
 /* The platform's names for data source types (postgresql, mysql, mongodb, ...). */
@@ -725,6 +733,8 @@ void tools_run_query(struct app *app, const char *source, const char *sql,
 	const struct cn_driver *drv = s->module->api;
 	int rc = drv->check(h, sql, &err);
 	if (rc) {
+		if (rc == CN_EREJECTED)
+			metrics_rejection(s->cfg->name, err.reject);
 		tool_result_status(out, rc, &err);
 		return;
 	}
@@ -747,7 +757,13 @@ void tools_run_query(struct app *app, const char *source, const char *sql,
 		.timeout_ms = lim->timeout_ms,
 		.max_rows = opts.max_rows,
 	};
+	struct timespec db_start;
+	clock_gettime(CLOCK_MONOTONIC, &db_start);
 	rc = drv->execute(h, &q, result_writer_sink(w), &err);
+	metrics_query(s->cfg->name, seconds_since(&db_start),
+		      rc == CN_OK ? result_writer_row_count(w) : 0);
+	if (rc == CN_EREJECTED) /* a read-only layer past the guard */
+		metrics_rejection(s->cfg->name, err.reject);
 	if (rc == CN_OK) {
 		char *body;
 		size_t len;
