@@ -1048,9 +1048,17 @@ static void free_table(const struct ck_key *keys, size_t nkeys, void *base)
 	}
 }
 
+/* The count is bookkeeping, not configuration: a const config may be held. */
+struct config *config_hold(const struct config *cfg)
+{
+	struct config *c = (struct config *)cfg;
+	atomic_fetch_add(&c->refs, 1);
+	return c;
+}
+
 void config_free(struct config *cfg)
 {
-	if (!cfg)
+	if (!cfg || atomic_fetch_sub(&cfg->refs, 1) > 1)
 		return;
 	free_table(global_keys, NKEYS(global_keys), cfg);
 	free(cfg->path);
@@ -1080,6 +1088,7 @@ static int config_from_tree(const char *file, const struct ynode *root, struct c
 	struct config *cfg = calloc(1, sizeof *cfg);
 	if (!cfg)
 		return err_nomem(&ld);
+	atomic_init(&cfg->refs, 1);
 	cfg->path = strdup(file);
 	cfg->dir = dir_of(file);
 	if (!cfg->path || !cfg->dir) {
@@ -1133,6 +1142,66 @@ int config_load(const char *path, struct config **out, struct cn_error *err)
 	rc = config_from_tree(path, root, out, err);
 	ytree_free(root);
 	return rc;
+}
+
+/* ---- comparison --------------------------------------------------------- */
+
+static bool str_eq(const char *a, const char *b)
+{
+	return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+/* Is key k the same in a and b (structs of the table k belongs to)? */
+static bool key_equal(const struct ck_key *k, const void *a, const void *b)
+{
+	switch (k->type) {
+	case CK_STRING:
+		return str_eq(*(char *const *)cfield(a, k->off), *(char *const *)cfield(b, k->off));
+	case CK_UINT:
+		return *(const uint32_t *)cfield(a, k->off) == *(const uint32_t *)cfield(b, k->off);
+	case CK_BOOL:
+		return *(const bool *)cfield(a, k->off) == *(const bool *)cfield(b, k->off);
+	case CK_STRLIST: {
+		size_t n = *(const size_t *)cfield(a, k->count_off);
+		if (n != *(const size_t *)cfield(b, k->count_off))
+			return false;
+		char *const *x = *(char **const *)cfield(a, k->off), *const *y = *(char **const *)cfield(b, k->off);
+		for (size_t i = 0; i < n; i++)
+			if (!str_eq(x[i], y[i]))
+				return false;
+		return true;
+	}
+	case CK_OPTIONS: {
+		const struct config_options *x = cfield(a, k->off), *y = cfield(b, k->off);
+		if (x->n != y->n)
+			return false;
+		for (size_t i = 0; i < x->n; i++)
+			if (!str_eq(x->keys[i], y->keys[i]) || !str_eq(x->values[i], y->values[i]))
+				return false;
+		return true;
+	}
+	case CK_SOURCES:
+		return true; /* compared one by one, by name */
+	}
+	return false;
+}
+
+const char *config_source_differs(const struct config_source *a, const struct config_source *b)
+{
+	for (size_t r = 0; r < NKEYS(source_keys); r++)
+		if (!key_equal(&source_keys[r], a, b))
+			return source_keys[r].path;
+	return NULL;
+}
+
+size_t config_global_changes(const struct config *a, const struct config *b, const char **paths,
+			     size_t max)
+{
+	size_t n = 0;
+	for (size_t r = 0; r < NKEYS(global_keys); r++)
+		if (!key_equal(&global_keys[r], a, b) && n < max)
+			paths[n++] = global_keys[r].path;
+	return n;
 }
 
 /* ---- lookups ------------------------------------------------------------ */

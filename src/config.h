@@ -10,6 +10,7 @@
 #ifndef CN_CONFIG_H
 #define CN_CONFIG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -50,6 +51,7 @@ struct config_source {
 };
 
 struct config {
+	atomic_uint refs;        /* config_hold / config_free */
 	char *path;              /* the file as given */
 	char *dir;               /* its directory: relative paths in the file resolve here */
 	/* server */
@@ -92,7 +94,18 @@ int config_load(const char *path, struct config **out, struct cn_error *err) CN_
 /* The same from memory (name stands for the file in messages and for dir). */
 int config_load_buffer(const char *name, const void *data, size_t len, struct config **out,
 		       struct cn_error *err) CN_MUST_USE;
+/* Another reference (a source kept across a reload holds the config it was
+ * made from); config_free drops one and frees the config with the last. */
+struct config *config_hold(const struct config *cfg);
 void config_free(struct config *cfg);
+
+/* The first key of a source's entry ("pool.size", "options", ...) whose
+ * value differs between a and b, or NULL when they are the same. */
+const char *config_source_differs(const struct config_source *a, const struct config_source *b);
+/* The global keys (not the sources) whose values differ: up to max paths
+ * ("server.listen", ...) in paths; returns how many differ. */
+size_t config_global_changes(const struct config *a, const struct config *b, const char **paths,
+			     size_t max);
 
 /* Print the effective configuration (every key, defaults filled in) as YAML,
  * with sensitive values redacted as "<redacted>". */

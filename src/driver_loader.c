@@ -82,6 +82,7 @@ static int load_from(const char *dir, const char *name, struct driver_module **o
 		dlclose(dl);
 		return cn_error_set(err, CN_ENOMEM, "out of memory");
 	}
+	atomic_init(&m->refs, 1);
 	m->dl = dl;
 	m->api = api;
 	m->path = copy;
@@ -144,9 +145,15 @@ int driver_load(const char *dir, const char *name, struct driver_module **out, s
 	return CN_ENOTFOUND;
 }
 
+struct driver_module *driver_module_hold(struct driver_module *m)
+{
+	atomic_fetch_add(&m->refs, 1);
+	return m;
+}
+
 void driver_unload(struct driver_module *m)
 {
-	if (!m)
+	if (!m || atomic_fetch_sub(&m->refs, 1) > 1)
 		return;
 	if (m->dl)
 		dlclose(m->dl);

@@ -11,10 +11,13 @@
 #ifndef CN_DRIVER_LOADER_H
 #define CN_DRIVER_LOADER_H
 
+#include <stdatomic.h>
+
 #include "connector_driver.h"
 #include "status.h"
 
 struct driver_module {
+	atomic_uint refs;            /* driver_module_hold / driver_unload */
 	void *dl;                    /* dlopen handle */
 	const struct cn_driver *api; /* points into the module */
 	char *path;                  /* the file that was loaded */
@@ -24,7 +27,9 @@ struct driver_module {
  * undone and err names the file(s) tried. */
 int driver_load(const char *dir, const char *name, struct driver_module **out,
 		struct cn_error *err) CN_MUST_USE;
-void driver_unload(struct driver_module *m); /* NULL is a no-op */
+/* Another reference: sources kept across a reload share their module. */
+struct driver_module *driver_module_hold(struct driver_module *m);
+void driver_unload(struct driver_module *m); /* drops one reference; NULL is a no-op */
 
 /* Check a driver table the way driver_load does (exposed for tests). */
 int driver_check_table(const struct cn_driver *api, const char *name, const char *path,

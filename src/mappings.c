@@ -522,6 +522,29 @@ int mappings_load(const char *path, struct mappings **out, struct cn_error *err)
 	return mappings_load_as(path, MAPPINGS_SQL_KEYS, out, err);
 }
 
+static bool text_eq(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+bool mappings_equal(const struct mappings *a, const struct mappings *b)
+{
+	if (!a || !b)
+		return a == b;
+	if (a->n != b->n || a->keys != b->keys)
+		return false;
+	for (size_t i = 0; i < a->n; i++) {
+		const struct mapping_entry *x = &a->entries[i], *y = &b->entries[i];
+		if (!text_eq(x->key, y->key) || !text_eq(x->description, y->description) ||
+		    x->hidden != y->hidden || x->nsynonyms != y->nsynonyms)
+			return false;
+		for (size_t k = 0; k < x->nsynonyms; k++)
+			if (!text_eq(x->synonyms[k], y->synonyms[k]))
+				return false;
+	}
+	return true;
+}
+
 void mappings_free(struct mappings *mp)
 {
 	if (!mp)

@@ -58,6 +58,9 @@ int mappings_load_as(const char *path, enum mappings_keys keys, struct mappings 
 int mappings_load_buffer_as(const char *name, const void *data, size_t len, enum mappings_keys keys,
 			    struct mappings **out, struct cn_error *err) CN_MUST_USE;
 void mappings_free(struct mappings *mp); /* NULL is a no-op */
+/* Same keys, descriptions, synonyms and hidden flags (lines aside); NULLs
+ * are equal to each other only. */
+bool mappings_equal(const struct mappings *a, const struct mappings *b);
 
 /* Called once per key that matches nothing in the model. */
 typedef void (*mappings_warn_fn)(void *ctx, const char *file, int line, const char *key,

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "tls.h"
 
 #define PREFIX "interactor_connector_"
 #define MAX_LABELS 4
@@ -48,6 +49,7 @@ enum family_id {
 	F_REFRESHES,
 	F_REFRESH_SECONDS,
 	F_DENIED,
+	F_RELOADS,
 	NFAMILIES
 };
 
@@ -80,6 +82,9 @@ static const struct family families[NFAMILIES] = {
 	[F_DENIED] = {"http_connections_denied_total",
 		      "Connections closed unread: the client is outside server.allow_from.", COUNTER,
 		      {NULL}, NULL, 0},
+	[F_RELOADS] = {"config_reloads_total",
+		       "Configuration reloads (SIGHUP, `reload`), applied (ok) or refused.", COUNTER,
+		       {"result"}, NULL, 0},
 };
 
 struct series {
@@ -103,6 +108,7 @@ static struct {
 	size_t nseries;
 	uint64_t dropped;
 	time_t started;
+	time_t reloaded; /* the last reload applied; 0: none since the start */
 } reg = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static const char *const reject_names[] = {
@@ -293,6 +299,18 @@ void metrics_refresh(const char *source, bool ok, double seconds)
 	pthread_mutex_unlock(&reg.mu);
 }
 
+void metrics_reload(bool ok)
+{
+	if (!atomic_load_explicit(&reg.on, memory_order_relaxed))
+		return;
+	const char *v[] = {ok ? "ok" : "refused"};
+	pthread_mutex_lock(&reg.mu);
+	add(F_RELOADS, v, 1);
+	if (ok)
+		reg.reloaded = time(NULL);
+	pthread_mutex_unlock(&reg.mu);
+}
+
 void metrics_connection_denied(void)
 {
 	add_one(F_DENIED, NULL, 1);
@@ -379,6 +397,11 @@ static int render_events(struct buf *out)
 			rc = buf_printf(out, PREFIX "%s 0\n", fam->name);
 	}
 	if (rc == CN_OK)
+		rc = put_header(out, "config_last_reload_success_timestamp_seconds",
+				"When the running configuration was loaded (unix time).", "gauge") ||
+		     buf_printf(out, PREFIX "config_last_reload_success_timestamp_seconds %lld\n",
+				(long long)(reg.reloaded ? reg.reloaded : reg.started));
+	if (rc == CN_OK)
 		rc = put_header(out, "metrics_series_dropped_total",
 				"Series not kept: the registry was full.", "counter") ||
 		     buf_printf(out, PREFIX "metrics_series_dropped_total %llu\n",
@@ -425,7 +448,7 @@ static int render_sources(struct app *app, struct buf *out)
 	if (nsources && !v)
 		return CN_ENOMEM;
 	for (size_t i = 0; i < nsources; i++) {
-		struct source *s = &set->items[i];
+		struct source *s = set->items[i];
 		struct source_status st;
 		struct cn_pool_stats ps = {0};
 		source_status(s, &st);
@@ -442,7 +465,7 @@ static int render_sources(struct app *app, struct buf *out)
 	for (size_t k = 0; k < NPER && rc == CN_OK; k++) {
 		rc = put_header(out, per_source[k].name, per_source[k].help, "gauge");
 		for (size_t i = 0; i < nsources && rc == CN_OK; i++)
-			rc = gauge(out, per_source[k].name, "source", set->items[i].cfg->name, v[i][k]);
+			rc = gauge(out, per_source[k].name, "source", set->items[i]->cfg->name, v[i][k]);
 	}
 	free(v);
 	return rc ? CN_ENOMEM : CN_OK;
@@ -523,6 +546,12 @@ int metrics_render(struct app *app, struct buf *out)
 		rc = render_sources(app, out);
 	if (rc == CN_OK && app && app->store)
 		rc = render_store(app->store, out);
+	int64_t not_after = tls_current_not_after();
+	if (rc == CN_OK && not_after)
+		rc = put_header(out, "tls_certificate_expiry_timestamp_seconds",
+				"When the served TLS certificate expires (unix time).", "gauge") ||
+		     buf_printf(out, PREFIX "tls_certificate_expiry_timestamp_seconds %lld\n",
+				(long long)not_after);
 	if (rc == CN_OK)
 		rc = render_process(out);
 	return rc ? CN_ENOMEM : CN_OK;

@@ -109,7 +109,7 @@ struct before {
 	int64_t changed_at;
 };
 
-static void before_load(struct source_set *set, struct source *s, struct before *b)
+static void before_load(struct source *s, struct before *b)
 {
 	struct cn_error err = {0};
 	*b = (struct before){.view = source_view_acquire(s)};
@@ -117,12 +117,12 @@ static void before_load(struct source_set *set, struct source *s, struct before 
 		b->model = b->view->model;
 		b->changed_at = b->view->changed_at;
 	}
-	if (!set->store)
+	if (!s->store)
 		return;
 	struct exec_snapshot snap;
 	bool found;
 	if (!b->view && s->snapshot_id == 0) {
-		if (exec_store_snapshot_get(set->store, s->cfg->name, false, &snap, &found, &err)) {
+		if (exec_store_snapshot_get(s->store, s->cfg->name, false, &snap, &found, &err)) {
 			log_warn("source '%s': cannot read its last schema snapshot: %s", s->cfg->name,
 				 err.message);
 		} else if (found) {
@@ -138,7 +138,7 @@ static void before_load(struct source_set *set, struct source *s, struct before 
 	}
 	if (!s->baseline_loaded) {
 		s->baseline_loaded = true;
-		if (exec_store_snapshot_get(set->store, s->cfg->name, true, &snap, &found, &err)) {
+		if (exec_store_snapshot_get(s->store, s->cfg->name, true, &snap, &found, &err)) {
 			log_warn("source '%s': cannot read its baseline snapshot: %s", s->cfg->name,
 				 err.message);
 		} else if (found) {
@@ -164,7 +164,7 @@ static char *json_text(cJSON *tree)
 
 /* Keep the new structure (changed, or never stored) or note that it was
  * found again. snap_text is the encoded model when it must be stored. */
-static void store_snapshot(struct source_set *set, struct source *s, struct refresh_result *r,
+static void store_snapshot(struct source *s, struct refresh_result *r,
 			   const char *snap_text, int64_t now)
 {
 	struct cn_error err = {0};
@@ -173,8 +173,8 @@ static void store_snapshot(struct source_set *set, struct source *s, struct refr
 	if (snap_text) {
 		char *diff = r->diff->n ? json_text(schema_diff_to_json(r->diff)) : NULL;
 		bool first = s->snapshot_id == 0;
-		rc = exec_store_snapshot_add(set->store, s->cfg->name, now, snap_text, strlen(snap_text),
-					     diff, drift, set->cfg ? set->cfg->snapshots : 10,
+		rc = exec_store_snapshot_add(s->store, s->cfg->name, now, snap_text, strlen(snap_text),
+					     diff, drift, s->config ? s->config->snapshots : 10,
 					     &s->snapshot_id, &err);
 		/* the source's first snapshot is its baseline from now on */
 		if (rc == CN_OK && first && !s->baseline &&
@@ -182,7 +182,7 @@ static void store_snapshot(struct source_set *set, struct source *s, struct refr
 			log_warn("source '%s': baseline %s", s->cfg->name, err.message);
 		free(diff);
 	} else {
-		rc = exec_store_snapshot_touch(set->store, s->snapshot_id, now, drift, &err);
+		rc = exec_store_snapshot_touch(s->store, s->snapshot_id, now, drift, &err);
 	}
 	free(drift);
 	if (rc) {
@@ -207,7 +207,7 @@ static int fail(struct source *s, struct refresh_result *r, int rc, const char *
 	return rc;
 }
 
-static int refresh_run(struct source_set *set, struct source *s, const struct timespec *start,
+static int refresh_run(struct source *s, const struct timespec *start,
 		       struct refresh_result *out)
 {
 	memset(out, 0, sizeof *out);
@@ -241,14 +241,14 @@ static int refresh_run(struct source_set *set, struct source *s, const struct ti
 		mappings_apply(s->mappings, m, drift_collect, drift);
 
 	struct before before;
-	before_load(set, s, &before);
+	before_load(s, &before);
 	out->first = before.model == NULL;
 	/* with nothing to compare with, the first look is not a change */
 	out->diff = schema_diff_compute(before.model, before.model ? m : NULL);
 	rc = out->diff ? schema_drift_add_undescribed(drift, s->baseline, m) : CN_ENOMEM;
 	bool changed = out->diff && out->diff->n > 0;
 	char *snap_text = NULL;
-	bool keep = set->store && !set->store_read_only;
+	bool keep = s->store && !s->store_read_only;
 	if (rc == CN_OK && out->diff && keep && (changed || s->snapshot_id == 0) &&
 	    !(snap_text = schema_snapshot_encode(m)))
 		rc = CN_ENOMEM;
@@ -274,27 +274,27 @@ static int refresh_run(struct source_set *set, struct source *s, const struct ti
 	s->last_error[0] = '\0';
 	pthread_mutex_unlock(&s->lock);
 	if (keep)
-		store_snapshot(set, s, out, snap_text, now);
+		store_snapshot(s, out, snap_text, now);
 	free(snap_text);
 	out->duration_ms = elapsed_ms(start);
 	log_outcome(s, out);
 	return CN_OK;
 }
 
-int refresh_source_locked(struct source_set *set, struct source *s, struct refresh_result *out)
+int refresh_source_locked(struct source *s, struct refresh_result *out)
 {
 	struct timespec start;
 	clock_gettime(CLOCK_MONOTONIC, &start);
-	int rc = refresh_run(set, s, &start, out);
+	int rc = refresh_run(s, &start, out);
 	out->duration_ms = elapsed_ms(&start);
 	metrics_refresh(s->cfg->name, rc == CN_OK, (double)out->duration_ms / 1000.0);
 	return rc;
 }
 
-int refresh_source(struct source_set *set, struct source *s, struct refresh_result *out)
+int refresh_source(struct source *s, struct refresh_result *out)
 {
 	pthread_mutex_lock(&s->refresh_mu);
-	int rc = refresh_source_locked(set, s, out);
+	int rc = refresh_source_locked(s, out);
 	pthread_mutex_unlock(&s->refresh_mu);
 	return rc;
 }

@@ -36,12 +36,12 @@ struct refresh_result {
 	char store_error[512];      /* the snapshot could not be kept, "" when it was (or no store) */
 };
 
-/* Refresh s (a source of set) now. Fills out (clear it with
+/* Refresh s now. Fills out (clear it with
  * refresh_result_clear) and returns out->rc. refresh_source takes the
  * source's refresh_mu (waiting for a refresh of it that runs);
  * refresh_source_locked expects the caller to hold it. */
-int refresh_source(struct source_set *set, struct source *s, struct refresh_result *out);
-int refresh_source_locked(struct source_set *set, struct source *s, struct refresh_result *out);
+int refresh_source(struct source *s, struct refresh_result *out);
+int refresh_source_locked(struct source *s, struct refresh_result *out);
 void refresh_result_clear(struct refresh_result *r);
 
 /* {"source","status":"ok"|"failed","error"?,"duration_ms","tables","first",

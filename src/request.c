@@ -11,6 +11,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "refresh.h"
+#include "runtime.h"
 #include "signature.h"
 #include "tools.h"
 
@@ -68,7 +69,7 @@ static void handle_health(struct app *app, struct http_response *resp)
 	cJSON *arr = cJSON_AddArrayToObject(root, "sources");
 	int all_ok = 1;
 	for (size_t i = 0; i < app->sources->n; i++) {
-		struct source *s = &app->sources->items[i];
+		struct source *s = app->sources->items[i];
 		struct source_status st;
 		source_status(s, &st);
 		all_ok &= st.available;
@@ -90,7 +91,7 @@ static void handle_ready(struct app *app, struct http_response *resp)
 	cJSON *arr = cJSON_AddArrayToObject(root, "sources");
 	bool all = true;
 	for (size_t i = 0; i < app->sources->n; i++) {
-		struct source *s = &app->sources->items[i];
+		struct source *s = app->sources->items[i];
 		struct source_status st;
 		source_status(s, &st);
 		cJSON *o = cJSON_CreateObject();
@@ -337,9 +338,8 @@ static void handle_call(struct app *app, const struct http_request *req, struct 
 		    (long)(seconds * 1000.0), call.code);
 }
 
-void request_handle(struct app *app, const struct http_request *req, struct http_response *resp)
+static void route(struct app *app, const struct http_request *req, struct http_response *resp)
 {
-	memset(resp, 0, sizeof *resp);
 	bool get = strcmp(req->method, "GET") == 0;
 	if (strncmp(req->path, TOOL_PREFIX, strlen(TOOL_PREFIX)) == 0) {
 		handle_call(app, req, resp);
@@ -354,4 +354,21 @@ void request_handle(struct app *app, const struct http_request *req, struct http
 			      "no such endpoint; tool callbacks go to POST /v1/tools/{tool_name}");
 		log_request(req->request_id, NULL, NULL, resp->status, 0, "not_found");
 	}
+}
+
+void request_handle(struct app *app, const struct http_request *req, struct http_response *resp)
+{
+	memset(resp, 0, sizeof *resp);
+	if (!app->runtime) {
+		route(app, req, resp);
+		return;
+	}
+	/* the whole request on one configuration, whatever a reload does meanwhile */
+	struct generation *g = runtime_acquire(app->runtime);
+	struct app now = *app;
+	now.cfg = g->cfg;
+	now.sources = g->sources;
+	now.runtime = NULL;
+	route(&now, req, resp);
+	runtime_release(app->runtime, g);
 }

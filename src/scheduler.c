@@ -61,7 +61,7 @@ static int64_t plan(struct scheduler *sc, size_t i, int64_t now)
 
 static void set_next(struct scheduler *sc, size_t i, int64_t t)
 {
-	struct source *s = &sc->set->items[i];
+	struct source *s = sc->set->items[i];
 	sc->next[i] = t;
 	pthread_mutex_lock(&s->lock);
 	s->next_refresh_at = t;
@@ -76,7 +76,7 @@ static cJSON *unknown_source(struct source_set *set, const char *name, struct cn
 	size_t used = 0;
 	for (size_t i = 0; i < set->n && used < sizeof names; i++) {
 		int w = snprintf(names + used, sizeof names - used, "%s%s", i ? ", " : "",
-				 set->items[i].cfg->name);
+				 set->items[i]->cfg->name);
 		if (w > 0)
 			used += (size_t)w;
 	}
@@ -97,11 +97,11 @@ cJSON *scheduler_refresh_now(struct source_set *set, const char *source, bool *f
 	cJSON *root = cJSON_CreateObject();
 	cJSON *arr = root ? cJSON_AddArrayToObject(root, "results") : NULL;
 	for (size_t i = 0; arr && i < set->n; i++) {
-		struct source *s = &set->items[i];
+		struct source *s = set->items[i];
 		if (!all_sources(source) && strcmp(s->cfg->name, source) != 0)
 			continue;
 		struct refresh_result r;
-		*failed |= refresh_source(set, s, &r) != CN_OK;
+		*failed |= refresh_source(s, &r) != CN_OK;
 		cJSON *o = refresh_result_to_json(&r);
 		refresh_result_clear(&r);
 		if (o)
@@ -126,7 +126,7 @@ cJSON *scheduler_drift_reports(struct source_set *set, const char *source, struc
 	cJSON *root = cJSON_CreateObject();
 	cJSON *arr = root ? cJSON_AddArrayToObject(root, "reports") : NULL;
 	for (size_t i = 0; arr && i < set->n; i++) {
-		const char *name = set->items[i].cfg->name;
+		const char *name = set->items[i]->cfg->name;
 		if (!all_sources(source) && strcmp(name, source) != 0)
 			continue;
 		cJSON *r = refresh_drift_report(set->store, name, REFRESH_REPORT_HISTORY, err);
@@ -161,7 +161,7 @@ static cJSON *answer(void *ctx, const char *verb, const char *source)
 static void refresh_one(struct scheduler *sc, size_t i)
 {
 	struct refresh_result r;
-	(void)refresh_source(sc->set, &sc->set->items[i], &r); /* logged by refresh_source */
+	(void)refresh_source(sc->set->items[i], &r); /* logged by refresh_source */
 	refresh_result_clear(&r);
 }
 
@@ -248,13 +248,13 @@ int scheduler_start(struct source_set *set, struct control *control, struct sche
 		rc = tz_load(cfg->refresh_timezone, &sc->zone, err);
 	int64_t now = (int64_t)time(NULL);
 	for (size_t i = 0; rc == CN_OK && i < set->n; i++) {
-		const char *expr = config_refresh_schedule(cfg, set->items[i].cfg);
+		const char *expr = config_refresh_schedule(cfg, set->items[i]->cfg);
 		char why[CRON_WHY_MAX];
 		if (!expr)
 			continue;
 		if (cron_parse(expr, &sc->crons[i], why, sizeof why)) {
 			rc = cn_error_set(err, CN_ECONFIG, "source '%s': refresh '%s': %s",
-					  set->items[i].cfg->name, expr, why);
+					  set->items[i]->cfg->name, expr, why);
 			break;
 		}
 		sc->scheduled[i] = true;
@@ -266,7 +266,7 @@ int scheduler_start(struct source_set *set, struct control *control, struct sche
 			gmtime_r(&t, &tm);
 			strftime(at, sizeof at, "%Y-%m-%dT%H:%M:%SZ", &tm);
 		}
-		log_info("source '%s': schema refresh on '%s' (%s), next at %s", set->items[i].cfg->name,
+		log_info("source '%s': schema refresh on '%s' (%s), next at %s", set->items[i]->cfg->name,
 			 expr, tz_name(sc->zone), at);
 	}
 	if (rc == CN_OK) {

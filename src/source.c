@@ -13,25 +13,34 @@
 
 int source_is_hidden(void *ctx, const char *schema, const char *table, const char *column)
 {
-	const struct source *s = ctx;
-	return mappings_is_hidden(s->mappings, schema, table, column);
+	struct source *s = ctx;
+	return mappings_is_hidden(atomic_load_explicit(&s->mappings, memory_order_acquire), schema,
+				  table, column);
 }
 
-static struct driver_module *module_for(struct source_set *set, const struct config *cfg,
-					const char *name, struct cn_error *err)
+/* The set's module for the driver name: one it has, one old has (shared),
+ * or one loaded now. old may be NULL. */
+static struct driver_module *module_for(struct source_set *set, const struct source_set *old,
+					const struct config *cfg, const char *name, struct cn_error *err)
 {
 	for (size_t i = 0; i < set->nmodules; i++)
 		if (strcmp(set->modules[i]->api->name, name) == 0)
 			return set->modules[i];
-	struct driver_module *m;
-	char *dir = cfg->drivers_dir && *cfg->drivers_dir ? config_resolve_path(cfg, cfg->drivers_dir) : NULL;
-	int rc = driver_load(dir, name, &m, err);
-	free(dir);
-	if (rc)
-		return NULL;
+	struct driver_module *m = NULL;
+	for (size_t i = 0; old && i < old->nmodules && !m; i++)
+		if (strcmp(old->modules[i]->api->name, name) == 0)
+			m = driver_module_hold(old->modules[i]);
+	if (!m) {
+		char *dir = cfg->drivers_dir && *cfg->drivers_dir ? config_resolve_path(cfg, cfg->drivers_dir)
+								  : NULL;
+		int rc = driver_load(dir, name, &m, err);
+		free(dir);
+		if (rc)
+			return NULL;
+		log_info("loaded driver '%s' %s from %s", m->api->name,
+			 m->api->version ? m->api->version : "", m->path);
+	}
 	set->modules[set->nmodules++] = m;
-	log_info("loaded driver '%s' %s from %s", m->api->name, m->api->version ? m->api->version : "",
-		 m->path);
 	return m;
 }
 
@@ -236,7 +245,7 @@ int source_ready(struct source *s, void **handle, struct cn_error *err)
 			pthread_mutex_lock(&s->lock);
 			bool was_down = s->last_error[0] != '\0';
 			pthread_mutex_unlock(&s->lock);
-			if (refresh_source_locked(s->set, s, &r) == CN_OK) {
+			if (refresh_source_locked(s, &r) == CN_OK) {
 				if (was_down)
 					log_info("source '%s' is available again", s->cfg->name);
 				(void)ready_now(s, handle);
@@ -253,74 +262,210 @@ int source_ready(struct source *s, void **handle, struct cn_error *err)
 
 /* ---- the set ------------------------------------------------------------ */
 
+static void source_release(struct source *s)
+{
+	if (!s || atomic_fetch_sub(&s->refs, 1) > 1)
+		return;
+	if (s->handle)
+		s->module->api->close(s->handle);
+	source_view_release(s->view);
+	schema_model_free(s->baseline);
+	mappings_free(atomic_load(&s->mappings));
+	free(s->base_dir);
+	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->refresh_mu);
+	driver_unload(s->module);
+	config_free(s->config);
+	free(s);
+}
+
+/* A source for entry sc of cfg, holding module m and taking mp. */
+static struct source *source_new(const struct source_set *set, const struct config_source *sc,
+				 struct driver_module *m, struct mappings *mp)
+{
+	struct source *s = calloc(1, sizeof *s);
+	char *dir = strdup(set->cfg->dir);
+	if (!s || !dir) {
+		free(s);
+		free(dir);
+		return NULL;
+	}
+	atomic_init(&s->refs, 1);
+	s->config = config_hold(set->cfg);
+	s->cfg = sc;
+	s->module = driver_module_hold(m);
+	atomic_init(&s->mappings, mp);
+	s->base_dir = dir;
+	s->store = set->store;
+	s->store_read_only = set->store_read_only;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->refresh_mu, NULL);
+	return s;
+}
+
+/* The mappings file of entry i (NULL in *out when it names none), read with
+ * the keys its driver uses. */
+static int load_mappings(const struct config *cfg, size_t i, const struct driver_module *m,
+			 struct mappings **out, struct cn_error *err)
+{
+	const struct config_source *sc = &cfg->sources[i];
+	*out = NULL;
+	if (!sc->mappings_path || !*sc->mappings_path)
+		return CN_OK;
+	char *path = config_resolve_path(cfg, sc->mappings_path);
+	enum mappings_keys keys = (m->api->caps & CN_CAP_FIELD_PATHS) ? MAPPINGS_FIELD_PATHS
+								       : MAPPINGS_SQL_KEYS;
+	int rc = path ? mappings_load_as(path, keys, out, err)
+		      : cn_error_set(err, CN_ENOMEM, "out of memory");
+	free(path);
+	return rc;
+}
+
+static struct source_set *set_new(const struct config *cfg, struct exec_store *store,
+				  bool store_read_only)
+{
+	struct source_set *set = calloc(1, sizeof *set);
+	if (!set)
+		return NULL;
+	set->cfg = cfg;
+	set->store = store;
+	set->store_read_only = store_read_only;
+	set->items = calloc(cfg->nsources ? cfg->nsources : 1, sizeof *set->items);
+	set->modules = calloc(cfg->nsources ? cfg->nsources : 1, sizeof *set->modules);
+	set->retired = calloc(cfg->nsources ? cfg->nsources : 1, sizeof *set->retired);
+	if (!set->items || !set->modules || !set->retired) {
+		sources_close(set);
+		return NULL;
+	}
+	return set;
+}
+
+/* The old source kept for entry sc, or NULL when its entry changed or is new. */
+static struct source *kept_source(const struct source_set *old, const struct config_source *sc)
+{
+	struct source *o = old ? sources_find((struct source_set *)old, sc->name) : NULL;
+	return o && !config_source_differs(o->cfg, sc) ? o : NULL;
+}
+
+/* Build the set of cfg, keeping unchanged sources of old (may be NULL). */
+static int set_build(const struct config *cfg, struct exec_store *store, bool store_read_only,
+		     struct source_set *old, struct source_set **out, struct sources_reopen_report *rep,
+		     struct cn_error *err)
+{
+	struct source_set *set = set_new(cfg, store, store_read_only);
+	struct mappings **maps = calloc(cfg->nsources ? cfg->nsources : 1, sizeof *maps);
+	int rc = set && maps ? CN_OK : cn_error_set(err, CN_ENOMEM, "out of memory");
+	/* every driver and mappings file first: an error here changes nothing */
+	for (size_t i = 0; rc == CN_OK && i < cfg->nsources; i++) {
+		const struct config_source *sc = &cfg->sources[i];
+		struct driver_module *m = module_for(set, old, cfg, sc->driver, err);
+		if (!m) {
+			rc = err ? err->code : CN_ENOTFOUND;
+			if (err) {
+				char why[sizeof err->message];
+				snprintf(why, sizeof why, "%s", err->message);
+				cn_error_set(err, rc, "%s:%d: sources[%zu].driver: %s", cfg->path, sc->line,
+					     i, why);
+			}
+			break;
+		}
+		rc = load_mappings(cfg, i, m, &maps[i], err);
+	}
+	for (size_t i = 0; rc == CN_OK && i < cfg->nsources; i++) {
+		const struct config_source *sc = &cfg->sources[i];
+		struct source *s = kept_source(old, sc);
+		if (s) {
+			atomic_fetch_add(&s->refs, 1);
+			rep->kept++;
+		} else {
+			struct driver_module *m = module_for(set, NULL, cfg, sc->driver, err);
+			if (!(s = source_new(set, sc, m, maps[i]))) {
+				rc = cn_error_set(err, CN_ENOMEM, "out of memory");
+				break;
+			}
+			maps[i] = NULL; /* the source's now */
+			rep->opened++;
+		}
+		set->items[set->n++] = s;
+	}
+	if (rc == CN_OK && old)
+		for (size_t i = 0; i < old->n; i++)
+			rep->closed += !config_find_source(cfg, old->items[i]->cfg->name);
+	/* kept sources whose mappings changed: swap, then read the schema again */
+	for (size_t i = 0; rc == CN_OK && i < cfg->nsources; i++) {
+		struct source *s = set->items[i];
+		if (!old || sources_find(old, s->cfg->name) != s)
+			continue;
+		pthread_mutex_lock(&s->refresh_mu);
+		struct mappings *had = atomic_load(&s->mappings);
+		if (!mappings_equal(had, maps[i])) {
+			atomic_store_explicit(&s->mappings, maps[i], memory_order_release);
+			old->retired[old->nretired++] = had; /* requests of old may still read it */
+			maps[i] = NULL;
+			struct refresh_result r;
+			if (refresh_source_locked(s, &r) != CN_OK)
+				log_warn("source '%s': its new mappings apply to queries now, and to "
+					 "describe_schema after the next refresh that works: %s",
+					 s->cfg->name, r.error);
+			refresh_result_clear(&r);
+			rep->remapped++;
+		}
+		pthread_mutex_unlock(&s->refresh_mu);
+	}
+	for (size_t i = 0; maps && i < cfg->nsources; i++)
+		mappings_free(maps[i]);
+	free(maps);
+	if (rc) {
+		sources_close(set);
+		return rc;
+	}
+	*out = set;
+	return CN_OK;
+}
+
 int sources_open(const struct config *cfg, struct source_set **out, struct cn_error *err)
 {
 	return sources_open_with(cfg, NULL, out, err);
 }
 
-int sources_open_with(const struct config *cfg, const struct sources_opts *opts, struct source_set **out,
-		      struct cn_error *err)
+/* Connect and read the schema of every source that has no view yet. */
+static void set_refresh_new(struct source_set *set)
 {
-	int rc = CN_ENOMEM;
-	struct source_set *set = calloc(1, sizeof *set);
-	*out = NULL;
-	if (!set)
-		return cn_error_set(err, CN_ENOMEM, "out of memory");
-	set->cfg = cfg;
-	set->store = opts ? opts->store : NULL;
-	set->store_read_only = opts && opts->store_read_only;
-	set->items = calloc(cfg->nsources, sizeof *set->items);
-	set->modules = calloc(cfg->nsources, sizeof *set->modules);
-	if (!set->items || !set->modules) {
-		cn_error_set(err, rc, "out of memory");
-		goto fail;
-	}
-	for (size_t i = 0; i < cfg->nsources; i++) {
-		struct source *s = &set->items[i];
-		s->cfg = &cfg->sources[i];
-		s->set = set;
-		pthread_mutex_init(&s->lock, NULL);
-		pthread_mutex_init(&s->refresh_mu, NULL);
-		set->n++;
-		s->base_dir = strdup(cfg->dir);
-		if (!s->base_dir) {
-			rc = cn_error_set(err, CN_ENOMEM, "out of memory");
-			goto fail;
-		}
-		s->module = module_for(set, cfg, s->cfg->driver, err);
-		if (!s->module) {
-			rc = err ? err->code : CN_ENOTFOUND;
-			if (err) {
-				char why[sizeof err->message];
-				snprintf(why, sizeof why, "%s", err->message);
-				cn_error_set(err, rc, "%s:%d: sources[%zu].driver: %s", cfg->path,
-					     s->cfg->line, i, why);
-			}
-			goto fail;
-		}
-		if (s->cfg->mappings_path && *s->cfg->mappings_path) {
-			char *path = config_resolve_path(cfg, s->cfg->mappings_path);
-			enum mappings_keys keys = (s->module->api->caps & CN_CAP_FIELD_PATHS)
-							  ? MAPPINGS_FIELD_PATHS : MAPPINGS_SQL_KEYS;
-			rc = path ? mappings_load_as(path, keys, &s->mappings, err)
-				  : cn_error_set(err, CN_ENOMEM, "out of memory");
-			free(path);
-			if (rc)
-				goto fail;
-		}
-	}
-	for (size_t i = 0; i < set->n && !(opts && opts->lazy); i++) {
-		struct source *s = &set->items[i];
+	for (size_t i = 0; i < set->n; i++) {
+		struct source *s = set->items[i];
+		pthread_mutex_lock(&s->lock);
+		bool fresh = !s->view && !s->last_error[0];
+		pthread_mutex_unlock(&s->lock);
+		if (!fresh)
+			continue;
 		struct refresh_result r;
-		if (refresh_source(set, s, &r) != CN_OK)
+		if (refresh_source(s, &r) != CN_OK)
 			log_warn("source '%s' (%s) is unavailable: %s", s->cfg->name, s->cfg->driver,
 				 r.error);
 		refresh_result_clear(&r);
 	}
-	*out = set;
-	return CN_OK;
-fail:
-	sources_close(set);
+}
+
+int sources_open_with(const struct config *cfg, const struct sources_opts *opts, struct source_set **out,
+		      struct cn_error *err)
+{
+	struct sources_reopen_report rep = {0};
+	*out = NULL;
+	int rc = set_build(cfg, opts ? opts->store : NULL, opts && opts->store_read_only, NULL, out,
+			   &rep, err);
+	if (rc == CN_OK && !(opts && opts->lazy))
+		set_refresh_new(*out);
+	return rc;
+}
+
+int sources_reopen(const struct config *cfg, struct source_set *old, struct source_set **out,
+		   struct sources_reopen_report *report, struct cn_error *err)
+{
+	memset(report, 0, sizeof *report);
+	*out = NULL;
+	int rc = set_build(cfg, old->store, old->store_read_only, old, out, report, err);
+	if (rc == CN_OK)
+		set_refresh_new(*out);
 	return rc;
 }
 
@@ -339,7 +484,7 @@ void sources_cancel(struct source_set *set)
 	if (!set)
 		return;
 	for (size_t i = 0; i < set->n; i++) {
-		struct source *s = &set->items[i];
+		struct source *s = set->items[i];
 		void *h;
 		(void)ready_now(s, &h);
 		if (h && s->module->api->cancel)
@@ -351,19 +496,13 @@ void sources_close(struct source_set *set)
 {
 	if (!set)
 		return;
-	for (size_t i = 0; i < set->n; i++) {
-		struct source *s = &set->items[i];
-		if (s->handle)
-			s->module->api->close(s->handle);
-		source_view_release(s->view);
-		schema_model_free(s->baseline);
-		mappings_free(s->mappings);
-		free(s->base_dir);
-		pthread_mutex_destroy(&s->lock);
-		pthread_mutex_destroy(&s->refresh_mu);
-	}
+	for (size_t i = 0; i < set->n; i++)
+		source_release(set->items[i]);
 	for (size_t i = 0; i < set->nmodules; i++)
 		driver_unload(set->modules[i]);
+	for (size_t i = 0; i < set->nretired; i++)
+		mappings_free(set->retired[i]);
+	free(set->retired);
 	free(set->modules);
 	free(set->items);
 	free(set);
@@ -372,7 +511,7 @@ void sources_close(struct source_set *set)
 struct source *sources_find(struct source_set *set, const char *name)
 {
 	for (size_t i = 0; i < set->n; i++)
-		if (strcmp(set->items[i].cfg->name, name) == 0)
-			return &set->items[i];
+		if (strcmp(set->items[i]->cfg->name, name) == 0)
+			return set->items[i];
 	return NULL;
 }

@@ -15,6 +15,15 @@
  * reader releases it. A refresh that fails keeps the view it had and
  * records why (source_status).
  *
+ * Reloads: a source is its own object, reference-counted by the sets that
+ * hold it. sources_reopen() builds the set of a new configuration and keeps
+ * each source whose entry did not change (same object: its connections, its
+ * view, its state); the others are made new, and the old ones close when the
+ * last set holding them (the requests of the old configuration) lets go. A
+ * kept source whose mappings file changed gets the new mappings and a
+ * refresh; the mappings it had stay alive until the old set is closed, since
+ * drivers of requests still running may read them.
+ *
  * Locks: `refresh_mu` serialises what changes a source (open, introspect,
  * publish: the driver ABI wants open/close/introspect one at a time) and is
  * held for the whole of a refresh; `lock` guards the fields below it and is
@@ -58,11 +67,16 @@ struct source_view {
 struct source_set;
 
 struct source {
-	const struct config_source *cfg; /* borrowed from the config */
-	struct source_set *set;          /* the set it belongs to */
-	struct driver_module *module;    /* shared with other sources of the same driver */
-	struct mappings *mappings;       /* NULL when the source has none */
+	atomic_uint refs;                /* the sets that hold it */
+	struct config *config;           /* held: the configuration it was made from */
+	const struct config_source *cfg; /* its entry in config */
+	struct driver_module *module;    /* held; shared with other sources of the same driver */
+	/* NULL when the source has none; a reload may swap it (under refresh_mu),
+	 * drivers read it from any thread */
+	_Atomic(struct mappings *) mappings;
 	char *base_dir;                  /* the config file's directory */
+	struct exec_store *store;        /* snapshots go here; NULL: none are kept */
+	bool store_read_only;            /* read baselines and snapshots, write nothing */
 
 	pthread_mutex_t refresh_mu;      /* one refresh at a time, see above */
 	struct schema_model *baseline;   /* the baseline's structure, under refresh_mu; NULL: none yet */
@@ -84,13 +98,15 @@ struct source {
 #define SOURCE_RETRY_MS 5000
 
 struct source_set {
-	struct source *items;
+	struct source **items;          /* held */
 	size_t n;
-	struct driver_module **modules; /* one per distinct driver */
+	struct driver_module **modules; /* one per distinct driver, held */
 	size_t nmodules;
 	const struct config *cfg;
 	struct exec_store *store;       /* snapshots go here; NULL: none are kept */
 	bool store_read_only;           /* read baselines and snapshots, write nothing (check-config) */
+	struct mappings **retired;      /* mappings a reload replaced while this set was current */
+	size_t nretired;
 };
 
 struct sources_opts {
@@ -107,6 +123,22 @@ int sources_open(const struct config *cfg, struct source_set **out, struct cn_er
 int sources_open_with(const struct config *cfg, const struct sources_opts *opts, struct source_set **out,
 		      struct cn_error *err) CN_MUST_USE;
 void sources_close(struct source_set *set); /* NULL is a no-op */
+
+/* What sources_reopen did, for its log line and the reload command. */
+struct sources_reopen_report {
+	size_t kept;       /* unchanged entries: same connections */
+	size_t remapped;   /* of those, mappings that changed (and a refresh) */
+	size_t opened;     /* new or changed entries */
+	size_t closed;     /* entries no longer configured (closed with the old set) */
+};
+
+/* The set of cfg, keeping from old every source whose entry is the same
+ * (config_source_differs) and opening the rest as sources_open_with does.
+ * Mappings files are all read first: an error in any leaves old as it was.
+ * old stays usable by the requests that hold it; close it after them.
+ * old's store options are used. */
+int sources_reopen(const struct config *cfg, struct source_set *old, struct source_set **out,
+		   struct sources_reopen_report *report, struct cn_error *err) CN_MUST_USE;
 /* Abort running statements of every source (shutdown). */
 void sources_cancel(struct source_set *set);
 

@@ -236,7 +236,7 @@ static struct source *find_source(struct app *app, const char *name, struct tool
 	struct buf names;
 	buf_init(&names, 1024);
 	for (size_t i = 0; i < app->sources->n; i++)
-		if (buf_printf(&names, "%s%s", i ? ", " : "", app->sources->items[i].cfg->name))
+		if (buf_printf(&names, "%s%s", i ? ", " : "", app->sources->items[i]->cfg->name))
 			break;
 	tool_result_error(out, 400, "unknown_source",
 			  "no data source named '%.64s'; available: %s (see list_data_sources)", name,
@@ -300,7 +300,7 @@ static void tool_list_data_sources(struct app *app, const cJSON *params, struct 
 	cJSON *result = cJSON_CreateObject();
 	cJSON *arr = cJSON_AddArrayToObject(result, "sources");
 	for (size_t i = 0; i < app->sources->n; i++) {
-		struct source *s = &app->sources->items[i];
+		struct source *s = app->sources->items[i];
 		void *h;
 		struct cn_error err = {0};
 		int rc = source_ready(s, &h, &err);
@@ -640,13 +640,13 @@ static void tool_search_schema(struct app *app, const cJSON *params, struct tool
 		views[nviews++] = source_view_acquire(s);
 	} else {
 		for (size_t i = 0; i < app->sources->n && nviews < CONFIG_MAX_SOURCES; i++) {
-			srcs[nviews] = &app->sources->items[i];
+			srcs[nviews] = app->sources->items[i];
 			views[nviews] = source_view_acquire(srcs[nviews]);
 			if (views[nviews])
 				nviews++;
 			else
 				cJSON_AddItemToArray(unavailable,
-						     cJSON_CreateString(app->sources->items[i].cfg->name));
+						     cJSON_CreateString(app->sources->items[i]->cfg->name));
 		}
 	}
 	struct found *all = calloc(nviews * limit + 1, sizeof *all);

@@ -96,7 +96,7 @@ static int setup(void **state)
 	}
 	T.app.cfg = T.cfg;
 	T.app.now = now_clock;
-	T.src = &T.app.sources->items[0];
+	T.src = T.app.sources->items[0];
 	return 0;
 }
 
@@ -119,7 +119,7 @@ static int teardown(void **state)
 static struct refresh_result refresh_ok(void)
 {
 	struct refresh_result r;
-	if (refresh_source(T.app.sources, T.src, &r) != CN_OK)
+	if (refresh_source(T.src, &r) != CN_OK)
 		fail_msg("refresh: %s", r.error);
 	return r;
 }
@@ -258,7 +258,7 @@ static void test_server_down_keeps_schema(void **state)
 		     "$as \"$CN_TEST_PG_CTL\" -D \"$CN_TEST_PG_DATA_DIR\" -m fast -w stop >/dev/null"),
 	    0);
 	struct refresh_result r;
-	int rc = refresh_source(T.app.sources, T.src, &r);
+	int rc = refresh_source(T.src, &r);
 	refresh_result_clear(&r);
 	int restarted = h_system("'%s/tests/support/pg.sh' restart '%s'", CN_TEST_SOURCE_DIR, h_env.env_dir);
 	assert_int_not_equal(rc, CN_OK);

@@ -179,7 +179,7 @@ static bool has_column(const cJSON *answer, const char *table, const char *colum
 static struct refresh_result refresh(struct rig *r)
 {
 	struct refresh_result res;
-	int rc = refresh_source(r->app.sources, &r->app.sources->items[0], &res);
+	int rc = refresh_source(r->app.sources->items[0], &res);
 	if (rc)
 		fail_msg("refresh failed: %s", res.error);
 	return res;
@@ -201,7 +201,7 @@ static void test_changes_diffs_and_drift(void **state)
 	int status;
 	rig_open(&r, 60000);
 	struct source_status st;
-	source_status(&r.app.sources->items[0], &st);
+	source_status(r.app.sources->items[0], &st);
 	assert_true(st.available);
 	assert_int_equal(st.drift, 0);
 	assert_int_equal(st.changed_at, 0);
@@ -250,7 +250,7 @@ static void test_changes_diffs_and_drift(void **state)
 	refresh_result_clear(&res);
 
 	/* nothing changed: no diff, the change time stays */
-	source_status(&r.app.sources->items[0], &st);
+	source_status(r.app.sources->items[0], &st);
 	int64_t changed = st.changed_at;
 	res = refresh(&r);
 	assert_int_equal(res.diff->n, 0);
@@ -260,14 +260,14 @@ static void test_changes_diffs_and_drift(void **state)
 
 	/* a restart compares with the stored snapshot: no change, same drift, same change time */
 	rig_open(&r, 60000);
-	source_status(&r.app.sources->items[0], &st);
+	source_status(r.app.sources->items[0], &st);
 	assert_int_equal(st.drift, 1);
 	assert_true(st.changed_at == changed);
 	/* dropped while the connector was stopped */
 	rig_close(&r);
 	db_exec(E.db, "ALTER TABLE orders DROP COLUMN coupon");
 	rig_open(&r, 60000);
-	source_status(&r.app.sources->items[0], &st);
+	source_status(r.app.sources->items[0], &st);
 	assert_int_equal(st.drift, 0);
 	assert_true(st.changed_at >= changed);
 
@@ -307,7 +307,7 @@ static void test_failed_refresh_keeps_schema(void **state)
 	snprintf(moved, sizeof moved, "%s.away", E.db);
 	assert_int_equal(rename(E.db, moved), 0);
 	struct refresh_result res;
-	assert_int_not_equal(refresh_source(r.app.sources, &r.app.sources->items[0], &res), CN_OK);
+	assert_int_not_equal(refresh_source(r.app.sources->items[0], &res), CN_OK);
 	assert_non_null(strstr(res.error, "demo.db"));
 	assert_null(res.view);
 	refresh_result_clear(&res);

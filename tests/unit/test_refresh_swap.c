@@ -228,12 +228,12 @@ static void alter(const char *sql)
 static void *refresher(void *arg)
 {
 	(void)arg;
-	struct source *s = &E.app.sources->items[0];
+	struct source *s = E.app.sources->items[0];
 	for (unsigned i = 0; !atomic_load(&E.stop); i++) {
 		alter(i % 2 == 0 ? "ALTER TABLE orders ADD COLUMN coupon TEXT"
 				 : "ALTER TABLE orders DROP COLUMN coupon");
 		struct refresh_result r;
-		if (refresh_source(E.app.sources, s, &r) != CN_OK)
+		if (refresh_source(s, &r) != CN_OK)
 			failed("refresh: %s", r.error);
 		else if (r.diff->n != 1)
 			failed("refresh %u found %zu changes", i, r.diff->n);
