@@ -5,7 +5,7 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config ca-certificates curl openssl python3 sqlite3
-      libsqlite3-dev libcjson-dev libyaml-dev libmicrohttpd-dev libssl-dev libcurl4-openssl-dev
+      libsqlite3-dev libcjson-dev libyaml-dev libmicrohttpd-dev libgnutls28-dev libssl-dev libcurl4-openssl-dev
       libpq-dev libpg-query-dev libmariadb-dev libmongoc-dev libbson-dev)
 if [ "${1:-}" = "--test" ]; then
   # python3-pymongo and python3-mongomock: the MongoDB wire-protocol test server

@@ -3,7 +3,7 @@
 # through ctest, three times over:
 #   build/       the normal build (unit, end-to-end)
 #   build-asan/  AddressSanitizer + UndefinedBehaviorSanitizer (LeakSanitizer on)
-#   build-tsan/  ThreadSanitizer, the schema refresh swap test alone
+#   build-tsan/  ThreadSanitizer: the schema refresh swap and configuration generation tests
 #   build-fuzz/  clang-14 libFuzzer targets, each a short run over its seeds
 # Services the tests need (PostgreSQL, the MongoDB test server) are started in
 # the background by tests/support/ and stopped when the tests end, also on failure.
@@ -58,9 +58,10 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 # requests read it. Only that test and the SQLite driver are built (about a minute).
 step "build (ThreadSanitizer, the refresh swap test)"
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DCN_TSAN=ON -DCN_TESTS=ON -DCN_DRIVER_POSTGRES=OFF >/dev/null
-cmake --build build-tsan -j"$jobs" --target test_refresh_swap cn_driver_sqlite demo_db
-step "refresh swap under ThreadSanitizer"
+cmake --build build-tsan -j"$jobs" --target test_refresh_swap test_runtime cn_driver_sqlite demo_db
+step "refresh swap and configuration generations under ThreadSanitizer"
 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 build-tsan/tests/test_refresh_swap
+TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 build-tsan/tests/test_runtime
 
 if command -v clang-14 >/dev/null; then
   step "build (libFuzzer, clang-14)"

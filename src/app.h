@@ -7,11 +7,17 @@
 #include "execution_store.h"
 #include "source.h"
 
+struct runtime;
+
+/* cfg and sources are those of one configuration. A daemon sets runtime
+ * instead: each request then runs on a copy of the app with cfg and sources
+ * of the generation current when it started (runtime.h). */
 struct app {
 	const struct config *cfg;
 	struct source_set *sources;
 	struct exec_store *store; /* NULL in one-shot CLI commands */
 	time_t (*now)(void);      /* clock for signature checks; time() wrapper by default */
+	struct runtime *runtime;  /* NULL: cfg and sources are fixed */
 };
 
 #endif

@@ -30,6 +30,7 @@ struct control {
 	int fd;
 	char *pid_path;
 	char *dir;
+	char *reload_path;
 };
 
 static char *path_with(const char *base, const char *suffix)
@@ -153,7 +154,8 @@ int control_open(const char *state_path, struct control **out, struct cn_error *
 	if (c)
 		c->fd = -1;
 	if (!c || !(c->pid_path = path_with(state_path, ".pid")) ||
-	    !(c->dir = path_with(state_path, ".requests"))) {
+	    !(c->dir = path_with(state_path, ".requests")) ||
+	    !(c->reload_path = path_with(state_path, ".reload"))) {
 		control_close(c);
 		return cn_error_set(err, CN_ENOMEM, "out of memory");
 	}
@@ -208,7 +210,27 @@ void control_close(struct control *c)
 		close(c->fd);
 	free(c->pid_path);
 	free(c->dir);
+	free(c->reload_path);
 	free(c);
+}
+
+int control_reload_note(struct control *c, const cJSON *outcome)
+{
+	char *text = cJSON_PrintUnformatted(outcome);
+	int rc = text ? write_file(c->reload_path, text, strlen(text)) : CN_ENOMEM;
+	free(text);
+	return rc;
+}
+
+cJSON *control_reload_outcome(const char *state_path)
+{
+	char *path = path_with(state_path, ".reload");
+	size_t len = 0;
+	char *text = path ? read_file(path, CONTROL_MAX_REQUEST * 64, &len) : NULL;
+	cJSON *j = text ? cJSON_ParseWithLength(text, len) : NULL;
+	free(text);
+	free(path);
+	return j;
 }
 
 /* One request file, claimed: "refresh demo\n" -> its answer. */

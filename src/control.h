@@ -16,6 +16,10 @@
  *                     ID.work. The command waits for ID.json (bounded), reads
  *                     it and deletes it.
  *
+ *   STATE.reload      the outcome of the daemon's latest reload (SIGHUP), as
+ *                     JSON with its pid and an attempt number: `reload`
+ *                     sends SIGHUP and waits for the next attempt to show.
+ *
  * A plain SIGUSR1 (kill -USR1, not sigqueue) asks the daemon to refresh
  * every source. With no daemon, the commands open the state file
  * themselves; a daemon that starts meanwhile waits up to
@@ -50,6 +54,11 @@ void control_close(struct control *c);
  * "refresh" or "drift", source a name or "*". Returns how many there were. */
 typedef cJSON *(*control_answer_fn)(void *ctx, const char *verb, const char *source);
 size_t control_serve(struct control *c, control_answer_fn answer, void *ctx);
+
+/* Daemon side: record the outcome of a reload (STATE.reload). */
+int control_reload_note(struct control *c, const cJSON *outcome) CN_MUST_USE;
+/* Command side: the latest outcome recorded, NULL when none can be read. */
+cJSON *control_reload_outcome(const char *state_path);
 
 /* Command side: the pid of the daemon that holds STATE.pid's lock, or 0
  * when none does. */

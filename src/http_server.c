@@ -1,6 +1,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "request.h"
+#include "tls.h"
 
 /* libmicrohttpd's per-connection pool: request line, headers and its read and
  * write buffers (bodies are copied out as they arrive, answers are sent from
@@ -26,11 +28,12 @@ struct http_server {
 	struct app *app;
 	atomic_int inflight;
 	uint16_t port;
+	bool tls;
+	pthread_mutex_t nets_mu; /* guards the networks: a reload replaces them */
 	struct http_net allow[HTTP_MAX_ALLOW];
 	size_t nallow;
 	struct http_net metrics_allow[HTTP_MAX_ALLOW];
 	size_t nmetrics_allow;
-	char *tls_cert, *tls_key; /* PEM, kept while libmicrohttpd runs */
 };
 
 /* Per-connection state while the body arrives. */
@@ -130,22 +133,27 @@ static bool nets_hold(const struct http_net *nets, size_t n, const struct sockad
 /* libmicrohttpd asks before it reads anything from a new connection. */
 static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t len)
 {
-	const struct http_server *srv = cls;
+	struct http_server *srv = cls;
 	(void)len;
-	if (!srv->nallow || nets_hold(srv->allow, srv->nallow, addr))
-		return MHD_YES;
-	metrics_connection_denied();
-	return MHD_NO;
+	pthread_mutex_lock(&srv->nets_mu);
+	bool ok = !srv->nallow || nets_hold(srv->allow, srv->nallow, addr);
+	pthread_mutex_unlock(&srv->nets_mu);
+	if (!ok)
+		metrics_connection_denied();
+	return ok ? MHD_YES : MHD_NO;
 }
 
 /* GET /metrics is for the operator's networks only. */
-static bool metrics_allowed(const struct http_server *srv, struct MHD_Connection *conn, const char *url)
+static bool metrics_allowed(struct http_server *srv, struct MHD_Connection *conn, const char *url)
 {
 	if (strcmp(url, "/metrics") != 0)
 		return false;
 	const union MHD_ConnectionInfo *ci =
 		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	return ci && nets_hold(srv->metrics_allow, srv->nmetrics_allow, ci->client_addr);
+	pthread_mutex_lock(&srv->nets_mu);
+	bool ok = ci && nets_hold(srv->metrics_allow, srv->nmetrics_allow, ci->client_addr);
+	pthread_mutex_unlock(&srv->nets_mu);
+	return ok;
 }
 
 static enum MHD_Result send_response(struct MHD_Connection *conn, struct http_response *r)
@@ -252,49 +260,47 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	}
 }
 
-static char *read_pem(const char *path, const char *what, struct cn_error *err)
-{
-	FILE *f = fopen(path, "r");
-	if (!f) {
-		cn_error_set(err, CN_ECONFIG, "cannot read the TLS %s %s: %s", what, path, strerror(errno));
-		return NULL;
-	}
-	char *data = NULL;
-	size_t len = 0, cap = 0;
-	for (;;) {
-		if (len + 4096 + 1 > cap) {
-			cap = cap ? cap * 2 : 8192;
-			char *p = cap <= 1024 * 1024 ? realloc(data, cap) : NULL;
-			if (!p) {
-				fclose(f);
-				free(data);
-				cn_error_set(err, CN_ECONFIG, "the TLS %s %s is over 1 MiB", what, path);
-				return NULL;
-			}
-			data = p;
-		}
-		size_t n = fread(data + len, 1, cap - len - 1, f);
-		len += n;
-		if (n == 0)
-			break;
-	}
-	fclose(f);
-	data[len] = '\0';
-	if (!strstr(data, "-----BEGIN ")) {
-		cn_error_set(err, CN_ECONFIG, "the TLS %s %s is not PEM (no -----BEGIN line)", what, path);
-		free(data);
-		return NULL;
-	}
-	return data;
-}
-
 static void server_free(struct http_server *srv)
 {
-	if (srv->tls_key)
-		memset(srv->tls_key, 0, strlen(srv->tls_key));
-	free(srv->tls_key);
-	free(srv->tls_cert);
+	pthread_mutex_destroy(&srv->nets_mu);
 	free(srv);
+}
+
+/* The networks of live, under nets_mu. */
+static int set_nets(struct http_server *srv, const struct http_live *live, struct cn_error *err)
+{
+	if (live->nallow > HTTP_MAX_ALLOW || live->nmetrics_allow > HTTP_MAX_ALLOW)
+		return cn_error_set(err, CN_ECONFIG, "at most %d networks in server.allow_from and "
+				    "in metrics.allow_from", HTTP_MAX_ALLOW);
+	pthread_mutex_lock(&srv->nets_mu);
+	if (live->nallow)
+		memcpy(srv->allow, live->allow, live->nallow * sizeof *live->allow);
+	srv->nallow = live->nallow;
+	if (live->nmetrics_allow)
+		memcpy(srv->metrics_allow, live->metrics_allow,
+		       live->nmetrics_allow * sizeof *live->metrics_allow);
+	srv->nmetrics_allow = live->nmetrics_allow;
+	pthread_mutex_unlock(&srv->nets_mu);
+	return CN_OK;
+}
+
+int http_server_update(struct http_server *srv, const struct http_live *live, struct cn_error *err)
+{
+	if (!live->tls != !srv->tls) {
+		tls_keys_free(live->tls);
+		return cn_error_set(err, CN_ECONFIG, "%s: switching between HTTP and HTTPS needs a "
+				    "restart", srv->tls ? "server.tls removed" : "server.tls added");
+	}
+	int rc = set_nets(srv, live, err);
+	if (rc) {
+		tls_keys_free(live->tls);
+		return rc;
+	}
+	if (live->tls && tls_keys_same_as_current(live->tls))
+		tls_keys_free(live->tls);
+	else if (live->tls)
+		tls_set_current(live->tls);
+	return CN_OK;
 }
 
 bool http_listen_is_loopback(const char *listen)
@@ -327,33 +333,32 @@ int http_server_start(struct app *app, const struct http_options *opts, struct h
 {
 	struct sockaddr_storage ss;
 	int rc = http_parse_listen(opts->listen, &ss, err);
-	if (rc)
+	if (rc) {
+		tls_keys_free(opts->live.tls);
 		return rc;
-	if (opts->nallow > HTTP_MAX_ALLOW || opts->nmetrics_allow > HTTP_MAX_ALLOW)
-		return cn_error_set(err, CN_ECONFIG, "at most %d networks in server.allow_from and "
-				    "in server.metrics_allow_from", HTTP_MAX_ALLOW);
-	struct http_server *srv = calloc(1, sizeof *srv);
-	if (!srv)
-		return cn_error_set(err, CN_ENOMEM, "out of memory");
-	srv->app = app;
-	atomic_init(&srv->inflight, 0);
-	memcpy(srv->allow, opts->allow, opts->nallow * sizeof *opts->allow);
-	srv->nallow = opts->nallow;
-	if (opts->nmetrics_allow)
-		memcpy(srv->metrics_allow, opts->metrics_allow,
-		       opts->nmetrics_allow * sizeof *opts->metrics_allow);
-	srv->nmetrics_allow = opts->nmetrics_allow;
-	bool tls = opts->tls_cert_path && *opts->tls_cert_path;
-	if (tls && !MHD_is_feature_supported(MHD_FEATURE_TLS)) {
-		server_free(srv);
+	}
+	bool tls = opts->live.tls != NULL;
+	if (tls && !MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK)) {
+		tls_keys_free(opts->live.tls);
 		return cn_error_set(err, CN_ECONFIG, "this libmicrohttpd was built without TLS: "
 				    "remove server.tls or put a TLS proxy in front");
 	}
-	if (tls && (!(srv->tls_cert = read_pem(opts->tls_cert_path, "certificate", err)) ||
-		    !(srv->tls_key = read_pem(opts->tls_key_path, "key", err)))) {
-		server_free(srv);
-		return CN_ECONFIG;
+	struct http_server *srv = calloc(1, sizeof *srv);
+	if (!srv) {
+		tls_keys_free(opts->live.tls);
+		return cn_error_set(err, CN_ENOMEM, "out of memory");
 	}
+	srv->app = app;
+	srv->tls = tls;
+	atomic_init(&srv->inflight, 0);
+	pthread_mutex_init(&srv->nets_mu, NULL);
+	if ((rc = set_nets(srv, &opts->live, err))) {
+		tls_keys_free(opts->live.tls);
+		server_free(srv);
+		return rc;
+	}
+	if (tls)
+		tls_set_current(opts->live.tls); /* each handshake takes the current pair */
 	/* A thread per connection: a request blocks its thread while the driver
 	 * runs the query, so connections sharing a worker (libmicrohttpd's thread
 	 * pool binds each connection to one) would wait behind a slow query. */
@@ -374,18 +379,13 @@ int http_server_start(struct app *app, const struct http_options *opts, struct h
 				    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
 				    MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)256,
 				    MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-				    tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, srv->tls_cert,
-				    MHD_OPTION_HTTPS_MEM_KEY, srv->tls_key,
-				    MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES,
+				    tls ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END,
+				    tls_cert_callback(), MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES,
 				    MHD_OPTION_END);
 	if (!srv->mhd) {
 		server_free(srv);
 		if (tls)
-			return cn_error_set(err, CN_EIO,
-					    "cannot listen on %s with TLS: the address may be in use, or "
-					    "the certificate %s and key %s do not load or do not match "
-					    "(PEM, the key unencrypted)",
-					    opts->listen, opts->tls_cert_path, opts->tls_key_path);
+			tls_shutdown();
 		return cn_error_set(err, CN_EIO,
 				    "cannot listen on %s: the address may be in use or not local to this "
 				    "machine (set server.listen or --listen)",
@@ -415,5 +415,7 @@ void http_server_stop(struct http_server *srv, unsigned drain_ms)
 	MHD_stop_daemon(srv->mhd);
 	if (fd != MHD_INVALID_SOCKET)
 		close(fd);
+	if (srv->tls)
+		tls_shutdown();
 	server_free(srv);
 }

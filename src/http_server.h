@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 
 #include "app.h"
+#include "tls.h"
 
 struct http_server;
 
@@ -33,24 +34,34 @@ struct http_net {
 	int prefix;
 };
 
+/* What a reload may change while the server runs. */
+struct http_live {
+	const struct http_net *allow;         /* nallow 0: every address */
+	size_t nallow;
+	const struct http_net *metrics_allow; /* who may GET /metrics; none: nobody */
+	size_t nmetrics_allow;
+	struct tls_keys *tls;                 /* taken over; NULL: plain HTTP */
+};
+
 struct http_options {
 	const char *listen;          /* "host:port" or "[v6]:port"; port 0 picks a free one */
 	unsigned max_connections;
 	unsigned per_address;        /* connections one client address may hold */
 	unsigned timeout_s;          /* silence allowed before the request has arrived */
-	const char *tls_cert_path;   /* NULL or "": plain HTTP */
-	const char *tls_key_path;
-	const struct http_net *allow; /* nallow 0: every address */
-	size_t nallow;
-	const struct http_net *metrics_allow; /* who may GET /metrics; none: nobody */
-	size_t nmetrics_allow;
+	struct http_live live;
 };
 
+/* opts->live.tls is taken over, also on error. */
 int http_server_start(struct app *app, const struct http_options *opts, struct http_server **out,
 		      struct cn_error *err) CN_MUST_USE;
 /* True when the server listens on a loopback address only. */
 bool http_listen_is_loopback(const char *listen);
 uint16_t http_server_port(const struct http_server *srv);
+/* A reload: new networks now, a new certificate for the next handshakes
+ * (live->tls taken over, also on error). Plain HTTP cannot become HTTPS, nor
+ * the reverse, without a restart: CN_ECONFIG says so and nothing changes. */
+int http_server_update(struct http_server *srv, const struct http_live *live,
+		       struct cn_error *err) CN_MUST_USE;
 /* Stop accepting, wait up to drain_ms for in-flight requests, then free. */
 void http_server_stop(struct http_server *srv, unsigned drain_ms);
 

@@ -22,9 +22,11 @@
 #include "metrics.h"
 #include "refresh.h"
 #include "request.h"
+#include "runtime.h"
 #include "scheduler.h"
 #include "signature.h"
 #include "source.h"
+#include "tls.h"
 #include "tools.h"
 
 #ifndef CN_VERSION
@@ -50,6 +52,7 @@ static const char usage_main[] =
 	"  check-config  validate a config file, load its drivers, connect to each source\n"
 	"  introspect    print one source's schema, merged with its mappings, as JSON\n"
 	"  query         run one read-only query through the same guard as run_query\n"
+	"  reload        make a running daemon read its configuration again (SIGHUP)\n"
 	"  refresh       read schemas again now and print what changed (asks a running daemon)\n"
 	"  drift         print mapping keys and new columns the mappings no longer describe\n"
 	"  sign          sign a request body from stdin the way Interactor does (for curl)\n"
@@ -62,10 +65,11 @@ static const char usage_serve[] =
 	"usage: interactor-connector serve --config FILE [--listen HOST:PORT]\n"
 	"\n"
 	"Answers POST /v1/tools/{tool_name} (signed callbacks), GET /healthz and\n"
-	"GET /readyz. Refreshes each source's schema on its cron schedule (refresh,\n"
-	"refresh_timezone) and on SIGUSR1. Writes its pid to STATE.pid (state.path)\n"
-	"and holds a lock on it. SIGTERM or SIGINT stops accepting, lets running\n"
-	"requests finish (up to 30 s) and exits 0.\n"
+	"GET /readyz and GET /metrics. Refreshes each source's schema on its cron\n"
+	"schedule (refresh, refresh_timezone) and on SIGUSR1. SIGHUP reads the\n"
+	"configuration, mappings and certificate again (see `reload --help`). Writes\n"
+	"its pid to STATE.pid (state.path) and holds a lock on it. SIGTERM or SIGINT\n"
+	"stops accepting, lets running requests finish (up to 30 s) and exits 0.\n"
 	"\n"
 	"  -c, --config FILE    configuration file (see conf/demo.yaml)\n"
 	"  -l, --listen ADDR    override server.listen, e.g. 127.0.0.1:8080\n"
@@ -140,6 +144,25 @@ static const char usage_drift[] =
 	"\n"
 	"Exit status: 0 without drift, 3 with drift, 1 on errors, 2 on bad usage.\n";
 
+static const char usage_reload[] =
+	"usage: interactor-connector reload --config FILE [--timeout SECONDS]\n"
+	"\n"
+	"Makes the daemon that runs with FILE's state file (state.path) read FILE\n"
+	"again, as SIGHUP does, waits for the outcome and prints it. What changes:\n"
+	"callback secrets, sources, mappings, limits, refresh schedules, log\n"
+	"settings, server.allow_from, metrics.allow_from and the TLS certificate\n"
+	"(for new connections). A source whose entry did not change keeps its\n"
+	"connections; requests already running finish on the configuration they\n"
+	"started with. A configuration that does not load is refused and the daemon\n"
+	"keeps the one it runs. server.listen, the connection limits, state.*,\n"
+	"drivers.dir and metrics.enabled take effect at the next restart.\n"
+	"\n"
+	"  -c, --config FILE     the daemon's configuration file\n"
+	"  -t, --timeout SECONDS how long to wait for the outcome (default 120)\n"
+	"  -h, --help            this text\n"
+	"\n"
+	"Exit status: 0 reloaded, 1 refused, no daemon or no answer, 2 usage.\n";
+
 static const char usage_sign[] =
 	"usage: interactor-connector sign [--secret-env VAR] < body.json\n"
 	"\n"
@@ -195,41 +218,158 @@ static int parse_nets(const char *what, char *const *texts, size_t n, struct htt
 static char *const metrics_default_nets[] = {"127.0.0.0/8",    "::1/128",        "10.0.0.0/8",
 					     "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"};
 
-/* The HTTP server with the config's networks, limits and TLS. */
-static int start_http(struct app *app, const struct config *cfg, const char *listen,
-		      struct http_server **srv, struct cn_error *err)
+/* What the server may change while it runs, from cfg: the networks (into
+ * the two arrays given) and the TLS pair. */
+static int http_live_of(const struct config *cfg, struct http_net *nets, struct http_net *mnets,
+			struct http_live *live, struct cn_error *err)
 {
-	struct http_net nets[HTTP_MAX_ALLOW], metrics_nets[HTTP_MAX_ALLOW];
-	size_t n = 0, nm = 0;
+	memset(live, 0, sizeof *live);
 	bool metrics_default = cfg->metrics_enabled && cfg->nmetrics_allow_from == 0;
-	int rc = parse_nets("server.allow_from", cfg->allow_from, cfg->nallow_from, nets, &n, err);
+	int rc = parse_nets("server.allow_from", cfg->allow_from, cfg->nallow_from, nets,
+			    &live->nallow, err);
 	if (rc == CN_OK)
 		rc = parse_nets("metrics.allow_from",
 				metrics_default ? metrics_default_nets : cfg->metrics_allow_from,
 				metrics_default ? sizeof metrics_default_nets / sizeof *metrics_default_nets
 				: cfg->metrics_enabled ? cfg->nmetrics_allow_from : 0,
-				metrics_nets, &nm, err);
-	if (rc)
+				mnets, &live->nmetrics_allow, err);
+	live->allow = nets;
+	live->metrics_allow = mnets;
+	if (rc || !*cfg->tls_cert)
 		return rc;
-	char *cert = *cfg->tls_cert ? config_resolve_path(cfg, cfg->tls_cert) : NULL;
-	char *key = *cfg->tls_key ? config_resolve_path(cfg, cfg->tls_key) : NULL;
-	struct http_options opts = {
-		.listen = listen,
-		.max_connections = cfg->max_connections,
-		.per_address = cfg->max_connections_per_address,
-		.timeout_s = cfg->request_timeout,
-		.tls_cert_path = cert,
-		.tls_key_path = key,
-		.allow = nets,
-		.nallow = n,
-		.metrics_allow = metrics_nets,
-		.nmetrics_allow = nm,
-	};
-	rc = (*cfg->tls_cert && (!cert || !key)) ? cn_error_set(err, CN_ENOMEM, "out of memory")
-						 : http_server_start(app, &opts, srv, err);
+	char *cert = config_resolve_path(cfg, cfg->tls_cert);
+	char *key = config_resolve_path(cfg, cfg->tls_key);
+	rc = cert && key ? tls_keys_load(cert, key, &live->tls, err)
+			 : cn_error_set(err, CN_ENOMEM, "out of memory");
 	free(cert);
 	free(key);
 	return rc;
+}
+
+/* What `serve` runs on. A reload replaces the generation in runtime, the
+ * scheduler and what the server may change; the rest stays. */
+struct daemon {
+	const char *path;   /* the configuration file, read again on reload */
+	const char *listen; /* --listen; NULL: server.listen */
+	struct runtime runtime;
+	struct app app;
+	struct http_server *srv;
+	struct control *ctl;
+	struct scheduler *sched;
+	uint64_t attempts;  /* reloads tried */
+};
+
+/* Global keys that apply at the next start only. */
+static const char *const restart_keys[] = {
+	"server.listen", "server.max_connections", "server.max_connections_per_address",
+	"server.request_timeout", "state.path", "state.snapshots", "drivers.dir", "metrics.enabled",
+};
+
+static bool is_restart_key(const char *path)
+{
+	for (size_t i = 0; i < sizeof restart_keys / sizeof *restart_keys; i++)
+		if (strcmp(path, restart_keys[i]) == 0)
+			return true;
+	return false;
+}
+
+/* The least-privilege warnings of the sources that are not in old (NULL: all). */
+static void log_source_audits(struct source_set *set, struct source_set *old)
+{
+	for (size_t i = 0; i < set->n; i++) {
+		struct source *s = set->items[i];
+		char warning[600];
+		struct cn_error e = {0};
+		struct source_status st;
+		if (old && sources_find(old, s->cfg->name) == s)
+			continue;
+		source_status(s, &st);
+		if (st.available && source_audit(s, warning, sizeof warning, &e) == CN_OK && warning[0])
+			log_warn("source '%s': %s", s->cfg->name, warning);
+	}
+}
+
+/* Read the configuration file again and switch to it, or keep the running
+ * one and say why. Returns the outcome that `reload` prints. */
+static cJSON *daemon_reload(struct daemon *d)
+{
+	struct cn_error err = {0};
+	struct config *cfg = NULL;
+	struct source_set *set = NULL;
+	struct http_net nets[HTTP_MAX_ALLOW], mnets[HTTP_MAX_ALLOW];
+	struct http_live live = {0};
+	struct sources_reopen_report rep = {0};
+	struct generation *g = runtime_acquire(&d->runtime);
+	const struct config *old = g->cfg;
+	cJSON *out = cJSON_CreateObject();
+	cJSON_AddNumberToObject(out, "pid", (double)getpid());
+	cJSON_AddNumberToObject(out, "attempt", (double)++d->attempts);
+
+	int rc = config_load(d->path, &cfg, &err);
+	if (rc == CN_OK && !*cfg->tls_cert != !*old->tls_cert)
+		rc = cn_error_set(&err, CN_ECONFIG,
+				  "%s: switching between HTTP and HTTPS needs a restart",
+				  *old->tls_cert ? "server.tls removed" : "server.tls added");
+	if (rc == CN_OK)
+		rc = http_live_of(cfg, nets, mnets, &live, &err);
+	if (rc == CN_OK)
+		rc = sources_reopen(cfg, g->sources, &set, &rep, &err);
+	if (rc) {
+		log_error("reload refused, still running the configuration read before: %s", err.message);
+		metrics_reload(false);
+		cJSON_AddStringToObject(out, "status", "refused");
+		cJSON_AddStringToObject(out, "error", err.message);
+		tls_keys_free(live.tls);
+		config_free(cfg);
+		runtime_release(&d->runtime, g);
+		return out;
+	}
+	const char *changed[64];
+	size_t nchanged = config_global_changes(old, cfg, changed, 64);
+	cJSON *later = cJSON_AddArrayToObject(out, "restart_needed");
+	for (size_t i = 0; i < nchanged; i++) {
+		if (!is_restart_key(changed[i]))
+			continue;
+		if (!(d->listen && strcmp(changed[i], "server.listen") == 0))
+			log_warn("reload: %s changed; it takes effect at the next restart", changed[i]);
+		cJSON_AddItemToArray(later, cJSON_CreateString(changed[i]));
+	}
+	log_source_audits(set, g->sources);
+	runtime_release(&d->runtime, g);
+
+	scheduler_stop(d->sched); /* after the refresh that runs, if any */
+	d->sched = NULL;
+	uint64_t number = runtime_install(&d->runtime, cfg, set);
+	if (!number) {
+		/* out of memory: keep what runs; the sources it kept are still its */
+		sources_close(set);
+		config_free(cfg);
+		tls_keys_free(live.tls);
+		cJSON_AddStringToObject(out, "status", "refused");
+		cJSON_AddStringToObject(out, "error", "out of memory");
+		log_error("reload refused: out of memory");
+	} else {
+		if (http_server_update(d->srv, &live, &err))
+			log_warn("reload: %s", err.message);
+		apply_log_settings(cfg, LOG_LEVEL_DEBUG);
+		log_info("reloaded %s (configuration %llu): %zu source(s) kept as they were, %zu of them "
+			 "with new mappings; %zu opened; %zu closed once their requests finish",
+			 d->path, (unsigned long long)number, rep.kept, rep.remapped, rep.opened,
+			 rep.closed);
+		metrics_reload(true);
+		cJSON_AddStringToObject(out, "status", "ok");
+		cJSON_AddNumberToObject(out, "configuration", (double)number);
+		cJSON *srcs = cJSON_AddObjectToObject(out, "sources");
+		cJSON_AddNumberToObject(srcs, "kept", (double)rep.kept);
+		cJSON_AddNumberToObject(srcs, "remapped", (double)rep.remapped);
+		cJSON_AddNumberToObject(srcs, "opened", (double)rep.opened);
+		cJSON_AddNumberToObject(srcs, "closed", (double)rep.closed);
+	}
+	g = runtime_acquire(&d->runtime);
+	if (scheduler_start(g->sources, d->ctl, &d->sched, &err))
+		log_error("reload: schema refreshes are stopped: %s", err.message);
+	runtime_release(&d->runtime, g);
+	return out;
 }
 
 static int cmd_serve(int argc, char **argv)
@@ -238,12 +378,12 @@ static int cmd_serve(int argc, char **argv)
 					     {"listen", required_argument, NULL, 'l'},
 					     {"help", no_argument, NULL, 'h'},
 					     {NULL, 0, NULL, 0}};
-	const char *path = NULL, *listen = NULL;
+	struct daemon d = {0};
 	int c;
 	while ((c = getopt_long(argc, argv, "c:l:h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'c': path = optarg; break;
-		case 'l': listen = optarg; break;
+		case 'c': d.path = optarg; break;
+		case 'l': d.listen = optarg; break;
 		case 'h': fputs(usage_serve, stdout); return 0;
 		default: fputs(usage_serve, stderr); return 2;
 		}
@@ -253,7 +393,7 @@ static int cmd_serve(int argc, char **argv)
 		return 2;
 	}
 	struct config *cfg = NULL;
-	int ret = load_config(path, &cfg);
+	int ret = load_config(d.path, &cfg);
 	if (ret)
 		return ret;
 	apply_log_settings(cfg, LOG_LEVEL_DEBUG);
@@ -269,18 +409,18 @@ static int cmd_serve(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	struct app app = {.cfg = cfg, .now = clock_now};
-	struct http_server *srv = NULL;
-	struct control *ctl = NULL;
-	struct scheduler *sched = NULL;
+	d.app.now = clock_now;
+	struct source_set *set = NULL;
+	bool running = false;
 	struct cn_error err = {0};
+	const char *listen = d.listen ? d.listen : cfg->listen;
 	char *state_path = config_resolve_path(cfg, cfg->state_path);
 	ret = 1;
 	if (!state_path)
 		goto out;
 	/* a `refresh` command may hold the state file for a moment */
 	for (unsigned waited = 0;; waited += 250) {
-		int rc = exec_store_open(state_path, NULL, &app.store, &err);
+		int rc = exec_store_open(state_path, NULL, &d.app.store, &err);
 		if (rc == CN_OK)
 			break;
 		if (rc != CN_EBUSY || waited >= CONTROL_STORE_WAIT_MS) {
@@ -294,62 +434,75 @@ static int cmd_serve(int argc, char **argv)
 		struct timespec quarter = {0, 250 * 1000000L};
 		nanosleep(&quarter, NULL);
 	}
-	if (control_open(state_path, &ctl, &err)) {
+	if (control_open(state_path, &d.ctl, &err)) {
 		log_error("%s", err.message);
 		goto out;
 	}
 	if (cfg->metrics_enabled)
 		metrics_init(); /* before the sources: their first refresh counts */
-	struct sources_opts sopts = {.store = app.store};
-	if (sources_open_with(cfg, &sopts, &app.sources, &err)) {
+	struct sources_opts sopts = {.store = d.app.store};
+	if (sources_open_with(cfg, &sopts, &set, &err)) {
 		log_error("%s", err.message);
 		goto out;
 	}
-	for (size_t i = 0; i < app.sources->n; i++) {
-		struct source *s = &app.sources->items[i];
-		char warning[600];
-		struct cn_error e = {0};
-		struct source_status st;
-		source_status(s, &st);
-		if (st.available && source_audit(s, warning, sizeof warning, &e) == CN_OK && warning[0])
-			log_warn("source '%s': %s", s->cfg->name, warning);
+	log_source_audits(set, NULL);
+	if (runtime_init(&d.runtime, cfg, set)) {
+		log_error("out of memory");
+		goto out;
 	}
-	if (scheduler_start(app.sources, ctl, &sched, &err)) {
+	running = true; /* cfg and set belong to the runtime now */
+	d.app.runtime = &d.runtime;
+	if (scheduler_start(set, d.ctl, &d.sched, &err)) {
 		log_error("%s", err.message);
 		goto out;
 	}
-	if (start_http(&app, cfg, listen ? listen : cfg->listen, &srv, &err)) {
+	struct http_net nets[HTTP_MAX_ALLOW], mnets[HTTP_MAX_ALLOW];
+	struct http_options hopts = {
+		.listen = listen,
+		.max_connections = cfg->max_connections,
+		.per_address = cfg->max_connections_per_address,
+		.timeout_s = cfg->request_timeout,
+	};
+	if (http_live_of(cfg, nets, mnets, &hopts.live, &err) ||
+	    http_server_start(&d.app, &hopts, &d.srv, &err)) {
 		log_error("%s", err.message);
 		goto out;
 	}
 	log_info("interactor-connector %s listening on %s (port %u, %s), %zu source(s), up to %u "
-		 "connections, %u per client address", CN_VERSION, listen ? listen : cfg->listen,
-		 http_server_port(srv), *cfg->tls_cert ? "HTTPS" : "plain HTTP", cfg->nsources,
-		 cfg->max_connections, cfg->max_connections_per_address);
-	if (!*cfg->tls_cert && !http_listen_is_loopback(listen ? listen : cfg->listen))
+		 "connections, %u per client address", CN_VERSION, listen, http_server_port(d.srv),
+		 *cfg->tls_cert ? "HTTPS" : "plain HTTP", cfg->nsources, cfg->max_connections,
+		 cfg->max_connections_per_address);
+	if (*cfg->tls_cert)
+		log_info("TLS certificate valid until %lld (unix time)", (long long)tls_current_not_after());
+	if (!*cfg->tls_cert && !http_listen_is_loopback(listen))
 		log_warn("serving plain HTTP on %s, which is not a loopback address: callbacks and their "
 			 "answers cross the network unencrypted; set server.tls.cert and server.tls.key, "
-			 "or listen on 127.0.0.1 behind a TLS proxy", listen ? listen : cfg->listen);
+			 "or listen on 127.0.0.1 behind a TLS proxy", listen);
 
 	uint64_t removed = 0;
-	if (exec_store_expire(app.store, time(NULL), &removed, &err) == CN_OK && removed)
+	if (exec_store_expire(d.app.store, time(NULL), &removed, &err) == CN_OK && removed)
 		log_info("execution store: %llu expired answer(s) removed", (unsigned long long)removed);
 	for (;;) {
 		struct timespec hour = {3600, 0};
 		siginfo_t info;
 		int sig = sigtimedwait(&sigs, &info, &hour);
 		if (sig < 0 && errno == EAGAIN) {
-			if (exec_store_expire(app.store, time(NULL), &removed, &err))
+			if (exec_store_expire(d.app.store, time(NULL), &removed, &err))
 				log_warn("execution store: %s", err.message);
 			continue;
 		}
 		if (sig == SIGHUP) {
-			log_info("SIGHUP: configuration reload is not supported; restart to apply changes");
+			log_info("SIGHUP: reading %s again", d.path);
+			cJSON *outcome = daemon_reload(&d);
+			if (!outcome || control_reload_note(d.ctl, outcome))
+				log_warn("reload: the outcome could not be recorded for `interactor-connector "
+					 "reload`");
+			cJSON_Delete(outcome);
 			continue;
 		}
 		if (sig == SIGUSR1) {
 			/* sigqueue()d by the command line: requests are waiting; a plain one: refresh all */
-			scheduler_poke(sched, info.si_code == SI_QUEUE);
+			scheduler_poke(d.sched, info.si_code == SI_QUEUE);
 			continue;
 		}
 		if (sig > 0) {
@@ -357,22 +510,138 @@ static int cmd_serve(int argc, char **argv)
 			break;
 		}
 	}
-	http_server_stop(srv, DRAIN_MS);
-	srv = NULL;
-	scheduler_stop(sched);
-	sched = NULL;
+	http_server_stop(d.srv, DRAIN_MS);
+	d.srv = NULL;
+	scheduler_stop(d.sched);
+	d.sched = NULL;
 	log_info("stopped");
 	ret = 0;
 out:
-	http_server_stop(srv, 0);
-	scheduler_stop(sched);
-	sources_close(app.sources);
-	control_close(ctl);
-	exec_store_close(app.store);
+	http_server_stop(d.srv, 0);
+	scheduler_stop(d.sched);
+	if (running) {
+		runtime_destroy(&d.runtime);
+	} else {
+		sources_close(set);
+		config_free(cfg);
+	}
+	control_close(d.ctl);
+	exec_store_close(d.app.store);
 	metrics_shutdown();
 	free(state_path);
-	config_free(cfg);
 	return ret;
+}
+
+/* ---- reload ---- */
+
+/* The attempt number of the daemon pid's latest recorded reload, 0 if none. */
+static double reload_attempt(const cJSON *outcome, pid_t pid)
+{
+	const cJSON *p = cJSON_GetObjectItemCaseSensitive(outcome, "pid");
+	const cJSON *a = cJSON_GetObjectItemCaseSensitive(outcome, "attempt");
+	return cJSON_IsNumber(p) && (pid_t)p->valuedouble == pid && cJSON_IsNumber(a) ? a->valuedouble
+										   : 0;
+}
+
+static void print_reload(const cJSON *o)
+{
+	const cJSON *status = cJSON_GetObjectItemCaseSensitive(o, "status");
+	if (!cJSON_IsString(status) || strcmp(status->valuestring, "ok") != 0) {
+		const cJSON *e = cJSON_GetObjectItemCaseSensitive(o, "error");
+		printf("refused: %s\nthe daemon keeps running the configuration it had\n",
+		       cJSON_IsString(e) ? e->valuestring : "(no reason given)");
+		return;
+	}
+	const cJSON *srcs = cJSON_GetObjectItemCaseSensitive(o, "sources");
+	int n[4] = {0};
+	static const char *const keys[] = {"kept", "remapped", "opened", "closed"};
+	for (int i = 0; i < 4; i++) {
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(srcs, keys[i]);
+		n[i] = cJSON_IsNumber(v) ? v->valueint : 0;
+	}
+	printf("reloaded: %d source(s) kept as they were (%d with new mappings), %d opened, %d "
+	       "closed\n", n[0], n[1], n[2], n[3]);
+	const cJSON *later = cJSON_GetObjectItemCaseSensitive(o, "restart_needed"), *k;
+	cJSON_ArrayForEach(k, later)
+	{
+		if (cJSON_IsString(k))
+			printf("%s changed: it takes effect at the next restart\n", k->valuestring);
+	}
+}
+
+static int cmd_reload(int argc, char **argv)
+{
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+					     {"timeout", required_argument, NULL, 't'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	const char *path = NULL;
+	long timeout_s = 120;
+	int c;
+	char *end;
+	while ((c = getopt_long(argc, argv, "c:t:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': path = optarg; break;
+		case 't':
+			timeout_s = strtol(optarg, &end, 10);
+			if (*end || timeout_s < 1 || timeout_s > 3600) {
+				fprintf(stderr, "interactor-connector: --timeout takes 1 to 3600 seconds\n");
+				return 2;
+			}
+			break;
+		case 'h': fputs(usage_reload, stdout); return 0;
+		default: fputs(usage_reload, stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		fputs(usage_reload, stderr);
+		return 2;
+	}
+	struct config *cfg = NULL;
+	int ret = load_config(path, &cfg);
+	if (ret) {
+		if (ret == 1)
+			fprintf(stderr, "interactor-connector: nothing was sent; a running daemon keeps "
+					"its configuration\n");
+		return ret;
+	}
+	char *state_path = config_resolve_path(cfg, cfg->state_path);
+	config_free(cfg);
+	pid_t pid = state_path ? control_daemon(state_path) : 0;
+	if (!pid) {
+		fprintf(stderr, "interactor-connector: no daemon runs with the state file %s (state.path "
+				"of %s)\n", state_path ? state_path : "?", path);
+		free(state_path);
+		return 1;
+	}
+	cJSON *before = control_reload_outcome(state_path);
+	double seen = reload_attempt(before, pid);
+	cJSON_Delete(before);
+	if (kill(pid, SIGHUP) != 0) {
+		fprintf(stderr, "interactor-connector: cannot signal the daemon (pid %ld): %s\n", (long)pid,
+			strerror(errno));
+		free(state_path);
+		return 1;
+	}
+	ret = 1;
+	struct timespec tick = {0, 50 * 1000000L};
+	for (long waited = 0; waited < timeout_s * 1000; waited += 50) {
+		cJSON *o = control_reload_outcome(state_path);
+		if (reload_attempt(o, pid) > seen) {
+			print_reload(o);
+			const cJSON *status = cJSON_GetObjectItemCaseSensitive(o, "status");
+			ret = cJSON_IsString(status) && strcmp(status->valuestring, "ok") == 0 ? 0 : 1;
+			cJSON_Delete(o);
+			free(state_path);
+			return ret;
+		}
+		cJSON_Delete(o);
+		nanosleep(&tick, NULL);
+	}
+	fprintf(stderr, "interactor-connector: the daemon (pid %ld) did not report within %ld s; see "
+			"its log\n", (long)pid, timeout_s);
+	free(state_path);
+	return 1;
 }
 
 /* ---- check-config ---- */
@@ -444,7 +713,7 @@ static int cmd_check_config(int argc, char **argv)
 	}
 	printf("# check\n");
 	for (size_t i = 0; i < set->n; i++) {
-		struct source *s = &set->items[i];
+		struct source *s = set->items[i];
 		void *h;
 		struct cn_error e = {0};
 		if (source_ready(s, &h, &e) == CN_OK) {
@@ -843,7 +1112,7 @@ int main(int argc, char **argv)
 	} commands[] = {
 		{"serve", cmd_serve},         {"check-config", cmd_check_config},
 		{"introspect", cmd_introspect}, {"query", cmd_query},
-		{"refresh", cmd_refresh},     {"drift", cmd_drift},
+		{"refresh", cmd_refresh},     {"drift", cmd_drift},         {"reload", cmd_reload},
 		{"sign", cmd_sign},           {"tools", cmd_tools},
 	};
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||

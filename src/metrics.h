@@ -49,6 +49,8 @@ void metrics_rejection(const char *source, int reject);
 void metrics_store_write(double seconds);
 /* A schema refresh of source finished. */
 void metrics_refresh(const char *source, bool ok, double seconds);
+/* A reload was applied (ok) or refused. */
+void metrics_reload(bool ok);
 /* The server closed a connection from outside server.allow_from. */
 void metrics_connection_denied(void);
 
