@@ -354,8 +354,8 @@ static int visit_funccall(struct guard *g, const cJSON *body)
 	if (!d)
 		return CN_OK;
 	char at[48];
-	return reject(g, CN_REJECT_DENIED, "function %s() is not allowed%s: %s", name, where(g, body, at, sizeof at),
-		      d->why);
+	return reject(g, CN_REJECT_DENIED, "function %s() is not allowed%s: %s", name,
+		      where(g, body, at, sizeof at), d->why);
 }
 
 static int visit_rangevar(struct guard *g, const cJSON *body)
@@ -409,8 +409,8 @@ static int reject_tag(struct guard *g, const char *tag, const cJSON *body)
 		return reject(g, CN_REJECT_WRITE, "SELECT INTO is not allowed%s: it creates a table", at);
 	const char *sql = stmt_sql_name(tag);
 	if (sql)
-		return reject(g, stmt_class(tag), "%s is not allowed%s: only SELECT queries can run",
-			      sql, at);
+		return reject(g, stmt_class(tag), "%s is not allowed%s: only SELECT queries can run", sql,
+			      at);
 	return reject(g, stmt_class(tag), "%s is not allowed in a read-only query%s", tag, at);
 }
 
@@ -425,8 +425,9 @@ static int visit_cte(struct guard *g, const cJSON *body)
 	char at[48];
 	if (tag && strcmp(tag, "SelectStmt") != 0) {
 		const char *sql = stmt_sql_name(tag);
-		return reject(g, CN_REJECT_WRITE, "%s in WITH %s is not allowed%s: only SELECT queries can run",
-			      sql ? sql : tag, name ? name : "", where(g, body, at, sizeof at));
+		return reject(g, CN_REJECT_WRITE,
+			      "%s in WITH %s is not allowed%s: only SELECT queries can run", sql ? sql : tag,
+			      name ? name : "", where(g, body, at, sizeof at));
 	}
 	return add_range(g, name);
 }
@@ -521,15 +522,15 @@ static int check_columnref(struct guard *g, const cJSON *body, bool star_ok)
 	if (cJSON_GetObjectItemCaseSensitive(last, "A_Star")) {
 		if (star_ok)
 			return CN_OK;
-		return reject(g, CN_REJECT_HIDDEN, "* is only allowed in the outer SELECT list when a table has hidden "
-				 "columns%s: name the columns you need",
+		return reject(g, CN_REJECT_HIDDEN, "* is only allowed in the outer SELECT list when a table "
+			      "has hidden columns%s: name the columns you need",
 			      where(g, body, at, sizeof at));
 	}
 	const char *name = string_node(last);
 	if (n == 1 && name && is_range_name(g, name))
-		return reject(g, CN_REJECT_HIDDEN, "a whole-row reference to %s is not allowed when a table has hidden "
-				 "columns%s: name the columns you need",
-			      name, where(g, body, at, sizeof at));
+		return reject(g, CN_REJECT_HIDDEN, "a whole-row reference to %s is not allowed when a table "
+			      "has hidden columns%s: name the columns you need", name,
+			      where(g, body, at, sizeof at));
 	return check_column_name(g, name, body);
 }
 
@@ -564,9 +565,8 @@ static int visit_column_tag(struct guard *g, const char *tag, const cJSON *body,
 	} else if (!strcmp(tag, "JoinExpr")) {
 		char at[48];
 		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "isNatural")))
-			return reject(g, CN_REJECT_HIDDEN, "NATURAL JOIN is not allowed when a table has hidden "
-					 "columns%s: join with ON",
-				      where(g, body, at, sizeof at));
+			return reject(g, CN_REJECT_HIDDEN, "NATURAL JOIN is not allowed when a table has "
+				      "hidden columns%s: join with ON", where(g, body, at, sizeof at));
 		cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(body, "usingClause"))
 			if ((rc = check_column_name(g, string_node(it), body)))
 				return rc;
@@ -614,9 +614,8 @@ static int check_explain(struct guard *g, const cJSON *body, const cJSON **query
 		const cJSON *def = cJSON_GetObjectItemCaseSensitive(it, "DefElem");
 		const char *name = def ? str_field(def, "defname") : NULL;
 		if (g->full && name && !strcmp(name, "analyze"))
-			return reject(g, CN_REJECT_DENIED, "EXPLAIN ANALYZE is not allowed%s: it runs the query; "
-					 "use EXPLAIN without ANALYZE",
-				      where(g, def, at, sizeof at));
+			return reject(g, CN_REJECT_DENIED, "EXPLAIN ANALYZE is not allowed%s: it runs the "
+				      "query; use EXPLAIN without ANALYZE", where(g, def, at, sizeof at));
 	}
 	*query = cJSON_GetObjectItemCaseSensitive(body, "query");
 	return CN_OK;
@@ -636,7 +635,8 @@ static int check_statement(struct guard *g, const cJSON *stmt)
 		const cJSON *inner = query ? query->child : NULL;
 		if (!inner || !inner->string || strcmp(inner->string, "SelectStmt")) {
 			const char *sql = inner && inner->string ? stmt_sql_name(inner->string) : NULL;
-			return reject(g, CN_REJECT_WRITE, "EXPLAIN of %s is not allowed: only SELECT queries can run",
+			return reject(g, CN_REJECT_WRITE,
+				      "EXPLAIN of %s is not allowed: only SELECT queries can run",
 				      sql ? sql : "this statement");
 		}
 		g->top_select = inner;
@@ -676,9 +676,10 @@ static int guard_run(struct guard *g, int *max_param)
 	const cJSON *stmts = cJSON_GetObjectItemCaseSensitive(tree, "stmts");
 	int n = cJSON_GetArraySize(stmts);
 	if (n != 1) {
-		rc = n == 0 ? reject(g, CN_REJECT_STATEMENTS, "the query is empty: send one SELECT "
-						      "statement")
-			    : reject(g, CN_REJECT_STATEMENTS, "exactly one statement is allowed, found %d", n);
+		rc = n == 0 ? reject(g, CN_REJECT_STATEMENTS,
+				     "the query is empty: send one SELECT statement")
+			    : reject(g, CN_REJECT_STATEMENTS,
+				     "exactly one statement is allowed, found %d", n);
 		goto out;
 	}
 	rc = check_statement(g, cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(stmts, 0), "stmt"));
@@ -697,8 +698,8 @@ int pg_guard_check(const char *sql, const struct pg_guard_hooks *hooks, int *max
 {
 	struct guard g = {.sql = sql, .hooks = hooks, .err = err, .full = true};
 	if (!sql)
-		return cn_error_reject(err, CN_REJECT_STATEMENTS, "the query is empty: send one SELECT "
-				       "statement");
+		return cn_error_reject(err, CN_REJECT_STATEMENTS,
+				       "the query is empty: send one SELECT statement");
 	return guard_run(&g, max_param);
 }
 
@@ -706,7 +707,7 @@ int pg_guard_shape(const char *sql, int *max_param, struct cn_error *err)
 {
 	struct guard g = {.sql = sql, .err = err, .full = false};
 	if (!sql)
-		return cn_error_reject(err, CN_REJECT_STATEMENTS, "the query is empty: send one SELECT "
-				       "statement");
+		return cn_error_reject(err, CN_REJECT_STATEMENTS,
+				       "the query is empty: send one SELECT statement");
 	return guard_run(&g, max_param);
 }

@@ -318,8 +318,8 @@ static int sq_auth_read(struct sq_conn *c, const char *table, const char *column
 	if (!table)
 		return sq_deny(c, CN_REJECT_DENIED, "reading an unnamed table is not allowed");
 	if (sq_is_internal(table))
-		return sq_deny(c, CN_REJECT_DENIED, "table '%s' is not available: SQLite's internal "
-			       "tables cannot be queried; use describe_schema to see the tables", table);
+		return sq_deny(c, CN_REJECT_DENIED, "table '%s' is not available: SQLite's internal tables "
+			       "cannot be queried; use describe_schema to see the tables", table);
 	if (strncasecmp(table, "pragma_", 7) == 0 || strcasecmp(table, "dbstat") == 0)
 		return sq_deny(c, CN_REJECT_DENIED, "table-valued function '%s' is not available: use "
 			       "PRAGMA table_info(name) or describe_schema", table);
@@ -383,14 +383,13 @@ static int sq_auth_pragma(struct sq_conn *c, const char *name, const char *arg)
 		if (name && strcasecmp(name, sq_pragmas[i].name) == 0)
 			break;
 	if (i == n)
-		return sq_deny(c, sq_pragma_class(name, arg),
-			       "PRAGMA %s is not allowed: the connector is read-only; only "
-			       "PRAGMA table_info, table_xinfo, index_list, index_info, index_xinfo "
-			       "and foreign_key_list (with a table or index name) are",
+		return sq_deny(c, sq_pragma_class(name, arg), "PRAGMA %s is not allowed: the connector is "
+			       "read-only; only PRAGMA table_info, table_xinfo, index_list, index_info, "
+			       "index_xinfo and foreign_key_list (with a table or index name) are",
 			       name ? name : "");
 	if (!arg || !*arg)
-		return sq_deny(c, CN_REJECT_SYNTAX, "PRAGMA %s needs a %s name, as in PRAGMA %s(name)",
-			       name, sq_pragmas[i].index_arg ? "index" : "table", name);
+		return sq_deny(c, CN_REJECT_SYNTAX, "PRAGMA %s needs a %s name, as in PRAGMA %s(name)", name,
+			       sq_pragmas[i].index_arg ? "index" : "table", name);
 	if (strlen(arg) >= SQ_NAME_MAX)
 		return sq_deny(c, CN_REJECT_LIMIT, "PRAGMA %s: the name is too long", name);
 	const char *table = arg;
@@ -432,26 +431,27 @@ static int sq_authorize(void *ud, int action, const char *a1, const char *a2, co
 	case SQLITE_DETACH:
 		return sq_deny(c, CN_REJECT_WRITE, "DETACH is not allowed: the connector is read-only");
 	case SQLITE_TRANSACTION:
-		return sq_deny(c, CN_REJECT_WRITE, "%s is not allowed: each query runs on its own in a "
-			       "read-only connection", a1 ? a1 : "a transaction");
+		return sq_deny(c, CN_REJECT_WRITE,
+			       "%s is not allowed: each query runs on its own in a read-only connection",
+			       a1 ? a1 : "a transaction");
 	case SQLITE_SAVEPOINT:
-		return sq_deny(c, CN_REJECT_WRITE, "SAVEPOINT and RELEASE are not allowed: each query "
-			       "runs on its own in a read-only connection");
+		return sq_deny(c, CN_REJECT_WRITE, "SAVEPOINT and RELEASE are not allowed: each query runs "
+			       "on its own in a read-only connection");
 	case SQLITE_UPDATE:
 		/* Also what an eponymous virtual table's constructor asks for on
 		 * sqlite_master; only json_each and json_tree are built at open. */
 		if (sq_is_internal(a1))
-			return sq_deny(c, CN_REJECT_DENIED, "this table-valued function or virtual "
-				       "table is not available: only json_each() and json_tree() are");
-		return sq_deny(c, CN_REJECT_WRITE, "UPDATE of '%s' is not allowed: the connector is "
-			       "read-only", a1 ? a1 : "");
+			return sq_deny(c, CN_REJECT_DENIED, "this table-valued function or virtual table "
+				       "is not available: only json_each() and json_tree() are");
+		return sq_deny(c, CN_REJECT_WRITE,
+			       "UPDATE of '%s' is not allowed: the connector is read-only", a1 ? a1 : "");
 	case SQLITE_INSERT:
 	case SQLITE_DELETE:
 		if (sq_is_internal(a1)) /* CREATE and DROP write sqlite_master */
-			return sq_deny(c, CN_REJECT_WRITE, "changing the schema is not allowed: the "
-				       "connector is read-only");
-		return sq_deny(c, CN_REJECT_WRITE, "%s on '%s' is not allowed: the connector is "
-			       "read-only", sq_action_name(action), a1 ? a1 : "");
+			return sq_deny(c, CN_REJECT_WRITE,
+				       "changing the schema is not allowed: the connector is read-only");
+		return sq_deny(c, CN_REJECT_WRITE, "%s on '%s' is not allowed: the connector is read-only",
+			       sq_action_name(action), a1 ? a1 : "");
 	default:
 		return sq_deny(c, CN_REJECT_WRITE, "%s is not allowed: the connector is read-only",
 			       sq_action_name(action));
@@ -963,8 +963,8 @@ static int sq_guard_keyword(const char *sql, struct cn_error *err)
 	while (*p == ';')
 		p = sq_skip_blank(p + 1);
 	if (!*p)
-		return cn_error_reject(err, CN_REJECT_STATEMENTS, "the query is empty: send one SELECT "
-				       "statement");
+		return cn_error_reject(err, CN_REJECT_STATEMENTS,
+				       "the query is empty: send one SELECT statement");
 	p = sq_word(p, w, sizeof w);
 	if (sq_word_in(w, allowed, 4))
 		return CN_OK;
@@ -982,11 +982,11 @@ static int sq_guard_keyword(const char *sql, struct cn_error *err)
 				       "EXPLAIN %s is not allowed: %s", v, sq_allowed_hint);
 	}
 	if (strcasecmp(w, "ATTACH") == 0 || strcasecmp(w, "DETACH") == 0)
-		return cn_error_reject(err, CN_REJECT_WRITE, "%s is not allowed: the connector is "
-				       "read-only", strcasecmp(w, "ATTACH") == 0 ? "ATTACH" : "DETACH");
+		return cn_error_reject(err, CN_REJECT_WRITE, "%s is not allowed: the connector is read-only",
+				       strcasecmp(w, "ATTACH") == 0 ? "ATTACH" : "DETACH");
 	if (sq_word_in(w, sq_txn_words, sizeof sq_txn_words / sizeof sq_txn_words[0]))
-		return cn_error_reject(err, CN_REJECT_WRITE, "transactions (%s) are not allowed: each "
-				       "query runs on its own in a read-only connection", w);
+		return cn_error_reject(err, CN_REJECT_WRITE, "transactions (%s) are not allowed: each query "
+				       "runs on its own in a read-only connection", w);
 	if (sq_word_in(w, sq_write_words, sizeof sq_write_words / sizeof sq_write_words[0]))
 		return cn_error_reject(err, CN_REJECT_WRITE, "%s statements are not allowed: %s", w,
 				       sq_allowed_hint);
@@ -1027,10 +1027,9 @@ static int sq_guard_params(sqlite3_stmt *st, struct cn_error *err)
 		}
 		char shown[48];
 		sq_excerpt(name ? name : "?", shown, sizeof shown);
-		return cn_error_reject(err, CN_REJECT_PARAMETER,
-				       "parameter '%s' is not supported: use $1..$n placeholders ($1, "
-				    "$2, ... at most $%d) and pass their values in order; write "
-				    "casts as CAST($1 AS INTEGER)", shown, SQ_MAX_PARAMS);
+		return cn_error_reject(err, CN_REJECT_PARAMETER, "parameter '%s' is not supported: use "
+				       "$1..$n placeholders ($1, $2, ... at most $%d) and pass their values "
+				       "in order; write casts as CAST($1 AS INTEGER)", shown, SQ_MAX_PARAMS);
 	}
 	return CN_OK;
 }
@@ -1067,9 +1066,8 @@ static int sq_fail(struct sq_conn *c, int rc, const char *budget_note, struct cn
 		break;
 	}
 	if (strncmp(msg, vtab, sizeof vtab - 1) == 0)
-		return cn_error_reject(err, CN_REJECT_DENIED, "table-valued function '%s' is not "
-				       "available: only json_each() and json_tree() are",
-				       msg + sizeof vtab - 1);
+		return cn_error_reject(err, CN_REJECT_DENIED, "table-valued function '%s' is not available: "
+				       "only json_each() and json_tree() are", msg + sizeof vtab - 1);
 	if (c->deny[0])
 		return cn_error_reject(err, c->deny_why, "%s", c->deny);
 	if ((rc & 0xff) == SQLITE_AUTH)
@@ -1088,8 +1086,8 @@ static int sq_guard_prepare(struct sq_conn *c, const char *sql, const char *budg
 	*out = NULL;
 	size_t len = strlen(sql);
 	if (len > SQ_LIMIT_SQL_LENGTH)
-		return cn_error_reject(err, CN_REJECT_LIMIT, "the query is %zu bytes; the limit is %d",
-				       len, SQ_LIMIT_SQL_LENGTH);
+		return cn_error_reject(err, CN_REJECT_LIMIT, "the query is %zu bytes; the limit is %d", len,
+				       SQ_LIMIT_SQL_LENGTH);
 	int keyword = sq_guard_keyword(sql, err);
 	if (keyword < 0)
 		return keyword;
@@ -1108,8 +1106,8 @@ static int sq_guard_prepare(struct sq_conn *c, const char *sql, const char *budg
 		return rc;
 	}
 	if (!st)
-		return cn_error_reject(err, CN_REJECT_STATEMENTS, "the query is empty: send one SELECT "
-				       "statement");
+		return cn_error_reject(err, CN_REJECT_STATEMENTS,
+				       "the query is empty: send one SELECT statement");
 	if (keyword == SQ_NOT_A_STATEMENT) {
 		/* SQLite accepted what the guard does not know: refuse it */
 		sq_excerpt(sq_skip_blank(sql), shown, sizeof shown);
@@ -1120,13 +1118,12 @@ static int sq_guard_prepare(struct sq_conn *c, const char *sql, const char *budg
 	const char *rest = sq_skip_blank(tail ? tail : "");
 	if (*rest) {
 		sq_excerpt(rest, shown, sizeof shown);
-		rc = cn_error_reject(err, CN_REJECT_STATEMENTS, "only one statement is allowed; found "
-				     "more text after the first statement: '%s'", shown);
+		rc = cn_error_reject(err, CN_REJECT_STATEMENTS, "only one statement is allowed; found more "
+				     "text after the first statement: '%s'", shown);
 		goto fail;
 	}
 	if (!sqlite3_stmt_readonly(st)) {
-		rc = cn_error_reject(err, CN_REJECT_WRITE, "the statement would write: %s",
-				     sq_allowed_hint);
+		rc = cn_error_reject(err, CN_REJECT_WRITE, "the statement would write: %s", sq_allowed_hint);
 		goto fail;
 	}
 	rc = sq_guard_params(st, err);
