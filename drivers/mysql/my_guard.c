@@ -123,10 +123,10 @@ static bool is_hex(unsigned char c)
 static int push(struct guard *g, enum tok_kind kind, size_t off, size_t len, bool spaced,
 		int depth)
 {
+	if (g->n >= GUARD_MAX_TOKENS)
+		return reject(g, SIZE_MAX, CN_REJECT_LIMIT, "the query is too long: more than %d tokens",
+			      GUARD_MAX_TOKENS);
 	if (g->n == g->cap) {
-		if (g->n >= GUARD_MAX_TOKENS)
-			return reject(g, SIZE_MAX, CN_REJECT_LIMIT,
-				      "the query is too long: more than %d tokens", GUARD_MAX_TOKENS);
 		size_t cap = g->cap ? g->cap * 2 : 64;
 		struct tok *t = realloc(g->t, cap * sizeof *t);
 		if (!t)
