@@ -440,14 +440,13 @@ static bool is_name(const struct guard *g, size_t i)
 static const char *const query_starts[] = {"SELECT", "WITH", "VALUES", "TABLE"};
 
 /* Statements that write or change the session or the server: what a refused
- * statement is counted as (SHOW, HELP and the like only read). */
+ * statement is counted as (SHOW, HELP, SIGNAL and the like do not write). */
 static const char *const write_starts[] = {
 	"ALTER", "BACKUP", "BEGIN", "BINLOG", "CACHE", "CALL", "CHANGE", "COMMIT", "CREATE",
 	"DEALLOCATE", "DELETE", "DO", "DROP", "EXECUTE", "FLUSH", "GRANT", "HANDLER", "IMPORT",
 	"INSERT", "INSTALL", "KILL", "LOAD", "LOCK", "OPTIMIZE", "PREPARE", "PURGE", "RELEASE",
-	"RENAME", "REPAIR", "REPLACE", "RESET", "RESIGNAL", "RESTART", "REVOKE", "ROLLBACK",
-	"SAVEPOINT", "SET", "SHUTDOWN", "SIGNAL", "START", "STOP", "TRUNCATE", "UNINSTALL",
-	"UNLOCK", "UPDATE", "USE", "XA",
+	"RENAME", "REPAIR", "REPLACE", "RESET", "RESTART", "REVOKE", "ROLLBACK", "SAVEPOINT", "SET",
+	"SHUTDOWN", "START", "STOP", "TRUNCATE", "UNINSTALL", "UNLOCK", "UPDATE", "USE", "XA",
 };
 
 static bool starts_query(const struct guard *g, size_t i)
@@ -480,10 +479,11 @@ static enum cn_reject class_at(const struct guard *g, size_t i)
 }
 
 /* ANALYZE before a SELECT runs it (as EXPLAIN ANALYZE); ANALYZE TABLE
- * updates statistics. */
+ * updates statistics, ANALYZE UPDATE runs the update. */
 static enum cn_reject analyze_class(const struct guard *g, size_t i)
 {
-	return starts_query(g, i + 1) ? CN_REJECT_DENIED : CN_REJECT_WRITE;
+	return starts_query(g, i + 1) && !is_kw(g, i + 1, "TABLE") ? CN_REJECT_DENIED
+								   : CN_REJECT_WRITE;
 }
 
 static int shape_with(struct guard *g, size_t i)
@@ -881,7 +881,7 @@ static int policy(struct guard *g)
 				if (is_kw(g, i, "UPDATE") && i > 0 && is_kw(g, i - 1, "FOR"))
 					return reject(g, g->t[i - 1].off, CN_REJECT_WRITE,
 						      "FOR UPDATE is not allowed: it locks rows");
-				return reject(g, t->off, CN_REJECT_WRITE,
+				return reject(g, t->off, class_at(g, i),
 					      "%s is not allowed: only SELECT queries can run", word);
 			}
 			if (is_kw(g, i, "INSERT") || is_kw(g, i, "REPLACE")) {
