@@ -394,8 +394,8 @@ static int sq_auth_pragma(struct sq_conn *c, const char *name, const char *arg)
 		return sq_deny(c, CN_REJECT_LIMIT, "PRAGMA %s: the name is too long", name);
 	const char *table = arg;
 	if (sq_pragmas[i].index_arg) {
-		if (!sq_index_table(c->src, arg, c->pragma_table, sizeof c->pragma_table))
-			return sq_deny(c, CN_REJECT_SYNTAX, "index '%s' is not available", arg); /* unknown */
+		if (!sq_index_table(c->src, arg, c->pragma_table, sizeof c->pragma_table)) /* no such index */
+			return sq_deny(c, CN_REJECT_SYNTAX, "index '%s' is not available", arg);
 		table = c->pragma_table;
 	} else {
 		snprintf(c->pragma_table, sizeof c->pragma_table, "%s", arg);
