@@ -90,66 +90,69 @@ static const char *const window_ops[] = {
 struct reason {
 	const char *name;
 	const char *why;
+	enum cn_reject cls; /* what the refusal counts as */
 };
 
 static const char JS[] = "it runs JavaScript on the server";
 
 /* Operators refused wherever they appear, with the reason. */
 static const struct reason denied_ops[] = {
-	{"$where", JS},
-	{"$function", JS},
-	{"$accumulator", JS},
-	{"$out", "it writes into a collection; only reads are allowed"},
-	{"$merge", "it writes into a collection; only reads are allowed"},
+	{"$where", JS, CN_REJECT_DENIED},
+	{"$function", JS, CN_REJECT_DENIED},
+	{"$accumulator", JS, CN_REJECT_DENIED},
+	{"$out", "it writes into a collection; only reads are allowed", CN_REJECT_WRITE},
+	{"$merge", "it writes into a collection; only reads are allowed", CN_REJECT_WRITE},
 };
 
 static const struct reason denied_stages[] = {
-	{"$out", "it writes the result into a collection; only reads are allowed"},
-	{"$merge", "it writes the result into a collection; only reads are allowed"},
-	{"$currentOp", "it lists the server's operations (an administration stage)"},
-	{"$listSessions", "it lists sessions (an administration stage)"},
-	{"$listLocalSessions", "it lists sessions (an administration stage)"},
-	{"$collStats", "it reads storage statistics (an administration stage)"},
-	{"$indexStats", "it reads index statistics (an administration stage)"},
-	{"$planCacheStats", "it reads the plan cache (an administration stage)"},
-	{"$listCatalog", "it reads the catalog (an administration stage)"},
-	{"$listSearchIndexes", "it reads index definitions (an administration stage)"},
-	{"$shardedDataDistribution", "it reads sharding metadata (an administration stage)"},
-	{"$changeStream", "it opens a change stream, which waits for writes"},
-	{"$documents", "it builds documents without a collection"},
-	{"$redact", "it is not on the connector's list of stages"},
-	{"$search", "Atlas Search stages are not supported"},
-	{"$searchMeta", "Atlas Search stages are not supported"},
-	{"$vectorSearch", "Atlas Search stages are not supported"},
+	{"$out", "it writes the result into a collection; only reads are allowed", CN_REJECT_WRITE},
+	{"$merge", "it writes the result into a collection; only reads are allowed", CN_REJECT_WRITE},
+	{"$currentOp", "it lists the server's operations (an administration stage)", CN_REJECT_DENIED},
+	{"$listSessions", "it lists sessions (an administration stage)", CN_REJECT_DENIED},
+	{"$listLocalSessions", "it lists sessions (an administration stage)", CN_REJECT_DENIED},
+	{"$collStats", "it reads storage statistics (an administration stage)", CN_REJECT_DENIED},
+	{"$indexStats", "it reads index statistics (an administration stage)", CN_REJECT_DENIED},
+	{"$planCacheStats", "it reads the plan cache (an administration stage)", CN_REJECT_DENIED},
+	{"$listCatalog", "it reads the catalog (an administration stage)", CN_REJECT_DENIED},
+	{"$listSearchIndexes", "it reads index definitions (an administration stage)", CN_REJECT_DENIED},
+	{"$shardedDataDistribution", "it reads sharding metadata (an administration stage)",
+	 CN_REJECT_DENIED},
+	{"$changeStream", "it opens a change stream, which waits for writes", CN_REJECT_DENIED},
+	{"$documents", "it builds documents without a collection", CN_REJECT_DENIED},
+	{"$redact", "it is not on the connector's list of stages", CN_REJECT_DENIED},
+	{"$search", "Atlas Search stages are not supported", CN_REJECT_DENIED},
+	{"$searchMeta", "Atlas Search stages are not supported", CN_REJECT_DENIED},
+	{"$vectorSearch", "Atlas Search stages are not supported", CN_REJECT_DENIED},
 };
 
 /* Command fields the connector sets, or never forwards, whatever the command. */
 static const struct reason denied_fields[] = {
-	{"$db", "a source reads only the database of its dsn; the connector sets $db"},
-	{"maxTimeMS", "the connector sets it from the source's time budget"},
-	{"readConcern", "the read concern comes from the source's dsn"},
-	{"$readPreference", "the read preference comes from the source's dsn"},
-	{"readPreference", "the read preference comes from the source's dsn"},
-	{"writeConcern", "commands that write are not accepted"},
-	{"bypassDocumentValidation", "commands that write are not accepted"},
-	{"lsid", "sessions are the connector's"},
-	{"txnNumber", "transactions are not accepted"},
-	{"autocommit", "transactions are not accepted"},
-	{"startTransaction", "transactions are not accepted"},
-	{"$clusterTime", "cluster time is the driver's"},
-	{"$readConcern", "the read concern comes from the source's dsn"},
-	{"noCursorTimeout", "cursors are the connector's: they are read and closed at once"},
-	{"tailable", "cursors are the connector's: they are read and closed at once"},
-	{"awaitData", "cursors are the connector's: they are read and closed at once"},
-	{"oplogReplay", "it is an internal option"},
-	{"allowDiskUse", "a query's resources are the connector's to set"},
-	{"allowPartialResults", "routing options are the connector's to set"},
-	{"apiVersion", "the server API version is the connector's to set"},
-	{"apiStrict", "the server API version is the connector's to set"},
-	{"apiDeprecationErrors", "the server API version is the connector's to set"},
-	{"exhaust", "cursors are the connector's"},
-	{"maxAwaitTimeMS", "cursors are the connector's"},
-	{"readOnce", "it is an internal option"},
+	{"$db", "a source reads only the database of its dsn; the connector sets $db", CN_REJECT_DENIED},
+	{"maxTimeMS", "the connector sets it from the source's time budget", CN_REJECT_DENIED},
+	{"readConcern", "the read concern comes from the source's dsn", CN_REJECT_DENIED},
+	{"$readPreference", "the read preference comes from the source's dsn", CN_REJECT_DENIED},
+	{"readPreference", "the read preference comes from the source's dsn", CN_REJECT_DENIED},
+	{"writeConcern", "commands that write are not accepted", CN_REJECT_WRITE},
+	{"bypassDocumentValidation", "commands that write are not accepted", CN_REJECT_WRITE},
+	{"lsid", "sessions are the connector's", CN_REJECT_DENIED},
+	{"txnNumber", "transactions are not accepted", CN_REJECT_WRITE},
+	{"autocommit", "transactions are not accepted", CN_REJECT_WRITE},
+	{"startTransaction", "transactions are not accepted", CN_REJECT_WRITE},
+	{"$clusterTime", "cluster time is the driver's", CN_REJECT_DENIED},
+	{"$readConcern", "the read concern comes from the source's dsn", CN_REJECT_DENIED},
+	{"noCursorTimeout", "cursors are the connector's: they are read and closed at once",
+	 CN_REJECT_DENIED},
+	{"tailable", "cursors are the connector's: they are read and closed at once", CN_REJECT_DENIED},
+	{"awaitData", "cursors are the connector's: they are read and closed at once", CN_REJECT_DENIED},
+	{"oplogReplay", "it is an internal option", CN_REJECT_DENIED},
+	{"allowDiskUse", "a query's resources are the connector's to set", CN_REJECT_DENIED},
+	{"allowPartialResults", "routing options are the connector's to set", CN_REJECT_DENIED},
+	{"apiVersion", "the server API version is the connector's to set", CN_REJECT_DENIED},
+	{"apiStrict", "the server API version is the connector's to set", CN_REJECT_DENIED},
+	{"apiDeprecationErrors", "the server API version is the connector's to set", CN_REJECT_DENIED},
+	{"exhaust", "cursors are the connector's", CN_REJECT_DENIED},
+	{"maxAwaitTimeMS", "cursors are the connector's", CN_REJECT_DENIED},
+	{"readOnce", "it is an internal option", CN_REJECT_DENIED},
 };
 
 /* Commands that are not reads, named so that the message can say so. */
@@ -171,11 +174,11 @@ static bool in_list(const char *const *list, size_t n, const char *s)
 
 #define IN_LIST(list, s) in_list(list, sizeof list / sizeof list[0], s)
 
-static const char *reason_of(const struct reason *list, size_t n, const char *s)
+static const struct reason *reason_of(const struct reason *list, size_t n, const char *s)
 {
 	for (size_t i = 0; i < n; i++)
 		if (strcmp(list[i].name, s) == 0)
-			return list[i].why;
+			return &list[i];
 	return NULL;
 }
 
@@ -206,18 +209,38 @@ struct walk {
 	size_t plen;
 };
 
-static int reject(struct walk *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int reject(struct walk *w, const char *fmt, ...)
+static int vreject(struct walk *w, enum cn_reject why, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+static int vreject(struct walk *w, enum cn_reject why, const char *fmt, va_list ap)
 {
 	if (w->rc)
 		return w->rc;
 	char what[400];
+	vsnprintf(what, sizeof what, fmt, ap);
+	w->rc = cn_error_reject(w->err, why, "%s%s%s", w->path, w->plen ? ": " : "", what);
+	return w->rc;
+}
+
+static int reject(struct walk *w, enum cn_reject why, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int reject(struct walk *w, enum cn_reject why, const char *fmt, ...)
+{
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(what, sizeof what, fmt, ap);
+	int rc = vreject(w, why, fmt, ap);
 	va_end(ap);
-	w->rc = cn_error_set(w->err, CN_EREJECTED, "%s%s%s", w->path, w->plen ? ": " : "", what);
-	return w->rc;
+	return rc;
+}
+
+/* A value written in the query's own text that is not what its place takes. */
+static int bad_text(struct walk *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int bad_text(struct walk *w, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int rc = vreject(w, CN_REJECT_SYNTAX, fmt, ap);
+	va_end(ap);
+	return rc;
 }
 
 static int bad_param(struct walk *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -236,7 +259,7 @@ static int bad_param(struct walk *w, const char *fmt, ...)
 
 static int too_big(struct walk *w)
 {
-	return reject(w, "the command would be larger than a BSON document may be");
+	return reject(w, CN_REJECT_LIMIT, "the command would be larger than a BSON document may be");
 }
 
 /* Path for messages: push a key or an index, pop back to a mark. */
@@ -335,23 +358,24 @@ bool mg_path_normalize(const char *path, char *out, size_t size)
 static int field(struct walk *w, const struct scope *sc, const char *path, enum use use)
 {
 	if (!*path)
-		return reject(w, "an empty field name");
+		return reject(w, CN_REJECT_SYNTAX, "an empty field name");
 	if (path[0] == '.' || path[strlen(path) - 1] == '.' || strstr(path, ".."))
-		return reject(w, "the field path '%.100s' has an empty part", path);
+		return reject(w, CN_REJECT_SYNTAX, "the field path '%.100s' has an empty part", path);
 	if (strlen(path) > MG_MAX_PATH)
-		return reject(w, "a field path is longer than %d bytes", MG_MAX_PATH);
+		return reject(w, CN_REJECT_LIMIT, "a field path is longer than %d bytes", MG_MAX_PATH);
 	if (!sc->coll)
 		return CN_OK;
 	char norm[MG_MAX_PATH + 1];
 	if (!mg_path_normalize(path, norm, sizeof norm))
-		return reject(w, "a field path is longer than %d bytes", MG_MAX_PATH);
+		return reject(w, CN_REJECT_LIMIT, "a field path is longer than %d bytes", MG_MAX_PATH);
 	if (!norm[0])
 		return CN_OK;
 	if (hidden_field(w, sc->coll, norm))
-		return reject(w, "field '%.100s' of '%.100s' is hidden", norm, sc->coll);
+		return reject(w, CN_REJECT_HIDDEN, "field '%.100s' of '%.100s' is hidden", norm, sc->coll);
 	if (use == USE_READ && holds_hidden(w, sc->coll, norm))
-		return reject(w, "field '%.100s' of '%.100s' holds hidden fields, which its value would "
-			      "carry; name the fields inside it that you need", norm, sc->coll);
+		return reject(w, CN_REJECT_HIDDEN, "field '%.100s' of '%.100s' holds hidden fields, which "
+			      "its value would carry; name the fields inside it that you need", norm,
+			      sc->coll);
 	return CN_OK;
 }
 
@@ -359,8 +383,8 @@ static int field(struct walk *w, const struct scope *sc, const char *path, enum 
 static int whole_document(struct walk *w, const struct scope *sc, const char *what)
 {
 	if (sc->coll && holds_hidden(w, sc->coll, ""))
-		return reject(w, "%s is the whole document of '%.100s', which has hidden fields; name "
-			      "the fields you need", what, sc->coll);
+		return reject(w, CN_REJECT_HIDDEN, "%s is the whole document of '%.100s', which has hidden "
+			      "fields; name the fields you need", what, sc->coll);
 	return CN_OK;
 }
 
@@ -368,16 +392,18 @@ static int whole_document(struct walk *w, const struct scope *sc, const char *wh
 static int collection(struct walk *w, const struct mj_node *v, const char **out)
 {
 	if (v->kind != MJ_STRING)
-		return reject(w, "must be a collection name (a string) of the source's database, not %s",
+		return reject(w, CN_REJECT_SYNTAX,
+			      "must be a collection name (a string) of the source's database, not %s",
 			      mj_kind_name(v->kind));
 	if (v->len == 0 || v->len > MG_MAX_NAME)
-		return reject(w, "a collection name has 1 to %d bytes", MG_MAX_NAME);
+		return reject(w, v->len ? CN_REJECT_LIMIT : CN_REJECT_SYNTAX,
+			      "a collection name has 1 to %d bytes", MG_MAX_NAME);
 	if (strchr(v->str, '$'))
-		return reject(w, "collection names do not contain '$'");
+		return reject(w, CN_REJECT_SYNTAX, "collection names do not contain '$'");
 	if (strncmp(v->str, "system.", 7) == 0)
-		return reject(w, "'%.100s' is a system collection", v->str);
+		return reject(w, CN_REJECT_DENIED, "'%.100s' is a system collection", v->str);
 	if (hidden_coll(w, v->str))
-		return reject(w, "collection '%.100s' is hidden", v->str);
+		return reject(w, CN_REJECT_HIDDEN, "collection '%.100s' is hidden", v->str);
 	*out = v->str;
 	return CN_OK;
 }
@@ -386,11 +412,11 @@ static int collection(struct walk *w, const struct mj_node *v, const char **out)
 static int new_name(struct walk *w, const struct mj_node *v, bool variable)
 {
 	if (v->kind != MJ_STRING || v->len == 0)
-		return reject(w, "must be a non-empty name (a string)");
+		return reject(w, CN_REJECT_SYNTAX, "must be a non-empty name (a string)");
 	if (v->str[0] == '$')
-		return reject(w, "a name cannot start with '$'");
+		return reject(w, CN_REJECT_SYNTAX, "a name cannot start with '$'");
 	if (variable && !(islower((unsigned char)v->str[0]) || (unsigned char)v->str[0] >= 0x80))
-		return reject(w, "variable names start with a lower-case letter");
+		return reject(w, CN_REJECT_SYNTAX, "variable names start with a lower-case letter");
 	return CN_OK;
 }
 
@@ -409,7 +435,7 @@ static int append_node_scalar(struct walk *w, bson_t *dst, const char *key, cons
 		break;
 	case MJ_DOUBLE: ok = bson_append_double(dst, key, -1, v->v.d); break;
 	case MJ_STRING: ok = bson_append_utf8(dst, key, -1, v->str, (int)v->len); break;
-	default: return reject(w, "internal: not a scalar");
+	default: return reject(w, CN_REJECT_OTHER, "internal: not a scalar"); /* a bug, no rule */
 	}
 	return ok ? CN_OK : too_big(w);
 }
@@ -426,11 +452,12 @@ static int param_ref(struct walk *w, const struct mj_node *v, int *index)
 	size_t mark = push_key(w, "$param");
 	if (v->count != 1) {
 		pop(w, mark);
-		return reject(w, "{\"$param\": N} stands alone in its object");
+		return reject(w, CN_REJECT_PARAMETER, "{\"$param\": N} stands alone in its object");
 	}
 	const struct mj_node *n = v->first;
 	if (n->kind != MJ_INT || n->v.i < 1 || n->v.i > MG_MAX_PARAMS) {
-		int rc = reject(w, "N must be an integer from 1 to %d (the position in parameters)",
+		int rc = reject(w, CN_REJECT_PARAMETER,
+				"N must be an integer from 1 to %d (the position in parameters)",
 				MG_MAX_PARAMS);
 		pop(w, mark);
 		return rc;
@@ -617,11 +644,11 @@ static bool parse_uuid(const char *s, size_t n, uint8_t out[16])
 
 /* The typed value of a wrapper whose argument is text (from the query or a
  * parameter). which: "$oid", "$date", ... Returns CN_OK, or refuses with
- * `bad` (reject for the query's own text, bad_param for a parameter). */
+ * `bad` (bad_text for the query's own text, bad_param for a parameter). */
 static int append_typed_text(struct walk *w, bson_t *dst, const char *key, const char *which,
 			     const char *s, size_t n, bool from_param, int pi)
 {
-	int (*bad)(struct walk *, const char *, ...) = from_param ? bad_param : reject;
+	int (*bad)(struct walk *, const char *, ...) = from_param ? bad_param : bad_text;
 	char who[48];
 	if (from_param)
 		snprintf(who, sizeof who, "parameters[%d]", pi);
@@ -695,12 +722,12 @@ static const char *const wrappers[] = {
 };
 
 static const struct reason denied_wrappers[] = {
-	{"$code", JS},
-	{"$scope", JS},
-	{"$symbol", "the symbol type is deprecated; use a string"},
-	{"$dbPointer", "the DBPointer type is deprecated"},
-	{"$undefined", "the undefined type is deprecated; use null"},
-	{"$numberLongLegacy", "use $numberLong"},
+	{"$code", JS, CN_REJECT_DENIED},
+	{"$scope", JS, CN_REJECT_DENIED},
+	{"$symbol", "the symbol type is deprecated; use a string", CN_REJECT_DENIED},
+	{"$dbPointer", "the DBPointer type is deprecated", CN_REJECT_DENIED},
+	{"$undefined", "the undefined type is deprecated; use null", CN_REJECT_DENIED},
+	{"$numberLongLegacy", "use $numberLong", CN_REJECT_DENIED},
 };
 
 static bool is_wrapper(const struct mj_node *v)
@@ -761,10 +788,10 @@ static int append_wrapper(struct walk *w, bson_t *dst, const char *key, const st
 	const char *which = a->key;
 	size_t mark = push_key(w, which);
 	int rc = CN_OK;
-	const char *why = REASON(denied_wrappers, which);
+	const struct reason *denied = REASON(denied_wrappers, which);
 	bool ok = true;
-	if (why) {
-		rc = reject(w, "not accepted: %s", why);
+	if (denied) {
+		rc = reject(w, denied->cls, "not accepted: %s", denied->why);
 	} else if (is_param(a) && (!strcmp(which, "$oid") || !strcmp(which, "$date") ||
 				   !strcmp(which, "$numberLong") || !strcmp(which, "$numberDecimal") ||
 				   !strcmp(which, "$uuid") || !strcmp(which, "$numberInt") ||
@@ -815,35 +842,36 @@ static int append_wrapper(struct walk *w, bson_t *dst, const char *key, const st
 		int64_t msv;
 		char buf[32], *end;
 		if (a->first->len == 0 || a->first->len >= sizeof buf) {
-			rc = reject(w, "$numberLong holds an integer as text");
+			rc = reject(w, CN_REJECT_SYNTAX, "$numberLong holds an integer as text");
 			goto out;
 		}
 		memcpy(buf, a->first->str, a->first->len + 1);
 		errno = 0;
 		msv = strtoll(buf, &end, 10);
 		if (errno || *end) {
-			rc = reject(w, "$numberLong holds an integer as text");
+			rc = reject(w, CN_REJECT_SYNTAX, "$numberLong holds an integer as text");
 			goto out;
 		}
 		ok = bson_append_date_time(dst, key, -1, msv);
 	} else if (!strcmp(which, "$minKey") || !strcmp(which, "$maxKey")) {
 		if (a->kind != MJ_INT || a->v.i != 1)
-			rc = reject(w, "write {\"%s\": 1}", which);
+			rc = reject(w, CN_REJECT_SYNTAX, "write {\"%s\": 1}", which);
 		else
 			ok = which[2] == 'i' ? bson_append_minkey(dst, key, -1) : bson_append_maxkey(dst, key, -1);
 	} else if (!strcmp(which, "$timestamp")) {
 		const struct mj_node *t = mj_get(a, "t"), *i = mj_get(a, "i");
 		if (a->kind != MJ_OBJECT || a->count != 2 || !t || !i || t->kind != MJ_INT ||
 		    i->kind != MJ_INT || t->v.i < 0 || t->v.i > UINT32_MAX || i->v.i < 0 || i->v.i > UINT32_MAX)
-			rc = reject(w, "write {\"$timestamp\": {\"t\": seconds, \"i\": increment}}");
+			rc = reject(w, CN_REJECT_SYNTAX,
+				    "write {\"$timestamp\": {\"t\": seconds, \"i\": increment}}");
 		else
 			ok = bson_append_timestamp(dst, key, -1, (uint32_t)t->v.i, (uint32_t)i->v.i);
 	} else if (!strcmp(which, "$regularExpression")) {
 		const struct mj_node *pat = mj_get(a, "pattern"), *opt = mj_get(a, "options");
 		if (a->kind != MJ_OBJECT || a->count != 2 || !pat || !opt || pat->kind != MJ_STRING ||
 		    opt->kind != MJ_STRING || strspn(opt->str, "ilmsux") != opt->len)
-			rc = reject(w, "write {\"$regularExpression\": {\"pattern\": \"...\", \"options\": \"i\"}} "
-				    "(options from ilmsux)");
+			rc = reject(w, CN_REJECT_SYNTAX, "write {\"$regularExpression\": {\"pattern\": "
+				    "\"...\", \"options\": \"i\"}} (options from ilmsux)");
 		else
 			ok = bson_append_regex(dst, key, -1, pat->str, opt->str);
 	} else if (!strcmp(which, "$binary")) {
@@ -853,7 +881,8 @@ static int append_wrapper(struct walk *w, bson_t *dst, const char *key, const st
 		    st->kind != MJ_STRING || st->len < 1 || st->len > 2 ||
 		    (sub = (int)strtol(st->str, NULL, 16), text_hex_digit((unsigned char)st->str[0]) < 0) ||
 		    (st->len == 2 && text_hex_digit((unsigned char)st->str[1]) < 0) || sub == BSON_SUBTYPE_ENCRYPTED) {
-			rc = reject(w, "write {\"$binary\": {\"base64\": \"...\", \"subType\": \"00\"}}");
+			rc = reject(w, CN_REJECT_SYNTAX,
+				    "write {\"$binary\": {\"base64\": \"...\", \"subType\": \"00\"}}");
 		} else {
 			uint8_t *bytes = NULL;
 			size_t blen = 0;
@@ -861,7 +890,7 @@ static int append_wrapper(struct walk *w, bson_t *dst, const char *key, const st
 			if (drc == CN_ENOMEM)
 				rc = w->rc = cn_error_set(w->err, CN_ENOMEM, "out of memory");
 			else if (drc)
-				rc = reject(w, "base64 is not valid base64");
+				rc = reject(w, CN_REJECT_SYNTAX, "base64 is not valid base64");
 			else
 				ok = bson_append_binary(dst, key, -1, (bson_subtype_t)sub, bytes, (uint32_t)blen);
 			free(bytes);
@@ -869,7 +898,7 @@ static int append_wrapper(struct walk *w, bson_t *dst, const char *key, const st
 	} else if (a->kind == MJ_STRING) {
 		rc = append_typed_text(w, dst, key, which, a->str, a->len, false, 0);
 	} else {
-		rc = reject(w, "%s takes its value as text (or {\"$param\": N})", which);
+		rc = reject(w, CN_REJECT_SYNTAX, "%s takes its value as text (or {\"$param\": N})", which);
 	}
 out:
 	if (rc == CN_OK && !ok)
@@ -894,7 +923,9 @@ static int literal_container(struct walk *w, bson_t *dst, const char *key, const
 	for (const struct mj_node *m = v->first; m && !w->rc; m = m->next, i++) {
 		size_t mark = arr ? push_index(w, i) : push_key(w, m->key);
 		if (!arr && m->key[0] == '$')
-			reject(w, "an operator cannot stand inside a value (%s); write the value plainly", m->key);
+			reject(w, CN_REJECT_SYNTAX,
+			       "an operator cannot stand inside a value (%s); write the value plainly",
+			       m->key);
 		else
 			literal(w, &child, arr ? index_key(i, buf, sizeof buf) : m->key, m);
 		pop(w, mark);
@@ -935,7 +966,7 @@ static int variable(struct walk *w, const struct scope *sc, const char *ref)
 	size_t n = dot ? (size_t)(dot - ref) : strlen(ref);
 	char name[64];
 	if (n == 0 || n >= sizeof name)
-		return reject(w, "'$$%.60s' is not a variable", ref);
+		return reject(w, CN_REJECT_SYNTAX, "'$$%.60s' is not a variable", ref);
 	memcpy(name, ref, n);
 	name[n] = '\0';
 	if (!strcmp(name, "ROOT") || !strcmp(name, "CURRENT")) {
@@ -946,7 +977,7 @@ static int variable(struct walk *w, const struct scope *sc, const char *ref)
 	if (!strcmp(name, "NOW") || !strcmp(name, "CLUSTER_TIME") || !strcmp(name, "REMOVE"))
 		return CN_OK;
 	if (isupper((unsigned char)name[0]))
-		return reject(w, "the system variable $$%s is not allowed", name);
+		return reject(w, CN_REJECT_DENIED, "the system variable $$%s is not allowed", name);
 	return CN_OK; /* a variable the query binds ($let, $map, let, ...) */
 }
 
@@ -958,7 +989,8 @@ static int expr_string(struct walk *w, const struct scope *sc, const struct mj_n
 	if (v->str[1] == '$')
 		return variable(w, sc, v->str + 2);
 	if (!v->str[1])
-		return reject(w, "'$' alone is not a field path; write {\"$literal\": \"$\"} for the text");
+		return reject(w, CN_REJECT_SYNTAX,
+			      "'$' alone is not a field path; write {\"$literal\": \"$\"} for the text");
 	return field(w, sc, v->str + 1, USE_READ);
 }
 
@@ -973,8 +1005,8 @@ static int expr_object(struct walk *w, const struct scope *sc, bson_t *dst, cons
 	for (const struct mj_node *m = v->first; m && !w->rc; m = m->next) {
 		size_t mark = push_key(w, m->key);
 		if (m->key[0] == '$')
-			reject(w, "an object with an operator holds only that operator; %s stands beside "
-			       "other keys", m->key);
+			reject(w, CN_REJECT_SYNTAX, "an object with an operator holds only that operator; "
+			       "%s stands beside other keys", m->key);
 		else
 			expr(w, sc, &child, m->key, m);
 		pop(w, mark);
@@ -1028,17 +1060,17 @@ static int named_args(struct walk *w, const struct scope *sc, bson_t *dst, const
 		      const struct mj_node *v, const char *op, const struct argspec *spec)
 {
 	if (v->kind != MJ_OBJECT || is_param(v))
-		return reject(w, "%s takes an object of named arguments", op);
+		return reject(w, CN_REJECT_SYNTAX, "%s takes an object of named arguments", op);
 	for (const char *const *r = spec->required; r && *r; r++)
 		if (!mj_get(v, *r))
-			return reject(w, "%s needs its '%s' argument", op, *r);
+			return reject(w, CN_REJECT_SYNTAX, "%s needs its '%s' argument", op, *r);
 	bson_t child;
 	if (!bson_append_document_begin(dst, key, -1, &child))
 		return too_big(w);
 	for (const struct mj_node *m = v->first; m && !w->rc; m = m->next) {
 		size_t mark = push_key(w, m->key);
 		if (!in_null_list(spec->allowed, m->key))
-			reject(w, "%s has no argument '%s'", op, m->key);
+			reject(w, CN_REJECT_SYNTAX, "%s has no argument '%s'", op, m->key);
 		else if (in_null_list(spec->exprs, m->key))
 			expr(w, sc, &child, m->key, m);
 		else if (in_null_list(spec->names, m->key))
@@ -1063,7 +1095,8 @@ static int op_let(struct walk *w, const struct scope *sc, bson_t *dst, const str
 {
 	const struct mj_node *vars = mj_get(arg, "vars"), *in = mj_get(arg, "in");
 	if (arg->kind != MJ_OBJECT || arg->count != 2 || !vars || !in || vars->kind != MJ_OBJECT)
-		return reject(w, "$let takes {\"vars\": {name: expression}, \"in\": expression}");
+		return reject(w, CN_REJECT_SYNTAX,
+			      "$let takes {\"vars\": {name: expression}, \"in\": expression}");
 	bson_t child, vdoc;
 	if (!bson_append_document_begin(dst, "$let", -1, &child) ||
 	    !bson_append_document_begin(&child, "vars", -1, &vdoc))
@@ -1072,7 +1105,7 @@ static int op_let(struct walk *w, const struct scope *sc, bson_t *dst, const str
 	for (const struct mj_node *m = vars->first; m && !w->rc; m = m->next) {
 		size_t mark = push_key(w, m->key);
 		if (!(islower((unsigned char)m->key[0]) || (unsigned char)m->key[0] >= 0x80))
-			reject(w, "variable names start with a lower-case letter");
+			reject(w, CN_REJECT_SYNTAX, "variable names start with a lower-case letter");
 		else
 			expr(w, sc, &vdoc, m->key, m);
 		pop(w, mark);
@@ -1100,20 +1133,22 @@ static int op_field(struct walk *w, const struct scope *sc, bson_t *dst, const c
 		for (const struct mj_node *m = arg->first; m; m = m->next)
 			if (strcmp(m->key, "field") && strcmp(m->key, "input") &&
 			    !(strcmp(m->key, "value") == 0 && strcmp(op, "$setField") == 0))
-				return reject(w, "%s has no argument '%s'", op, m->key);
+				return reject(w, CN_REJECT_SYNTAX, "%s has no argument '%s'", op, m->key);
 		if (!f)
-			return reject(w, "%s needs its 'field' argument", op);
+			return reject(w, CN_REJECT_SYNTAX, "%s needs its 'field' argument", op);
 	}
 	if (f->kind == MJ_OBJECT && f->count == 1 && !strcmp(f->first->key, "$literal") &&
 	    f->first->kind == MJ_STRING)
 		f = f->first;
 	if (f->kind != MJ_STRING || f->str[0] == '$')
-		return reject(w, "the field of %s is a name written in the query (a string)", op);
+		return reject(w, CN_REJECT_SYNTAX,
+			      "the field of %s is a name written in the query (a string)", op);
 	if (!input && (!strcmp(op, "$getField")) && sc->coll) {
 		/* a name with dots is one field here, not a path */
 		if (hidden_field(w, sc->coll, f->str) || holds_hidden(w, sc->coll, f->str))
-			return reject(w, "field '%.100s' of '%.100s' is hidden or holds hidden fields",
-				      f->str, sc->coll);
+			return reject(w, CN_REJECT_HIDDEN,
+				      "field '%.100s' of '%.100s' is hidden or holds hidden fields", f->str,
+				      sc->coll);
 	}
 	if (arg->kind != MJ_OBJECT)
 		return append_node_scalar(w, dst, op, f);
@@ -1128,11 +1163,12 @@ static int expr_operator(struct walk *w, const struct scope *sc, bson_t *dst, co
 {
 	const struct mj_node *arg = v->first;
 	const char *op = arg->key;
-	const char *why = REASON(denied_ops, op);
-	if (why)
-		return reject(w, "%s is not allowed: %s", op, why);
+	const struct reason *denied = REASON(denied_ops, op);
+	if (denied)
+		return reject(w, denied->cls, "%s is not allowed: %s", op, denied->why);
 	if (!IN_LIST(expr_ops, op))
-		return reject(w, "%s is not an expression operator the connector accepts", op);
+		return reject(w, CN_REJECT_DENIED, "%s is not an expression operator the connector accepts",
+			      op);
 	bson_t child;
 	if (!bson_append_document_begin(dst, key, -1, &child))
 		return too_big(w);
@@ -1162,7 +1198,7 @@ static int expr_operator(struct walk *w, const struct scope *sc, bson_t *dst, co
 		op_field(w, sc, &child, op, arg);
 	else if (!strcmp(op, "$meta")) {
 		if (arg->kind != MJ_STRING)
-			reject(w, "$meta takes a name such as \"textScore\"");
+			reject(w, CN_REJECT_SYNTAX, "$meta takes a name such as \"textScore\"");
 		else
 			append_node_scalar(w, &child, op, arg);
 	} else
@@ -1194,8 +1230,8 @@ static int expr(struct walk *w, const struct scope *sc, bson_t *dst, const char 
 			return append_wrapper(w, dst, key, v);
 		if (v->count > 0 && v->first->key[0] == '$') {
 			if (v->count != 1)
-				return reject(w, "an operator object holds exactly one operator; this one has "
-					      "%zu keys", v->count);
+				return reject(w, CN_REJECT_SYNTAX, "an operator object holds exactly one "
+					      "operator; this one has %zu keys", v->count);
 			return expr_operator(w, sc, dst, key, v);
 		}
 		return expr_object(w, sc, dst, key, v);
@@ -1225,7 +1261,7 @@ static int geo_value(struct walk *w, bson_t *dst, const char *key, const struct 
 	for (const struct mj_node *m = v->first; m && !w->rc; m = m->next) {
 		size_t mark = push_key(w, m->key);
 		if (m->key[0] == '$' && !IN_LIST(geo_shapes, m->key))
-			reject(w, "%s is not a geometry operator", m->key);
+			reject(w, CN_REJECT_DENIED, "%s is not a geometry operator", m->key);
 		else
 			literal(w, &child, m->key, m);
 		pop(w, mark);
@@ -1249,11 +1285,12 @@ static int condition(struct walk *w, const struct scope *sc, bson_t *dst, const 
 	for (const struct mj_node *m = v->first; m && !w->rc; m = m->next) {
 		const char *op = m->key;
 		size_t mark = push_key(w, op);
-		const char *why = REASON(denied_ops, op);
+		const struct reason *denied = REASON(denied_ops, op);
 		if (op[0] != '$') {
-			reject(w, "a condition holds operators only; '%s' stands beside them", op);
-		} else if (why) {
-			reject(w, "%s is not allowed: %s", op, why);
+			reject(w, CN_REJECT_SYNTAX,
+			       "a condition holds operators only; '%s' stands beside them", op);
+		} else if (denied) {
+			reject(w, denied->cls, "%s is not allowed: %s", op, denied->why);
 		} else if (IN_LIST(cmp_ops, op) || !strcmp(op, "$size") || !strcmp(op, "$exists") ||
 			   !strcmp(op, "$type") || !strcmp(op, "$mod") || !strcmp(op, "$options") ||
 			   !strcmp(op, "$bitsAllSet") || !strcmp(op, "$bitsAnySet") ||
@@ -1262,12 +1299,12 @@ static int condition(struct walk *w, const struct scope *sc, bson_t *dst, const 
 			literal(w, &child, op, m);
 		} else if (!strcmp(op, "$regex")) {
 			if (m->kind != MJ_STRING && !is_param(m) && !is_wrapper(m))
-				reject(w, "$regex takes a pattern (a string)");
+				reject(w, CN_REJECT_SYNTAX, "$regex takes a pattern (a string)");
 			else
 				literal(w, &child, op, m);
 		} else if (!strcmp(op, "$in") || !strcmp(op, "$nin") || !strcmp(op, "$all")) {
 			if (m->kind != MJ_ARRAY) {
-				reject(w, "%s takes an array of values", op);
+				reject(w, CN_REJECT_SYNTAX, "%s takes an array of values", op);
 			} else {
 				bson_t arr;
 				if (!bson_append_array_begin(&child, op, -1, &arr)) {
@@ -1293,10 +1330,11 @@ static int condition(struct walk *w, const struct scope *sc, bson_t *dst, const 
 			else if (is_wrapper(m) && !strcmp(m->first->key, "$regularExpression"))
 				literal(w, &child, op, m);
 			else
-				reject(w, "$not takes an operator object or a regular expression");
+				reject(w, CN_REJECT_SYNTAX,
+				       "$not takes an operator object or a regular expression");
 		} else if (!strcmp(op, "$elemMatch")) {
 			if (m->kind != MJ_OBJECT || is_param(m) || is_wrapper(m))
-				reject(w, "$elemMatch takes a query object");
+				reject(w, CN_REJECT_SYNTAX, "$elemMatch takes a query object");
 			else if (m->count > 0 && m->first->key[0] == '$' &&
 				 strcmp(m->first->key, "$and") && strcmp(m->first->key, "$or") &&
 				 strcmp(m->first->key, "$nor") && strcmp(m->first->key, "$expr"))
@@ -1309,7 +1347,7 @@ static int condition(struct walk *w, const struct scope *sc, bson_t *dst, const 
 		} else if (!strcmp(op, "$geometry")) {
 			literal(w, &child, op, m);
 		} else {
-			reject(w, "%s is not a query operator the connector accepts", op);
+			reject(w, CN_REJECT_DENIED, "%s is not a query operator the connector accepts", op);
 		}
 		pop(w, mark);
 	}
@@ -1324,16 +1362,16 @@ static int text_search(struct walk *w, bson_t *dst, const struct mj_node *v)
 	static const char *const keys[] = {"$search", "$language", "$caseSensitive",
 					   "$diacriticSensitive"};
 	if (v->kind != MJ_OBJECT || !mj_get(v, "$search"))
-		return reject(w, "$text takes {\"$search\": \"words\"}");
+		return reject(w, CN_REJECT_SYNTAX, "$text takes {\"$search\": \"words\"}");
 	bson_t child;
 	if (!bson_append_document_begin(dst, "$text", -1, &child))
 		return too_big(w);
 	for (const struct mj_node *m = v->first; m && !w->rc; m = m->next) {
 		size_t mark = push_key(w, m->key);
 		if (!IN_LIST(keys, m->key))
-			reject(w, "$text has no argument '%s'", m->key);
+			reject(w, CN_REJECT_SYNTAX, "$text has no argument '%s'", m->key);
 		else if (m->kind == MJ_OBJECT && !is_param(m))
-			reject(w, "%s takes a single value", m->key);
+			reject(w, CN_REJECT_SYNTAX, "%s takes a single value", m->key);
 		else
 			literal(w, &child, m->key, m);
 		pop(w, mark);
@@ -1347,7 +1385,7 @@ static int query_list(struct walk *w, const struct scope *sc, bson_t *dst, const
 		      const struct mj_node *v, const char *prefix)
 {
 	if (v->kind != MJ_ARRAY || v->count == 0)
-		return reject(w, "%s takes a non-empty array of queries", op);
+		return reject(w, CN_REJECT_SYNTAX, "%s takes a non-empty array of queries", op);
 	bson_t arr;
 	char buf[16];
 	if (!bson_append_array_begin(dst, op, -1, &arr))
@@ -1370,37 +1408,40 @@ static int query(struct walk *w, const struct scope *sc, bson_t *dst, const char
 	if (w->rc)
 		return w->rc;
 	if (v->kind != MJ_OBJECT || is_param(v) || is_wrapper(v))
-		return reject(w, "must be a query object, not %s", mj_kind_name(v->kind));
+		return reject(w, CN_REJECT_SYNTAX, "must be a query object, not %s", mj_kind_name(v->kind));
 	bson_t child;
 	if (!bson_append_document_begin(dst, key, -1, &child))
 		return too_big(w);
 	for (const struct mj_node *m = v->first; m && !w->rc; m = m->next) {
 		const char *k = m->key;
 		size_t mark = push_key(w, k);
-		const char *why = REASON(denied_ops, k);
-		if (why) {
-			reject(w, "%s is not allowed: %s", k, why);
+		const struct reason *denied = REASON(denied_ops, k);
+		if (denied) {
+			reject(w, denied->cls, "%s is not allowed: %s", k, denied->why);
 		} else if (!strcmp(k, "$and") || !strcmp(k, "$or") || !strcmp(k, "$nor")) {
 			query_list(w, sc, &child, k, m, prefix);
 		} else if (!strcmp(k, "$expr")) {
 			expr(w, sc, &child, k, m);
 		} else if (!strcmp(k, "$comment")) {
 			if (m->kind != MJ_STRING)
-				reject(w, "$comment takes a string");
+				reject(w, CN_REJECT_SYNTAX, "$comment takes a string");
 			else
 				append_node_scalar(w, &child, k, m);
 		} else if (!strcmp(k, "$sampleRate")) {
 			literal(w, &child, k, m);
 		} else if (!strcmp(k, "$text")) {
 			if (sc->coll && holds_hidden(w, sc->coll, ""))
-				reject(w, "$text searches every text-indexed field of '%.100s', which has hidden "
-				       "fields; use $regex on the fields you need", sc->coll);
+				reject(w, CN_REJECT_HIDDEN, "$text searches every text-indexed field of "
+				       "'%.100s', which has hidden fields; use $regex on the fields you need",
+				       sc->coll);
 			else
 				text_search(w, &child, m);
 		} else if (!strcmp(k, "$jsonSchema")) {
-			reject(w, "$jsonSchema in a query is not accepted; write the conditions as fields");
+			reject(w, CN_REJECT_DENIED,
+			       "$jsonSchema in a query is not accepted; write the conditions as fields");
 		} else if (k[0] == '$') {
-			reject(w, "%s is not a top-level query operator the connector accepts", k);
+			reject(w, CN_REJECT_DENIED,
+			       "%s is not a top-level query operator the connector accepts", k);
 		} else {
 			char full[MG_MAX_PATH + 2];
 			if (prefix && *prefix)
@@ -1435,7 +1476,7 @@ static int projection_doc(struct walk *w, const struct scope *sc, bson_t *dst, c
 			  struct proj_state *ps)
 {
 	if (v->kind != MJ_OBJECT || is_param(v) || is_wrapper(v))
-		return reject(w, "a projection is an object of field names");
+		return reject(w, CN_REJECT_SYNTAX, "a projection is an object of field names");
 	bson_t child;
 	if (!bson_append_document_begin(dst, key, -1, &child))
 		return too_big(w);
@@ -1445,7 +1486,7 @@ static int projection_doc(struct walk *w, const struct scope *sc, bson_t *dst, c
 		char full[MG_MAX_PATH + 2];
 		snprintf(full, sizeof full, "%s%s%s", prefix ? prefix : "", prefix ? "." : "", k);
 		if (k[0] == '$') {
-			reject(w, "a projection names fields; %s is an operator", k);
+			reject(w, CN_REJECT_SYNTAX, "a projection names fields; %s is an operator", k);
 		} else if (m->kind == MJ_BOOL || m->kind == MJ_INT || m->kind == MJ_DOUBLE) {
 			if (truthy(m)) {
 				if (!field(w, sc, full, USE_INCLUDE)) {
@@ -1479,7 +1520,8 @@ static int projection_doc(struct walk *w, const struct scope *sc, bson_t *dst, c
 						    op->first->kind == MJ_INT && op->first->next->kind == MJ_INT)) {
 						literal(w, &o, op->key, op);
 					} else {
-						reject(w, "$slice takes a count or [skip, count]");
+						reject(w, CN_REJECT_SYNTAX,
+						       "$slice takes a count or [skip, count]");
 					}
 					pop(w, mk);
 					if (!bson_append_document_end(&child, &o))
@@ -1517,14 +1559,14 @@ static int sort_spec(struct walk *w, const struct scope *sc, bson_t *dst, const 
 		     const struct mj_node *v)
 {
 	if (v->kind != MJ_OBJECT || is_param(v) || is_wrapper(v) || v->count == 0)
-		return reject(w, "a sort is an object of field names with 1 or -1");
+		return reject(w, CN_REJECT_SYNTAX, "a sort is an object of field names with 1 or -1");
 	bson_t child;
 	if (!bson_append_document_begin(dst, key, -1, &child))
 		return too_big(w);
 	for (const struct mj_node *m = v->first; m && !w->rc; m = m->next) {
 		size_t mark = push_key(w, m->key);
 		if (m->key[0] == '$')
-			reject(w, "a sort names fields; %s is an operator", m->key);
+			reject(w, CN_REJECT_SYNTAX, "a sort names fields; %s is an operator", m->key);
 		else if (field(w, sc, m->key, USE_READ))
 			;
 		else if ((m->kind == MJ_INT || m->kind == MJ_DOUBLE) && (m->kind == MJ_INT ? (m->v.i == 1 || m->v.i == -1)
@@ -1538,7 +1580,8 @@ static int sort_spec(struct walk *w, const struct scope *sc, bson_t *dst, const 
 			    !bson_append_document_end(&child, &meta))
 				too_big(w);
 		} else
-			reject(w, "sort by 1 (ascending), -1 (descending) or {\"$meta\": \"textScore\"}");
+			reject(w, CN_REJECT_SYNTAX,
+			       "sort by 1 (ascending), -1 (descending) or {\"$meta\": \"textScore\"}");
 		pop(w, mark);
 	}
 	if (!bson_append_document_end(dst, &child))
@@ -1551,17 +1594,17 @@ static int hint(struct walk *w, const struct scope *sc, bson_t *dst, const struc
 	if (v->kind == MJ_STRING)
 		return append_node_scalar(w, dst, "hint", v);
 	if (v->kind != MJ_OBJECT || is_param(v) || is_wrapper(v))
-		return reject(w, "a hint is an index name or an index key pattern");
+		return reject(w, CN_REJECT_SYNTAX, "a hint is an index name or an index key pattern");
 	bson_t child;
 	if (!bson_append_document_begin(dst, "hint", -1, &child))
 		return too_big(w);
 	for (const struct mj_node *m = v->first; m && !w->rc; m = m->next) {
 		size_t mark = push_key(w, m->key);
 		if (m->key[0] == '$' && strcmp(m->key, "$natural"))
-			reject(w, "an index key pattern names fields");
+			reject(w, CN_REJECT_SYNTAX, "an index key pattern names fields");
 		else if ((m->key[0] == '$' || !field(w, sc, m->key, USE_INCLUDE)) &&
 			 (m->kind == MJ_OBJECT || m->kind == MJ_ARRAY))
-			reject(w, "an index key is 1, -1 or an index type name");
+			reject(w, CN_REJECT_SYNTAX, "an index key is 1, -1 or an index type name");
 		else if (!w->rc)
 			append_node_scalar(w, &child, m->key, m);
 		pop(w, mark);
@@ -1577,16 +1620,16 @@ static int collation(struct walk *w, bson_t *dst, const struct mj_node *v)
 					   "numericOrdering", "alternate", "maxVariable",
 					   "normalization", "backwards"};
 	if (v->kind != MJ_OBJECT || is_param(v))
-		return reject(w, "a collation is an object such as {\"locale\": \"fr\"}");
+		return reject(w, CN_REJECT_SYNTAX, "a collation is an object such as {\"locale\": \"fr\"}");
 	bson_t child;
 	if (!bson_append_document_begin(dst, "collation", -1, &child))
 		return too_big(w);
 	for (const struct mj_node *m = v->first; m && !w->rc; m = m->next) {
 		size_t mark = push_key(w, m->key);
 		if (!IN_LIST(keys, m->key))
-			reject(w, "collations have no option '%s'", m->key);
+			reject(w, CN_REJECT_SYNTAX, "collations have no option '%s'", m->key);
 		else if (m->kind == MJ_OBJECT || m->kind == MJ_ARRAY)
-			reject(w, "a collation option is a single value");
+			reject(w, CN_REJECT_SYNTAX, "a collation option is a single value");
 		else
 			append_node_scalar(w, &child, m->key, m);
 		pop(w, mark);
@@ -1599,14 +1642,14 @@ static int collation(struct walk *w, bson_t *dst, const struct mj_node *v)
 static int let_vars(struct walk *w, const struct scope *sc, bson_t *dst, const struct mj_node *v)
 {
 	if (v->kind != MJ_OBJECT || is_param(v))
-		return reject(w, "let is an object of variable names and expressions");
+		return reject(w, CN_REJECT_SYNTAX, "let is an object of variable names and expressions");
 	bson_t child;
 	if (!bson_append_document_begin(dst, "let", -1, &child))
 		return too_big(w);
 	for (const struct mj_node *m = v->first; m && !w->rc; m = m->next) {
 		size_t mark = push_key(w, m->key);
 		if (!(islower((unsigned char)m->key[0]) || (unsigned char)m->key[0] >= 0x80))
-			reject(w, "variable names start with a lower-case letter");
+			reject(w, CN_REJECT_SYNTAX, "variable names start with a lower-case letter");
 		else
 			expr(w, sc, &child, m->key, m);
 		pop(w, mark);
@@ -1631,14 +1674,15 @@ static int count_value(struct walk *w, bson_t *dst, const char *key, const struc
 		return append_param_value(w, dst, key, i);
 	}
 	if (v->kind != MJ_INT || v->v.i < (positive ? 1 : 0))
-		return reject(w, "must be a%s integer", positive ? " positive" : " non-negative");
+		return reject(w, CN_REJECT_SYNTAX, "must be a%s integer",
+			      positive ? " positive" : " non-negative");
 	return append_node_scalar(w, dst, key, v);
 }
 
 static int comment(struct walk *w, bson_t *dst, const struct mj_node *v)
 {
 	if (v->kind != MJ_STRING)
-		return reject(w, "a comment is a string");
+		return reject(w, CN_REJECT_SYNTAX, "a comment is a string");
 	return append_node_scalar(w, dst, "comment", v);
 }
 
@@ -1651,8 +1695,9 @@ static int accumulator(struct walk *w, const struct scope *sc, bson_t *dst, cons
 		       const struct mj_node *v, bool window)
 {
 	if (v->kind != MJ_OBJECT || is_param(v) || v->count == 0 || v->count > (window ? 2u : 1u))
-		return reject(w, window ? "an output field is {\"$operator\": argument, \"window\": {...}}"
-				       : "an output field is {\"$accumulator-operator\": expression}");
+		return reject(w, CN_REJECT_SYNTAX,
+			      window ? "an output field is {\"$operator\": argument, \"window\": {...}}"
+				     : "an output field is {\"$accumulator-operator\": expression}");
 	bson_t child;
 	if (!bson_append_document_begin(dst, key, -1, &child))
 		return too_big(w);
@@ -1660,16 +1705,18 @@ static int accumulator(struct walk *w, const struct scope *sc, bson_t *dst, cons
 	for (const struct mj_node *m = v->first; m && !w->rc; m = m->next) {
 		const char *op = m->key;
 		size_t mark = push_key(w, op);
-		const char *why = REASON(denied_ops, op);
+		const struct reason *denied = REASON(denied_ops, op);
 		if (window && !strcmp(op, "window")) {
 			if (m->kind != MJ_OBJECT)
-				reject(w, "window is an object such as {\"documents\": [-1, 0]}");
+				reject(w, CN_REJECT_SYNTAX,
+				       "window is an object such as {\"documents\": [-1, 0]}");
 			else
 				literal(w, &child, op, m);
-		} else if (why) {
-			reject(w, "%s is not allowed: %s", op, why);
+		} else if (denied) {
+			reject(w, denied->cls, "%s is not allowed: %s", op, denied->why);
 		} else if (have_op || !(IN_LIST(accumulators, op) || (window && IN_LIST(window_ops, op)))) {
-			reject(w, "%s is not an accumulator the connector accepts here", op);
+			reject(w, CN_REJECT_DENIED, "%s is not an accumulator the connector accepts here",
+			       op);
 		} else if (!strcmp(op, "$top") || !strcmp(op, "$bottom") || !strcmp(op, "$topN") ||
 			   !strcmp(op, "$bottomN")) {
 			have_op = true;
@@ -1683,7 +1730,7 @@ static int accumulator(struct walk *w, const struct scope *sc, bson_t *dst, cons
 		pop(w, mark);
 	}
 	if (!w->rc && !have_op)
-		reject(w, "an output field needs an operator");
+		reject(w, CN_REJECT_SYNTAX, "an output field needs an operator");
 	if (!bson_append_document_end(dst, &child))
 		return too_big(w);
 	return w->rc;
@@ -1694,7 +1741,7 @@ static int outputs(struct walk *w, const struct scope *sc, bson_t *dst, const ch
 		   const struct mj_node *v, bool window, bool skip_id)
 {
 	if (v->kind != MJ_OBJECT || is_param(v))
-		return reject(w, "must be an object of output fields");
+		return reject(w, CN_REJECT_SYNTAX, "must be an object of output fields");
 	bson_t child;
 	if (!bson_append_document_begin(dst, key, -1, &child))
 		return too_big(w);
@@ -1703,7 +1750,7 @@ static int outputs(struct walk *w, const struct scope *sc, bson_t *dst, const ch
 		if (skip_id && !strcmp(m->key, "_id"))
 			expr(w, sc, &child, m->key, m);
 		else if (m->key[0] == '$')
-			reject(w, "output field names cannot start with '$'");
+			reject(w, CN_REJECT_SYNTAX, "output field names cannot start with '$'");
 		else if (window && field(w, sc, m->key, USE_INCLUDE))
 			;
 		else
@@ -1724,17 +1771,17 @@ static int stage_args(struct walk *w, struct scope *sc, bson_t *dst, const char 
 		      arg_fn handle, void *ctx)
 {
 	if (v->kind != MJ_OBJECT || is_param(v))
-		return reject(w, "%s takes an object", stage);
+		return reject(w, CN_REJECT_SYNTAX, "%s takes an object", stage);
 	for (const char *const *r = required; r && *r; r++)
 		if (!mj_get(v, *r))
-			return reject(w, "%s needs '%s'", stage, *r);
+			return reject(w, CN_REJECT_SYNTAX, "%s needs '%s'", stage, *r);
 	bson_t child;
 	if (!bson_append_document_begin(dst, stage, -1, &child))
 		return too_big(w);
 	for (const struct mj_node *m = v->first; m && !w->rc; m = m->next) {
 		size_t mark = push_key(w, m->key);
 		if (!in_null_list(allowed, m->key))
-			reject(w, "%s has no argument '%s'", stage, m->key);
+			reject(w, CN_REJECT_SYNTAX, "%s has no argument '%s'", stage, m->key);
 		else
 			handle(w, sc, &child, m, ctx);
 		pop(w, mark);
@@ -1747,7 +1794,7 @@ static int stage_args(struct walk *w, struct scope *sc, bson_t *dst, const char 
 static int field_list(struct walk *w, const struct scope *sc, bson_t *dst, const struct mj_node *m)
 {
 	if (m->kind != MJ_ARRAY)
-		return reject(w, "must be an array of field names");
+		return reject(w, CN_REJECT_SYNTAX, "must be an array of field names");
 	char buf[16];
 	size_t i = 0;
 	bson_t arr;
@@ -1756,7 +1803,7 @@ static int field_list(struct walk *w, const struct scope *sc, bson_t *dst, const
 	for (const struct mj_node *it = m->first; it && !w->rc; it = it->next, i++) {
 		size_t mark = push_index(w, i);
 		if (it->kind != MJ_STRING)
-			reject(w, "must be a field name");
+			reject(w, CN_REJECT_SYNTAX, "must be a field name");
 		else if (!field(w, sc, it->str, USE_READ))
 			append_node_scalar(w, &arr, index_key(i, buf, sizeof buf), it);
 		pop(w, mark);
@@ -1778,8 +1825,9 @@ static int name_arg(struct walk *w, bson_t *dst, const struct mj_node *m)
 static int whole_documents_of(struct walk *w, const struct scope *sub, const char *how)
 {
 	if (sub->coll && holds_hidden(w, sub->coll, ""))
-		return reject(w, "%s would bring whole documents of '%.100s', which has hidden fields; "
-			      "end its pipeline with a $project of the fields you need", how, sub->coll);
+		return reject(w, CN_REJECT_HIDDEN, "%s would bring whole documents of '%.100s', which has "
+			      "hidden fields; end its pipeline with a $project of the fields you need", how,
+			      sub->coll);
 	return CN_OK;
 }
 
@@ -1797,8 +1845,8 @@ static int lookup_arg(struct walk *w, struct scope *sc, bson_t *dst, const struc
 	const char *k = m->key;
 	if (!strcmp(k, "from")) {
 		if (m->kind == MJ_OBJECT)
-			return reject(w, "$lookup reads only collections of the source's database: write "
-				      "from as a collection name");
+			return reject(w, CN_REJECT_DENIED, "$lookup reads only collections of the source's "
+				      "database: write from as a collection name");
 		const char *coll;
 		if (collection(w, m, &coll))
 			return w->rc;
@@ -1808,7 +1856,7 @@ static int lookup_arg(struct walk *w, struct scope *sc, bson_t *dst, const struc
 		return name_arg(w, dst, m);
 	if (!strcmp(k, "localField") || !strcmp(k, "foreignField")) {
 		if (m->kind != MJ_STRING)
-			return reject(w, "must be a field name");
+			return reject(w, CN_REJECT_SYNTAX, "must be a field name");
 		if (field(w, !strcmp(k, "localField") ? c->outer : &c->from, m->str, USE_READ))
 			return w->rc;
 		return append_node_scalar(w, dst, k, m);
@@ -1827,16 +1875,17 @@ static int st_lookup(struct walk *w, struct scope *sc, bson_t *dst, const struct
 	if (arg->kind == MJ_OBJECT && from && from->kind == MJ_STRING && from->len &&
 	    hidden_coll(w, from->str)) {
 		size_t mark = push_key(w, "from");
-		reject(w, "collection '%.100s' is hidden", from->str);
+		reject(w, CN_REJECT_HIDDEN, "collection '%.100s' is hidden", from->str);
 		pop(w, mark);
 		return w->rc;
 	}
 	struct lookup_ctx c = {.outer = sc};
 	c.from.coll = from && from->kind == MJ_STRING ? from->str : NULL;
 	if (arg->kind == MJ_OBJECT && !!mj_get(arg, "localField") != !!mj_get(arg, "foreignField"))
-		return reject(w, "$lookup takes localField and foreignField together");
+		return reject(w, CN_REJECT_SYNTAX, "$lookup takes localField and foreignField together");
 	if (arg->kind == MJ_OBJECT && !mj_get(arg, "localField") && !mj_get(arg, "pipeline"))
-		return reject(w, "$lookup needs localField and foreignField, or a pipeline");
+		return reject(w, CN_REJECT_SYNTAX,
+			      "$lookup needs localField and foreignField, or a pipeline");
 	if (stage_args(w, sc, dst, "$lookup", arg,
 		       LIST("from", "localField", "foreignField", "as", "let", "pipeline"),
 		       LIST("from", "as"), lookup_arg, &c))
@@ -1862,7 +1911,7 @@ static int graph_arg(struct walk *w, struct scope *sc, bson_t *dst, const struct
 		return expr(w, c->outer, dst, k, m);
 	if (!strcmp(k, "connectFromField") || !strcmp(k, "connectToField")) {
 		if (m->kind != MJ_STRING)
-			return reject(w, "must be a field name");
+			return reject(w, CN_REJECT_SYNTAX, "must be a field name");
 		return field(w, &c->from, m->str, USE_READ) ? w->rc : append_node_scalar(w, dst, k, m);
 	}
 	if (!strcmp(k, "as") || !strcmp(k, "depthField"))
@@ -1893,15 +1942,15 @@ static int st_union_with(struct walk *w, struct scope *sc, bson_t *dst, const st
 		pipe = mj_get(arg, "pipeline");
 		for (const struct mj_node *m = arg->first; m; m = m->next)
 			if (strcmp(m->key, "coll") && strcmp(m->key, "pipeline"))
-				return reject(w, "$unionWith has no argument '%s'", m->key);
+				return reject(w, CN_REJECT_SYNTAX, "$unionWith has no argument '%s'", m->key);
 		if (!coll)
-			return reject(w, "$unionWith needs 'coll'");
+			return reject(w, CN_REJECT_SYNTAX, "$unionWith needs 'coll'");
 	}
 	const char *name;
 	size_t mark = coll != arg ? push_key(w, "coll") : w->plen;
 	if (coll->kind == MJ_OBJECT)
-		reject(w, "$unionWith reads only collections of the source's database: write coll as a "
-		       "collection name");
+		reject(w, CN_REJECT_DENIED, "$unionWith reads only collections of the source's database: "
+		       "write coll as a collection name");
 	else
 		collection(w, coll, &name);
 	pop(w, mark);
@@ -1939,7 +1988,7 @@ static int facet_arg(struct walk *w, struct scope *sc, bson_t *dst, const struct
 	(void)vctx;
 	struct scope sub = *sc;
 	if (m->key[0] == '$' || strchr(m->key, '.'))
-		return reject(w, "a facet name is a plain field name");
+		return reject(w, CN_REJECT_SYNTAX, "a facet name is a plain field name");
 	if (pipeline(w, &sub, dst, m->key, m))
 		return w->rc;
 	return whole_documents_of(w, &sub, "this facet");
@@ -1948,7 +1997,7 @@ static int facet_arg(struct walk *w, struct scope *sc, bson_t *dst, const struct
 static int st_facet(struct walk *w, struct scope *sc, bson_t *dst, const struct mj_node *arg)
 {
 	if (arg->kind != MJ_OBJECT || is_param(arg) || arg->count == 0)
-		return reject(w, "$facet takes an object of named pipelines");
+		return reject(w, CN_REJECT_SYNTAX, "$facet takes an object of named pipelines");
 	bson_t child;
 	if (!bson_append_document_begin(dst, "$facet", -1, &child))
 		return too_big(w);
@@ -1974,9 +2023,9 @@ static int bucket_arg(struct walk *w, struct scope *sc, bson_t *dst, const struc
 	if (!strcmp(k, "buckets"))
 		return count_value(w, dst, k, m, true);
 	if (!strcmp(k, "boundaries") && m->kind != MJ_ARRAY)
-		return reject(w, "boundaries is an array of values");
+		return reject(w, CN_REJECT_SYNTAX, "boundaries is an array of values");
 	if (!strcmp(k, "granularity") && m->kind != MJ_STRING)
-		return reject(w, "granularity is a name such as \"R5\"");
+		return reject(w, CN_REJECT_SYNTAX, "granularity is a name such as \"R5\"");
 	return literal(w, dst, k, m); /* boundaries, default, granularity */
 }
 
@@ -1992,11 +2041,11 @@ static int geo_near_arg(struct walk *w, struct scope *sc, bson_t *dst, const str
 		return query(w, sc, dst, k, m, NULL);
 	if (!strcmp(k, "key")) {
 		if (m->kind != MJ_STRING)
-			return reject(w, "key is a field name");
+			return reject(w, CN_REJECT_SYNTAX, "key is a field name");
 		return field(w, sc, m->str, USE_READ) ? w->rc : append_node_scalar(w, dst, k, m);
 	}
 	if (m->kind == MJ_OBJECT || m->kind == MJ_ARRAY)
-		return reject(w, "must be a single value");
+		return reject(w, CN_REJECT_SYNTAX, "must be a single value");
 	return literal(w, dst, k, m); /* spherical, maxDistance, minDistance, distanceMultiplier */
 }
 
@@ -2005,7 +2054,7 @@ static int densify_arg(struct walk *w, struct scope *sc, bson_t *dst, const stru
 	(void)vctx;
 	if (!strcmp(m->key, "field")) {
 		if (m->kind != MJ_STRING)
-			return reject(w, "field is a field name");
+			return reject(w, CN_REJECT_SYNTAX, "field is a field name");
 		return field(w, sc, m->str, USE_READ) ? w->rc : append_node_scalar(w, dst, m->key, m);
 	}
 	if (!strcmp(m->key, "partitionByFields"))
@@ -2016,7 +2065,7 @@ static int densify_arg(struct walk *w, struct scope *sc, bson_t *dst, const stru
 static int fill_output(struct walk *w, struct scope *sc, bson_t *dst, const struct mj_node *v)
 {
 	if (v->kind != MJ_OBJECT || is_param(v))
-		return reject(w, "output is an object of fields to fill");
+		return reject(w, CN_REJECT_SYNTAX, "output is an object of fields to fill");
 	bson_t child;
 	if (!bson_append_document_begin(dst, "output", -1, &child))
 		return too_big(w);
@@ -2026,11 +2075,12 @@ static int fill_output(struct walk *w, struct scope *sc, bson_t *dst, const stru
 		if (field(w, sc, m->key, USE_INCLUDE))
 			;
 		else if (m->kind != MJ_OBJECT || m->count != 1 || (!val && !method))
-			reject(w, "fill a field with {\"value\": expression} or {\"method\": \"linear\"|\"locf\"}");
+			reject(w, CN_REJECT_SYNTAX, "fill a field with {\"value\": expression} or "
+			       "{\"method\": \"linear\"|\"locf\"}");
 		else if (val)
 			expr_object(w, sc, &child, m->key, m);
 		else if (method->kind != MJ_STRING)
-			reject(w, "method is \"linear\" or \"locf\"");
+			reject(w, CN_REJECT_SYNTAX, "method is \"linear\" or \"locf\"");
 		else
 			literal(w, &child, m->key, m);
 		pop(w, mark);
@@ -2067,13 +2117,13 @@ static int unwind_arg(struct walk *w, struct scope *sc, bson_t *dst, const struc
 	(void)vctx;
 	if (!strcmp(m->key, "path")) {
 		if (m->kind != MJ_STRING || m->str[0] != '$' || m->str[1] == '$' || !m->str[1])
-			return reject(w, "path is a field path such as \"$items\"");
+			return reject(w, CN_REJECT_SYNTAX, "path is a field path such as \"$items\"");
 		return field(w, sc, m->str + 1, USE_INCLUDE) ? w->rc : append_node_scalar(w, dst, m->key, m);
 	}
 	if (!strcmp(m->key, "includeArrayIndex"))
 		return name_arg(w, dst, m);
 	if (m->kind != MJ_BOOL)
-		return reject(w, "preserveNullAndEmptyArrays is true or false");
+		return reject(w, CN_REJECT_SYNTAX, "preserveNullAndEmptyArrays is true or false");
 	return append_node_scalar(w, dst, m->key, m);
 }
 
@@ -2083,14 +2133,14 @@ static int set_fields(struct walk *w, struct scope *sc, bson_t *dst, const char 
 		      const struct mj_node *v)
 {
 	if (v->kind != MJ_OBJECT || is_param(v) || v->count == 0)
-		return reject(w, "%s takes an object of fields and expressions", stage);
+		return reject(w, CN_REJECT_SYNTAX, "%s takes an object of fields and expressions", stage);
 	bson_t child;
 	if (!bson_append_document_begin(dst, stage, -1, &child))
 		return too_big(w);
 	for (const struct mj_node *m = v->first; m && !w->rc; m = m->next) {
 		size_t mark = push_key(w, m->key);
 		if (m->key[0] == '$')
-			reject(w, "field names cannot start with '$'");
+			reject(w, CN_REJECT_SYNTAX, "field names cannot start with '$'");
 		else if (!field(w, sc, m->key, USE_INCLUDE))
 			expr(w, sc, &child, m->key, m);
 		pop(w, mark);
@@ -2103,12 +2153,13 @@ static int set_fields(struct walk *w, struct scope *sc, bson_t *dst, const char 
 static int stage(struct walk *w, struct scope *sc, bson_t *dst, const char *key, const struct mj_node *v)
 {
 	if (v->kind != MJ_OBJECT || v->count != 1 || v->first->key[0] != '$')
-		return reject(w, "a stage is an object with one key, the stage's name (such as \"$match\")");
+		return reject(w, CN_REJECT_SYNTAX,
+			      "a stage is an object with one key, the stage's name (such as \"$match\")");
 	const struct mj_node *arg = v->first;
 	const char *name = arg->key;
-	const char *why = REASON(denied_stages, name);
-	if (why)
-		return reject(w, "stage %s is not allowed: %s", name, why);
+	const struct reason *denied = REASON(denied_stages, name);
+	if (denied)
+		return reject(w, denied->cls, "stage %s is not allowed: %s", name, denied->why);
 	bson_t doc;
 	if (!bson_append_document_begin(dst, key, -1, &doc))
 		return too_big(w);
@@ -2127,14 +2178,15 @@ static int stage(struct walk *w, struct scope *sc, bson_t *dst, const char *key,
 		else if (arg->kind == MJ_ARRAY) {
 			for (const struct mj_node *it = arg->first; it && !w->rc; it = it->next)
 				if (it->kind != MJ_STRING)
-					reject(w, "$unset takes field names");
+					reject(w, CN_REJECT_SYNTAX, "$unset takes field names");
 			if (!w->rc)
 				literal(w, &doc, name, arg);
 		} else
-			reject(w, "$unset takes a field name or an array of them");
+			reject(w, CN_REJECT_SYNTAX, "$unset takes a field name or an array of them");
 	} else if (!strcmp(name, "$group")) {
 		if (arg->kind != MJ_OBJECT || !mj_get(arg, "_id"))
-			reject(w, "$group takes {\"_id\": expression, field: {accumulator: expression}, ...}");
+			reject(w, CN_REJECT_SYNTAX,
+			       "$group takes {\"_id\": expression, field: {accumulator: expression}, ...}");
 		else
 			outputs(w, sc, &doc, name, arg, false, true);
 		sc->coll = NULL;
@@ -2145,7 +2197,7 @@ static int stage(struct walk *w, struct scope *sc, bson_t *dst, const char *key,
 	} else if (!strcmp(name, "$sample")) {
 		const struct mj_node *size = mj_get(arg, "size");
 		if (arg->kind != MJ_OBJECT || arg->count != 1 || !size) {
-			reject(w, "$sample takes {\"size\": N}");
+			reject(w, CN_REJECT_SYNTAX, "$sample takes {\"size\": N}");
 		} else {
 			bson_t s;
 			size_t mk = push_key(w, "size");
@@ -2161,12 +2213,12 @@ static int stage(struct walk *w, struct scope *sc, bson_t *dst, const char *key,
 	} else if (!strcmp(name, "$unwind")) {
 		if (arg->kind == MJ_STRING) {
 			if (arg->str[0] != '$' || arg->str[1] == '$' || !arg->str[1])
-				reject(w, "$unwind takes a field path such as \"$items\"");
+				reject(w, CN_REJECT_SYNTAX, "$unwind takes a field path such as \"$items\"");
 			else if (!field(w, sc, arg->str + 1, USE_INCLUDE))
 				append_node_scalar(w, &doc, name, arg);
 		} else {
 			if (arg->kind == MJ_OBJECT && !mj_get(arg, "path"))
-				reject(w, "$unwind needs 'path'");
+				reject(w, CN_REJECT_SYNTAX, "$unwind needs 'path'");
 			else
 				stage_args(w, sc, &doc, name, arg,
 					   LIST("path", "includeArrayIndex", "preserveNullAndEmptyArrays"), NULL,
@@ -2174,7 +2226,7 @@ static int stage(struct walk *w, struct scope *sc, bson_t *dst, const char *key,
 		}
 	} else if (!strcmp(name, "$count")) {
 		if (!new_name(w, arg, false) && strchr(arg->str, '.'))
-			reject(w, "$count names a plain field");
+			reject(w, CN_REJECT_SYNTAX, "$count names a plain field");
 		else if (!w->rc)
 			append_node_scalar(w, &doc, name, arg);
 		sc->coll = NULL;
@@ -2199,7 +2251,7 @@ static int stage(struct walk *w, struct scope *sc, bson_t *dst, const char *key,
 	} else if (!strcmp(name, "$replaceRoot")) {
 		const struct mj_node *nr = mj_get(arg, "newRoot");
 		if (arg->kind != MJ_OBJECT || arg->count != 1 || !nr) {
-			reject(w, "$replaceRoot takes {\"newRoot\": expression}");
+			reject(w, CN_REJECT_SYNTAX, "$replaceRoot takes {\"newRoot\": expression}");
 		} else {
 			bson_t r;
 			size_t mk = push_key(w, "newRoot");
@@ -2231,10 +2283,11 @@ static int stage(struct walk *w, struct scope *sc, bson_t *dst, const char *key,
 				"includeLocs", "key", "distanceMultiplier"),
 			   LIST("near", "distanceField"), geo_near_arg, NULL);
 	} else {
-		reject(w, "stage %s is not on the connector's list of stages ($match, $project, $addFields, "
-		       "$set, $unset, $group, $sort, $limit, $skip, $sample, $unwind, $count, $facet, "
-		       "$bucket, $bucketAuto, $sortByCount, $lookup, $graphLookup, $unionWith, "
-		       "$replaceRoot, $replaceWith, $densify, $fill, $setWindowFields, $geoNear)", name);
+		reject(w, CN_REJECT_DENIED, "stage %s is not on the connector's list of stages ($match, "
+		       "$project, $addFields, $set, $unset, $group, $sort, $limit, $skip, $sample, $unwind, "
+		       "$count, $facet, $bucket, $bucketAuto, $sortByCount, $lookup, $graphLookup, "
+		       "$unionWith, $replaceRoot, $replaceWith, $densify, $fill, $setWindowFields, $geoNear)",
+		       name);
 	}
 	pop(w, mark);
 	if (!bson_append_document_end(dst, &doc))
@@ -2246,7 +2299,7 @@ static int pipeline(struct walk *w, struct scope *sc, bson_t *dst, const char *k
 		    const struct mj_node *v)
 {
 	if (v->kind != MJ_ARRAY)
-		return reject(w, "a pipeline is an array of stages");
+		return reject(w, CN_REJECT_SYNTAX, "a pipeline is an array of stages");
 	bson_t arr;
 	char buf[16];
 	if (!bson_append_array_begin(dst, key, -1, &arr))
@@ -2266,9 +2319,9 @@ static int pipeline(struct walk *w, struct scope *sc, bson_t *dst, const char *k
 
 static int denied_field(struct walk *w, const char *cmd, const char *k, const char *const *allowed)
 {
-	const char *why = REASON(denied_fields, k);
-	if (why)
-		return reject(w, "%s is not accepted: %s", k, why);
+	const struct reason *denied = REASON(denied_fields, k);
+	if (denied)
+		return reject(w, denied->cls, "%s is not accepted: %s", k, denied->why);
 	char list[300] = "";
 	size_t n = 0;
 	for (const char *const *a = allowed; *a && n + 2 < sizeof list; a++) {
@@ -2277,7 +2330,8 @@ static int denied_field(struct walk *w, const char *cmd, const char *k, const ch
 			break;
 		n += (size_t)r;
 	}
-	return reject(w, "%s has no field '%s' the connector accepts (it accepts %s)", cmd, k, list);
+	return reject(w, CN_REJECT_DENIED, "%s has no field '%s' the connector accepts (it accepts %s)", cmd,
+		      k, list);
 }
 
 static int cmd_body(struct walk *w, const struct mj_node *root, bson_t *dst, struct mg_request *out,
@@ -2315,12 +2369,12 @@ static int cmd_find(struct walk *w, const struct mj_node *root, bson_t *dst, str
 			let_vars(w, &sc, dst, m);
 		else if (!strcmp(k, "singleBatch") || !strcmp(k, "returnKey") || !strcmp(k, "showRecordId")) {
 			if (m->kind != MJ_BOOL)
-				reject(w, "must be true or false");
+				reject(w, CN_REJECT_SYNTAX, "must be true or false");
 			else
 				append_node_scalar(w, dst, k, m);
 		} else if (!strcmp(k, "min") || !strcmp(k, "max")) {
 			if (m->kind != MJ_OBJECT || is_param(m)) {
-				reject(w, "must be an object of index fields and values");
+				reject(w, CN_REJECT_SYNTAX, "must be an object of index fields and values");
 			} else {
 				for (const struct mj_node *f = m->first; f && !w->rc; f = f->next) {
 					size_t mk = push_key(w, f->key);
@@ -2347,7 +2401,7 @@ static int cmd_aggregate(struct walk *w, const struct mj_node *root, bson_t *dst
 	struct scope sc = {out->collection};
 	const struct mj_node *pipe = mj_get(root, "pipeline");
 	if (!pipe)
-		return reject(w, "aggregate needs a pipeline (an array of stages)");
+		return reject(w, CN_REJECT_SYNTAX, "aggregate needs a pipeline (an array of stages)");
 	/* let first: the pipeline may use its variables */
 	for (const struct mj_node *m = root->first->next; m && !w->rc; m = m->next) {
 		const char *k = m->key;
@@ -2357,7 +2411,8 @@ static int cmd_aggregate(struct walk *w, const struct mj_node *root, bson_t *dst
 		else if (!strcmp(k, "cursor")) {
 			const struct mj_node *bs = mj_get(m, "batchSize");
 			if (m->kind != MJ_OBJECT || m->count > 1 || (m->count == 1 && !bs))
-				reject(w, "cursor is {} or {\"batchSize\": N}; the connector sets the batch size");
+				reject(w, CN_REJECT_SYNTAX, "cursor is {} or {\"batchSize\": N}; the "
+				       "connector sets the batch size");
 			else if (bs) {
 				bson_t ignore = BSON_INITIALIZER;
 				count_value(w, &ignore, "batchSize", bs, false);
@@ -2373,9 +2428,10 @@ static int cmd_aggregate(struct walk *w, const struct mj_node *root, bson_t *dst
 			let_vars(w, &(struct scope){out->collection}, dst, m);
 		else if (!strcmp(k, "explain")) {
 			if (m->kind != MJ_BOOL)
-				reject(w, "explain is true or false");
+				reject(w, CN_REJECT_SYNTAX, "explain is true or false");
 			else if (inside_explain && m->v.b)
-				reject(w, "explain is already requested around this command");
+				reject(w, CN_REJECT_SYNTAX,
+				       "explain is already requested around this command");
 			else if (m->v.b) {
 				out->explain = true;
 				append_node_scalar(w, dst, k, m);
@@ -2419,13 +2475,13 @@ static int cmd_distinct(struct walk *w, const struct mj_node *root, bson_t *dst,
 	struct scope sc = {out->collection};
 	const struct mj_node *key = mj_get(root, "key");
 	if (!key)
-		return reject(w, "distinct needs a key (the field whose values it lists)");
+		return reject(w, CN_REJECT_SYNTAX, "distinct needs a key (the field whose values it lists)");
 	for (const struct mj_node *m = root->first->next; m && !w->rc; m = m->next) {
 		const char *k = m->key;
 		size_t mark = push_key(w, k);
 		if (!strcmp(k, "key")) {
 			if (m->kind != MJ_STRING || m->str[0] == '$')
-				reject(w, "key is a field name such as \"status\"");
+				reject(w, CN_REJECT_SYNTAX, "key is a field name such as \"status\"");
 			else if (!field(w, &sc, m->str, USE_READ)) {
 				snprintf(out->key, sizeof out->key, "%s", m->str);
 				append_node_scalar(w, dst, k, m);
@@ -2449,8 +2505,8 @@ static int cmd_body(struct walk *w, const struct mj_node *root, bson_t *dst, str
 		    bool inside_explain)
 {
 	if (root->count == 0)
-		return reject(w, "the command document is empty; start it with find, aggregate, count or "
-			      "distinct");
+		return reject(w, CN_REJECT_STATEMENTS, "the command document is empty; start it with find, "
+			      "aggregate, count or distinct");
 	const struct mj_node *first = root->first;
 	const char *name = first->key;
 	enum mg_command cmd;
@@ -2463,20 +2519,21 @@ static int cmd_body(struct walk *w, const struct mj_node *root, bson_t *dst, str
 	else if (!strcmp(name, "distinct"))
 		cmd = MG_DISTINCT;
 	else if (!strcmp(name, "explain"))
-		return reject(w, inside_explain ? "explain cannot be nested"
-						: "explain takes a command: {\"explain\": {\"find\": ...}}");
+		return reject(w, CN_REJECT_SYNTAX,
+			      inside_explain ? "explain cannot be nested"
+					     : "explain takes a command: {\"explain\": {\"find\": ...}}");
 	else if (IN_LIST(write_commands, name))
-		return reject(w, "%s is not a read command; only find, aggregate, count and distinct (and "
-			      "explain of them) are accepted", name);
+		return reject(w, CN_REJECT_WRITE, "%s is not a read command; only find, aggregate, count "
+			      "and distinct (and explain of them) are accepted", name);
 	else
-		return reject(w, "the first key must be the command: find, aggregate, count or distinct "
-			      "(or explain of one); '%.60s' is not accepted", name);
+		return reject(w, CN_REJECT_DENIED, "the first key must be the command: find, aggregate, "
+			      "count or distinct (or explain of one); '%.60s' is not accepted", name);
 	out->command = cmd;
 	size_t mark = push_key(w, name);
 	const char *coll = NULL;
 	if (cmd == MG_AGGREGATE && first->kind != MJ_STRING)
-		reject(w, "aggregate needs a collection name (database-level aggregations such as "
-		       "$currentOp and $documents are not accepted)");
+		reject(w, CN_REJECT_DENIED, "aggregate needs a collection name (database-level "
+		       "aggregations such as $currentOp and $documents are not accepted)");
 	else
 		collection(w, first, &coll);
 	pop(w, mark);
@@ -2499,7 +2556,8 @@ static int cmd_explain(struct walk *w, const struct mj_node *root, struct mg_req
 	const struct mj_node *inner = root->first;
 	size_t mark = push_key(w, "explain");
 	if (inner->kind != MJ_OBJECT || is_param(inner)) {
-		reject(w, "explain takes a command document: {\"explain\": {\"find\": \"orders\"}}");
+		reject(w, CN_REJECT_SYNTAX,
+		       "explain takes a command document: {\"explain\": {\"find\": \"orders\"}}");
 		pop(w, mark);
 		return w->rc;
 	}
@@ -2516,7 +2574,8 @@ static int cmd_explain(struct walk *w, const struct mj_node *root, struct mg_req
 							  "allPlansExecution"};
 		if (!strcmp(m->key, "verbosity")) {
 			if (m->kind != MJ_STRING || !IN_LIST(verbosities, m->str))
-				reject(w, "verbosity is queryPlanner, executionStats or allPlansExecution");
+				reject(w, CN_REJECT_SYNTAX,
+				       "verbosity is queryPlanner, executionStats or allPlansExecution");
 			else
 				append_node_scalar(w, &out->cmd, m->key, m);
 		} else if (!strcmp(m->key, "comment")) {

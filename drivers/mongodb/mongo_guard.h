@@ -74,7 +74,7 @@ struct mg_request {
  * parameter that does not fit its place is CN_EINVAL); without bind (the
  * check() of run_query, before parameters are known) placeholders stand in.
  * CN_OK (free out with mg_request_free), CN_EREJECTED ("pipeline[1].$out:
- * ..."), CN_EINVAL (parameters) or CN_ENOMEM. On failure out needs no free. */
+ * ...", its class in err->reject), CN_EINVAL (parameters) or CN_ENOMEM. On failure out needs no free. */
 int mg_guard_build(const char *text, size_t len, const struct mg_hooks *hooks,
 		   const struct cn_value *params, size_t nparams, bool bind, struct mg_request *out,
 		   struct cn_error *err);

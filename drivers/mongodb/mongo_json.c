@@ -108,20 +108,41 @@ static void path_text(const struct parser *p, char *out, size_t size)
 	}
 }
 
-static int fail(struct parser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(struct parser *p, const char *fmt, ...)
+static int vfail(struct parser *p, enum cn_reject why, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+static int vfail(struct parser *p, enum cn_reject why, const char *fmt, va_list ap)
 {
 	if (p->rc)
 		return p->rc;
 	char what[300], where[240];
+	vsnprintf(what, sizeof what, fmt, ap);
+	path_text(p, where, sizeof where);
+	p->rc = cn_error_reject(p->err, why, "the query is not accepted JSON: %s%s%s (at byte %zu)",
+				where[0] ? where : "", where[0] ? ": " : "", what, p->i);
+	return p->rc;
+}
+
+/* The text is not JSON as the reader accepts it: a syntax rejection. */
+static int fail(struct parser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(struct parser *p, const char *fmt, ...)
+{
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(what, sizeof what, fmt, ap);
+	int rc = vfail(p, CN_REJECT_SYNTAX, fmt, ap);
 	va_end(ap);
-	path_text(p, where, sizeof where);
-	p->rc = cn_error_set(p->err, CN_EREJECTED, "the query is not accepted JSON: %s%s%s (at byte %zu)",
-			     where[0] ? where : "", where[0] ? ": " : "", what, p->i);
-	return p->rc;
+	return rc;
+}
+
+/* A rejection of another class: a limit, or not one document. */
+static int fail_as(struct parser *p, enum cn_reject why, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int fail_as(struct parser *p, enum cn_reject why, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int rc = vfail(p, why, fmt, ap);
+	va_end(ap);
+	return rc;
 }
 
 static int oom(struct parser *p)
@@ -144,7 +165,7 @@ static void skip_ws(struct parser *p)
 static struct mj_node *node_new(struct parser *p, enum mj_kind kind)
 {
 	if (++p->nodes > MJ_MAX_NODES) {
-		fail(p, "more than %d values in one query", MJ_MAX_NODES);
+		fail_as(p, CN_REJECT_LIMIT, "more than %d values in one query", MJ_MAX_NODES);
 		return NULL;
 	}
 	struct mj_node *nd = arena_alloc(p->arena, sizeof *nd);
@@ -329,7 +350,7 @@ static int read_number(struct parser *p, struct mj_node *nd)
 	size_t len = p->i - start;
 	char buf[400];
 	if (len >= sizeof buf)
-		return fail(p, "a number is longer than %zu characters", sizeof buf - 1);
+		return fail_as(p, CN_REJECT_LIMIT, "a number is longer than %zu characters", sizeof buf - 1);
 	memcpy(buf, p->s + start, len);
 	buf[len] = '\0';
 	errno = 0;
@@ -403,7 +424,7 @@ static const struct mj_node *find_duplicate(struct parser *p, const struct mj_no
 static int read_container(struct parser *p, struct mj_node *nd, bool object)
 {
 	if (p->depth >= MJ_MAX_DEPTH)
-		return fail(p, "nested deeper than %d levels", MJ_MAX_DEPTH);
+		return fail_as(p, CN_REJECT_LIMIT, "nested deeper than %d levels", MJ_MAX_DEPTH);
 	nd->kind = object ? MJ_OBJECT : MJ_ARRAY;
 	p->i++;
 	struct frame *f = &p->stack[p->depth++];
@@ -506,10 +527,11 @@ int mj_parse(const char *text, size_t len, struct mj_doc *doc, struct cn_error *
 {
 	memset(doc, 0, sizeof *doc);
 	if (!text)
-		return cn_error_set(err, CN_EREJECTED, "the query is empty");
+		return cn_error_reject(err, CN_REJECT_STATEMENTS, "the query is empty");
 	if (len > MJ_MAX_TEXT)
-		return cn_error_set(err, CN_EREJECTED, "the query is %zu bytes long; at most %u are "
-				    "accepted", len, MJ_MAX_TEXT);
+		return cn_error_reject(err, CN_REJECT_LIMIT,
+				       "the query is %zu bytes long; at most %u are accepted", len,
+				       MJ_MAX_TEXT);
 	struct parser p = {.s = (const unsigned char *)text, .n = len, .err = err};
 	p.arena = calloc(1, sizeof *p.arena);
 	if (!p.arena)
@@ -518,8 +540,8 @@ int mj_parse(const char *text, size_t len, struct mj_doc *doc, struct cn_error *
 	if (p.i + 3 <= p.n && memcmp(p.s + p.i, "\xef\xbb\xbf", 3) == 0)
 		fail(&p, "the text starts with a byte order mark");
 	else if (p.i >= p.n)
-		fail(&p, "the query is empty: send one command document such as "
-		     "{\"find\": \"orders\", \"filter\": {}}");
+		fail_as(&p, CN_REJECT_STATEMENTS, "the query is empty: send one command document such as "
+			"{\"find\": \"orders\", \"filter\": {}}");
 	else if (p.s[p.i] != '{')
 		fail(&p, "the query must be one JSON object (a command document such as "
 		     "{\"find\": \"orders\", \"filter\": {}})");
@@ -527,7 +549,7 @@ int mj_parse(const char *text, size_t len, struct mj_doc *doc, struct cn_error *
 	if (!p.rc && read_value(&p, &root) == CN_OK) {
 		skip_ws(&p);
 		if (p.i != p.n)
-			fail(&p, "there is text after the command document");
+			fail_as(&p, CN_REJECT_STATEMENTS, "there is text after the command document");
 	}
 	if (p.rc) {
 		arena_free(p.arena);

@@ -62,7 +62,8 @@ struct mj_doc {
 	struct mj_arena *arena;
 };
 
-/* CN_OK with *doc filled, CN_EREJECTED with a message naming the place, or
+/* CN_OK with *doc filled, CN_EREJECTED with a message naming the place (and
+ * a class: syntax, limit, or statements when there is not one document), or
  * CN_ENOMEM. text need not be NUL-terminated. */
 int mj_parse(const char *text, size_t len, struct mj_doc *doc, struct cn_error *err);
 void mj_doc_free(struct mj_doc *doc); /* a zeroed doc is a no-op */

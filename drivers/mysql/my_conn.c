@@ -96,6 +96,15 @@ int my_errno_status(unsigned int errnum)
 	return CN_EQUERY;
 }
 
+/* err as filled with a status of my_errno_status(), whose only refusal is
+ * the read-only transaction's (error 1792): a write. Returns code. */
+static int write_classed(struct cn_error *err, int code)
+{
+	if (err && code == CN_EREJECTED)
+		err->reject = CN_REJECT_WRITE;
+	return code;
+}
+
 /* ---- the dsn ---- */
 
 static int hexval(int c)
@@ -426,8 +435,9 @@ static int conn_error(struct my_handle *h, MYSQL *m, const char *what, struct cn
 	unsigned int e = mysql_errno(m);
 	my_error_text(h, e, mysql_sqlstate(m), mysql_error(m), msg, sizeof msg);
 	int code = my_errno_status(e);
-	return cn_error_set(err, code == CN_EQUERY ? CN_ECONFIG : code, "%s at %s %s: %s",
-			    h->mariadb ? "MariaDB" : "MySQL", h->target, what, msg);
+	return write_classed(err, cn_error_set(err, code == CN_EQUERY ? CN_ECONFIG : code,
+					       "%s at %s %s: %s", h->mariadb ? "MariaDB" : "MySQL",
+					       h->target, what, msg));
 }
 
 static int pin(struct my_handle *h, MYSQL *m, struct cn_error *err)
@@ -703,9 +713,9 @@ static int stmt_error(struct my_handle *h, MYSQL_STMT *st, const char *sql, stru
 	unsigned int e = mysql_stmt_errno(st);
 	my_error_text(h, e, mysql_stmt_sqlstate(st), mysql_stmt_error(st), msg, sizeof msg);
 	int code = my_errno_status(e);
-	return cn_error_set(err, code == CN_ECANCELED ? CN_ETIMEOUT : code,
-			    "%s at %s: %.40s...: %s", h->mariadb ? "MariaDB" : "MySQL", h->target, sql,
-			    msg);
+	return write_classed(err, cn_error_set(err, code == CN_ECANCELED ? CN_ETIMEOUT : code,
+					       "%s at %s: %.40s...: %s",
+					       h->mariadb ? "MariaDB" : "MySQL", h->target, sql, msg));
 }
 
 int my_own_query(struct my_handle *h, MYSQL *conn, const char *sql, const char *const *params,

@@ -443,7 +443,8 @@ static int run_status(struct run *r, int rc, struct cn_error *err)
 		return cn_error_set(err, CN_EUNAVAILABLE, "lost the connection to %s at %s: %s",
 				    r->h->mariadb ? "MariaDB" : "MySQL", r->h->target, r->msg);
 	if (st == CN_EREJECTED)
-		return cn_error_set(err, CN_EREJECTED, "the read-only session refused it: %s", r->msg);
+		return cn_error_reject(err, CN_REJECT_WRITE, "the read-only session refused it: %s",
+				       r->msg);
 	return cn_error_set(err, st == CN_ECANCELED ? CN_EQUERY : st, "%s", r->msg);
 }
 

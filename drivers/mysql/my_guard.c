@@ -69,8 +69,9 @@ static int char_position(const char *sql, size_t offset)
 	return chars + 1;
 }
 
-static int reject(struct guard *g, size_t off, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int reject(struct guard *g, size_t off, const char *fmt, ...)
+static int reject(struct guard *g, size_t off, enum cn_reject why, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int reject(struct guard *g, size_t off, enum cn_reject why, const char *fmt, ...)
 {
 	if (g->err) {
 		char what[400];
@@ -79,6 +80,7 @@ static int reject(struct guard *g, size_t off, const char *fmt, ...)
 		vsnprintf(what, sizeof what, fmt, ap);
 		va_end(ap);
 		g->err->code = CN_EREJECTED;
+		g->err->reject = (int)why;
 		/* "X is not allowed: why" reads "X is not allowed (at character N): why" */
 		const char *colon = strstr(what, ": ");
 		if (off == SIZE_MAX)
@@ -121,10 +123,10 @@ static bool is_hex(unsigned char c)
 static int push(struct guard *g, enum tok_kind kind, size_t off, size_t len, bool spaced,
 		int depth)
 {
+	if (g->n >= GUARD_MAX_TOKENS)
+		return reject(g, SIZE_MAX, CN_REJECT_LIMIT, "the query is too long: more than %d tokens",
+			      GUARD_MAX_TOKENS);
 	if (g->n == g->cap) {
-		if (g->n >= GUARD_MAX_TOKENS)
-			return reject(g, SIZE_MAX, "the query is too long: more than %d tokens",
-				      GUARD_MAX_TOKENS);
 		size_t cap = g->cap ? g->cap * 2 : 64;
 		struct tok *t = realloc(g->t, cap * sizeof *t);
 		if (!t)
@@ -165,21 +167,21 @@ static int comment_end(struct guard *g, size_t i, size_t *end)
 	const char *s = g->sql;
 	char c = s[i + 2];
 	if (c == '!' || (c == 'M' && s[i + 3] == '!'))
-		return reject(g, i, "an executable comment is not allowed: the server runs "
-				    "what it holds; write the query without it");
+		return reject(g, i, CN_REJECT_DENIED, "an executable comment is not allowed: the server "
+			      "runs what it holds; write the query without it");
 	if (c == '+')
-		return reject(g, i, "an optimizer hint is not allowed: hints can change the "
-				    "session's settings and the time limit");
+		return reject(g, i, CN_REJECT_DENIED, "an optimizer hint is not allowed: hints can change "
+			      "the session's settings and the time limit");
 	for (size_t j = i + 2; s[j]; j++) {
 		if (s[j] == '*' && s[j + 1] == '/') {
 			*end = j + 2;
 			return CN_OK;
 		}
 		if (s[j] == '/' && s[j + 1] == '*')
-			return reject(g, j, "a comment inside a comment is not allowed: MySQL "
-					    "versions read it differently");
+			return reject(g, j, CN_REJECT_SYNTAX, "a comment inside a comment is not allowed: "
+				      "MySQL versions read it differently");
 	}
-	return reject(g, i, "the comment is not closed");
+	return reject(g, i, CN_REJECT_SYNTAX, "the comment is not closed");
 }
 
 static bool exponent_at(const char *s, size_t j)
@@ -239,7 +241,8 @@ static int lex(struct guard *g)
 	const char *s = g->sql;
 	long bad = text_utf8_invalid_at((const unsigned char *)s);
 	if (bad >= 0)
-		return reject(g, SIZE_MAX, "the query is not valid UTF-8 (at byte %ld)", bad + 1);
+		return reject(g, SIZE_MAX, CN_REJECT_SYNTAX, "the query is not valid UTF-8 (at byte %ld)",
+			      bad + 1);
 	size_t i = 0;
 	bool spaced = false;
 	int depth = 0, rc;
@@ -252,7 +255,7 @@ static int lex(struct guard *g)
 			continue;
 		}
 		if (c < 0x20 || c == 0x7F)
-			return reject(g, i, "control character 0x%02x is not allowed", c);
+			return reject(g, i, CN_REJECT_SYNTAX, "control character 0x%02x is not allowed", c);
 		if (c == '#' || (c == '-' && s[i + 1] == '-' &&
 				 (!s[i + 2] || is_space((unsigned char)s[i + 2]) ||
 				  (unsigned char)s[i + 2] < 0x20))) {
@@ -270,29 +273,31 @@ static int lex(struct guard *g)
 		enum tok_kind kind = T_OP;
 		if (c == '\'' || c == '"') {
 			if (!(i = quoted_end(s, i, (char)c, true)))
-				return reject(g, start, "the string is not closed");
+				return reject(g, start, CN_REJECT_SYNTAX, "the string is not closed");
 			kind = T_STRING;
 		} else if (c == '`') {
 			if (!(i = quoted_end(s, i, '`', false)))
-				return reject(g, start, "the quoted identifier is not closed");
+				return reject(g, start, CN_REJECT_SYNTAX,
+					      "the quoted identifier is not closed");
 			kind = T_QIDENT;
 		} else if ((c == 'x' || c == 'X' || c == 'b' || c == 'B') && s[i + 1] == '\'') {
 			bool hex = c == 'x' || c == 'X';
 			size_t j = i + 2;
 			while (s[j] && s[j] != '\'') {
 				if (hex ? !is_hex((unsigned char)s[j]) : (s[j] != '0' && s[j] != '1'))
-					return reject(g, j, "%s literal holds '%c': only %s digits are allowed",
+					return reject(g, j, CN_REJECT_SYNTAX,
+						      "%s literal holds '%c': only %s digits are allowed",
 						      hex ? "a hexadecimal" : "a bit-value", s[j],
 						      hex ? "hexadecimal" : "binary");
 				j++;
 			}
 			if (!s[j])
-				return reject(g, start, "the literal is not closed");
+				return reject(g, start, CN_REJECT_SYNTAX, "the literal is not closed");
 			i = j + 1;
 			kind = T_STRING;
 		} else if ((c == 'n' || c == 'N') && s[i + 1] == '\'') {
 			if (!(i = quoted_end(s, i + 1, '\'', true)))
-				return reject(g, start, "the string is not closed");
+				return reject(g, start, CN_REJECT_SYNTAX, "the string is not closed");
 			kind = T_STRING;
 		} else if (c == '$') {
 			size_t j = i + 1;
@@ -304,13 +309,16 @@ static int lex(struct guard *g)
 				j++;
 			}
 			if (j == i + 1)
-				return reject(g, i, "a name starting with $ is not allowed: quote it "
-						    "with backticks, or use $1..$n for parameters");
+				return reject(g, i, CN_REJECT_SYNTAX, "a name starting with $ is not "
+					      "allowed: quote it with backticks, or use $1..$n for "
+					      "parameters");
 			if (is_ident((unsigned char)s[j]))
-				return reject(g, i, "parameter $%.*s is not allowed: a placeholder is $ and "
-						    "digits only", (int)(j - i - 1), s + i + 1);
+				return reject(g, i, CN_REJECT_PARAMETER, "parameter $%.*s is not allowed: a "
+					      "placeholder is $ and digits only", (int)(j - i - 1),
+					      s + i + 1);
 			if (n < 1 || n > MY_GUARD_MAX_PARAM)
-				return reject(g, i, "parameter $%ld is out of range: use $1 to $%d", n,
+				return reject(g, i, CN_REJECT_PARAMETER,
+					      "parameter $%ld is out of range: use $1 to $%d", n,
 					      MY_GUARD_MAX_PARAM);
 			i = j;
 			kind = T_PARAM;
@@ -328,16 +336,17 @@ static int lex(struct guard *g)
 				i++;
 			kind = T_WORD;
 		} else if (c == '?') {
-			return reject(g, i, "a ? placeholder is not allowed: write $1, $2, ... and pass "
-					    "the values in `parameters`");
+			return reject(g, i, CN_REJECT_PARAMETER, "a ? placeholder is not allowed: write "
+				      "$1, $2, ... and pass the values in `parameters`");
 		} else if (c == '@') {
-			return reject(g, i, "variables (@name, @@name) are not allowed: pass values as "
-					    "$n parameters");
+			return reject(g, i, CN_REJECT_DENIED, "variables (@name, @@name) are not allowed: "
+				      "pass values as $n parameters");
 		} else if (c == ':' && s[i + 1] == '=') {
-			return reject(g, i, ":= is not allowed: it assigns a variable");
+			return reject(g, i, CN_REJECT_DENIED, ":= is not allowed: it assigns a variable");
 		} else if (c == '\\') {
 			if (s[i + 1] != 'N')
-				return reject(g, i, "a backslash is not allowed outside a string");
+				return reject(g, i, CN_REJECT_SYNTAX,
+					      "a backslash is not allowed outside a string");
 			i += 2;
 			kind = T_NULL;
 		} else {
@@ -346,14 +355,15 @@ static int lex(struct guard *g)
 			if (c == '(')
 				depth++;
 			else if (c == ')' && --depth < 0)
-				return reject(g, start, "unbalanced parentheses: ) without (");
+				return reject(g, start, CN_REJECT_SYNTAX,
+					      "unbalanced parentheses: ) without (");
 		}
 		if ((rc = push(g, kind, start, i - start, spaced, c == '(' && kind == T_OP ? depth - 1 : depth)))
 			return rc;
 		spaced = false;
 	}
 	if (depth > 0)
-		return reject(g, SIZE_MAX, "unbalanced parentheses: %d ( without )", depth);
+		return reject(g, SIZE_MAX, CN_REJECT_SYNTAX, "unbalanced parentheses: %d ( without )", depth);
 	return CN_OK;
 }
 
@@ -429,6 +439,16 @@ static bool is_name(const struct guard *g, size_t i)
 
 static const char *const query_starts[] = {"SELECT", "WITH", "VALUES", "TABLE"};
 
+/* Statements that write or change the session or the server: what a refused
+ * statement is counted as (SHOW, HELP, SIGNAL and the like do not write). */
+static const char *const write_starts[] = {
+	"ALTER", "BACKUP", "BEGIN", "BINLOG", "CACHE", "CALL", "CHANGE", "COMMIT", "CREATE",
+	"DEALLOCATE", "DELETE", "DO", "DROP", "EXECUTE", "FLUSH", "GRANT", "HANDLER", "IMPORT",
+	"INSERT", "INSTALL", "KILL", "LOAD", "LOCK", "OPTIMIZE", "PREPARE", "PURGE", "RELEASE",
+	"RENAME", "REPAIR", "REPLACE", "RESET", "RESTART", "REVOKE", "ROLLBACK", "SAVEPOINT", "SET",
+	"SHUTDOWN", "START", "STOP", "TRUNCATE", "UNINSTALL", "UNLOCK", "UPDATE", "USE", "XA",
+};
+
 static bool starts_query(const struct guard *g, size_t i)
 {
 	while (is_op(g, i, '('))
@@ -447,6 +467,25 @@ static size_t after_parens(const struct guard *g, size_t i)
 	return g->end;
 }
 
+/* The class of a refusal of what stands at i where a SELECT must: a
+ * statement that writes, another statement, or no statement at all. */
+static enum cn_reject class_at(const struct guard *g, size_t i)
+{
+	if (i >= g->end || g->t[i].kind != T_WORD)
+		return CN_REJECT_SYNTAX;
+	return word_in(g, i, write_starts, sizeof write_starts / sizeof write_starts[0])
+		       ? CN_REJECT_WRITE
+		       : CN_REJECT_DENIED;
+}
+
+/* ANALYZE before a SELECT runs it (as EXPLAIN ANALYZE); ANALYZE TABLE
+ * updates statistics, ANALYZE UPDATE runs the update. */
+static enum cn_reject analyze_class(const struct guard *g, size_t i)
+{
+	return starts_query(g, i + 1) && !is_kw(g, i + 1, "TABLE") ? CN_REJECT_DENIED
+								   : CN_REJECT_WRITE;
+}
+
 static int shape_with(struct guard *g, size_t i)
 {
 	i++; /* WITH */
@@ -454,16 +493,16 @@ static int shape_with(struct guard *g, size_t i)
 		i++;
 	for (;;) {
 		if (i >= g->end || (g->t[i].kind != T_WORD && g->t[i].kind != T_QIDENT))
-			return reject(g, i < g->end ? g->t[i].off : SIZE_MAX,
+			return reject(g, i < g->end ? g->t[i].off : SIZE_MAX, CN_REJECT_SYNTAX,
 				      "WITH must name a common table expression");
 		i++;
 		if (is_op(g, i, '('))
 			i = after_parens(g, i);
 		if (!is_kw(g, i, "AS") || !is_op(g, i + 1, '('))
-			return reject(g, i < g->end ? g->t[i].off : SIZE_MAX,
+			return reject(g, i < g->end ? g->t[i].off : SIZE_MAX, CN_REJECT_SYNTAX,
 				      "WITH name must be followed by AS ( SELECT ... )");
 		if (!starts_query(g, i + 2))
-			return reject(g, g->t[i + 2 < g->end ? i + 2 : i].off,
+			return reject(g, g->t[i + 2 < g->end ? i + 2 : i].off, class_at(g, i + 2),
 				      "only SELECT is allowed inside WITH");
 		i = after_parens(g, i + 1);
 		if (!is_op(g, i, ','))
@@ -471,7 +510,7 @@ static int shape_with(struct guard *g, size_t i)
 		i++;
 	}
 	if (!starts_query(g, i) || is_kw(g, i, "WITH"))
-		return reject(g, i < g->end ? g->t[i].off : SIZE_MAX,
+		return reject(g, i < g->end ? g->t[i].off : SIZE_MAX, class_at(g, i),
 			      "WITH must be followed by a SELECT: only SELECT queries can run");
 	return CN_OK;
 }
@@ -480,7 +519,8 @@ static int shape(struct guard *g)
 {
 	size_t i = 0;
 	if (g->end == 0)
-		return reject(g, SIZE_MAX, "the query is empty: send one SELECT statement");
+		return reject(g, SIZE_MAX, CN_REJECT_STATEMENTS,
+			      "the query is empty: send one SELECT statement");
 	if (is_kw(g, 0, "EXPLAIN") || is_kw(g, 0, "DESCRIBE") || is_kw(g, 0, "DESC")) {
 		g->explain = true;
 		i = 1;
@@ -494,23 +534,23 @@ static int shape(struct guard *g)
 			}
 		}
 		if (is_kw(g, i, "ANALYZE"))
-			return reject(g, g->t[i].off, "EXPLAIN ANALYZE is not allowed: it runs the "
-							"query; use EXPLAIN without ANALYZE");
+			return reject(g, g->t[i].off, CN_REJECT_DENIED, "EXPLAIN ANALYZE is not allowed: "
+				      "it runs the query; use EXPLAIN without ANALYZE");
 		if (i >= g->end || !starts_query(g, i))
-			return reject(g, i < g->end ? g->t[i].off : SIZE_MAX,
+			return reject(g, i < g->end ? g->t[i].off : SIZE_MAX, class_at(g, i),
 				      "EXPLAIN is only allowed of a SELECT query");
 	}
 	if (is_kw(g, i, "ANALYZE"))
-		return reject(g, g->t[i].off, "ANALYZE is not allowed: it runs the query or "
-						"updates statistics");
+		return reject(g, g->t[i].off, analyze_class(g, i),
+			      "ANALYZE is not allowed: it runs the query or updates statistics");
 	if (!starts_query(g, i)) {
 		char word[64];
 		name_of(g, i, word, sizeof word);
 		if (g->t[i].kind == T_WORD && word[0])
-			return reject(g, g->t[i].off, "%s is not allowed: only SELECT queries can run",
-				      word);
-		return reject(g, g->t[i].off, "the query must start with SELECT, WITH, VALUES, "
-						"TABLE or EXPLAIN");
+			return reject(g, g->t[i].off, class_at(g, i),
+				      "%s is not allowed: only SELECT queries can run", word);
+		return reject(g, g->t[i].off, CN_REJECT_SYNTAX,
+			      "the query must start with SELECT, WITH, VALUES, TABLE or EXPLAIN");
 	}
 	while (is_op(g, i, '('))
 		i++;
@@ -527,8 +567,8 @@ static int one_statement(struct guard *g)
 		if (!is_op(g, i, ';'))
 			continue;
 		if (i + 1 < g->n)
-			return reject(g, g->t[i].off, "exactly one statement is allowed: ; must end "
-							"the query");
+			return reject(g, g->t[i].off, CN_REJECT_STATEMENTS,
+				      "exactly one statement is allowed: ; must end the query");
 		g->end = i;
 	}
 	return CN_OK;
@@ -694,7 +734,8 @@ static int visit_call(struct guard *g, size_t i)
 		return CN_OK;
 	const struct deny_fn *d = deny_fn_find(name);
 	if (d)
-		return reject(g, g->t[i].off, "function %s() is not allowed: %s", name, d->why);
+		return reject(g, g->t[i].off, CN_REJECT_DENIED, "function %s() is not allowed: %s", name,
+			      d->why);
 	/* a built-in only when unqualified, unquoted and right against its ( */
 	bool builtin = g->t[i].kind == T_WORD && !(i > 0 && is_op(g, i - 1, '.')) &&
 		       !g->t[i + 1].spaced && is_pure(name);
@@ -738,20 +779,19 @@ static int visit_name(struct guard *g, size_t i)
 	if (qualifier) {
 		for (size_t k = 0; k < sizeof system_schemas / sizeof system_schemas[0]; k++)
 			if (my_name_eq(name, system_schemas[k]))
-				return reject(g, g->t[i].off, "the %s schema is not allowed: it holds the "
-							      "server's own accounts, settings and "
-							      "statistics", system_schemas[k]);
+				return reject(g, g->t[i].off, CN_REJECT_DENIED, "the %s schema is not "
+					      "allowed: it holds the server's own accounts, settings and "
+					      "statistics", system_schemas[k]);
 		if (h && h->foreign_database && h->foreign_database(h->ctx, name))
-			return reject(g, g->t[i].off, "database %s is not allowed: it is not part of "
-						      "this data source", name);
+			return reject(g, g->t[i].off, CN_REJECT_DENIED,
+				      "database %s is not allowed: it is not part of this data source", name);
 	}
 	if (my_name_eq(name, "information_schema") && h && h->hides_anything &&
 	    h->hides_anything(h->ctx))
-		return reject(g, g->t[i].off, "information_schema is not allowed for this source: "
-					      "it would show hidden tables and columns; use "
-					      "describe_schema");
+		return reject(g, g->t[i].off, CN_REJECT_DENIED, "information_schema is not allowed for "
+			      "this source: it would show hidden tables and columns; use describe_schema");
 	if (h && h->hidden_table && h->hidden_table(h->ctx, name))
-		return reject(g, g->t[i].off, "table %s is not available", name);
+		return reject(g, g->t[i].off, CN_REJECT_HIDDEN, "table %s is not available", name);
 	int sensitive = h && h->has_hidden_columns ? h->has_hidden_columns(h->ctx, name) : 0;
 	if (sensitive) {
 		g->sensitive = true;
@@ -773,24 +813,25 @@ static int check_hidden_columns(struct guard *g)
 	const struct my_guard_hooks *h = g->hooks;
 	char name[NAME_MAX_BYTES];
 	if (g->explain)
-		return reject(g, g->t[0].off, "EXPLAIN is not allowed when a table has hidden "
-						"columns: its output names them");
+		return reject(g, g->t[0].off, CN_REJECT_HIDDEN, "EXPLAIN is not allowed when a table has "
+			      "hidden columns: its output names them");
 	size_t first = 0;
 	while (is_op(g, first, '('))
 		first++;
 	if (is_kw(g, first, "TABLE"))
-		return reject(g, g->t[first].off, "TABLE is not allowed when a table has hidden "
-						    "columns: name the columns you need");
+		return reject(g, g->t[first].off, CN_REJECT_HIDDEN, "TABLE is not allowed when a table has "
+			      "hidden columns: name the columns you need");
 	for (size_t i = 0; i < g->end; i++) {
 		const struct tok *t = &g->t[i];
 		if (is_name(g, i)) {
 			if (is_kw(g, i, "NATURAL"))
-				return reject(g, t->off, "NATURAL JOIN is not allowed when a table has "
-							 "hidden columns: join with ON");
+				return reject(g, t->off, CN_REJECT_HIDDEN, "NATURAL JOIN is not allowed "
+					      "when a table has hidden columns: join with ON");
 			name_of(g, i, name, sizeof name);
 			for (size_t k = 0; name[0] && h->hidden_column && k < g->ntables; k++)
 				if (h->hidden_column(h->ctx, g->tables[k][0] ? g->tables[k] : NULL, name))
-					return reject(g, t->off, "column %s is not available", name);
+					return reject(g, t->off, CN_REJECT_HIDDEN,
+						      "column %s is not available", name);
 		} else if (t->kind == T_OP && g->sql[t->off] == '*' && i > 0) {
 			bool star = is_op(g, i - 1, '.') || is_op(g, i - 1, ',') ||
 				    word_in(g, i - 1, select_modifiers,
@@ -798,9 +839,9 @@ static int check_hidden_columns(struct guard *g)
 			if (!star)
 				continue; /* multiplication, COUNT(*) */
 			if (t->depth > 0 || g->set_op)
-				return reject(g, t->off, "* is only allowed in the outer SELECT list of "
-							 "a query without UNION when a table has hidden "
-							 "columns: name the columns you need");
+				return reject(g, t->off, CN_REJECT_HIDDEN, "* is only allowed in the outer "
+					      "SELECT list of a query without UNION when a table has "
+					      "hidden columns: name the columns you need");
 		}
 	}
 	return CN_OK;
@@ -832,31 +873,34 @@ static int policy(struct guard *g)
 				char word[64];
 				name_of(g, i, word, sizeof word);
 				if (is_kw(g, i, "INTO"))
-					return reject(g, t->off, "INTO is not allowed: it writes files or "
-								 "variables");
+					return reject(g, t->off, CN_REJECT_WRITE,
+						      "INTO is not allowed: it writes files or variables");
 				if (is_kw(g, i, "LOCK"))
-					return reject(g, t->off, "LOCK IN SHARE MODE is not allowed: it "
-								 "locks rows");
+					return reject(g, t->off, CN_REJECT_WRITE,
+						      "LOCK IN SHARE MODE is not allowed: it locks rows");
 				if (is_kw(g, i, "UPDATE") && i > 0 && is_kw(g, i - 1, "FOR"))
-					return reject(g, g->t[i - 1].off,
+					return reject(g, g->t[i - 1].off, CN_REJECT_WRITE,
 						      "FOR UPDATE is not allowed: it locks rows");
-				return reject(g, t->off, "%s is not allowed: only SELECT queries can run",
-					      word);
+				return reject(g, t->off, class_at(g, i),
+					      "%s is not allowed: only SELECT queries can run", word);
 			}
 			if (is_kw(g, i, "INSERT") || is_kw(g, i, "REPLACE")) {
 				if (!is_op(g, i + 1, '('))
-					return reject(g, t->off, "%s is not allowed: only SELECT queries "
-								 "can run", is_kw(g, i, "INSERT") ? "INSERT" : "REPLACE");
+					return reject(g, t->off, CN_REJECT_WRITE,
+						      "%s is not allowed: only SELECT queries can run",
+						      is_kw(g, i, "INSERT") ? "INSERT" : "REPLACE");
 			}
 			if (is_kw(g, i, "FOR") && is_kw(g, i + 1, "SHARE"))
-				return reject(g, t->off, "FOR SHARE is not allowed: it locks rows");
+				return reject(g, t->off, CN_REJECT_WRITE,
+					      "FOR SHARE is not allowed: it locks rows");
 			if ((is_kw(g, i, "NEXT") || is_kw(g, i, "PREVIOUS")) && is_kw(g, i + 1, "VALUE") &&
 			    is_kw(g, i + 2, "FOR"))
-				return reject(g, t->off, "%s VALUE FOR is not allowed: it uses a sequence",
+				return reject(g, t->off, CN_REJECT_DENIED,
+					      "%s VALUE FOR is not allowed: it uses a sequence",
 					      is_kw(g, i, "NEXT") ? "NEXT" : "PREVIOUS");
 			if (is_kw(g, i, "ANALYZE"))
-				return reject(g, t->off, "ANALYZE is not allowed: it runs the query or "
-							 "updates statistics");
+				return reject(g, t->off, analyze_class(g, i), "ANALYZE is not allowed: it "
+					      "runs the query or updates statistics");
 		}
 		if (is_op(g, i + 1, '(') && (rc = visit_call(g, i)))
 			return rc;
@@ -883,7 +927,8 @@ static void guard_free(struct guard *g)
 static int guard_run(struct guard *g)
 {
 	if (!g->sql)
-		return reject(g, SIZE_MAX, "the query is empty: send one SELECT statement");
+		return reject(g, SIZE_MAX, CN_REJECT_STATEMENTS,
+			      "the query is empty: send one SELECT statement");
 	int rc = lex(g);
 	if (rc == CN_OK)
 		rc = one_statement(g);

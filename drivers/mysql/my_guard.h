@@ -88,14 +88,15 @@ struct my_prepared {
 };
 
 /* CN_OK, CN_EREJECTED with what was found and where ("function SLEEP() is
- * not allowed (at character 8): it only waits"), or CN_ENOMEM. sql is
+ * not allowed (at character 8): it only waits") and its class in
+ * err->reject, or CN_ENOMEM. sql is
  * NUL-terminated; hooks may be NULL. *max_param (may be NULL) receives the
  * highest $n used, 0 when none. */
 int my_guard_check(const char *sql, const struct my_guard_hooks *hooks, int *max_param,
 		   struct cn_error *err);
 
 /* The execute-time gate and rewrite: CN_OK with *out filled (free it with
- * my_prepared_free), CN_EREJECTED or CN_ENOMEM. */
+ * my_prepared_free), CN_EREJECTED (classed too) or CN_ENOMEM. */
 int my_guard_prepare(const char *sql, struct my_prepared *out, struct cn_error *err);
 void my_prepared_free(struct my_prepared *p);
 

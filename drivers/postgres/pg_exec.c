@@ -467,6 +467,8 @@ static int run_status(struct run *r, int rc, struct cn_error *err)
 		if (r->query_rc == CN_ETIMEOUT)
 			return cn_error_set(err, CN_ETIMEOUT, "the query ran longer than its time limit "
 					    "of %u ms and was canceled", r->timeout_ms);
+		if (r->query_rc == CN_EREJECTED) /* 25006: the read-only transaction refused a write */
+			return cn_error_reject(err, CN_REJECT_WRITE, "%s", r->query_msg);
 		return cn_error_set(err, r->query_rc, "%s", r->query_msg);
 	}
 	return CN_OK;

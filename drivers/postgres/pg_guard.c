@@ -260,6 +260,16 @@ static const char *stmt_sql_name(const char *tag)
 	return NULL;
 }
 
+/* A statement writes, or changes the session, except SHOW, which only reads
+ * a setting; any other tag off the allow-list is a feature the guard denies. */
+static enum cn_reject stmt_class(const char *tag)
+{
+	size_t n = strlen(tag);
+	if (!strcmp(tag, "VariableShowStmt"))
+		return CN_REJECT_DENIED;
+	return n > 4 && !strcmp(tag + n - 4, "Stmt") ? CN_REJECT_WRITE : CN_REJECT_DENIED;
+}
+
 static bool tag_allowed(const char *tag)
 {
 	for (size_t i = 0; i < sizeof allowed_tags / sizeof allowed_tags[0]; i++)
@@ -285,13 +295,15 @@ static const struct deny_fn *deny_fn_find(const char *name)
 	return NULL;
 }
 
-static int reject(struct guard *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int reject(struct guard *g, const char *fmt, ...)
+static int reject(struct guard *g, enum cn_reject why, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int reject(struct guard *g, enum cn_reject why, const char *fmt, ...)
 {
 	if (g->err) {
 		va_list ap;
 		va_start(ap, fmt);
 		g->err->code = CN_EREJECTED;
+		g->err->reject = (int)why;
 		vsnprintf(g->err->message, sizeof g->err->message, fmt, ap);
 		va_end(ap);
 	}
@@ -342,8 +354,8 @@ static int visit_funccall(struct guard *g, const cJSON *body)
 	if (!d)
 		return CN_OK;
 	char at[48];
-	return reject(g, "function %s() is not allowed%s: %s", name, where(g, body, at, sizeof at),
-		      d->why);
+	return reject(g, CN_REJECT_DENIED, "function %s() is not allowed%s: %s", name,
+		      where(g, body, at, sizeof at), d->why);
 }
 
 static int visit_rangevar(struct guard *g, const cJSON *body)
@@ -356,12 +368,12 @@ static int visit_rangevar(struct guard *g, const cJSON *body)
 	for (size_t i = 0; i < sizeof deny_rels / sizeof deny_rels[0]; i++) {
 		const struct deny_rel *d = &deny_rels[i];
 		if (str_ieq(name, d->name) && (!d->schema || !schema || str_ieq(schema, d->schema)))
-			return reject(g, "relation %s is not allowed%s: %s", name,
+			return reject(g, CN_REJECT_DENIED, "relation %s is not allowed%s: %s", name,
 				      where(g, body, at, sizeof at), d->why);
 	}
 	const struct pg_guard_hooks *h = g->hooks;
 	if (h && h->is_hidden && h->is_hidden(h->ctx, schema, name, NULL))
-		return reject(g, "table %s%s%s is not available%s", schema ? schema : "",
+		return reject(g, CN_REJECT_HIDDEN, "table %s%s%s is not available%s", schema ? schema : "",
 			      schema ? "." : "", name, where(g, body, at, sizeof at));
 	struct rel_ref *rels = grow(g->rels, &g->caprels, g->nrels, sizeof *g->rels);
 	if (!rels)
@@ -380,7 +392,7 @@ static int visit_paramref(struct guard *g, const cJSON *body)
 	double n = cJSON_IsNumber(num) ? num->valuedouble : 0; /* 0 is left out of the JSON */
 	char at[48];
 	if (n < 1 || n > PG_GUARD_MAX_PARAM)
-		return reject(g, "parameter $%.0f is out of range%s: use $1 to $%d", n,
+		return reject(g, CN_REJECT_PARAMETER, "parameter $%.0f is out of range%s: use $1 to $%d", n,
 			      where(g, body, at, sizeof at), PG_GUARD_MAX_PARAM);
 	if ((int)n > g->max_param)
 		g->max_param = (int)n;
@@ -392,13 +404,14 @@ static int reject_tag(struct guard *g, const char *tag, const cJSON *body)
 	char at[48];
 	where(g, body, at, sizeof at);
 	if (strcmp(tag, "LockingClause") == 0)
-		return reject(g, "FOR UPDATE/SHARE is not allowed%s: it locks rows", at);
+		return reject(g, CN_REJECT_WRITE, "FOR UPDATE/SHARE is not allowed%s: it locks rows", at);
 	if (strcmp(tag, "IntoClause") == 0)
-		return reject(g, "SELECT INTO is not allowed%s: it creates a table", at);
+		return reject(g, CN_REJECT_WRITE, "SELECT INTO is not allowed%s: it creates a table", at);
 	const char *sql = stmt_sql_name(tag);
 	if (sql)
-		return reject(g, "%s is not allowed%s: only SELECT queries can run", sql, at);
-	return reject(g, "%s is not allowed in a read-only query%s", tag, at);
+		return reject(g, stmt_class(tag), "%s is not allowed%s: only SELECT queries can run", sql,
+			      at);
+	return reject(g, stmt_class(tag), "%s is not allowed in a read-only query%s", tag, at);
 }
 
 static int walk(struct guard *g, const cJSON *node);
@@ -412,8 +425,9 @@ static int visit_cte(struct guard *g, const cJSON *body)
 	char at[48];
 	if (tag && strcmp(tag, "SelectStmt") != 0) {
 		const char *sql = stmt_sql_name(tag);
-		return reject(g, "%s in WITH %s is not allowed%s: only SELECT queries can run",
-			      sql ? sql : tag, name ? name : "", where(g, body, at, sizeof at));
+		return reject(g, CN_REJECT_WRITE,
+			      "%s in WITH %s is not allowed%s: only SELECT queries can run", sql ? sql : tag,
+			      name ? name : "", where(g, body, at, sizeof at));
 	}
 	return add_range(g, name);
 }
@@ -450,7 +464,7 @@ static int walk(struct guard *g, const cJSON *node)
 	int rc;
 	if (++g->depth > GUARD_MAX_DEPTH) {
 		g->depth--;
-		return reject(g, "the query is nested too deeply");
+		return reject(g, CN_REJECT_LIMIT, "the query is nested too deeply");
 	}
 	cJSON_ArrayForEach(it, node) {
 		rc = CN_OK;
@@ -488,7 +502,7 @@ static int check_column_name(struct guard *g, const char *name, const cJSON *bod
 		return CN_OK;
 	for (size_t i = 0; i < g->nrels; i++)
 		if (h->is_hidden(h->ctx, g->rels[i].schema, g->rels[i].name, name))
-			return reject(g, "column %s is not available%s", name,
+			return reject(g, CN_REJECT_HIDDEN, "column %s is not available%s", name,
 				      where(g, body, at, sizeof at));
 	return CN_OK;
 }
@@ -508,15 +522,15 @@ static int check_columnref(struct guard *g, const cJSON *body, bool star_ok)
 	if (cJSON_GetObjectItemCaseSensitive(last, "A_Star")) {
 		if (star_ok)
 			return CN_OK;
-		return reject(g, "* is only allowed in the outer SELECT list when a table has hidden "
-				 "columns%s: name the columns you need",
+		return reject(g, CN_REJECT_HIDDEN, "* is only allowed in the outer SELECT list when a table "
+			      "has hidden columns%s: name the columns you need",
 			      where(g, body, at, sizeof at));
 	}
 	const char *name = string_node(last);
 	if (n == 1 && name && is_range_name(g, name))
-		return reject(g, "a whole-row reference to %s is not allowed when a table has hidden "
-				 "columns%s: name the columns you need",
-			      name, where(g, body, at, sizeof at));
+		return reject(g, CN_REJECT_HIDDEN, "a whole-row reference to %s is not allowed when a table "
+			      "has hidden columns%s: name the columns you need", name,
+			      where(g, body, at, sizeof at));
 	return check_column_name(g, name, body);
 }
 
@@ -551,9 +565,8 @@ static int visit_column_tag(struct guard *g, const char *tag, const cJSON *body,
 	} else if (!strcmp(tag, "JoinExpr")) {
 		char at[48];
 		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "isNatural")))
-			return reject(g, "NATURAL JOIN is not allowed when a table has hidden "
-					 "columns%s: join with ON",
-				      where(g, body, at, sizeof at));
+			return reject(g, CN_REJECT_HIDDEN, "NATURAL JOIN is not allowed when a table has "
+				      "hidden columns%s: join with ON", where(g, body, at, sizeof at));
 		cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(body, "usingClause"))
 			if ((rc = check_column_name(g, string_node(it), body)))
 				return rc;
@@ -578,7 +591,7 @@ static int walk_columns(struct guard *g, const cJSON *node, int depth)
 {
 	const cJSON *it;
 	if (depth > GUARD_MAX_DEPTH)
-		return reject(g, "the query is nested too deeply");
+		return reject(g, CN_REJECT_LIMIT, "the query is nested too deeply");
 	cJSON_ArrayForEach(it, node) {
 		int rc = CN_OK;
 		if (cJSON_IsObject(node) && it->string && isupper((unsigned char)it->string[0]))
@@ -601,9 +614,8 @@ static int check_explain(struct guard *g, const cJSON *body, const cJSON **query
 		const cJSON *def = cJSON_GetObjectItemCaseSensitive(it, "DefElem");
 		const char *name = def ? str_field(def, "defname") : NULL;
 		if (g->full && name && !strcmp(name, "analyze"))
-			return reject(g, "EXPLAIN ANALYZE is not allowed%s: it runs the query; "
-					 "use EXPLAIN without ANALYZE",
-				      where(g, def, at, sizeof at));
+			return reject(g, CN_REJECT_DENIED, "EXPLAIN ANALYZE is not allowed%s: it runs the "
+				      "query; use EXPLAIN without ANALYZE", where(g, def, at, sizeof at));
 	}
 	*query = cJSON_GetObjectItemCaseSensitive(body, "query");
 	return CN_OK;
@@ -615,7 +627,7 @@ static int check_statement(struct guard *g, const cJSON *stmt)
 	const cJSON *tagged = stmt ? stmt->child : NULL;
 	const cJSON *query = NULL;
 	if (!tagged || !tagged->string)
-		return reject(g, "the query is empty: send one SELECT statement");
+		return reject(g, CN_REJECT_STATEMENTS, "the query is empty: send one SELECT statement");
 	if (!strcmp(tagged->string, "ExplainStmt")) {
 		int rc = check_explain(g, tagged, &query);
 		if (rc)
@@ -623,7 +635,8 @@ static int check_statement(struct guard *g, const cJSON *stmt)
 		const cJSON *inner = query ? query->child : NULL;
 		if (!inner || !inner->string || strcmp(inner->string, "SelectStmt")) {
 			const char *sql = inner && inner->string ? stmt_sql_name(inner->string) : NULL;
-			return reject(g, "EXPLAIN of %s is not allowed: only SELECT queries can run",
+			return reject(g, CN_REJECT_WRITE,
+				      "EXPLAIN of %s is not allowed: only SELECT queries can run",
 				      sql ? sql : "this statement");
 		}
 		g->top_select = inner;
@@ -642,7 +655,7 @@ static int guard_run(struct guard *g, int *max_param)
 {
 	long bad = text_utf8_invalid_at((const unsigned char *)g->sql);
 	if (bad >= 0)
-		return reject(g, "the query is not valid UTF-8 (at byte %ld)", bad + 1);
+		return reject(g, CN_REJECT_SYNTAX, "the query is not valid UTF-8 (at byte %ld)", bad + 1);
 
 	PgQueryParseResult res = pg_query_parse(g->sql);
 	cJSON *tree = NULL;
@@ -650,21 +663,23 @@ static int guard_run(struct guard *g, int *max_param)
 	if (res.error) {
 		const char *msg = res.error->message ? res.error->message : "syntax error";
 		if (res.error->cursorpos > 0)
-			rc = reject(g, "%s (at character %d)", msg, res.error->cursorpos);
+			rc = reject(g, CN_REJECT_SYNTAX, "%s (at character %d)", msg, res.error->cursorpos);
 		else
-			rc = reject(g, "%s", msg);
+			rc = reject(g, CN_REJECT_SYNTAX, "%s", msg);
 		goto out;
 	}
 	tree = cJSON_Parse(res.parse_tree);
 	if (!tree) {
-		rc = reject(g, "the query is nested too deeply");
+		rc = reject(g, CN_REJECT_LIMIT, "the query is nested too deeply");
 		goto out;
 	}
 	const cJSON *stmts = cJSON_GetObjectItemCaseSensitive(tree, "stmts");
 	int n = cJSON_GetArraySize(stmts);
 	if (n != 1) {
-		rc = n == 0 ? reject(g, "the query is empty: send one SELECT statement")
-			    : reject(g, "exactly one statement is allowed, found %d", n);
+		rc = n == 0 ? reject(g, CN_REJECT_STATEMENTS,
+				     "the query is empty: send one SELECT statement")
+			    : reject(g, CN_REJECT_STATEMENTS,
+				     "exactly one statement is allowed, found %d", n);
 		goto out;
 	}
 	rc = check_statement(g, cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(stmts, 0), "stmt"));
@@ -683,7 +698,8 @@ int pg_guard_check(const char *sql, const struct pg_guard_hooks *hooks, int *max
 {
 	struct guard g = {.sql = sql, .hooks = hooks, .err = err, .full = true};
 	if (!sql)
-		return cn_error_set(err, CN_EREJECTED, "the query is empty: send one SELECT statement");
+		return cn_error_reject(err, CN_REJECT_STATEMENTS,
+				       "the query is empty: send one SELECT statement");
 	return guard_run(&g, max_param);
 }
 
@@ -691,6 +707,7 @@ int pg_guard_shape(const char *sql, int *max_param, struct cn_error *err)
 {
 	struct guard g = {.sql = sql, .err = err, .full = false};
 	if (!sql)
-		return cn_error_set(err, CN_EREJECTED, "the query is empty: send one SELECT statement");
+		return cn_error_reject(err, CN_REJECT_STATEMENTS,
+				       "the query is empty: send one SELECT statement");
 	return guard_run(&g, max_param);
 }

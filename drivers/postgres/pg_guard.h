@@ -32,13 +32,15 @@ struct pg_guard_hooks {
 };
 
 /* CN_OK, CN_EREJECTED with what was found and where ("function pg_sleep()
- * is not allowed (at character 8): ..."), or CN_ENOMEM. sql is
+ * is not allowed (at character 8): ...") and its class in err->reject, or
+ * CN_ENOMEM. sql is
  * NUL-terminated; hooks may be NULL. *max_param (may be NULL) receives the
  * highest $n used, 0 when none. */
 int pg_guard_check(const char *sql, const struct pg_guard_hooks *hooks, int *max_param,
 		   struct cn_error *err);
 
-/* The execute-time statement gate: CN_OK, CN_EREJECTED or CN_ENOMEM. */
+/* The execute-time statement gate: CN_OK, CN_EREJECTED (classed too) or
+ * CN_ENOMEM. */
 int pg_guard_shape(const char *sql, int *max_param, struct cn_error *err);
 
 #endif

@@ -118,6 +118,7 @@ struct sq_conn {
 	int64_t deadline_ns;   /* CLOCK_MONOTONIC; 0: none */
 	enum sq_stop stop;     /* why the progress handler stopped the statement */
 	char deny[320];        /* the authorizer's first reason to deny, "" when none */
+	enum cn_reject deny_why; /* and its class */
 	enum sq_pragma pragma; /* an allowed pragma the statement runs */
 	char pragma_table[SQ_NAME_MAX]; /* the table that pragma is about */
 	unsigned hidden_reads; /* hidden columns the statement being prepared reads (as NULL) */
@@ -265,14 +266,16 @@ static void sq_strlist_clear(struct sq_strlist *l)
 
 /* ------------------------------------------------------------ authorizer */
 
-static int sq_deny(struct sq_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int sq_deny(struct sq_conn *c, const char *fmt, ...)
+static int sq_deny(struct sq_conn *c, enum cn_reject why, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int sq_deny(struct sq_conn *c, enum cn_reject why, const char *fmt, ...)
 {
 	if (!c->deny[0]) {
 		va_list ap;
 		va_start(ap, fmt);
 		vsnprintf(c->deny, sizeof c->deny, fmt, ap);
 		va_end(ap);
+		c->deny_why = why;
 	}
 	return SQLITE_DENY;
 }
@@ -313,15 +316,15 @@ static int sq_auth_read(struct sq_conn *c, const char *table, const char *column
 {
 	struct sq_source *s = c->src;
 	if (!table)
-		return sq_deny(c, "reading an unnamed table is not allowed");
+		return sq_deny(c, CN_REJECT_DENIED, "reading an unnamed table is not allowed");
 	if (sq_is_internal(table))
-		return sq_deny(c, "table '%s' is not available: SQLite's internal tables cannot be "
-			       "queried; use describe_schema to see the tables", table);
+		return sq_deny(c, CN_REJECT_DENIED, "table '%s' is not available: SQLite's internal tables "
+			       "cannot be queried; use describe_schema to see the tables", table);
 	if (strncasecmp(table, "pragma_", 7) == 0 || strcasecmp(table, "dbstat") == 0)
-		return sq_deny(c, "table-valued function '%s' is not available: use PRAGMA "
-			       "table_info(name) or describe_schema", table);
+		return sq_deny(c, CN_REJECT_DENIED, "table-valued function '%s' is not available: use "
+			       "PRAGMA table_info(name) or describe_schema", table);
 	if (sq_hides(s, table, NULL))
-		return sq_deny(c, "table '%s' is not available", table);
+		return sq_deny(c, CN_REJECT_HIDDEN, "table '%s' is not available", table);
 	if (column && *column && sq_hides(s, table, column)) {
 		c->hidden_reads++;
 		/* The column reads as NULL; a probe statement, never stepped, keeps
@@ -339,7 +342,7 @@ static int sq_auth_function(struct sq_conn *c, const char *name)
 	bool internal = sq_is_internal(name) && strcasecmp(name, "sqlite_version") != 0 &&
 			strcasecmp(name, "sqlite_source_id") != 0;
 	if (internal || sq_word_in(name, sq_denied_functions, n))
-		return sq_deny(c, "function %s() is not allowed", name);
+		return sq_deny(c, CN_REJECT_DENIED, "function %s() is not allowed", name);
 	return SQLITE_OK;
 }
 
@@ -358,6 +361,21 @@ static bool sq_index_table(struct sq_source *s, const char *index, char *out, si
 	return found;
 }
 
+/* A PRAGMA off the list: given a value it sets something, a write, unless it
+ * is a check of a table; without one it reads a setting or a list, denied,
+ * unless it does work that writes the file. */
+static enum cn_reject sq_pragma_class(const char *name, const char *arg)
+{
+	static const char *const checks[] = {"integrity_check", "quick_check", "foreign_key_check",
+					     "table_list"};
+	static const char *const writers[] = {"optimize", "wal_checkpoint", "incremental_vacuum"};
+	if (name && sq_word_in(name, writers, sizeof writers / sizeof writers[0]))
+		return CN_REJECT_WRITE;
+	if (name && arg && !sq_word_in(name, checks, sizeof checks / sizeof checks[0]))
+		return CN_REJECT_WRITE;
+	return CN_REJECT_DENIED;
+}
+
 static int sq_auth_pragma(struct sq_conn *c, const char *name, const char *arg)
 {
 	size_t i, n = sizeof sq_pragmas / sizeof sq_pragmas[0];
@@ -365,25 +383,26 @@ static int sq_auth_pragma(struct sq_conn *c, const char *name, const char *arg)
 		if (name && strcasecmp(name, sq_pragmas[i].name) == 0)
 			break;
 	if (i == n)
-		return sq_deny(c, "PRAGMA %s is not allowed: the connector is read-only; only "
-			       "PRAGMA table_info, table_xinfo, index_list, index_info, index_xinfo "
-			       "and foreign_key_list (with a table or index name) are",
+		return sq_deny(c, sq_pragma_class(name, arg), "PRAGMA %s is not allowed: the connector is "
+			       "read-only; only PRAGMA table_info, table_xinfo, index_list, index_info, "
+			       "index_xinfo and foreign_key_list (with a table or index name) are",
 			       name ? name : "");
 	if (!arg || !*arg)
-		return sq_deny(c, "PRAGMA %s needs a %s name, as in PRAGMA %s(name)", name,
+		return sq_deny(c, CN_REJECT_SYNTAX, "PRAGMA %s needs a %s name, as in PRAGMA %s(name)", name,
 			       sq_pragmas[i].index_arg ? "index" : "table", name);
 	if (strlen(arg) >= SQ_NAME_MAX)
-		return sq_deny(c, "PRAGMA %s: the name is too long", name);
+		return sq_deny(c, CN_REJECT_LIMIT, "PRAGMA %s: the name is too long", name);
 	const char *table = arg;
 	if (sq_pragmas[i].index_arg) {
-		if (!sq_index_table(c->src, arg, c->pragma_table, sizeof c->pragma_table))
-			return sq_deny(c, "index '%s' is not available", arg);
+		if (!sq_index_table(c->src, arg, c->pragma_table, sizeof c->pragma_table)) /* no such index */
+			return sq_deny(c, CN_REJECT_SYNTAX, "index '%s' is not available", arg);
 		table = c->pragma_table;
 	} else {
 		snprintf(c->pragma_table, sizeof c->pragma_table, "%s", arg);
 	}
 	if (sq_is_internal(table) || sq_hides(c->src, table, NULL))
-		return sq_deny(c, "table '%s' is not available", table);
+		return sq_deny(c, sq_is_internal(table) ? CN_REJECT_DENIED : CN_REJECT_HIDDEN,
+			       "table '%s' is not available", table);
 	c->pragma = sq_pragmas[i].kind;
 	return SQLITE_OK;
 }
@@ -408,32 +427,33 @@ static int sq_authorize(void *ud, int action, const char *a1, const char *a2, co
 	case SQLITE_PRAGMA:
 		return sq_auth_pragma(c, a1, a2);
 	case SQLITE_ATTACH:
-		return sq_deny(c, "ATTACH is not allowed: the connector is read-only");
+		return sq_deny(c, CN_REJECT_WRITE, "ATTACH is not allowed: the connector is read-only");
 	case SQLITE_DETACH:
-		return sq_deny(c, "DETACH is not allowed: the connector is read-only");
+		return sq_deny(c, CN_REJECT_WRITE, "DETACH is not allowed: the connector is read-only");
 	case SQLITE_TRANSACTION:
-		return sq_deny(c, "%s is not allowed: each query runs on its own in a read-only "
-			       "connection", a1 ? a1 : "a transaction");
+		return sq_deny(c, CN_REJECT_WRITE,
+			       "%s is not allowed: each query runs on its own in a read-only connection",
+			       a1 ? a1 : "a transaction");
 	case SQLITE_SAVEPOINT:
-		return sq_deny(c, "SAVEPOINT and RELEASE are not allowed: each query runs on its "
-			       "own in a read-only connection");
+		return sq_deny(c, CN_REJECT_WRITE, "SAVEPOINT and RELEASE are not allowed: each query runs "
+			       "on its own in a read-only connection");
 	case SQLITE_UPDATE:
 		/* Also what an eponymous virtual table's constructor asks for on
 		 * sqlite_master; only json_each and json_tree are built at open. */
 		if (sq_is_internal(a1))
-			return sq_deny(c, "this table-valued function or virtual table is not "
-				       "available: only json_each() and json_tree() are");
-		return sq_deny(c, "UPDATE of '%s' is not allowed: the connector is read-only",
-			       a1 ? a1 : "");
+			return sq_deny(c, CN_REJECT_DENIED, "this table-valued function or virtual table "
+				       "is not available: only json_each() and json_tree() are");
+		return sq_deny(c, CN_REJECT_WRITE,
+			       "UPDATE of '%s' is not allowed: the connector is read-only", a1 ? a1 : "");
 	case SQLITE_INSERT:
 	case SQLITE_DELETE:
 		if (sq_is_internal(a1)) /* CREATE and DROP write sqlite_master */
-			return sq_deny(c, "changing the schema is not allowed: the connector is "
-				       "read-only");
-		return sq_deny(c, "%s on '%s' is not allowed: the connector is read-only",
+			return sq_deny(c, CN_REJECT_WRITE,
+				       "changing the schema is not allowed: the connector is read-only");
+		return sq_deny(c, CN_REJECT_WRITE, "%s on '%s' is not allowed: the connector is read-only",
 			       sq_action_name(action), a1 ? a1 : "");
 	default:
-		return sq_deny(c, "%s is not allowed: the connector is read-only",
+		return sq_deny(c, CN_REJECT_WRITE, "%s is not allowed: the connector is read-only",
 			       sq_action_name(action));
 	}
 }
@@ -918,6 +938,19 @@ static const char sq_allowed_hint[] =
 
 #define SQ_NOT_A_STATEMENT 1 /* sq_guard_keyword: no statement keyword at all */
 
+static const char *const sq_txn_words[] = {"BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT",
+					   "RELEASE"};
+static const char *const sq_write_words[] = {"INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE",
+					     "DROP", "ALTER", "REINDEX", "ANALYZE", "VACUUM"};
+
+/* A statement keyword of a statement that writes (or of a transaction). */
+static bool sq_writes(const char *w)
+{
+	return sq_word_in(w, sq_txn_words, sizeof sq_txn_words / sizeof sq_txn_words[0]) ||
+	       sq_word_in(w, sq_write_words, sizeof sq_write_words / sizeof sq_write_words[0]) ||
+	       strcasecmp(w, "ATTACH") == 0 || strcasecmp(w, "DETACH") == 0;
+}
+
 /* Layer 1a: the statement must begin with a keyword of a read-only statement.
  * Returns CN_OK, CN_EREJECTED, or SQ_NOT_A_STATEMENT when the text does not
  * start with any statement keyword (SQLite then explains the syntax error). */
@@ -925,16 +958,13 @@ static int sq_guard_keyword(const char *sql, struct cn_error *err)
 {
 	static const char *const allowed[] = {"SELECT", "WITH", "VALUES", "PRAGMA"};
 	static const char *const inner[] = {"SELECT", "WITH", "VALUES"};
-	static const char *const txn[] = {"BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT",
-					  "RELEASE"};
-	static const char *const others[] = {"INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE",
-					     "DROP", "ALTER", "REINDEX", "ANALYZE", "VACUUM"};
 	char w[24];
 	const char *p = sq_skip_blank(sql);
 	while (*p == ';')
 		p = sq_skip_blank(p + 1);
 	if (!*p)
-		return cn_error_set(err, CN_EREJECTED, "the query is empty: send one SELECT statement");
+		return cn_error_reject(err, CN_REJECT_STATEMENTS,
+				       "the query is empty: send one SELECT statement");
 	p = sq_word(p, w, sizeof w);
 	if (sq_word_in(w, allowed, 4))
 		return CN_OK;
@@ -948,18 +978,18 @@ static int sq_guard_keyword(const char *sql, struct cn_error *err)
 		}
 		if (sq_word_in(v, inner, 3))
 			return CN_OK;
-		return cn_error_set(err, CN_EREJECTED, "EXPLAIN %s is not allowed: %s", v,
-				    sq_allowed_hint);
+		return cn_error_reject(err, sq_writes(v) ? CN_REJECT_WRITE : CN_REJECT_DENIED,
+				       "EXPLAIN %s is not allowed: %s", v, sq_allowed_hint);
 	}
 	if (strcasecmp(w, "ATTACH") == 0 || strcasecmp(w, "DETACH") == 0)
-		return cn_error_set(err, CN_EREJECTED, "%s is not allowed: the connector is read-only",
-				    strcasecmp(w, "ATTACH") == 0 ? "ATTACH" : "DETACH");
-	if (sq_word_in(w, txn, sizeof txn / sizeof txn[0]))
-		return cn_error_set(err, CN_EREJECTED, "transactions (%s) are not allowed: each query "
-				    "runs on its own in a read-only connection", w);
-	if (sq_word_in(w, others, sizeof others / sizeof others[0]))
-		return cn_error_set(err, CN_EREJECTED, "%s statements are not allowed: %s", w,
-				    sq_allowed_hint);
+		return cn_error_reject(err, CN_REJECT_WRITE, "%s is not allowed: the connector is read-only",
+				       strcasecmp(w, "ATTACH") == 0 ? "ATTACH" : "DETACH");
+	if (sq_word_in(w, sq_txn_words, sizeof sq_txn_words / sizeof sq_txn_words[0]))
+		return cn_error_reject(err, CN_REJECT_WRITE, "transactions (%s) are not allowed: each query "
+				       "runs on its own in a read-only connection", w);
+	if (sq_word_in(w, sq_write_words, sizeof sq_write_words / sizeof sq_write_words[0]))
+		return cn_error_reject(err, CN_REJECT_WRITE, "%s statements are not allowed: %s", w,
+				       sq_allowed_hint);
 	return SQ_NOT_A_STATEMENT;
 }
 
@@ -997,10 +1027,9 @@ static int sq_guard_params(sqlite3_stmt *st, struct cn_error *err)
 		}
 		char shown[48];
 		sq_excerpt(name ? name : "?", shown, sizeof shown);
-		return cn_error_set(err, CN_EREJECTED,
-				    "parameter '%s' is not supported: use $1..$n placeholders ($1, "
-				    "$2, ... at most $%d) and pass their values in order; write "
-				    "casts as CAST($1 AS INTEGER)", shown, SQ_MAX_PARAMS);
+		return cn_error_reject(err, CN_REJECT_PARAMETER, "parameter '%s' is not supported: use "
+				       "$1..$n placeholders ($1, $2, ... at most $%d) and pass their values "
+				       "in order; write casts as CAST($1 AS INTEGER)", shown, SQ_MAX_PARAMS);
 	}
 	return CN_OK;
 }
@@ -1026,7 +1055,7 @@ static int sq_fail(struct sq_conn *c, int rc, const char *budget_note, struct cn
 		return cn_error_set(err, CN_EBUSY, "the database is locked by a writer (%s); retry "
 				    "shortly", msg);
 	case SQLITE_READONLY:
-		return cn_error_set(err, CN_EREJECTED, "%s: the connector is read-only", msg);
+		return cn_error_reject(err, CN_REJECT_WRITE, "%s: the connector is read-only", msg);
 	case SQLITE_CORRUPT:
 	case SQLITE_NOTADB:
 	case SQLITE_CANTOPEN:
@@ -1037,12 +1066,12 @@ static int sq_fail(struct sq_conn *c, int rc, const char *budget_note, struct cn
 		break;
 	}
 	if (strncmp(msg, vtab, sizeof vtab - 1) == 0)
-		return cn_error_set(err, CN_EREJECTED, "table-valued function '%s' is not available: "
-				    "only json_each() and json_tree() are", msg + sizeof vtab - 1);
+		return cn_error_reject(err, CN_REJECT_DENIED, "table-valued function '%s' is not available: "
+				       "only json_each() and json_tree() are", msg + sizeof vtab - 1);
 	if (c->deny[0])
-		return cn_error_set(err, CN_EREJECTED, "%s", c->deny);
+		return cn_error_reject(err, c->deny_why, "%s", c->deny);
 	if ((rc & 0xff) == SQLITE_AUTH)
-		return cn_error_set(err, CN_EREJECTED, "not authorized: %s", sq_allowed_hint);
+		return cn_error_reject(err, CN_REJECT_DENIED, "not authorized: %s", sq_allowed_hint);
 	return cn_error_set(err, CN_EQUERY, "%s", msg);
 }
 
@@ -1057,8 +1086,8 @@ static int sq_guard_prepare(struct sq_conn *c, const char *sql, const char *budg
 	*out = NULL;
 	size_t len = strlen(sql);
 	if (len > SQ_LIMIT_SQL_LENGTH)
-		return cn_error_set(err, CN_EREJECTED, "the query is %zu bytes; the limit is %d",
-				    len, SQ_LIMIT_SQL_LENGTH);
+		return cn_error_reject(err, CN_REJECT_LIMIT, "the query is %zu bytes; the limit is %d", len,
+				       SQ_LIMIT_SQL_LENGTH);
 	int keyword = sq_guard_keyword(sql, err);
 	if (keyword < 0)
 		return keyword;
@@ -1071,29 +1100,30 @@ static int sq_guard_prepare(struct sq_conn *c, const char *sql, const char *budg
 			const char *msg = sqlite3_errmsg(c->db);
 			bool syntax = strstr(msg, "syntax error") || strstr(msg, "incomplete input") ||
 				      strstr(msg, "unrecognized token");
-			rc = cn_error_set(err, CN_EREJECTED, "%s%s", syntax ? "syntax error: " :
-					  "invalid query: ", msg);
+			rc = cn_error_reject(err, CN_REJECT_SYNTAX, "%s%s",
+					     syntax ? "syntax error: " : "invalid query: ", msg);
 		}
 		return rc;
 	}
 	if (!st)
-		return cn_error_set(err, CN_EREJECTED, "the query is empty: send one SELECT statement");
+		return cn_error_reject(err, CN_REJECT_STATEMENTS,
+				       "the query is empty: send one SELECT statement");
 	if (keyword == SQ_NOT_A_STATEMENT) {
 		/* SQLite accepted what the guard does not know: refuse it */
 		sq_excerpt(sq_skip_blank(sql), shown, sizeof shown);
-		rc = cn_error_set(err, CN_EREJECTED, "the query must start with SELECT, WITH, VALUES, "
-				  "EXPLAIN or PRAGMA; it starts with '%s'", shown);
+		rc = cn_error_reject(err, CN_REJECT_SYNTAX, "the query must start with SELECT, WITH, "
+				     "VALUES, EXPLAIN or PRAGMA; it starts with '%s'", shown);
 		goto fail;
 	}
 	const char *rest = sq_skip_blank(tail ? tail : "");
 	if (*rest) {
 		sq_excerpt(rest, shown, sizeof shown);
-		rc = cn_error_set(err, CN_EREJECTED, "only one statement is allowed; found more text "
-				  "after the first statement: '%s'", shown);
+		rc = cn_error_reject(err, CN_REJECT_STATEMENTS, "only one statement is allowed; found more "
+				     "text after the first statement: '%s'", shown);
 		goto fail;
 	}
 	if (!sqlite3_stmt_readonly(st)) {
-		rc = cn_error_set(err, CN_EREJECTED, "the statement would write: %s", sq_allowed_hint);
+		rc = cn_error_reject(err, CN_REJECT_WRITE, "the statement would write: %s", sq_allowed_hint);
 		goto fail;
 	}
 	rc = sq_guard_params(st, err);

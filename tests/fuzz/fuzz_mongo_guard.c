@@ -4,8 +4,8 @@
  * compiled into this target). The input bytes are one request text, checked
  * as check() does (no parameters) and as execute() does (two text
  * parameters that look like operators). Checks: the guard never crashes,
- * answers only CN_OK / CN_EREJECTED / CN_EINVAL (with a message) /
- * CN_ENOMEM, and whatever it accepts is valid BSON whose first key is a read
+ * answers only CN_OK / CN_EREJECTED / CN_EINVAL (with a message; a
+ * rejection with a class other than OTHER) / CN_ENOMEM, and whatever it accepts is valid BSON whose first key is a read
  * command and in which no key anywhere is a write stage, JavaScript or a
  * routing key, and no value is JavaScript code.
  */
@@ -75,6 +75,8 @@ static void one(const char *text, size_t len, bool bind)
 	if (rc != CN_OK && rc != CN_EREJECTED && rc != CN_EINVAL && rc != CN_ENOMEM)
 		abort();
 	if ((rc == CN_EREJECTED || rc == CN_EINVAL) && (err.code != rc || !err.message[0]))
+		abort();
+	if (rc == CN_EREJECTED && err.reject == CN_REJECT_OTHER)
 		abort();
 	if (rc != CN_OK)
 		return;

@@ -2,10 +2,11 @@
  * fuzz_mysql_guard.c - libFuzzer target for the MySQL driver's query guard
  * (drivers/mysql/my_guard.c, compiled into this target). The input bytes
  * become one NUL-terminated query. Checks: the guard never crashes, answers
- * only CN_OK / CN_EREJECTED (with a message) / CN_ENOMEM; whatever the full
- * guard accepts the execute-time gate accepts too, with the same highest
- * parameter; the rewritten text has exactly one ? per bound parameter
- * outside quotes, no $n left outside quotes, and is no longer than the input.
+ * only CN_OK / CN_EREJECTED (with a message and a class other than OTHER) /
+ * CN_ENOMEM; whatever the full guard accepts the execute-time gate accepts
+ * too, with the same highest parameter; the rewritten text has exactly one ?
+ * per bound parameter outside quotes, no $n left outside quotes, and is no
+ * longer than the input.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -95,7 +96,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int rc = my_guard_check(sql, &hooks, &max_full, &err);
 	if (rc != CN_OK && rc != CN_EREJECTED && rc != CN_ENOMEM)
 		abort();
-	if (rc == CN_EREJECTED && (err.code != CN_EREJECTED || !err.message[0]))
+	if (rc == CN_EREJECTED &&
+	    (err.code != CN_EREJECTED || !err.message[0] || err.reject == CN_REJECT_OTHER))
 		abort();
 	if (rc == CN_OK && (max_full < 0 || max_full > MY_GUARD_MAX_PARAM))
 		abort();
@@ -104,6 +106,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct cn_error gerr = {0};
 	int grc = my_guard_prepare(sql, &p, &gerr);
 	if (grc != CN_OK && grc != CN_EREJECTED && grc != CN_ENOMEM)
+		abort();
+	if (grc == CN_EREJECTED && gerr.reject == CN_REJECT_OTHER)
 		abort();
 	if (rc == CN_OK && grc != CN_OK)
 		abort();

@@ -2,9 +2,9 @@
  * fuzz_pg_guard.c - libFuzzer target for the PostgreSQL driver's query guard
  * (drivers/postgres/pg_guard.c, compiled into this target). The input bytes
  * become one NUL-terminated query. Checks: the guard never crashes, answers
- * only CN_OK / CN_EREJECTED (with a message) / CN_ENOMEM, and whatever the
- * full guard accepts the execute-time statement gate accepts too, with the
- * same highest parameter number.
+ * only CN_OK / CN_EREJECTED (with a message and a class other than OTHER) /
+ * CN_ENOMEM, and whatever the full guard accepts the execute-time statement
+ * gate accepts too, with the same highest parameter number.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -46,7 +46,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int rc = pg_guard_check(sql, &hooks, &max_full, &err);
 	if (rc != CN_OK && rc != CN_EREJECTED && rc != CN_ENOMEM)
 		abort();
-	if (rc == CN_EREJECTED && (err.code != CN_EREJECTED || !err.message[0]))
+	if (rc == CN_EREJECTED &&
+	    (err.code != CN_EREJECTED || !err.message[0] || err.reject == CN_REJECT_OTHER))
 		abort();
 	if (rc == CN_OK && (max_full < 0 || max_full > PG_GUARD_MAX_PARAM))
 		abort();
@@ -54,6 +55,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct cn_error gerr = {0};
 	int grc = pg_guard_shape(sql, &max_gate, &gerr);
 	if (grc != CN_OK && grc != CN_EREJECTED && grc != CN_ENOMEM)
+		abort();
+	if (grc == CN_EREJECTED && gerr.reject == CN_REJECT_OTHER)
 		abort();
 	if (rc == CN_OK && (grc != CN_OK || max_gate != max_full))
 		abort();

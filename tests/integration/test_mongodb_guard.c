@@ -127,11 +127,16 @@ static void test_attacks_never_reach_the_server(void **state)
 			fail_msg("attacks.txt:%d: check() answered %d: %s", l->line, rc, err.message);
 		if (!strstr(err.message, l->cls))
 			fail_msg("attacks.txt:%d: '%s' lacks '%s'", l->line, err.message, l->cls);
+		if (err.reject == CN_REJECT_OTHER)
+			fail_msg("attacks.txt:%d: refused without a class: %s", l->line, err.message);
 		struct h_result r;
 		memset(&err, 0, sizeof err);
 		rc = h_exec(guarded, query, params, np, 2000, 10, &r, &err);
 		if (rc != CN_EREJECTED && rc != CN_EINVAL)
 			fail_msg("attacks.txt:%d: execute() answered %d (%s)", l->line, rc, err.message);
+		if (rc == CN_EREJECTED && err.reject == CN_REJECT_OTHER)
+			fail_msg("attacks.txt:%d: execute() refused without a class: %s", l->line,
+				 err.message);
 		assert_int_equal(r.ncols, 0);
 		h_result_free(&r);
 		cJSON_Delete(keep);

@@ -373,6 +373,7 @@ static void test_read_only_statement(void **state)
 	struct cn_error err = {0};
 	assert_int_equal(h_exec(h, "SELECT write_log('x')", NULL, 0, 5000, 0, &r, &err), CN_EREJECTED);
 	assert_non_null(strstr(err.message, "READ ONLY"));
+	assert_int_equal(err.reject, CN_REJECT_WRITE); /* error 1792 counts as a write */
 	h_result_free(&r);
 	/* a function that turns the session read-write changes nothing for the next one */
 	assert_int_equal(h_exec(h, "SELECT make_writable()", NULL, 0, 5000, 0, &r, &err), CN_OK);
@@ -381,6 +382,7 @@ static void test_read_only_statement(void **state)
 	h_result_free(&r);
 	/* nor can a request leave a temporary table behind: creating one is a write too */
 	assert_int_equal(h_exec(h, "SELECT make_temp_table()", NULL, 0, 5000, 0, &r, &err), CN_EREJECTED);
+	assert_int_equal(err.reject, CN_REJECT_WRITE);
 	h_result_free(&r);
 	assert_int_equal(h_exec(h, "SELECT COUNT(*) FROM leaked_tmp", NULL, 0, 5000, 0, &r, &err),
 			 CN_EQUERY);

@@ -170,6 +170,9 @@ static void test_check_rejects_every_attack(void **state)
 		if (rc != CN_EREJECTED || !err.message[0] || err.code != CN_EREJECTED)
 			fail_msg("attacks.txt:%d accepted by check(): %s", attacks.items[i].line,
 				 attacks.items[i].sql);
+		if (err.reject == CN_REJECT_OTHER)
+			fail_msg("attacks.txt:%d refused without a class: %s", attacks.items[i].line,
+				 err.message);
 	}
 }
 
@@ -195,6 +198,9 @@ static void run_corpus(const char *who, const char *dsn, struct tally *t)
 			fail_msg("attacks.txt:%d as %s took %lld ms", e->line, who, (long long)took);
 		if (!strcmp(e->cls, "fails") && rc == CN_OK)
 			fail_msg("attacks.txt:%d ran as %s without check(): %s", e->line, who, e->sql);
+		if (rc == CN_EREJECTED && err.reject == CN_REJECT_OTHER)
+			fail_msg("attacks.txt:%d as %s refused without a class: %s", e->line, who,
+				 err.message);
 		if (rc == CN_OK)
 			t->ok++;
 		else if (strstr(err.message, "READ ONLY"))
@@ -203,6 +209,10 @@ static void run_corpus(const char *who, const char *dsn, struct tally *t)
 			t->gate++;
 		else
 			t->other++;
+		if (rc == CN_EREJECTED && strstr(err.message, "READ ONLY") &&
+		    err.reject != CN_REJECT_WRITE)
+			fail_msg("attacks.txt:%d as %s: the read-only statement's refusal is class %d",
+				 e->line, who, err.reject);
 	}
 	h_env.api->close(h);
 	fprintf(stderr, "corpus as %s: %d stopped by the statement gate, %d by the read-only "
@@ -247,8 +257,9 @@ static void test_read_only_statement_stops_what_the_gate_cannot_see(void **state
 		assert_int_equal(h_env.api->check(guarded, writes[i], &err), CN_OK);
 		int rc = h_exec(h, writes[i], NULL, 0, 5000, 0, &r, &err);
 		h_result_free(&r);
-		if (rc != CN_EREJECTED || !strstr(err.message, "READ ONLY"))
-			fail_msg("%s: %d %s", writes[i], rc, err.message);
+		if (rc != CN_EREJECTED || !strstr(err.message, "READ ONLY") ||
+		    err.reject != CN_REJECT_WRITE)
+			fail_msg("%s: %d %s (class %d)", writes[i], rc, err.message, err.reject);
 	}
 	h_env.api->close(h);
 	char *after = snapshot();
@@ -285,34 +296,51 @@ static void test_rejection_messages(void **state)
 	static const struct {
 		const char *sql;
 		const char *message;
+		enum cn_reject why;
 	} cases[] = {
-		{"SELECT SLEEP(1)", "function SLEEP() is not allowed (at character 8): it only waits"},
+		{"SELECT SLEEP(1)", "function SLEEP() is not allowed (at character 8): it only waits",
+		 CN_REJECT_DENIED},
 		{"SELECT 'é', load_file('/etc/passwd')",
-		 "function load_file() is not allowed (at character 13): it reads files"},
-		{"SELECT 1; SELECT 2", "exactly one statement is allowed (at character 9)"},
-		{"", "the query is empty"},
-		{"  -- nothing", "the query is empty"},
-		{"SELECT * FROM secrets", "table secrets is not available (at character 15)"},
-		{"SELECT c.phone FROM customers c", "column phone is not available (at character 10)"},
-		{"SELECT * FROM (SELECT * FROM customers) x", "* is only allowed in the outer SELECT"},
-		{"WITH d AS (SELECT 1) DELETE FROM audit_log", "WITH must be followed by a SELECT (at character 22)"},
-		{"SELECT * FROM orders FOR UPDATE", "FOR UPDATE is not allowed (at character 22)"},
-		{"SELECT 1 INTO OUTFILE '/tmp/x'", "INTO is not allowed (at character 10)"},
-		{"EXPLAIN ANALYZE SELECT 1", "EXPLAIN ANALYZE is not allowed (at character 9)"},
-		{"EXPLAIN DELETE FROM audit_log", "EXPLAIN is only allowed of a SELECT query"},
-		{"UPDATE orders SET total = 0", "UPDATE is not allowed (at character 1)"},
-		{"SELECT $0", "parameter $0 is out of range (at character 8)"},
-		{"SELECT ?", "a ? placeholder is not allowed (at character 8): write $1"},
-		{"SELECT @@version", "variables (@name, @@name) are not allowed (at character 8)"},
-		{"SELECT /*!50000 1 */", "an executable comment is not allowed (at character 8)"},
-		{"SELECT /*+ BKA(t) */ 1", "an optimizer hint is not allowed"},
-		{"SELECT '\xff'", "not valid UTF-8 (at byte 9)"},
-		{"SELECT * FROM mysql.user", "the mysql schema is not allowed (at character 15)"},
+		 "function load_file() is not allowed (at character 13): it reads files", CN_REJECT_DENIED},
+		{"SELECT 1; SELECT 2", "exactly one statement is allowed (at character 9)",
+		 CN_REJECT_STATEMENTS},
+		{"", "the query is empty", CN_REJECT_STATEMENTS},
+		{"  -- nothing", "the query is empty", CN_REJECT_STATEMENTS},
+		{"SELECT * FROM secrets", "table secrets is not available (at character 15)",
+		 CN_REJECT_HIDDEN},
+		{"SELECT c.phone FROM customers c", "column phone is not available (at character 10)",
+		 CN_REJECT_HIDDEN},
+		{"SELECT * FROM (SELECT * FROM customers) x", "* is only allowed in the outer SELECT",
+		 CN_REJECT_HIDDEN},
+		{"WITH d AS (SELECT 1) DELETE FROM audit_log",
+		 "WITH must be followed by a SELECT (at character 22)", CN_REJECT_WRITE},
+		{"SELECT * FROM orders FOR UPDATE", "FOR UPDATE is not allowed (at character 22)",
+		 CN_REJECT_WRITE},
+		{"SELECT 1 INTO OUTFILE '/tmp/x'", "INTO is not allowed (at character 10)", CN_REJECT_WRITE},
+		{"EXPLAIN ANALYZE SELECT 1", "EXPLAIN ANALYZE is not allowed (at character 9)",
+		 CN_REJECT_DENIED},
+		{"EXPLAIN DELETE FROM audit_log", "EXPLAIN is only allowed of a SELECT query",
+		 CN_REJECT_WRITE},
+		{"UPDATE orders SET total = 0", "UPDATE is not allowed (at character 1)", CN_REJECT_WRITE},
+		{"SELECT $0", "parameter $0 is out of range (at character 8)", CN_REJECT_PARAMETER},
+		{"SELECT ?", "a ? placeholder is not allowed (at character 8): write $1",
+		 CN_REJECT_PARAMETER},
+		{"SELECT @@version", "variables (@name, @@name) are not allowed (at character 8)",
+		 CN_REJECT_DENIED},
+		{"SELECT /*!50000 1 */", "an executable comment is not allowed (at character 8)",
+		 CN_REJECT_DENIED},
+		{"SELECT /*+ BKA(t) */ 1", "an optimizer hint is not allowed", CN_REJECT_DENIED},
+		{"SELECT '\xff'", "not valid UTF-8 (at byte 9)", CN_REJECT_SYNTAX},
+		{"SELECT * FROM mysql.user", "the mysql schema is not allowed (at character 15)",
+		 CN_REJECT_DENIED},
 		{"SELECT * FROM connector_other.notes",
-		 "database connector_other is not allowed (at character 15): it is not part of this"},
-		{"SELECT * FROM information_schema.TABLES", "information_schema is not allowed for this"},
-		{"SELEC 1", "SELEC is not allowed (at character 1): only SELECT queries can run"},
-		{"SELECT 'x", "the string is not closed (at character 8)"},
+		 "database connector_other is not allowed (at character 15): it is not part of this",
+		 CN_REJECT_DENIED},
+		{"SELECT * FROM information_schema.TABLES", "information_schema is not allowed for this",
+		 CN_REJECT_DENIED},
+		{"SELEC 1", "SELEC is not allowed (at character 1): only SELECT queries can run",
+		 CN_REJECT_DENIED},
+		{"SELECT 'x", "the string is not closed (at character 8)", CN_REJECT_SYNTAX},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		struct cn_error err = {0};
@@ -320,6 +348,9 @@ static void test_rejection_messages(void **state)
 		if (rc != CN_EREJECTED || !strstr(err.message, cases[i].message))
 			fail_msg("'%s': %d '%s', expected '%s'", cases[i].sql, rc, err.message,
 				 cases[i].message);
+		if (err.reject != (int)cases[i].why)
+			fail_msg("'%s': class %d, expected %d", cases[i].sql, err.reject,
+				 (int)cases[i].why);
 	}
 }
 

@@ -137,6 +137,9 @@ static void test_check_rejects_every_attack(void **state)
 		if (rc != CN_EREJECTED || !err.message[0] || err.code != CN_EREJECTED)
 			fail_msg("attacks.txt:%d accepted by check(): %s", attacks.items[i].line,
 				 attacks.items[i].sql);
+		if (err.reject == CN_REJECT_OTHER)
+			fail_msg("attacks.txt:%d refused without a class: %s", attacks.items[i].line,
+				 err.message);
 	}
 }
 
@@ -167,6 +170,13 @@ static void run_corpus(const char *role, const char *dsn, bool superuser, struct
 		bool must_fail = !strcmp(e->cls, "fails") || !strcmp(e->cls, "super");
 		if (must_fail && rc == CN_OK)
 			fail_msg("attacks.txt:%d ran as %s without check(): %s", e->line, role, e->sql);
+		if (rc == CN_EREJECTED && err.reject == CN_REJECT_OTHER)
+			fail_msg("attacks.txt:%d as %s refused without a class: %s", e->line, role,
+				 err.message);
+		if (rc == CN_EREJECTED && strstr(err.message, "read-only transaction") &&
+		    err.reject != CN_REJECT_WRITE)
+			fail_msg("attacks.txt:%d as %s: the read-only transaction's refusal is class %d",
+				 e->line, role, err.reject);
 		if (rc == CN_OK)
 			t->ok++;
 		else if (strstr(err.message, "read-only transaction"))
@@ -233,32 +243,44 @@ static void test_rejection_messages(void **state)
 	static const struct {
 		const char *sql;
 		const char *message;
+		enum cn_reject why;
 	} cases[] = {
-		{"SELECT pg_sleep(1)", "function pg_sleep() is not allowed (at character 8)"},
-		{"SELECT 1, U&\"\\0070g_sleep\"(1)", "function pg_sleep() is not allowed (at character 11)"},
+		{"SELECT pg_sleep(1)", "function pg_sleep() is not allowed (at character 8)",
+		 CN_REJECT_DENIED},
+		{"SELECT 1, U&\"\\0070g_sleep\"(1)", "function pg_sleep() is not allowed (at character 11)",
+		 CN_REJECT_DENIED},
 		{"SELECT 'é', pg_catalog.pg_read_file('x')",
-		 "function pg_read_file() is not allowed (at character 13): it reads or lists files"},
+		 "function pg_read_file() is not allowed (at character 13): it reads or lists files",
+		 CN_REJECT_DENIED},
 		{"SELECT * FROM generate_series(1, 2), dblink('x', 'y') AS t(a int)",
-		 "function dblink() is not allowed (at character 38)"},
-		{"SELECT 1; SELECT 2", "exactly one statement is allowed, found 2"},
-		{"", "the query is empty"},
-		{"  -- nothing", "the query is empty"},
-		{"SELECT * FROM secrets", "table secrets is not available (at character 15)"},
-		{"SELECT c.email FROM crm.customers c", "column email is not available (at character 8)"},
-		{"SELECT to_json(c) FROM crm.customers c", "whole-row reference to c is not allowed"},
-		{"SELECT * FROM (SELECT * FROM crm.customers) x", "* is only allowed in the outer SELECT"},
+		 "function dblink() is not allowed (at character 38)", CN_REJECT_DENIED},
+		{"SELECT 1; SELECT 2", "exactly one statement is allowed, found 2", CN_REJECT_STATEMENTS},
+		{"", "the query is empty", CN_REJECT_STATEMENTS},
+		{"  -- nothing", "the query is empty", CN_REJECT_STATEMENTS},
+		{"SELECT * FROM secrets", "table secrets is not available (at character 15)",
+		 CN_REJECT_HIDDEN},
+		{"SELECT c.email FROM crm.customers c", "column email is not available (at character 8)",
+		 CN_REJECT_HIDDEN},
+		{"SELECT to_json(c) FROM crm.customers c", "whole-row reference to c is not allowed",
+		 CN_REJECT_HIDDEN},
+		{"SELECT * FROM (SELECT * FROM crm.customers) x", "* is only allowed in the outer SELECT",
+		 CN_REJECT_HIDDEN},
 		{"WITH d AS (DELETE FROM audit.log RETURNING 1) SELECT * FROM d",
-		 "DELETE in WITH d is not allowed (at character 6)"},
-		{"SELECT * FROM shop.orders FOR UPDATE", "FOR UPDATE/SHARE is not allowed"},
-		{"SELECT 1 INTO t", "SELECT INTO is not allowed"},
-		{"EXPLAIN ANALYZE SELECT 1", "EXPLAIN ANALYZE is not allowed (at character 9)"},
-		{"EXPLAIN DELETE FROM audit.log", "EXPLAIN of DELETE is not allowed"},
-		{"COPY audit.log TO STDOUT", "COPY is not allowed"},
-		{"SET work_mem = '1GB'", "SET/RESET is not allowed"},
-		{"SELECT $0", "parameter $0 is out of range (at character 8)"},
-		{"SELECT '\xff'", "not valid UTF-8 (at byte 9)"},
-		{"SELECT * FROM pg_stats", "relation pg_stats is not allowed"},
-		{"SELEC 1", "syntax error at or near \"SELEC\" (at character 1)"},
+		 "DELETE in WITH d is not allowed (at character 6)", CN_REJECT_WRITE},
+		{"SELECT * FROM shop.orders FOR UPDATE", "FOR UPDATE/SHARE is not allowed", CN_REJECT_WRITE},
+		{"SELECT 1 INTO t", "SELECT INTO is not allowed", CN_REJECT_WRITE},
+		{"EXPLAIN ANALYZE SELECT 1", "EXPLAIN ANALYZE is not allowed (at character 9)",
+		 CN_REJECT_DENIED},
+		{"EXPLAIN DELETE FROM audit.log", "EXPLAIN of DELETE is not allowed", CN_REJECT_WRITE},
+		{"COPY audit.log TO STDOUT", "COPY is not allowed", CN_REJECT_WRITE},
+		{"SET work_mem = '1GB'", "SET/RESET is not allowed", CN_REJECT_WRITE},
+		{"SELECT $0", "parameter $0 is out of range (at character 8)", CN_REJECT_PARAMETER},
+		{"SELECT '\xff'", "not valid UTF-8 (at byte 9)", CN_REJECT_SYNTAX},
+		{"SELECT * FROM pg_stats", "relation pg_stats is not allowed", CN_REJECT_DENIED},
+		{"SELEC 1", "syntax error at or near \"SELEC\" (at character 1)", CN_REJECT_SYNTAX},
+		{"SHOW work_mem", "SHOW is not allowed", CN_REJECT_DENIED},
+		{"SELECT * FROM crm.customers NATURAL JOIN shop.orders", "NATURAL JOIN is not allowed",
+		 CN_REJECT_HIDDEN},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		struct cn_error err = {0};
@@ -266,6 +288,9 @@ static void test_rejection_messages(void **state)
 		if (rc != CN_EREJECTED || !strstr(err.message, cases[i].message))
 			fail_msg("'%s': %d '%s', expected '%s'", cases[i].sql, rc, err.message,
 				 cases[i].message);
+		if (err.reject != (int)cases[i].why)
+			fail_msg("'%s': class %d, expected %d", cases[i].sql, err.reject,
+				 (int)cases[i].why);
 	}
 }
 

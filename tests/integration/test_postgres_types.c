@@ -290,18 +290,21 @@ static void test_error_statuses(void **state)
 		const char *sql;
 		int status;
 		const char *message;
+		enum cn_reject why; /* for CN_EREJECTED: the statement gate's, or 25006 from the server */
 	} cases[] = {
 		{"SELECT * FROM no_such_table", CN_EQUERY,
-		 "relation \"no_such_table\" does not exist (at character 15)"},
-		{"SELECT 1/0", CN_EQUERY, "division by zero"},
-		{"SELEC 1", CN_EREJECTED, "syntax error at or near \"SELEC\""},
-		{"SELECT 1; SELECT 2", CN_EREJECTED, "exactly one statement"},
-		{"SELECT * FROM pg_authid", CN_EQUERY, "permission denied for table pg_authid"},
-		{"SELECT * FROM shop.supplier_feed", CN_EQUERY, "has no handler"},
+		 "relation \"no_such_table\" does not exist (at character 15)", CN_REJECT_OTHER},
+		{"SELECT 1/0", CN_EQUERY, "division by zero", CN_REJECT_OTHER},
+		{"SELEC 1", CN_EREJECTED, "syntax error at or near \"SELEC\"", CN_REJECT_SYNTAX},
+		{"SELECT 1; SELECT 2", CN_EREJECTED, "exactly one statement", CN_REJECT_STATEMENTS},
+		{"SELECT * FROM pg_authid", CN_EQUERY, "permission denied for table pg_authid",
+		 CN_REJECT_OTHER},
+		{"SELECT * FROM shop.supplier_feed", CN_EQUERY, "has no handler", CN_REJECT_OTHER},
 		{"WITH d AS (DELETE FROM shop.orders RETURNING 1) SELECT * FROM d", CN_EREJECTED,
-		 "read-only transaction"},
-		{"SELECT * FROM shop.orders FOR UPDATE", CN_EREJECTED, "read-only transaction"},
-		{"DELETE FROM shop.orders", CN_EREJECTED, "DELETE is not allowed"},
+		 "read-only transaction", CN_REJECT_WRITE},
+		{"SELECT * FROM shop.orders FOR UPDATE", CN_EREJECTED, "read-only transaction",
+		 CN_REJECT_WRITE},
+		{"DELETE FROM shop.orders", CN_EREJECTED, "DELETE is not allowed", CN_REJECT_WRITE},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		struct h_result r;
@@ -311,6 +314,8 @@ static void test_error_statuses(void **state)
 			fail_msg("%s: %d '%s', expected %d '%s'", cases[i].sql, rc, err.message,
 				 cases[i].status, cases[i].message);
 		assert_int_equal(err.code, rc);
+		if (rc == CN_EREJECTED && err.reject != (int)cases[i].why)
+			fail_msg("%s: class %d, expected %d", cases[i].sql, err.reject, (int)cases[i].why);
 		h_result_free(&r);
 	}
 }

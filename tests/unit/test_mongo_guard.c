@@ -162,9 +162,101 @@ static void test_attacks_refused(void **state)
 			fail_msg("attacks.txt:%d: status %d: %s", l->no, rc, err.message);
 		if (err.code != rc || !strstr(err.message, l->a))
 			fail_msg("attacks.txt:%d: message '%s' lacks '%s'", l->no, err.message, l->a);
+		if (rc == CN_EREJECTED && err.reject == CN_REJECT_OTHER)
+			fail_msg("attacks.txt:%d: refused without a class: %s", l->no, err.message);
 		cJSON_Delete(keep);
 	}
 	corpus_free(&c);
+}
+
+/* What each refusal counts as in the metrics. */
+static const struct {
+	const char *query;
+	enum cn_reject why;
+} classes[] = {
+	{"{\"insert\": \"orders\", \"documents\": [{\"a\": 1}]}", CN_REJECT_WRITE},
+	{"{\"aggregate\": \"orders\", \"pipeline\": [{\"$out\": \"copy\"}]}", CN_REJECT_WRITE},
+	{"{\"aggregate\": \"orders\", \"pipeline\": [{\"$merge\": {\"into\": \"copy\"}}]}",
+	 CN_REJECT_WRITE},
+	{"{\"aggregate\": \"orders\", \"pipeline\": [{\"$project\": {\"x\": {\"$out\": 1}}}]}",
+	 CN_REJECT_WRITE},
+	{"{\"find\": \"orders\", \"writeConcern\": {\"w\": 1}}", CN_REJECT_WRITE},
+	{"{\"find\": \"orders\", \"startTransaction\": true}", CN_REJECT_WRITE},
+	{"{\"find\": \"orders\", \"filter\": {\"$where\": \"sleep(100)\"}}", CN_REJECT_DENIED},
+	{"{\"find\": \"orders\", \"filter\": {\"a\": {\"$code\": \"x\"}}}", CN_REJECT_DENIED},
+	{"{\"find\": \"orders\", \"allowDiskUse\": true}", CN_REJECT_DENIED},
+	{"{\"find\": \"orders\", \"noSuchOption\": 1}", CN_REJECT_DENIED},
+	{"{\"listCollections\": 1}", CN_REJECT_DENIED},
+	{"{\"aggregate\": 1, \"pipeline\": []}", CN_REJECT_DENIED},
+	{"{\"aggregate\": \"orders\", \"pipeline\": [{\"$currentOp\": {}}]}", CN_REJECT_DENIED},
+	{"{\"aggregate\": \"orders\", \"pipeline\": [{\"$noSuchStage\": {}}]}", CN_REJECT_DENIED},
+	{"{\"find\": \"orders\", \"filter\": {\"a\": {\"$noSuchOp\": 1}}}", CN_REJECT_DENIED},
+	{"{\"find\": \"orders\", \"filter\": {\"$expr\": {\"$noSuchOp\": 1}}}", CN_REJECT_DENIED},
+	{"{\"find\": \"orders\", \"filter\": {\"$expr\": {\"$eq\": [\"$$SYS\", 1]}}}", CN_REJECT_DENIED},
+	{"{\"find\": \"system.users\"}", CN_REJECT_DENIED},
+	{"{\"aggregate\": \"orders\", \"pipeline\": [{\"$lookup\": {\"from\": {\"db\": \"admin\", "
+	 "\"coll\": \"system.users\"}, \"as\": \"u\", \"pipeline\": []}}]}", CN_REJECT_DENIED},
+	{"{\"find\": \"secrets\"}", CN_REJECT_HIDDEN},
+	{"{\"find\": \"customers\", \"filter\": {\"email\": \"a@b\"}}", CN_REJECT_HIDDEN},
+	{"{\"find\": \"customers\", \"sort\": {\"address\": 1}}", CN_REJECT_HIDDEN},
+	{"{\"aggregate\": \"customers\", \"pipeline\": [{\"$replaceWith\": \"$$ROOT\"}]}",
+	 CN_REJECT_HIDDEN},
+	{"{\"aggregate\": \"orders\", \"pipeline\": [{\"$lookup\": {\"from\": \"customers\", "
+	 "\"localField\": \"customer_id\", \"foreignField\": \"_id\", \"as\": \"c\"}}]}",
+	 CN_REJECT_HIDDEN},
+	{"{\"find\": \"orders\", \"filter\": {\"a\": {\"$param\": 0}}}", CN_REJECT_PARAMETER},
+	{"{\"find\": \"orders\", \"filter\": {\"a\": {\"$param\": 1, \"b\": 2}}}", CN_REJECT_PARAMETER},
+	{"{}", CN_REJECT_STATEMENTS},
+	{"", CN_REJECT_STATEMENTS},
+	{"{\"find\": \"orders\"} {\"drop\": \"orders\"}", CN_REJECT_STATEMENTS},
+	{"{\"find\": \"orders\"", CN_REJECT_SYNTAX},
+	{"[{\"find\": \"orders\"}]", CN_REJECT_SYNTAX},
+	{"{\"find\": \"orders\", \"filter\": 1}", CN_REJECT_SYNTAX},
+	{"{\"find\": \"orders\", \"limit\": -1}", CN_REJECT_SYNTAX},
+	{"{\"find\": \"orders\", \"filter\": {\"_id\": {\"$oid\": \"xyz\"}}}", CN_REJECT_SYNTAX},
+	{"{\"aggregate\": \"orders\", \"pipeline\": [{\"$group\": {\"n\": 1}}]}", CN_REJECT_SYNTAX},
+};
+
+static void test_classes(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof classes / sizeof classes[0]; i++) {
+		struct mg_request req;
+		struct cn_error err = {0};
+		int rc = mg_guard_build(classes[i].query, strlen(classes[i].query), &hooks, NULL, 0, false,
+					&req, &err);
+		if (rc == CN_OK)
+			mg_request_free(&req);
+		if (rc != CN_EREJECTED || err.reject != (int)classes[i].why)
+			fail_msg("%s: status %d, class %d, expected class %d (%s)", classes[i].query, rc,
+				 err.reject, (int)classes[i].why, err.message);
+	}
+	/* limits: a field path, a collection name, the nesting of the text */
+	char q[4096];
+	int n = snprintf(q, sizeof q, "{\"find\": \"orders\", \"filter\": {\"");
+	for (int i = 0; i < MG_MAX_PATH + 1; i++)
+		q[n++] = 'a';
+	n += snprintf(q + n, sizeof q - (size_t)n, "\": 1}}");
+	struct mg_request req;
+	struct cn_error err = {0};
+	assert_int_equal(mg_guard_build(q, (size_t)n, &hooks, NULL, 0, false, &req, &err), CN_EREJECTED);
+	assert_int_equal(err.reject, CN_REJECT_LIMIT);
+	n = snprintf(q, sizeof q, "{\"find\": \"");
+	for (int i = 0; i < MG_MAX_NAME + 1; i++)
+		q[n++] = 'o';
+	n += snprintf(q + n, sizeof q - (size_t)n, "\"}");
+	memset(&err, 0, sizeof err);
+	assert_int_equal(mg_guard_build(q, (size_t)n, &hooks, NULL, 0, false, &req, &err), CN_EREJECTED);
+	assert_int_equal(err.reject, CN_REJECT_LIMIT);
+	n = snprintf(q, sizeof q, "{\"find\": \"orders\", \"filter\": ");
+	for (int i = 0; i < MJ_MAX_DEPTH; i++)
+		n += snprintf(q + n, sizeof q - (size_t)n, "{\"a\": ");
+	q[n++] = '1';
+	for (int i = 0; i < MJ_MAX_DEPTH + 1; i++)
+		q[n++] = '}';
+	memset(&err, 0, sizeof err);
+	assert_int_equal(mg_guard_build(q, (size_t)n, &hooks, NULL, 0, false, &req, &err), CN_EREJECTED);
+	assert_int_equal(err.reject, CN_REJECT_LIMIT);
 }
 
 static void test_allowed_accepted(void **state)
@@ -402,6 +494,9 @@ static void test_strict_reader(void **state)
 		assert_int_equal(rc, CN_EREJECTED);
 		if (!strstr(err.message, c->part))
 			fail_msg("case %zu: '%s' lacks '%s'", i, err.message, c->part);
+		/* not one document is about statements; the rest is syntax */
+		bool one = strstr(c->part, "after the command") || strstr(c->part, "empty");
+		assert_int_equal(err.reject, one ? CN_REJECT_STATEMENTS : CN_REJECT_SYNTAX);
 	}
 	/* nesting and size limits */
 	char deep[1024];
@@ -417,6 +512,7 @@ static void test_strict_reader(void **state)
 	struct cn_error err = {0};
 	assert_int_equal(mj_parse(deep, k, &doc, &err), CN_EREJECTED);
 	assert_non_null(strstr(err.message, "nested deeper than 64 levels"));
+	assert_int_equal(err.reject, CN_REJECT_LIMIT);
 	size_t big = MJ_MAX_NODES * 2 + 64;
 	char *arr = malloc(big * 2 + 64);
 	size_t w = (size_t)sprintf(arr, "{\"find\": \"o\", \"filter\": {\"a\": {\"$in\": [");
@@ -425,6 +521,7 @@ static void test_strict_reader(void **state)
 	w += (size_t)sprintf(arr + w, "]}}}");
 	assert_int_equal(mj_parse(arr, w, &doc, &err), CN_EREJECTED);
 	assert_non_null(strstr(err.message, "more than 20000 values"));
+	assert_int_equal(err.reject, CN_REJECT_LIMIT);
 	free(arr);
 	/* a large object's duplicate keys are found (the sorted path) */
 	char *obj = malloc(40 * 64 + 64);
@@ -434,6 +531,7 @@ static void test_strict_reader(void **state)
 	w += (size_t)sprintf(obj + w, "}}");
 	assert_int_equal(mj_parse(obj, w, &doc, &err), CN_EREJECTED);
 	assert_non_null(strstr(err.message, "filter: duplicate key \"k0\""));
+	assert_int_equal(err.reject, CN_REJECT_SYNTAX);
 	free(obj);
 	/* what is accepted: escapes that are not '$' or '.', every number form */
 	const char *good = "{\"find\": \"o\", \"filter\": {\"na\\u006de\": \"\\u00e9\\ud83d\\ude00\\\"\\/\", "
@@ -495,6 +593,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_attacks_refused),
+		cmocka_unit_test(test_classes),
 		cmocka_unit_test(test_allowed_accepted),
 		cmocka_unit_test(test_builds),
 		cmocka_unit_test(test_parameters),

@@ -539,6 +539,7 @@ static const struct attack {
 	{";", "the query is empty", true},
 };
 
+/* Refused by check() and by execute(), with the same class, never OTHER. */
 static void assert_refused(void *h, const char *sql, const char *reason)
 {
 	struct cn_error err = {0};
@@ -547,11 +548,16 @@ static void assert_refused(void *h, const char *sql, const char *reason)
 	if (rc != CN_EREJECTED || err.code != CN_EREJECTED || !strstr(err.message, reason))
 		fail_msg("check(%s) = %d '%s', expected CN_EREJECTED with '%s'", sql, rc, err.message,
 			 reason);
+	int why = err.reject;
+	if (why == CN_REJECT_OTHER)
+		fail_msg("check(%s) refused without a class: %s", sql, err.message);
 	ts_init(&t);
 	rc = run(h, sql, NULL, 0, 2000, &t, &err);
 	if (rc != CN_EREJECTED || !strstr(err.message, reason))
 		fail_msg("execute(%s) = %d '%s', expected CN_EREJECTED with '%s'", sql, rc,
 			 err.message, reason);
+	if (err.reject != why)
+		fail_msg("execute(%s) refused as class %d, check() as %d", sql, err.reject, why);
 	assert_int_equal(t.rows, 0);
 	ts_free(&t);
 }
@@ -582,6 +588,67 @@ static void test_attacks_refused(void **state)
 	assert_true(before.rows > 600);
 	free_snapshot(&before);
 	free_snapshot(&after);
+}
+
+/* What each refusal counts as in the metrics. */
+static void test_classes(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *sql;
+		enum cn_reject why;
+	} cases[] = {
+		{"INSERT INTO products DEFAULT VALUES", CN_REJECT_WRITE},
+		{"WITH x AS (SELECT 1) DELETE FROM orders", CN_REJECT_WRITE},
+		{"ATTACH 'pwned.db' AS p", CN_REJECT_WRITE},
+		{"BEGIN", CN_REJECT_WRITE},
+		{"EXPLAIN DELETE FROM orders", CN_REJECT_WRITE},
+		{"PRAGMA user_version = 7", CN_REJECT_WRITE},
+		{"PRAGMA journal_mode(WAL)", CN_REJECT_WRITE},
+		{"PRAGMA wal_checkpoint", CN_REJECT_WRITE},
+		{"PRAGMA user_version", CN_REJECT_DENIED},
+		{"PRAGMA database_list", CN_REJECT_DENIED},
+		{"PRAGMA integrity_check(customers)", CN_REJECT_DENIED},
+		{"EXPLAIN PRAGMA table_info(customers)", CN_REJECT_DENIED},
+		{"SELECT load_extension('x')", CN_REJECT_DENIED},
+		{"SELECT * FROM sqlite_master", CN_REJECT_DENIED},
+		{"SELECT * FROM pragma_table_info('customers')", CN_REJECT_DENIED},
+		{"PRAGMA table_info(sqlite_master)", CN_REJECT_DENIED},
+		{"SELECT * FROM internal_audit_log", CN_REJECT_HIDDEN},
+		{"PRAGMA table_info(internal_audit_log)", CN_REJECT_HIDDEN},
+		{"SELECT * FROM customers WHERE id = ?", CN_REJECT_PARAMETER},
+		{"SELECT * FROM customers WHERE id = :id", CN_REJECT_PARAMETER},
+		{"", CN_REJECT_STATEMENTS},
+		{"SELECT 1; SELECT 2", CN_REJECT_STATEMENTS},
+		{"SELEC 1", CN_REJECT_SYNTAX},
+		{"SELECT * FROM no_such_table", CN_REJECT_SYNTAX},
+		{"PRAGMA table_info", CN_REJECT_SYNTAX},
+		{"PRAGMA index_info(no_such_index)", CN_REJECT_SYNTAX},
+	};
+	void *h = open_demo(1, true);
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct cn_error err = {0};
+		int rc = E.api->check(h, cases[i].sql, &err);
+		if (rc != CN_EREJECTED || err.reject != (int)cases[i].why)
+			fail_msg("check(%s) = %d, class %d, expected class %d (%s)", cases[i].sql, rc,
+				 err.reject, (int)cases[i].why, err.message);
+	}
+	/* limits: the text, a pragma's name */
+	static char big[SQ_LIMIT_SQL_LENGTH + 64], pragma[SQ_NAME_MAX + 32];
+	int n = snprintf(big, sizeof big, "SELECT 1");
+	memset(big + n, ' ', SQ_LIMIT_SQL_LENGTH);
+	big[n + SQ_LIMIT_SQL_LENGTH] = '\0';
+	n = snprintf(pragma, sizeof pragma, "PRAGMA table_info(");
+	memset(pragma + n, 'a', SQ_NAME_MAX);
+	memcpy(pragma + n + SQ_NAME_MAX, ")", 2);
+	const char *limits[] = {big, pragma};
+	for (size_t i = 0; i < 2; i++) {
+		struct cn_error err = {0};
+		assert_int_equal(E.api->check(h, limits[i], &err), CN_EREJECTED);
+		if (err.reject != CN_REJECT_LIMIT)
+			fail_msg("case %zu: class %d (%s)", i, err.reject, err.message);
+	}
+	E.api->close(h);
 }
 
 /* Every entry must pass check() and run with execute(). */
@@ -1556,6 +1623,7 @@ static void test_layers_alone(void **state)
 		assert_int_equal(sq_guard_prepare(c, hidden_writes[i], "1 ms", &st, &err), CN_EREJECTED);
 		assert_null(st);
 		assert_non_null(strstr(err.message, "the statement would write"));
+		assert_int_equal(err.reject, CN_REJECT_WRITE);
 	}
 	c->relaxed = false;
 
@@ -1583,6 +1651,15 @@ static void test_layers_alone(void **state)
 		if (i > 0 && how == 0)
 			fail_msg("the read-only connection alone let '%s' through", writes[i]);
 	}
+	/* what it refuses (SQLITE_READONLY) the driver reports as a write */
+	sqlite3_stmt *ro = NULL;
+	assert_int_equal(sqlite3_prepare_v2(c->db, "DELETE FROM orders", -1, &ro, NULL), SQLITE_OK);
+	int src = sqlite3_step(ro);
+	memset(&err, 0, sizeof err);
+	assert_int_equal(sq_fail(c, src, "1 ms", &err), CN_EREJECTED);
+	assert_int_equal(err.reject, CN_REJECT_WRITE);
+	assert_non_null(strstr(err.message, "the connector is read-only"));
+	sqlite3_finalize(ro);
 	E.api->close(h);
 	take_snapshot(&after);
 	assert_int_equal(chdir(before_cwd), 0);
@@ -1596,6 +1673,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_module),
 		cmocka_unit_test(test_attacks_refused),
+		cmocka_unit_test(test_classes),
 		cmocka_unit_test(test_layers_alone),
 		cmocka_unit_test(test_connection_hardening),
 		cmocka_unit_test(test_allowed),
