@@ -270,3 +270,11 @@ static const struct cn_driver mysql_driver = {
 };
 
 CN_DRIVER_EXPORT(mysql_driver)
+
+/* mysql_init() sets up libmariadb's client state once per process; the
+ * library gives it back only in mysql_library_end(), so the module does when
+ * it is unloaded (the last source of the driver closed). */
+__attribute__((destructor)) static void my_module_unload(void)
+{
+	mysql_library_end();
+}

@@ -15,13 +15,10 @@ import time
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Daemon, Runner, expect, parse_args  # noqa: E402
+from harness import Daemon, Runner, count_for, count_query, expect, parse_args  # noqa: E402
 
 P = "interactor_connector_"
 
-# A SQLite query that runs for a few seconds: a recursive count with nothing to cut it short.
-SLOW = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 30000000) "
-        "SELECT count(*) AS c FROM n")
 
 
 def config(args, server="", pool=1, state="@WORKDIR@/state.db", metrics=""):
@@ -173,9 +170,10 @@ def test_pool_waiting(args):
     d = Daemon(args, config(args, pool=1)).start()
     try:
         done = []
+        query = count_query(count_for(d, "demo", 3))
 
         def slow(i):
-            s, _, raw, _ = d.call("run_query", {"source": "demo", "query": SLOW})
+            s, _, raw, _ = d.call("run_query", {"source": "demo", "query": query})
             done.append((s, raw[:200]))
 
         threads = [threading.Thread(target=slow, args=(i,)) for i in range(2)]
