@@ -3,6 +3,8 @@
 #ifndef CN_APP_H
 #define CN_APP_H
 
+#include <stdbool.h>
+
 #include "config.h"
 #include "execution_store.h"
 #include "source.h"
@@ -18,6 +20,8 @@ struct app {
 	struct exec_store *store; /* NULL in one-shot CLI commands */
 	time_t (*now)(void);      /* clock for signature checks; time() wrapper by default */
 	struct runtime *runtime;  /* NULL: cfg and sources are fixed */
+	struct generation *generation; /* in a request's copy: the generation it holds */
+	bool async;               /* this call may run up to limits.async_timeout_ms */
 };
 
 #endif

@@ -134,6 +134,10 @@ static const struct ck_key global_keys[] = {
 	 .doc = "connections one client address may hold at once; more are closed at once"},
 	{"server.request_timeout", CK_UINT, CFG(request_timeout), .def_u = 10, .min = 1, .max = 300,
 	 .doc = "seconds a connection may stay silent before its request has arrived"},
+	{"server.async_after_ms", CK_UINT, CFG(async_after_ms), .def_u = 20000, .min = 1000,
+	 .max = 25000,
+	 .doc = "ms: a query of a source with limits.async_timeout_ms still running this long "
+		"is answered 202 with a status URL"},
 	{"server.tls.cert", CK_STRING, CFG(tls_cert), .flags = CK_F_PATH,
 	 .doc = "PEM certificate chain for HTTPS (TLS 1.2 and 1.3); \"\": plain HTTP"},
 	{"server.tls.key", CK_STRING, CFG(tls_key), .flags = CK_F_PATH,
@@ -201,6 +205,10 @@ static const struct ck_key source_keys[] = {
 	 .min = 1024, .max = 65536, .doc = "bytes of JSON result at most (the platform caps 64 KB)"},
 	{"limits.timeout_ms", CK_UINT, SRC(limits.timeout_ms), .def_u = 10000, .min = 1,
 	 .max = 25000, .doc = "statement time budget in ms (the platform waits 30 s)"},
+	{"limits.async_timeout_ms", CK_UINT, SRC(limits.async_timeout_ms), .def_u = 0, .min = 0,
+	 .max = 300000,
+	 .doc = "ms a query may run when answered asynchronously (202, then the status URL); "
+		"0: never, queries stop at timeout_ms"},
 	{"options", CK_OPTIONS, SRC(options), .max = CONFIG_MAX_OPTIONS,
 	 .doc = "the driver's own settings, key: value (see the driver's docs)"},
 };
@@ -1078,6 +1086,28 @@ static char *dir_of(const char *path)
 	return len ? strndup(path, len) : strdup("/");
 }
 
+/* A source answered asynchronously needs somewhere for the platform to poll,
+ * and a budget that outlasts the wait before the 202. */
+static int check_async(struct loader *ld, const struct config *cfg, size_t i)
+{
+	const struct config_source *s = &cfg->sources[i];
+	char kp[CK_PATH_MAX];
+	snprintf(kp, sizeof kp, "sources[%zu].limits.async_timeout_ms", i);
+	if (!s->limits.async_timeout_ms)
+		return CN_OK;
+	if (!*cfg->public_url)
+		return err_at(ld, s->line, kp, "answering asynchronously needs server.public_url, the "
+			      "https address under which Interactor polls the status URL; set it, or "
+			      "remove async_timeout_ms");
+	if (s->limits.async_timeout_ms <= cfg->async_after_ms ||
+	    s->limits.async_timeout_ms <= s->limits.timeout_ms)
+		return err_at(ld, s->line, kp, "%u ms is not over server.async_after_ms (%u) and "
+			      "limits.timeout_ms (%u): a query is answered 202 only once it has run "
+			      "async_after_ms; give it more, up to 300000",
+			      s->limits.async_timeout_ms, cfg->async_after_ms, s->limits.timeout_ms);
+	return CN_OK;
+}
+
 static int config_from_tree(const char *file, const struct ynode *root, struct config **out,
 			    struct cn_error *err)
 {
@@ -1106,6 +1136,8 @@ static int config_from_tree(const char *file, const struct ynode *root, struct c
 	rc = walk_map(&ld, &w, root, "");
 	if (rc == CN_OK)
 		rc = walk_finish(&ld, &w);
+	for (size_t i = 0; rc == CN_OK && i < cfg->nsources; i++)
+		rc = check_async(&ld, cfg, i);
 	if (rc == CN_OK && !*cfg->tls_cert != !*cfg->tls_key)
 		rc = err_at(&ld, root->line, *cfg->tls_cert ? "server.tls.key" : "server.tls.cert",
 			    "HTTPS needs both server.tls.cert and server.tls.key: set the %s too, or "

@@ -27,6 +27,10 @@ struct config_limits {
 	uint32_t max_rows;         /* default 1000, 1..100000 */
 	uint32_t max_result_bytes; /* default 60000, 1024..65536 (the platform caps results at 64 KB) */
 	uint32_t timeout_ms;       /* default 10000, 1..25000 (below the platform's 30 s) */
+	/* 0 (default): answered within the callback, or not at all; else the budget
+	 * of a query that may be answered 202 after server.async_after_ms, up to
+	 * 300000 (the platform's 5-minute async window); needs server.public_url */
+	uint32_t async_timeout_ms;
 };
 
 /* A driver's own settings: the source's `options:` map, in file order. */
@@ -60,6 +64,7 @@ struct config {
 	uint32_t max_connections; /* default 256, 1..4096 */
 	uint32_t max_connections_per_address; /* default 32, 1..4096 */
 	uint32_t request_timeout; /* seconds a connection may stay silent, default 10, 1..300 */
+	uint32_t async_after_ms; /* answer 202 after this long (async sources), default 20000 */
 	char *tls_cert;          /* PEM certificate chain ("" = plain HTTP), resolved against dir */
 	char *tls_key;           /* PEM private key, resolved against dir */
 	char **allow_from;       /* client networks (CIDR) allowed to connect; none = any */

@@ -597,6 +597,13 @@ static void store_flush_locked(struct exec_store *s)
 		pthread_cond_wait(&s->written, &s->mu);
 }
 
+void exec_store_flush(struct exec_store *s)
+{
+	pthread_mutex_lock(&s->mu);
+	store_flush_locked(s);
+	pthread_mutex_unlock(&s->mu);
+}
+
 /* ---- opening ----------------------------------------------------------- */
 
 /* Create the file's directory (one level) when it is missing. */
@@ -1013,6 +1020,51 @@ static int finish_entry(struct exec_store *s, struct entry *e, int status, char 
 	queue_push(s, e);
 	pthread_cond_broadcast(&s->changed);
 	return CN_OK;
+}
+
+int exec_store_peek(struct exec_store *s, const char *id, enum exec_seen *seen, int *status,
+		    char **body, size_t *len, struct cn_error *err)
+{
+	*seen = EXEC_SEEN_NONE;
+	*body = NULL;
+	*len = 0;
+	*status = 0;
+	if (!id_valid(id))
+		return id_error(err);
+	int rc = CN_OK;
+	pthread_mutex_lock(&s->mu);
+	time_t now = s->now();
+	struct entry *e = table_find(s, id, id_hash(id));
+	if (e && e->state == ENTRY_RUNNING &&
+	    (long long)now - (long long)e->claimed <= (long long)s->stale_s) {
+		*seen = EXEC_SEEN_RUNNING;
+	} else if (e && e->state == ENTRY_DONE && !entry_expired(s, e, now)) {
+		rc = entry_copy_answer(e, status, body, len, err);
+		if (rc == CN_OK)
+			*seen = EXEC_SEEN_DONE;
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (rc || *seen != EXEC_SEEN_NONE)
+		return rc;
+	/* not in memory: written, or never seen */
+	struct stored_answer a;
+	db_lock(s);
+	rc = db_get(s, id, now, &a, err);
+	db_unlock(s);
+	if (rc == CN_OK && a.found) {
+		*seen = EXEC_SEEN_DONE;
+		*status = a.status;
+		*body = a.body;
+		*len = a.len;
+	}
+	return rc;
+}
+
+void exec_store_set_stale(struct exec_store *s, uint32_t stale_s)
+{
+	pthread_mutex_lock(&s->mu);
+	s->stale_s = stale_s ? stale_s : STORE_DEFAULT_STALE_S;
+	pthread_mutex_unlock(&s->mu);
 }
 
 int exec_store_finish(struct exec_store *s, const char *id, int status, const char *body, size_t len,

@@ -58,6 +58,8 @@ struct exec_store_opts {
 int exec_store_open(const char *path, const struct exec_store_opts *opts, struct exec_store **out,
 		    struct cn_error *err) CN_MUST_USE;
 void exec_store_close(struct exec_store *s);
+/* Wait until every answer given so far has been tried on disk. */
+void exec_store_flush(struct exec_store *s);
 
 /* Claim id, or fetch its stored answer. When another request holds the id,
  * wait up to wait_ms for it to finish. On EXEC_DONE, *body is malloc'ed
@@ -67,6 +69,17 @@ int exec_store_claim(struct exec_store *s, const char *id, uint32_t wait_ms, enu
 int exec_store_finish(struct exec_store *s, const char *id, int status, const char *body,
 		      size_t len, struct cn_error *err) CN_MUST_USE;
 int exec_store_release(struct exec_store *s, const char *id, struct cn_error *err) CN_MUST_USE;
+/* What the store knows of id, without claiming it (the status URL). */
+enum exec_seen {
+	EXEC_SEEN_NONE,    /* never seen, expired, or released to run again */
+	EXEC_SEEN_RUNNING, /* claimed and not stale: status and body untouched */
+	EXEC_SEEN_DONE,    /* answered: *body malloc'ed (caller frees) */
+};
+int exec_store_peek(struct exec_store *s, const char *id, enum exec_seen *seen, int *status,
+		    char **body, size_t *len, struct cn_error *err) CN_MUST_USE;
+/* A running claim older than stale_s seconds is taken over (0: the default,
+ * 120 s). Asynchronous queries may run longer than that. */
+void exec_store_set_stale(struct exec_store *s, uint32_t stale_s);
 /* Delete entries older than the TTL, in small transactions so that claims
  * are not held up; returns how many in *removed (stored answers, and
  * claims that never finished). */

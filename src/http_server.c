@@ -173,6 +173,8 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct http_re
 	}
 	if (r->allow_post)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "POST");
+	if (r->location)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->location);
 	enum MHD_Result ret = MHD_queue_response(conn, (unsigned)r->status, resp);
 	MHD_destroy_response(resp);
 	return ret;

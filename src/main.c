@@ -259,6 +259,16 @@ struct daemon {
 	uint64_t attempts;  /* reloads tried */
 };
 
+/* A claim is taken over as stale after this: longer than any query may run. */
+static uint32_t stale_after_s(const struct config *cfg)
+{
+	uint32_t s = 120;
+	for (size_t i = 0; i < cfg->nsources; i++)
+		if (cfg->sources[i].limits.async_timeout_ms / 1000 + 60 > s)
+			s = cfg->sources[i].limits.async_timeout_ms / 1000 + 60;
+	return s;
+}
+
 /* Global keys that apply at the next start only. */
 static const char *const restart_keys[] = {
 	"server.listen", "server.max_connections", "server.max_connections_per_address",
@@ -357,6 +367,7 @@ static cJSON *daemon_reload(struct daemon *d)
 			 d->path, (unsigned long long)number, rep.kept, rep.remapped, rep.opened,
 			 rep.closed);
 		metrics_reload(true);
+		exec_store_set_stale(d->app.store, stale_after_s(cfg));
 		cJSON_AddStringToObject(out, "status", "ok");
 		cJSON_AddNumberToObject(out, "configuration", (double)number);
 		cJSON *srcs = cJSON_AddObjectToObject(out, "sources");
@@ -434,6 +445,7 @@ static int cmd_serve(int argc, char **argv)
 		struct timespec quarter = {0, 250 * 1000000L};
 		nanosleep(&quarter, NULL);
 	}
+	exec_store_set_stale(d.app.store, stale_after_s(cfg));
 	if (control_open(state_path, &d.ctl, &err)) {
 		log_error("%s", err.message);
 		goto out;
@@ -514,6 +526,24 @@ static int cmd_serve(int argc, char **argv)
 	d.srv = NULL;
 	scheduler_stop(d.sched);
 	d.sched = NULL;
+	/* calls answered 202 may still run: they get what is left of the drain,
+	 * then their queries are canceled (a retry after the restart runs them) */
+	if (request_async_drain(DRAIN_MS / 2)) {
+		struct generation *g = runtime_acquire(&d.runtime);
+		sources_cancel(g->sources);
+		runtime_release(&d.runtime, g);
+		int left = request_async_drain(10000);
+		if (left) {
+			log_warn("%d asynchronous quer%s did not stop; exiting without closing the sources",
+				 left, left == 1 ? "y" : "ies");
+			/* their threads still use the configuration and the store: keep both */
+			exec_store_flush(d.app.store);
+			running = false;
+			cfg = NULL;
+			set = NULL;
+			d.app.store = NULL;
+		}
+	}
 	log_info("stopped");
 	ret = 0;
 out:

@@ -102,6 +102,7 @@ static struct {
 	pthread_mutex_t mu; /* guards everything below but the atomics */
 	atomic_bool on;
 	atomic_int inflight;
+	atomic_int async;
 	struct series *hash[HASH_BUCKETS];
 	struct series *first[NFAMILIES];
 	struct series *last[NFAMILIES];
@@ -263,6 +264,11 @@ void metrics_replay(void)
 void metrics_inflight(int delta)
 {
 	atomic_fetch_add_explicit(&reg.inflight, delta, memory_order_relaxed);
+}
+
+void metrics_async(int delta)
+{
+	atomic_fetch_add_explicit(&reg.async, delta, memory_order_relaxed);
 }
 
 void metrics_query(const char *source, double seconds, uint64_t rows)
@@ -539,7 +545,10 @@ int metrics_render(struct app *app, struct buf *out)
 	int rc = put_header(out, "build_info", "The connector's version.", "gauge") ||
 		 buf_puts(out, PREFIX "build_info{version=\"" CN_VERSION "\"} 1\n") ||
 		 put_header(out, "tool_calls_in_flight", "Tool callbacks being answered now.", "gauge") ||
-		 buf_printf(out, PREFIX "tool_calls_in_flight %d\n", atomic_load(&reg.inflight));
+		 buf_printf(out, PREFIX "tool_calls_in_flight %d\n", atomic_load(&reg.inflight)) ||
+		 put_header(out, "async_calls_running",
+			    "Calls answered 202 whose query still runs.", "gauge") ||
+		 buf_printf(out, PREFIX "async_calls_running %d\n", atomic_load(&reg.async));
 	if (rc == CN_OK)
 		rc = render_events(out);
 	if (rc == CN_OK && app)

@@ -40,6 +40,8 @@ void metrics_tool_call(const char *tool, const char *source, int http_status, co
 void metrics_replay(void);
 /* A tool call starts or ends (the in-flight gauge). */
 void metrics_inflight(int delta);
+/* A call answered 202 goes on (+1) or ends (-1). */
+void metrics_async(int delta);
 /* A driver ran a statement: time in execute(), rows the answer holds. */
 void metrics_query(const char *source, double seconds, uint64_t rows);
 /* The guard (or a later read-only layer) refused a query; reject is the

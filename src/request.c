@@ -1,6 +1,9 @@
 #include "request.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +19,8 @@
 #include "tools.h"
 
 #define TOOL_PREFIX "/v1/tools/"
+#define STATUS_PREFIX "/v1/executions/"
+#define STATUS_RETRY_S 5 /* Retry-After of a 202 */
 #define DUPLICATE_WAIT_MS 25000u
 
 /* What one tool call did: its log line and its metrics. */
@@ -30,6 +35,8 @@ void http_response_free(struct http_response *resp)
 {
 	free(resp->body);
 	resp->body = NULL;
+	free(resp->location);
+	resp->location = NULL;
 }
 
 /* Move a tool_result into the response. */
@@ -128,19 +135,237 @@ static void handle_ready(struct app *app, struct http_response *resp)
 	respond_json(resp, all ? 200 : 503, root);
 }
 
+/* ---- answers kept by execution_id ---- */
+
+/* Keep a final answer; retryable ones (429, 5xx) must run again when the
+ * platform retries. An asynchronous answer is kept whatever its status (the
+ * platform fetches it from the status URL), unless the daemon is stopping:
+ * then a retry after the restart runs it again. */
+static void store_answer(struct exec_store *store, const char *exec_id, const struct tool_result *r,
+			 bool async)
+{
+	struct cn_error err = {0};
+	bool stopping = r->error_code && strcmp(r->error_code, "shutting_down") == 0;
+	bool keep = async ? !stopping : r->http_status < 500 && r->http_status != 429;
+	int rc = keep ? exec_store_finish(store, exec_id, r->http_status, r->body, r->len, &err)
+		      : exec_store_release(store, exec_id, &err);
+	if (rc)
+		log_error("execution store: %s", err.message);
+}
+
+/* <public_url>/v1/executions/<id, percent-encoded>, or NULL without a public_url. */
+static char *status_url(const struct config *cfg, const char *exec_id)
+{
+	if (!*cfg->public_url)
+		return NULL;
+	struct buf b;
+	buf_init(&b, 4096);
+	size_t n = strlen(cfg->public_url);
+	while (n && cfg->public_url[n - 1] == '/')
+		n--;
+	int rc = buf_append(&b, cfg->public_url, n) || buf_puts(&b, STATUS_PREFIX);
+	for (const unsigned char *p = (const unsigned char *)exec_id; *p && !rc; p++)
+		rc = isalnum(*p) || strchr("-._~", *p) ? buf_append(&b, p, 1)
+						       : buf_printf(&b, "%%%02X", *p);
+	size_t len;
+	char *url = rc ? NULL : buf_steal(&b, &len);
+	buf_free(&b);
+	return url;
+}
+
+/* 202: still running; the answer comes from the status URL. */
+static void respond_running(struct http_response *resp, const struct config *cfg, const char *exec_id,
+			    struct call *call)
+{
+	char *url = status_url(cfg, exec_id);
+	cJSON *root = cJSON_CreateObject();
+	cJSON_AddStringToObject(root, "status", "running");
+	cJSON_AddStringToObject(root, "execution_id", exec_id);
+	if (url)
+		cJSON_AddStringToObject(root, "status_url", url);
+	cJSON_AddStringToObject(root, "message",
+				"the query is still running; its answer will be at status_url");
+	respond_json(resp, 202, root);
+	if (resp->status == 202) {
+		resp->location = url;
+		resp->retry_after = STATUS_RETRY_S;
+		url = NULL;
+	}
+	free(url);
+	call->code = "accepted";
+}
+
+/* ---- calls that may outlive their request ---- */
+
+/* A call on a thread of its own: the request waits for it up to
+ * server.async_after_ms, then answers 202 and leaves it (detached); the
+ * thread then stores the answer. Whoever comes second (the thread finishing,
+ * or the request giving up) frees it. */
+struct async_call {
+	pthread_mutex_t mu;
+	pthread_cond_t cv; /* CLOCK_MONOTONIC */
+	bool done, detached;
+	struct app app;    /* the request's copy; its generation held for the thread */
+	const struct tool_def *tool;
+	cJSON *params;     /* a copy */
+	struct tool_result r;
+	struct timespec start;
+	char exec_id[EXEC_ID_MAX + 1];
+};
+
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int running; /* detached calls not finished */
+} async_calls = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+
+static double seconds_since(const struct timespec *start)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+static void async_free(struct async_call *a)
+{
+	if (a->app.runtime && a->app.generation)
+		runtime_release(a->app.runtime, a->app.generation);
+	cJSON_Delete(a->params);
+	tool_result_free(&a->r);
+	pthread_cond_destroy(&a->cv);
+	pthread_mutex_destroy(&a->mu);
+	free(a);
+}
+
+static void *async_main(void *arg)
+{
+	struct async_call *a = arg;
+	tools_call(&a->app, a->tool, a->params, &a->r);
+	pthread_mutex_lock(&a->mu);
+	a->done = true;
+	bool detached = a->detached;
+	pthread_cond_signal(&a->cv);
+	pthread_mutex_unlock(&a->mu);
+	if (!detached)
+		return NULL; /* the request answers and frees */
+	store_answer(a->app.store, a->exec_id, &a->r, true);
+	double seconds = seconds_since(&a->start);
+	metrics_tool_call(a->tool->name, a->r.source, a->r.http_status, a->r.error_code, seconds, a->r.len);
+	log_request(a->exec_id, a->tool->name, a->r.source, a->r.http_status, (long)(seconds * 1000.0),
+		    a->r.error_code);
+	async_free(a);
+	pthread_mutex_lock(&async_calls.mu);
+	async_calls.running--;
+	pthread_cond_broadcast(&async_calls.cv);
+	pthread_mutex_unlock(&async_calls.mu);
+	metrics_async(-1);
+	return NULL;
+}
+
+int request_async_drain(unsigned ms)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&async_calls.mu);
+	while (async_calls.running > 0 &&
+	       pthread_cond_timedwait(&async_calls.cv, &async_calls.mu, &until) == 0)
+		;
+	int left = async_calls.running;
+	pthread_mutex_unlock(&async_calls.mu);
+	return left;
+}
+
+/* Run the call on its own thread and wait for it until async_after_ms after
+ * the request began: its answer in *r (true), or answered 202 (false). On a
+ * thread that cannot start, the call runs here (true). */
+static bool run_async(struct app *app, const cJSON *params, struct call *call,
+		      const struct timespec *began, struct tool_result *r, struct http_response *resp)
+{
+	struct async_call *a = calloc(1, sizeof *a);
+	pthread_condattr_t ca;
+	if (!a || pthread_condattr_init(&ca)) {
+		free(a);
+		tools_call(app, call->tool, params, r);
+		return true;
+	}
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&a->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&a->mu, NULL);
+	a->app = *app;
+	a->app.async = true;
+	a->tool = call->tool;
+	a->start = *began;
+	snprintf(a->exec_id, sizeof a->exec_id, "%s", call->exec_id);
+	a->params = params ? cJSON_Duplicate(params, true) : NULL;
+	if (a->app.runtime)
+		runtime_hold(a->app.runtime, a->app.generation);
+	pthread_t t;
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	bool started = (params == NULL || a->params) && pthread_create(&t, &attr, async_main, a) == 0;
+	pthread_attr_destroy(&attr);
+	if (!started) {
+		log_warn("execution %s: no thread for an asynchronous query; it runs within the callback",
+			 call->exec_id);
+		async_free(a);
+		tools_call(app, call->tool, params, r);
+		return true;
+	}
+	struct timespec until = *began;
+	uint32_t after = app->cfg->async_after_ms;
+	until.tv_sec += after / 1000;
+	until.tv_nsec += (long)(after % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&a->mu);
+	while (!a->done && pthread_cond_timedwait(&a->cv, &a->mu, &until) != ETIMEDOUT)
+		;
+	bool done = a->done;
+	if (!done) {
+		a->detached = true;
+		pthread_mutex_lock(&async_calls.mu);
+		async_calls.running++;
+		pthread_mutex_unlock(&async_calls.mu);
+		metrics_async(1);
+	}
+	pthread_mutex_unlock(&a->mu);
+	if (!done) {
+		call->source = NULL;
+		respond_running(resp, app->cfg, call->exec_id, call);
+		return false;
+	}
+	*r = a->r;
+	memset(&a->r, 0, sizeof a->r);
+	async_free(a);
+	return true;
+}
+
 /* The tool call proper, once the request is authentic and well formed. */
 static void run_tool(struct app *app, const cJSON *params, struct http_response *resp,
-		     struct call *call)
+		     struct call *call, const struct timespec *began)
 {
 	const char *exec_id = call->exec_id;
 	struct cn_error err = {0};
 	enum exec_claim state = EXEC_CLAIMED;
+	/* with a status URL, a duplicate waits no longer than a first delivery would */
+	bool can_poll = *app->cfg->public_url != '\0';
 	if (app->store) {
 		int status = 0;
 		char *body = NULL;
 		size_t len = 0;
-		if (exec_store_claim(app->store, exec_id, DUPLICATE_WAIT_MS, &state, &status, &body, &len,
-				     &err)) {
+		if (exec_store_claim(app->store, exec_id,
+				     can_poll ? app->cfg->async_after_ms : DUPLICATE_WAIT_MS, &state,
+				     &status, &body, &len, &err)) {
 			log_error("execution store: %s", err.message);
 			respond_error(resp, 503, "store_unavailable",
 				      "the connector cannot record this execution; retry");
@@ -156,6 +381,10 @@ static void run_tool(struct app *app, const cJSON *params, struct http_response 
 			metrics_replay();
 			return;
 		}
+		if (state == EXEC_RUNNING && can_poll) {
+			respond_running(resp, app->cfg, exec_id, call);
+			return;
+		}
 		if (state == EXEC_RUNNING) {
 			respond_error(resp, 429, "execution_in_progress",
 				      "this execution_id is still running; retry to get its answer");
@@ -165,17 +394,16 @@ static void run_tool(struct app *app, const cJSON *params, struct http_response 
 		}
 	}
 	struct tool_result r = {0};
-	tools_call(app, call->tool, params, &r);
+	if (app->store && tools_may_run_long(app, call->tool, params)) {
+		if (!run_async(app, params, call, began, &r, resp))
+			return; /* 202: the call's thread stores the answer */
+	} else {
+		tools_call(app, call->tool, params, &r);
+	}
 	call->source = r.source;
 	call->code = r.error_code;
-	if (app->store) {
-		/* Keep final answers; retryable ones (429, 5xx) must run again. */
-		int keep = r.http_status < 500 && r.http_status != 429;
-		int rc = keep ? exec_store_finish(app->store, exec_id, r.http_status, r.body, r.len, &err)
-			      : exec_store_release(app->store, exec_id, &err);
-		if (rc)
-			log_error("execution store: %s", err.message);
-	}
+	if (app->store)
+		store_answer(app->store, exec_id, &r, false);
 	respond(resp, &r);
 }
 
@@ -202,7 +430,7 @@ static long json_nul_escape_at(const char *p, size_t n)
 }
 
 static void handle_tool(struct app *app, const struct http_request *req, const char *tool_name,
-			struct http_response *resp, struct call *call)
+			const struct timespec *began, struct http_response *resp, struct call *call)
 {
 	struct cn_error err = {0};
 	const struct config *cfg = app->cfg;
@@ -284,7 +512,7 @@ static void handle_tool(struct app *app, const struct http_request *req, const c
 		call->code = "unknown_tool";
 		goto out;
 	}
-	run_tool(app, cJSON_IsObject(params) ? params : NULL, resp, call);
+	run_tool(app, cJSON_IsObject(params) ? params : NULL, resp, call, began);
 out:
 	cJSON_Delete(root);
 }
@@ -304,13 +532,6 @@ static void handle_metrics(struct app *app, struct http_response *resp)
 	resp->content_type = METRICS_CONTENT_TYPE;
 }
 
-static double seconds_since(const struct timespec *start)
-{
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
-}
-
 /* POST /v1/tools/{tool}: answered, logged and counted. */
 static void handle_call(struct app *app, const struct http_request *req, struct http_response *resp)
 {
@@ -327,7 +548,7 @@ static void handle_call(struct app *app, const struct http_request *req, struct 
 		respond_error(resp, 404, "not_found", "use POST /v1/tools/{tool_name}");
 		call.code = "not_found";
 	} else {
-		handle_tool(app, req, name, resp, &call);
+		handle_tool(app, req, name, &start, resp, &call);
 	}
 	metrics_inflight(-1);
 	double seconds = seconds_since(&start);
@@ -338,11 +559,77 @@ static void handle_call(struct app *app, const struct http_request *req, struct 
 		    (long)(seconds * 1000.0), call.code);
 }
 
+/* GET /v1/executions/{id}, or POST with the callback's body: signed like a
+ * callback; 202 while the execution runs, then its stored answer. */
+static void handle_status(struct app *app, const struct http_request *req, struct http_response *resp)
+{
+	struct timespec start;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	const char *id = req->path + strlen(STATUS_PREFIX);
+	const struct config *cfg = app->cfg;
+	struct call call = {0};
+	struct cn_error err = {0};
+	cJSON *root = NULL;
+	if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "POST") != 0) {
+		respond_error(resp, 405, "method_not_allowed", "use GET (or POST the callback's body)");
+		call.code = "method_not_allowed";
+	} else if (!*id || strlen(id) > EXEC_ID_MAX) {
+		respond_error(resp, 404, "not_found", "use GET /v1/executions/{execution_id}");
+		call.code = "not_found";
+	} else if (req->too_large) {
+		respond_error(resp, 413, "payload_too_large", "the request body is too large");
+		call.code = "payload_too_large";
+	} else if (signature_verify((const char *const *)cfg->callback_secrets, cfg->nsecrets,
+				    req->body, req->len, req->signature, req->timestamp, app->now(),
+				    cfg->timestamp_tolerance, &err)) {
+		respond_error(resp, 401, "invalid_signature", err.message);
+		call.code = "invalid_signature";
+	} else if (req->len && (!(root = cJSON_ParseWithLength(req->body, req->len)) ||
+				!cJSON_IsObject(root))) {
+		respond_error(resp, 400, "invalid_request", "the body is not a JSON object");
+		call.code = "invalid_request";
+	} else if (root && cJSON_GetObjectItemCaseSensitive(root, "execution_id") &&
+		   !(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(root, "execution_id")) &&
+		     strcmp(cJSON_GetObjectItemCaseSensitive(root, "execution_id")->valuestring, id) == 0)) {
+		respond_error(resp, 400, "invalid_request", "execution_id in the body differs from the URL");
+		call.code = "invalid_request";
+	} else {
+		enum exec_seen seen = EXEC_SEEN_NONE;
+		int status = 0;
+		char *body = NULL;
+		size_t len = 0;
+		if (app->store && exec_store_peek(app->store, id, &seen, &status, &body, &len, &err)) {
+			log_error("execution store: %s", err.message);
+			respond_error(resp, 503, "store_unavailable", "the connector cannot read its "
+				      "executions now; retry");
+			resp->retry_after = 2;
+			call.code = "store_unavailable";
+		} else if (seen == EXEC_SEEN_DONE) {
+			resp->status = status;
+			resp->body = body;
+			resp->len = len;
+		} else if (seen == EXEC_SEEN_RUNNING) {
+			respond_running(resp, cfg, id, &call);
+		} else {
+			respond_error(resp, 404, "unknown_execution",
+				      "no execution with this id is known here: it never ran, ran more "
+				      "than 7 days ago, or ended in an error that a retry runs again");
+			call.code = "unknown_execution";
+		}
+	}
+	cJSON_Delete(root);
+	double seconds = seconds_since(&start);
+	metrics_tool_call("execution_status", NULL, resp->status, call.code, seconds, resp->len);
+	log_request(id, "execution_status", NULL, resp->status, (long)(seconds * 1000.0), call.code);
+}
+
 static void route(struct app *app, const struct http_request *req, struct http_response *resp)
 {
 	bool get = strcmp(req->method, "GET") == 0;
 	if (strncmp(req->path, TOOL_PREFIX, strlen(TOOL_PREFIX)) == 0) {
 		handle_call(app, req, resp);
+	} else if (strncmp(req->path, STATUS_PREFIX, strlen(STATUS_PREFIX)) == 0) {
+		handle_status(app, req, resp);
 	} else if (get && strcmp(req->path, "/healthz") == 0) {
 		handle_health(app, resp); /* probes are not logged: they would drown the log */
 	} else if (get && strcmp(req->path, "/readyz") == 0) {
@@ -368,7 +655,7 @@ void request_handle(struct app *app, const struct http_request *req, struct http
 	struct app now = *app;
 	now.cfg = g->cfg;
 	now.sources = g->sources;
-	now.runtime = NULL;
+	now.generation = g;
 	route(&now, req, resp);
 	runtime_release(app->runtime, g);
 }

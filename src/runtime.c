@@ -68,6 +68,13 @@ struct generation *runtime_acquire(struct runtime *rt)
 	return g;
 }
 
+void runtime_hold(struct runtime *rt, struct generation *g)
+{
+	pthread_mutex_lock(&rt->mu);
+	g->refs++;
+	pthread_mutex_unlock(&rt->mu);
+}
+
 void runtime_release(struct runtime *rt, struct generation *g)
 {
 	pthread_mutex_lock(&rt->mu);

@@ -44,6 +44,9 @@ void runtime_destroy(struct runtime *rt);
 /* The current generation, held until runtime_release(). */
 struct generation *runtime_acquire(struct runtime *rt);
 void runtime_release(struct runtime *rt, struct generation *g);
+/* One more hold on g, which the caller holds already (work that outlives
+ * its request). */
+void runtime_hold(struct runtime *rt, struct generation *g);
 
 /* Make (cfg, sources) current (taken over). The old generation goes once its
  * requests are done. Returns the new generation's number (0 on out of

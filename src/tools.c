@@ -754,7 +754,8 @@ void tools_run_query(struct app *app, const char *source, const char *sql,
 		.text = sql,
 		.params = params,
 		.nparams = nparams,
-		.timeout_ms = lim->timeout_ms,
+		/* a call that may be answered 202 runs on its own thread, with the longer budget */
+		.timeout_ms = app->async && lim->async_timeout_ms ? lim->async_timeout_ms : lim->timeout_ms,
 		.max_rows = opts.max_rows,
 	};
 	struct timespec db_start;
@@ -940,6 +941,15 @@ const struct tool_def *tools_find(const char *name)
 		if (strcmp(tools_catalog[i].name, name) == 0)
 			return &tools_catalog[i];
 	return NULL;
+}
+
+bool tools_may_run_long(const struct app *app, const struct tool_def *tool, const cJSON *params)
+{
+	if (strcmp(tool->name, "run_query") != 0 || !params)
+		return false;
+	const cJSON *name = cJSON_GetObjectItemCaseSensitive(params, "source");
+	struct source *s = cJSON_IsString(name) ? sources_find(app->sources, name->valuestring) : NULL;
+	return s && s->cfg->allow_run_query && s->cfg->limits.async_timeout_ms > 0;
 }
 
 void tools_call(struct app *app, const struct tool_def *tool, const cJSON *params,

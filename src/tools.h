@@ -12,6 +12,7 @@
 #define CN_TOOLS_H
 
 #include <cjson/cJSON.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "app.h"
@@ -43,6 +44,9 @@ const struct tool_def *tools_find(const char *name);
 void tools_call(struct app *app, const struct tool_def *tool, const cJSON *params,
 		struct tool_result *out);
 void tool_result_free(struct tool_result *r);
+/* Could this call be answered asynchronously? run_query on a source with
+ * limits.async_timeout_ms. */
+bool tools_may_run_long(const struct app *app, const struct tool_def *tool, const cJSON *params);
 
 /* Fill out with {"error":{"code":code,"message":...}}. */
 void tool_result_error(struct tool_result *out, int http_status, const char *code, const char *fmt, ...)

@@ -841,17 +841,20 @@ static bool schema_required(const cJSON *parent, const char *path)
 	return false;
 }
 
+#define PUBLIC "server: { public_url: \"https://connector.example.com\" }\n"
+
 /* A small valid document with path set to value. */
 static void yaml_with(char *dst, size_t n, const char *path, const char *value)
 {
+	/* a public_url, which limits.async_timeout_ms needs */
 	if (strncmp(path, "sources[].", 10) == 0) {
 		const char *rest = path + 10, *dot = strchr(rest, '.');
 		if (dot)
-			snprintf(dst, n, AUTH "sources:\n  - { name: a, driver: sqlite, dsn: x, "
+			snprintf(dst, n, PUBLIC AUTH "sources:\n  - { name: a, driver: sqlite, dsn: x, "
 				 "%.*s: { %s: %s } }\n", (int)(dot - rest), rest, dot + 1, value);
 		else
-			snprintf(dst, n, AUTH "sources:\n  - { name: a, driver: sqlite, dsn: x, %s: %s }\n",
-				 rest, value);
+			snprintf(dst, n, PUBLIC AUTH "sources:\n  - { name: a, driver: sqlite, dsn: x, "
+				 "%s: %s }\n", rest, value);
 	} else if (strncmp(path, "auth.", 5) == 0) {
 		snprintf(dst, n, "auth: { callback_secrets: [\"${CN_TEST_SECRET}\"], %s: %s }\n" SOURCE,
 			 path + 5, value);
@@ -979,6 +982,41 @@ static void test_driver_options(void **state)
 	}
 }
 
+/* limits.async_timeout_ms needs a status URL base and a budget past the 202. */
+static void test_async_needs(void **state)
+{
+	(void)state;
+	struct config *cfg;
+	struct cn_error err;
+	static const struct {
+		const char *server, *limits, *needle;
+	} bad[] = {
+		{"{}", "{ async_timeout_ms: 60000 }", "needs server.public_url"},
+		{"{ public_url: \"https://c.example.com\" }", "{ async_timeout_ms: 15000 }",
+		 "not over server.async_after_ms (20000)"},
+		{"{ public_url: \"https://c.example.com\", async_after_ms: 5000 }",
+		 "{ timeout_ms: 9000, async_timeout_ms: 8000 }", "limits.timeout_ms (9000)"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char text[600];
+		snprintf(text, sizeof text, "server: %s\n" AUTH
+			 "sources:\n  - { name: s, driver: sqlite, dsn: x.db,\n      limits: %s }\n",
+			 bad[i].server, bad[i].limits);
+		assert_int_equal(load(text, &cfg, &err), CN_ECONFIG);
+		assert_contains(err.message, "sources[0].limits.async_timeout_ms", "key");
+		assert_contains(err.message, bad[i].needle, "why");
+		assert_contains(err.message, NAME ":4:", "line");
+	}
+	char ok[400];
+	snprintf(ok, sizeof ok, "server: { public_url: \"https://c.example.com\", async_after_ms: 5000 }\n"
+		 AUTH "sources:\n  - { name: s, driver: sqlite, dsn: x.db,\n      limits: "
+		 "{ async_timeout_ms: 120000 } }\n");
+	assert_int_equal(load(ok, &cfg, &err), CN_OK);
+	assert_int_equal(cfg->async_after_ms, 5000);
+	assert_int_equal(cfg->sources[0].limits.async_timeout_ms, 120000);
+	config_free(cfg);
+}
+
 static void test_schema_and_docs_agree(void **state)
 {
 	(void)state;
@@ -993,7 +1031,7 @@ static void test_schema_and_docs_agree(void **state)
 	config_free(cfg);
 	assert_int_equal(ytree_parse_buffer("print", out, strlen(out), &printed, &err), CN_OK);
 	collect_leaves(printed, "", leaves, &nleaves);
-	assert_int_equal(nleaves, 31);
+	assert_int_equal(nleaves, 33);
 
 	char *schema_text = read_text("schema/config.schema.json");
 	cJSON *schema = cJSON_Parse(schema_text);
@@ -1050,6 +1088,7 @@ int main(void)
 		cmocka_unit_test(test_resolve_path),
 		cmocka_unit_test(test_load_file),
 		cmocka_unit_test(test_driver_options),
+		cmocka_unit_test(test_async_needs),
 		cmocka_unit_test(test_schema_and_docs_agree),
 	};
 	return cmocka_run_group_tests(tests, setup_env, NULL);
