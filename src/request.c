@@ -102,18 +102,23 @@ static void handle_ready(struct app *app, struct http_response *resp)
 		struct source_status st;
 		source_status(s, &st);
 		cJSON *o = cJSON_CreateObject();
+		char why[512];
 		cJSON_AddStringToObject(o, "name", s->cfg->name);
 		if (!st.available) {
 			cJSON_AddStringToObject(o, "status", "unavailable");
 			cJSON_AddStringToObject(o, "reason", st.error);
 			all = false;
 		} else if (st.refresh_error[0]) {
-			char why[700], at[21];
+			char stale[700], at[21];
 			signature_format_timestamp((time_t)st.refreshed_at, at);
-			snprintf(why, sizeof why,
+			snprintf(stale, sizeof stale,
 				 "the last schema refresh failed (%s); serving the schema read at %s",
 				 st.refresh_error, at);
 			cJSON_AddStringToObject(o, "status", "refresh_failed");
+			cJSON_AddStringToObject(o, "reason", stale);
+			all = false;
+		} else if (!source_reachable(s, why, sizeof why)) {
+			cJSON_AddStringToObject(o, "status", "unreachable");
 			cJSON_AddStringToObject(o, "reason", why);
 			all = false;
 		} else {

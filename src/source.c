@@ -274,6 +274,7 @@ static void source_release(struct source *s)
 	free(s->base_dir);
 	pthread_mutex_destroy(&s->lock);
 	pthread_mutex_destroy(&s->refresh_mu);
+	pthread_mutex_destroy(&s->probe_mu);
 	driver_unload(s->module);
 	config_free(s->config);
 	free(s);
@@ -300,6 +301,7 @@ static struct source *source_new(const struct source_set *set, const struct conf
 	s->store_read_only = set->store_read_only;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_mutex_init(&s->refresh_mu, NULL);
+	pthread_mutex_init(&s->probe_mu, NULL);
 	return s;
 }
 
@@ -467,6 +469,38 @@ int sources_reopen(const struct config *cfg, struct source_set *old, struct sour
 	if (rc == CN_OK)
 		set_refresh_new(*out);
 	return rc;
+}
+
+static int64_t monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool source_reachable(struct source *s, char *why, size_t len)
+{
+	int64_t now = monotonic_ms();
+	pthread_mutex_lock(&s->lock);
+	bool fresh = s->probed_at_ms && now - s->probed_at_ms < SOURCE_PROBE_MS;
+	void *h = s->handle;
+	pthread_mutex_unlock(&s->lock);
+	if (!fresh && h && s->module->api->ping && pthread_mutex_trylock(&s->probe_mu) == 0) {
+		struct cn_error err = {0};
+		int rc = s->module->api->ping(h, &err);
+		pthread_mutex_lock(&s->lock);
+		s->probed_at_ms = monotonic_ms();
+		s->probe_failed = rc != CN_OK;
+		snprintf(s->probe_error, sizeof s->probe_error, "%s",
+			 rc == CN_OK ? "" : err.message[0] ? err.message : cn_status_message(rc));
+		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&s->probe_mu);
+	}
+	pthread_mutex_lock(&s->lock);
+	bool ok = !s->probe_failed;
+	snprintf(why, len, "%s", s->probe_error);
+	pthread_mutex_unlock(&s->lock);
+	return ok;
 }
 
 int source_audit(struct source *s, char *warning, size_t len, struct cn_error *err)

@@ -91,7 +91,15 @@ struct source {
 	char refresh_error[512];         /* why the last refresh failed; "" when it did not */
 	int64_t refresh_failed_at;       /* unix time of that failure */
 	int64_t next_refresh_at;         /* the scheduler's next run; 0: none planned */
+	int64_t probed_at_ms;            /* CLOCK_MONOTONIC of the last ping (source_reachable) */
+	bool probe_failed;
+	char probe_error[512];
+
+	pthread_mutex_t probe_mu;        /* one ping at a time; others read the last result */
 };
+
+/* /readyz pings a source at most this often. */
+#define SOURCE_PROBE_MS 2000
 
 /* After a failed attempt, a source is not tried again for this long: a dead
  * or unreachable database answers at once instead of stalling each call. */
@@ -180,6 +188,11 @@ void source_status(struct source *s, struct source_status *out);
 int source_connect(struct source *s, struct cn_error *err) CN_MUST_USE;
 /* Record a failed refresh (keeps the view); refresh_mu held. */
 void source_refresh_failed(struct source *s, const char *why);
+
+/* Does the source's database answer? A ping at most every SOURCE_PROBE_MS
+ * (one at a time: a caller that finds one running gets the last result).
+ * False with the driver's message in why. For /readyz. */
+bool source_reachable(struct source *s, char *why, size_t len);
 
 /* What the source's database user could write (the driver's audit), as a
  * warning in warning (empty when nothing to say or the driver cannot tell). */
