@@ -15,6 +15,7 @@
 #include <stddef.h>
 
 #include "app.h"
+#include "json_schema.h"
 
 #define TOOLS_MAX_PARAMS 100
 
@@ -52,13 +53,5 @@ void tool_result_error(struct tool_result *out, int http_status, const char *cod
 void tools_run_query(struct app *app, const char *source, const char *sql,
 		     const struct cn_value *params, size_t nparams, uint32_t max_rows,
 		     struct tool_result *out);
-
-/* Validate value against a JSON Schema subset: type (object, array, string,
- * integer, number, boolean, null or a list of them), properties, required,
- * additionalProperties false, items, minimum, maximum, minLength,
- * maxLength, maxItems. On failure message names the path ("parameters.max_rows:
- * must be at least 1"). */
-int json_schema_check(const cJSON *schema, const cJSON *value, const char *path, char *message,
-		      size_t len);
 
 #endif
