@@ -7,11 +7,16 @@
 #include "execution_store.h"
 #include "source.h"
 
+struct tool_catalog;
+struct secrets;
+
 struct app {
 	const struct config *cfg;
 	struct source_set *sources;
 	struct exec_store *store; /* NULL in one-shot CLI commands */
 	time_t (*now)(void);      /* clock for signature checks; time() wrapper by default */
+	struct tool_catalog *catalog; /* the tools offered; NULL: the built-in ones */
+	struct secrets *secrets;  /* the callback secrets accepted now; NULL: cfg's list */
 };
 
 #endif

@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -242,7 +243,9 @@ static int cmd_serve(int argc, char **argv)
 		goto out;
 	}
 	struct sources_opts sopts = {.store = app.store};
-	if (sources_open_with(cfg, &sopts, &app.sources, &err)) {
+	if (sources_open_with(cfg, &sopts, &app.sources, &err) ||
+	    tool_catalog_new(cfg, app.sources, &app.catalog, &err) ||
+	    tool_catalog_check(app.catalog, app.sources, &err)) {
 		log_error("%s", err.message);
 		goto out;
 	}
@@ -303,6 +306,7 @@ out:
 	http_server_stop(srv, 0);
 	scheduler_stop(sched);
 	sources_close(app.sources);
+	tool_catalog_free(app.catalog);
 	control_close(ctl);
 	exec_store_close(app.store);
 	free(state_path);
@@ -398,6 +402,19 @@ static int cmd_check_config(int argc, char **argv)
 			ret = 1;
 		}
 	}
+	struct tool_catalog *catalog = NULL;
+	if (tool_catalog_new(cfg, set, &catalog, &err) || tool_catalog_check(catalog, set, &err)) {
+		printf("tools: FAILED: %s\n", err.message);
+		ret = 1;
+	} else if (cfg->ntools) {
+		printf("tools: %zu curated, ", cfg->ntools);
+		for (size_t i = 0; i < catalog->ncurated; i++)
+			printf("%s%s (%s)", i ? ", " : "", catalog->curated[i].cfg->name,
+			       atomic_load(&catalog->curated[i].verdict) == CURATED_ACCEPTED
+				   ? "ok" : "not checked: its source is unavailable");
+		printf("\n");
+	}
+	tool_catalog_free(catalog);
 	printf("%s\n", ret ? "configuration has errors" : "configuration ok");
 	sources_close(set);
 	exec_store_close(store);
@@ -747,27 +764,76 @@ static int cmd_sign(int argc, char **argv)
 
 /* ---- tools ---- */
 
+static const char usage_tools[] =
+	"usage: interactor-connector tools [--config FILE]\n"
+	"\n"
+	"Prints the tools offered to the assistant as JSON: name, description and\n"
+	"the JSON Schema of their parameters. Without a config, the built-in tools;\n"
+	"with one, the tools that config offers (run_query only when a source\n"
+	"allows it, and its curated tools), named as `register` registers them\n"
+	"(interactor.tool_prefix first) with their callback_url under\n"
+	"server.public_url. The databases are not contacted.\n"
+	"\n"
+	"  -c, --config FILE    configuration file\n"
+	"  -h, --help           this text\n";
+
 static int cmd_tools(int argc, char **argv)
 {
-	(void)argv;
-	if (argc > 1) {
-		puts("usage: interactor-connector tools\n\nPrints the tool catalog as JSON.");
-		return strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ? 0 : 2;
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	const char *path = NULL;
+	int c;
+	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': path = optarg; break;
+		case 'h': fputs(usage_tools, stdout); return 0;
+		default: fputs(usage_tools, stderr); return 2;
+		}
 	}
-	cJSON *arr = cJSON_CreateArray();
-	for (const struct tool_def *t = tools_catalog; t->name; t++) {
-		cJSON *o = cJSON_CreateObject();
-		cJSON_AddStringToObject(o, "name", t->name);
-		cJSON_AddStringToObject(o, "description", t->description);
-		cJSON_AddItemToObject(o, "parameters", cJSON_Parse(t->parameters_schema));
-		cJSON_AddItemToArray(arr, o);
+	if (optind != argc) {
+		fputs(usage_tools, stderr);
+		return 2;
 	}
-	char *text = cJSON_Print(arr);
+	cJSON *arr = NULL;
+	if (path) {
+		struct config *cfg = NULL;
+		struct source_set *set = NULL;
+		struct tool_catalog *catalog = NULL;
+		struct cn_error err = {0};
+		int ret = load_config(path, &cfg);
+		if (ret)
+			return ret;
+		apply_log_settings(cfg, LOG_LEVEL_WARN);
+		/* drivers loaded (to tell SQL sources from document ones), nothing connected */
+		struct sources_opts o = {.lazy = true};
+		if (sources_open_with(cfg, &o, &set, &err) || tool_catalog_new(cfg, set, &catalog, &err)) {
+			fprintf(stderr, "interactor-connector: %s\n", err.message);
+			ret = 1;
+		} else {
+			arr = tool_catalog_to_json(catalog, cfg->public_url);
+		}
+		tool_catalog_free(catalog);
+		sources_close(set);
+		config_free(cfg);
+		if (ret)
+			return ret;
+	} else {
+		arr = cJSON_CreateArray();
+		for (const struct tool_def *t = tools_catalog; arr && t->name; t++) {
+			cJSON *o = cJSON_CreateObject();
+			cJSON_AddStringToObject(o, "name", t->name);
+			cJSON_AddStringToObject(o, "description", t->description);
+			cJSON_AddItemToObject(o, "parameters", cJSON_Parse(t->parameters_schema));
+			cJSON_AddItemToArray(arr, o);
+		}
+	}
+	char *text = arr ? cJSON_Print(arr) : NULL;
 	if (text)
 		printf("%s\n", text);
 	free(text);
 	cJSON_Delete(arr);
-	return 0;
+	return text ? 0 : 1;
 }
 
 int main(int argc, char **argv)

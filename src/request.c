@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "buf.h"
 #include "log.h"
 #include "refresh.h"
 #include "signature.h"
@@ -125,7 +126,7 @@ static void handle_ready(struct app *app, struct http_response *resp)
 }
 
 /* The tool call proper, once the request is authentic and well formed. */
-static void run_tool(struct app *app, const struct tool_def *tool, const cJSON *params,
+static void run_tool(struct app *app, const struct tool_entry *tool, const cJSON *params,
 		     const char *exec_id, struct http_response *resp, const char **source,
 		     const char **error_code)
 {
@@ -160,7 +161,7 @@ static void run_tool(struct app *app, const struct tool_def *tool, const cJSON *
 		}
 	}
 	struct tool_result r = {0};
-	tools_call(app, tool, params, &r);
+	tools_call_entry(app, tool, params, &r);
 	*source = r.source;
 	*error_code = r.error_code;
 	if (app->store) {
@@ -194,6 +195,28 @@ static long json_nul_escape_at(const char *p, size_t n)
 		}
 	}
 	return -1;
+}
+
+/* 404 naming the tools there are (as registered). */
+static void unknown_tool(const struct app *app, struct http_response *resp)
+{
+	struct buf b;
+	buf_init(&b, 4096);
+	int rc = buf_puts(&b, "no such tool; tools:");
+	if (app->catalog) {
+		const char *sep = "";
+		for (size_t i = 0; rc == CN_OK && i < app->catalog->n; i++) {
+			if (!app->catalog->items[i].offered)
+				continue;
+			rc = buf_printf(&b, "%s %s", sep, app->catalog->items[i].registered_name);
+			sep = ",";
+		}
+	} else {
+		for (const struct tool_def *t = tools_catalog; rc == CN_OK && t->name; t++)
+			rc = buf_printf(&b, "%s %s", t == tools_catalog ? "" : ",", t->name);
+	}
+	respond_error(resp, 404, "unknown_tool", rc == CN_OK ? b.data : "no such tool");
+	buf_free(&b);
 }
 
 /* exec_out receives a copy of the body's execution_id (for the log line). */
@@ -274,11 +297,9 @@ static void handle_tool(struct app *app, const struct http_request *req, const c
 			goto out;
 		}
 	}
-	const struct tool_def *tool = tools_find(tool_name);
+	const struct tool_entry *tool = tools_resolve(app, tool_name);
 	if (!tool) {
-		respond_error(
-		    resp, 404, "unknown_tool",
-		    "no such tool; tools: list_data_sources, describe_schema, search_schema, run_query");
+		unknown_tool(app, resp);
 		*error_code = "unknown_tool";
 		goto out;
 	}
