@@ -23,6 +23,7 @@
 #include "refresh.h"
 #include "request.h"
 #include "scheduler.h"
+#include "secrets.h"
 #include "signature.h"
 #include "source.h"
 #include "tools.h"
@@ -176,6 +177,42 @@ static void apply_log_settings(const struct config *cfg, enum log_level floor)
 
 /* ---- serve ---- */
 
+/* The command line's "secrets" request: read the rotation file again and
+ * say which secrets are accepted now (by fingerprint, never the values). */
+static cJSON *secrets_answer(void *ctx, const char *verb, const char *source)
+{
+	struct app *app = ctx;
+	struct cn_error err = {0};
+	(void)verb;
+	(void)source;
+	cJSON *a = cJSON_CreateObject();
+	if (!a)
+		return NULL;
+	if (secrets_reload(app->secrets, &err)) {
+		log_error("callback secrets not reloaded, the ones before stay: %s", err.message);
+		cJSON_AddStringToObject(a, "error", err.message);
+		return a;
+	}
+	struct secret_set *set = secrets_acquire(app->secrets);
+	int64_t now = (int64_t)app->now();
+	cJSON *fps = cJSON_AddArrayToObject(a, "accepted");
+	size_t n = 0;
+	for (size_t i = 0; fps && i < set->n; i++) {
+		const struct secret_item *it = &set->items[i];
+		if (it->expires_at && it->expires_at <= now)
+			continue;
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "fingerprint", it->fingerprint);
+		refresh_add_time(o, "expires_at", it->expires_at);
+		cJSON_AddBoolToObject(o, "primary", it->primary);
+		cJSON_AddItemToArray(fps, o);
+		n++;
+	}
+	secret_set_release(set);
+	log_info("callback secrets reloaded (asked by rotate-secret): %zu accepted", n);
+	return a;
+}
+
 static int cmd_serve(int argc, char **argv)
 {
 	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
@@ -238,7 +275,7 @@ static int cmd_serve(int argc, char **argv)
 		struct timespec quarter = {0, 250 * 1000000L};
 		nanosleep(&quarter, NULL);
 	}
-	if (control_open(state_path, &ctl, &err)) {
+	if (control_open(state_path, &ctl, &err) || secrets_open(cfg, &app.secrets, &err)) {
 		log_error("%s", err.message);
 		goto out;
 	}
@@ -287,7 +324,10 @@ static int cmd_serve(int argc, char **argv)
 			continue;
 		}
 		if (sig == SIGUSR1) {
-			/* sigqueue()d by the command line: requests are waiting; a plain one: refresh all */
+			/* sigqueue()d by the command line: requests are waiting; a plain one: refresh
+			 * all. Secrets are reloaded here, never behind a long refresh. */
+			if (info.si_code == SI_QUEUE)
+				control_serve(ctl, "secrets", secrets_answer, &app);
 			scheduler_poke(sched, info.si_code == SI_QUEUE);
 			continue;
 		}
@@ -307,6 +347,7 @@ out:
 	scheduler_stop(sched);
 	sources_close(app.sources);
 	tool_catalog_free(app.catalog);
+	secrets_free(app.secrets);
 	control_close(ctl);
 	exec_store_close(app.store);
 	free(state_path);

@@ -10,6 +10,7 @@
 #include "buf.h"
 #include "log.h"
 #include "refresh.h"
+#include "secrets.h"
 #include "signature.h"
 #include "tools.h"
 
@@ -233,8 +234,16 @@ static void handle_tool(struct app *app, const struct http_request *req, const c
 		*error_code = "payload_too_large";
 		return;
 	}
-	if (signature_verify((const char *const *)cfg->callback_secrets, cfg->nsecrets, req->body, req->len,
-			     req->signature, req->timestamp, app->now(), cfg->timestamp_tolerance, &err)) {
+	/* the secrets accepted now: a snapshot a rotation may replace meanwhile */
+	time_t now = app->now();
+	struct secret_set *set = app->secrets ? secrets_acquire(app->secrets) : NULL;
+	const char *secrets[SECRETS_MAX];
+	size_t nsecrets = set ? secret_set_current(set, (int64_t)now, secrets) : cfg->nsecrets;
+	int verified = signature_verify(set ? secrets : (const char *const *)cfg->callback_secrets,
+					nsecrets, req->body, req->len, req->signature, req->timestamp, now,
+					cfg->timestamp_tolerance, &err);
+	secret_set_release(set);
+	if (verified) {
 		respond_error(resp, 401, "invalid_signature", err.message);
 		*error_code = "invalid_signature";
 		return;
