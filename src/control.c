@@ -252,8 +252,9 @@ static void serve_one(struct control *c, const char *id, const char *verbs, cont
 	char source[80] = "";
 	cJSON *a = NULL;
 	if (text && sscanf(text, "%15s %79s", verb, source) == 2 && in_list(verbs, verb)) {
-		log_info("%s of %s asked for by the command line (request %s)", verb,
-			 strcmp(source, "*") == 0 ? "every source" : source, id);
+		if (strcmp(verb, "secrets") != 0) /* the answer logs what it did */
+			log_info("%s of %s asked for by the command line (request %s)", verb,
+				 strcmp(source, "*") == 0 ? "every source" : source, id);
 		a = answer(ctx, verb, source);
 	} else {
 		a = cJSON_CreateObject();

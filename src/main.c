@@ -22,6 +22,9 @@
 #include "log.h"
 #include "refresh.h"
 #include "request.h"
+#include "interactor_client.h"
+#include "interactor_sync.h"
+#include "rotation.h"
 #include "scheduler.h"
 #include "secrets.h"
 #include "signature.h"
@@ -55,6 +58,9 @@ static const char usage_main[] =
 	"  drift         print mapping keys and new columns the mappings no longer describe\n"
 	"  sign          sign a request body from stdin the way Interactor does (for curl)\n"
 	"  tools         print the tools offered to the assistant, with their JSON Schema\n"
+	"  register      register the tools with Interactor (idempotent) and push mappings\n"
+	"  push-mappings send each source's merged semantic mappings to Interactor\n"
+	"  rotate-secret give every tool a new callback secret without a failed callback\n"
 	"  version       print the version\n"
 	"\n"
 	"Run 'interactor-connector <command> --help' for a command's options.\n";
@@ -177,6 +183,12 @@ static void apply_log_settings(const struct config *cfg, enum log_level floor)
 
 /* ---- serve ---- */
 
+static void notify_sync(void *ctx, struct source *s)
+{
+	(void)s;
+	sync_daemon_notify(ctx);
+}
+
 /* The command line's "secrets" request: read the rotation file again and
  * say which secrets are accepted now (by fingerprint, never the values). */
 static cJSON *secrets_answer(void *ctx, const char *verb, const char *source)
@@ -254,6 +266,7 @@ static int cmd_serve(int argc, char **argv)
 	struct http_server *srv = NULL;
 	struct control *ctl = NULL;
 	struct scheduler *sched = NULL;
+	struct sync_daemon *sync = NULL;
 	struct cn_error err = {0};
 	char *state_path = config_resolve_path(cfg, cfg->state_path);
 	ret = 1;
@@ -294,6 +307,14 @@ static int cmd_serve(int argc, char **argv)
 		source_status(s, &st);
 		if (st.available && source_audit(s, warning, sizeof warning, &e) == CN_OK && warning[0])
 			log_warn("source '%s': %s", s->cfg->name, warning);
+	}
+	if (sync_daemon_start(cfg, app.sources, app.catalog, app.secrets, &sync, &err)) {
+		log_error("%s", err.message);
+		goto out;
+	}
+	if (sync) {
+		app.sources->on_refresh = notify_sync;
+		app.sources->on_refresh_ctx = sync;
 	}
 	if (scheduler_start(app.sources, ctl, &sched, &err)) {
 		log_error("%s", err.message);
@@ -345,6 +366,7 @@ static int cmd_serve(int argc, char **argv)
 out:
 	http_server_stop(srv, 0);
 	scheduler_stop(sched);
+	sync_daemon_stop(sync);
 	sources_close(app.sources);
 	tool_catalog_free(app.catalog);
 	secrets_free(app.secrets);
@@ -803,6 +825,211 @@ static int cmd_sign(int argc, char **argv)
 	return 0;
 }
 
+/* ---- register, push-mappings, rotate-secret ---- */
+
+static const char usage_register[] =
+	"usage: interactor-connector register --config FILE [--dry-run] [--prune] [--no-mappings]\n"
+	"\n"
+	"Makes Interactor's tools match the catalog (see `tools --config`): lists\n"
+	"the account's tools, creates the missing ones (with the callback secret),\n"
+	"updates those whose description, parameters or callback_url changed, and\n"
+	"leaves identical ones alone, so a second run changes nothing. Tools are\n"
+	"named interactor.tool_prefix + name, their callback_url is under\n"
+	"server.public_url. Then pushes each source's mappings (push-mappings).\n"
+	"Needs interactor.client_id and interactor.client_secret.\n"
+	"\n"
+	"  -c, --config FILE    configuration file\n"
+	"  -n, --dry-run        print the plan, change nothing\n"
+	"  -p, --prune          delete tools with the prefix that are no longer offered\n"
+	"  -M, --no-mappings    do not push the mappings\n"
+	"  -h, --help           this text\n"
+	"\n"
+	"Exit status: 0 when everything is in step, 1 on a failure, 2 on bad usage.\n";
+
+static const char usage_push[] =
+	"usage: interactor-connector push-mappings --config FILE [SOURCE] [--force] [--dry-run]\n"
+	"\n"
+	"Sends the merged semantic mappings (mapping files over database comments,\n"
+	"hidden tables and columns left out) of each source with an\n"
+	"interactor_data_source_id to PATCH /data-sources/{id}/semantic-mappings,\n"
+	"when they changed since the last push (STATE.platform.json remembers).\n"
+	"Connects to the sources to read their schemas.\n"
+	"\n"
+	"  -c, --config FILE    configuration file\n"
+	"  -f, --force          push even when nothing changed\n"
+	"  -n, --dry-run        say what would be pushed\n"
+	"  -h, --help           this text\n";
+
+static const char usage_rotate[] =
+	"usage: interactor-connector rotate-secret --config FILE [--finish] [--dry-run]\n"
+	"\n"
+	"Makes a new callback secret, keeps it in auth.secrets_file (default\n"
+	"STATE.secrets, mode 0600), has the running daemon accept it, then adds\n"
+	"it to each of this connector's tools in Interactor's dual-secret mode\n"
+	"(the old one stays valid interactor.rotation_window_hours). No callback\n"
+	"fails on the way. A run cut short carries on when run again.\n"
+	"\n"
+	"  -c, --config FILE    configuration file\n"
+	"  -f, --finish         end the window now: remove the old secret everywhere\n"
+	"  -n, --dry-run        say what would be done\n"
+	"  -h, --help           this text\n";
+
+/* What the platform commands share: the config, the drivers (nothing
+ * connected), the catalog and a client. */
+struct platform_cmd {
+	struct config *cfg;
+	struct source_set *set;
+	struct tool_catalog *catalog;
+	struct ic_client *ic;
+};
+
+static int platform_open(const char *path, struct platform_cmd *p)
+{
+	struct cn_error err = {0};
+	memset(p, 0, sizeof *p);
+	int ret = load_config(path, &p->cfg);
+	if (ret)
+		return ret;
+	/* warnings (a retry, a source down), and every exchange when log.level is debug */
+	apply_log_settings(p->cfg, strcmp(p->cfg->log_level, "debug") == 0 ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN);
+	struct sources_opts o = {.lazy = true};
+	if (config_require_interactor(p->cfg, &err) || sources_open_with(p->cfg, &o, &p->set, &err) ||
+	    tool_catalog_new(p->cfg, p->set, &p->catalog, &err) || ic_client_new(p->cfg, &p->ic, &err)) {
+		fprintf(stderr, "interactor-connector: %s\n", err.message);
+		return 1;
+	}
+	return 0;
+}
+
+static void platform_close(struct platform_cmd *p)
+{
+	ic_client_free(p->ic);
+	tool_catalog_free(p->catalog);
+	sources_close(p->set);
+	config_free(p->cfg);
+}
+
+static int cmd_register(int argc, char **argv)
+{
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+					     {"dry-run", no_argument, NULL, 'n'},
+					     {"prune", no_argument, NULL, 'p'},
+					     {"no-mappings", no_argument, NULL, 'M'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	const char *path = NULL;
+	bool dry_run = false, prune = false, mappings = true;
+	int c;
+	while ((c = getopt_long(argc, argv, "c:npMh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': path = optarg; break;
+		case 'n': dry_run = true; break;
+		case 'p': prune = true; break;
+		case 'M': mappings = false; break;
+		case 'h': fputs(usage_register, stdout); return 0;
+		default: fputs(usage_register, stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		fputs(usage_register, stderr);
+		return 2;
+	}
+	struct platform_cmd p;
+	int ret = platform_open(path, &p);
+	struct secrets *secrets = NULL;
+	struct cn_error err = {0};
+	if (ret == 0 && secrets_open(p.cfg, &secrets, &err)) {
+		fprintf(stderr, "interactor-connector: %s\n", err.message);
+		ret = 1;
+	}
+	if (ret == 0) {
+		struct secret_set *set = secrets_acquire(secrets);
+		if (sync_register(p.ic, p.cfg, p.catalog, secret_set_primary(set, (int64_t)time(NULL)), prune,
+				  dry_run, stdout, &err)) {
+			fprintf(stderr, "interactor-connector: register: %s\n", err.message);
+			ret = 1;
+		}
+		secret_set_release(set);
+	}
+	if (ret == 0 && mappings &&
+	    sync_push_mappings(p.ic, p.set, NULL, false, dry_run, stdout, &err)) {
+		fprintf(stderr, "interactor-connector: push-mappings: %s\n", err.message);
+		ret = 1;
+	}
+	secrets_free(secrets);
+	platform_close(&p);
+	return ret;
+}
+
+static int cmd_push_mappings(int argc, char **argv)
+{
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+					     {"force", no_argument, NULL, 'f'},
+					     {"dry-run", no_argument, NULL, 'n'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	const char *path = NULL;
+	bool force = false, dry_run = false;
+	int c;
+	while ((c = getopt_long(argc, argv, "c:fnh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': path = optarg; break;
+		case 'f': force = true; break;
+		case 'n': dry_run = true; break;
+		case 'h': fputs(usage_push, stdout); return 0;
+		default: fputs(usage_push, stderr); return 2;
+		}
+	}
+	if (argc - optind > 1) {
+		fputs(usage_push, stderr);
+		return 2;
+	}
+	struct platform_cmd p;
+	int ret = platform_open(path, &p);
+	struct cn_error err = {0};
+	if (ret == 0 &&
+	    sync_push_mappings(p.ic, p.set, optind < argc ? argv[optind] : NULL, force, dry_run, stdout, &err)) {
+		fprintf(stderr, "interactor-connector: push-mappings: %s\n", err.message);
+		ret = 1;
+	}
+	platform_close(&p);
+	return ret;
+}
+
+static int cmd_rotate_secret(int argc, char **argv)
+{
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+					     {"finish", no_argument, NULL, 'f'},
+					     {"dry-run", no_argument, NULL, 'n'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	const char *path = NULL;
+	bool finish = false, dry_run = false;
+	int c;
+	while ((c = getopt_long(argc, argv, "c:fnh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': path = optarg; break;
+		case 'f': finish = true; break;
+		case 'n': dry_run = true; break;
+		case 'h': fputs(usage_rotate, stdout); return 0;
+		default: fputs(usage_rotate, stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		fputs(usage_rotate, stderr);
+		return 2;
+	}
+	struct platform_cmd p;
+	int ret = platform_open(path, &p);
+	struct cn_error err = {0};
+	if (ret == 0 && rotation_run(p.cfg, p.ic, p.catalog, finish, dry_run, stdout, &err)) {
+		fprintf(stderr, "interactor-connector: rotate-secret: %s\n", err.message);
+		ret = 1;
+	}
+	platform_close(&p);
+	return ret;
+}
+
 /* ---- tools ---- */
 
 static const char usage_tools[] =
@@ -887,6 +1114,8 @@ int main(int argc, char **argv)
 		{"introspect", cmd_introspect}, {"query", cmd_query},
 		{"refresh", cmd_refresh},     {"drift", cmd_drift},
 		{"sign", cmd_sign},           {"tools", cmd_tools},
+		{"register", cmd_register},   {"push-mappings", cmd_push_mappings},
+		{"rotate-secret", cmd_rotate_secret},
 	};
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
 	    strcmp(argv[1], "help") == 0) {
@@ -897,9 +1126,13 @@ int main(int argc, char **argv)
 		printf("interactor-connector %s (driver ABI %u)\n", CN_VERSION, CN_DRIVER_ABI_VERSION);
 		return 0;
 	}
-	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-		if (strcmp(argv[1], commands[i].name) == 0)
-			return commands[i].run(argc - 1, argv + 1);
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+		if (strcmp(argv[1], commands[i].name) == 0) {
+			int rc = commands[i].run(argc - 1, argv + 1);
+			ic_global_cleanup();
+			return rc;
+		}
+	}
 	fprintf(stderr, "interactor-connector: unknown command '%s'\n\n%s", argv[1], usage_main);
 	return 2;
 }

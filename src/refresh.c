@@ -278,6 +278,8 @@ int refresh_source_locked(struct source_set *set, struct source *s, struct refre
 	free(snap_text);
 	out->duration_ms = elapsed_ms(&start);
 	log_outcome(s, out);
+	if (set->on_refresh)
+		set->on_refresh(set->on_refresh_ctx, s);
 	return CN_OK;
 }
 

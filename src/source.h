@@ -91,6 +91,10 @@ struct source_set {
 	const struct config *cfg;
 	struct exec_store *store;       /* snapshots go here; NULL: none are kept */
 	bool store_read_only;           /* read baselines and snapshots, write nothing (check-config) */
+	/* Called (on the refreshing thread, refresh_mu held) after a refresh
+	 * published a new view; set before any thread refreshes. May be NULL. */
+	void (*on_refresh)(void *ctx, struct source *s);
+	void *on_refresh_ctx;
 };
 
 struct sources_opts {
