@@ -232,7 +232,7 @@ int sync_plan_tools(const cJSON *desired, const cJSON *existing, const char *pre
 		const char *name = jstr(d, "name");
 		const cJSON *match = NULL;
 		cJSON_ArrayForEach(e, existing) {
-			if (name && jstr(e, "name") && strcmp(jstr(e, "name"), name) == 0) {
+			if (name && jstr(e, "name") && jstr(e, "id") && strcmp(jstr(e, "name"), name) == 0) {
 				match = e;
 				break;
 			}
@@ -247,7 +247,7 @@ int sync_plan_tools(const cJSON *desired, const cJSON *existing, const char *pre
 			const char *du = jstr(d, "callback_url"), *eu = jstr(match, "callback_url");
 			const cJSON *dp = cJSON_GetObjectItemCaseSensitive(d, "parameters");
 			const cJSON *ep = cJSON_GetObjectItemCaseSensitive(match, "parameters");
-			if (!ed || strcmp(dd, ed) != 0)
+			if (!ed || strcmp(dd ? dd : "", ed) != 0)
 				strcat(changed, "description");
 			if (!ep || !cJSON_Compare(dp, ep, true))
 				strcat(strcat(changed, *changed ? ", " : ""), "parameters");
@@ -262,11 +262,13 @@ int sync_plan_tools(const cJSON *desired, const cJSON *existing, const char *pre
 	/* tools with the prefix the catalog does not offer, and second tools of one name */
 	cJSON_ArrayForEach(e, existing) {
 		const char *name = jstr(e, "name");
+		if (!name || !jstr(e, "id"))
+			continue; /* sync_list_tools never lists one; nothing to delete it by */
 		bool ours = pl && strncmp(name, prefix, pl) == 0, wanted = false, first = true;
 		cJSON_ArrayForEach(d, desired)
 			wanted |= jstr(d, "name") && strcmp(jstr(d, "name"), name) == 0;
 		for (const cJSON *o = existing->child; o && o != e; o = o->next)
-			first &= !(jstr(o, "name") && strcmp(jstr(o, "name"), name) == 0);
+			first &= !(jstr(o, "name") && jstr(o, "id") && strcmp(jstr(o, "name"), name) == 0);
 		if (rc == CN_OK && ((ours && !wanted) || (wanted && !first)))
 			rc = plan_add(plan, prune ? SYNC_DELETE : SYNC_STALE, name, jstr(e, "id"), NULL,
 				      wanted ? "a second tool of this name" : "no longer offered");
