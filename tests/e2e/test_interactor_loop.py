@@ -44,8 +44,9 @@ def daemon(interactor_extra="register_on_start: true", **kw):
 
 
 def stop(d):
-    d.stop()
+    code = d.stop()
     LOGS.append(d.log_text())
+    expect(code == 0, "the daemon exited with %s (sanitizer report?):\n%s" % (code, d.log_text()[-3000:]))
 
 
 def wait_for(what, fn, timeout=30):
@@ -63,6 +64,12 @@ def fresh():
     FAKE.data_source("ds_demo")
 
 
+def registered():
+    """Wait until the daemon's start-up sync is over: the tools registered and the mappings pushed."""
+    wait_for("the tools", lambda: len(FAKE.tools()) == 5)
+    wait_for("the mappings", lambda: FAKE.state()["data_sources"]["ds_demo"]["pushes"] >= 1)
+
+
 def active_secret(d):
     with open(os.path.join(d.workdir, "state.db.secrets")) as f:
         return next(s["secret"] for s in json.load(f)["secrets"] if s["state"] == "active")
@@ -72,8 +79,7 @@ def test_whole_loop():
     fresh()
     d = daemon()
     try:
-        wait_for("the tools", lambda: len(FAKE.tools()) == 5)
-        wait_for("the mappings", lambda: FAKE.state()["data_sources"]["ds_demo"]["pushes"] >= 1)
+        registered()
         tools = FAKE.tools()
         expect(tools["db_run_query"]["callback_url"] == "http://127.0.0.1:%d/v1/tools/db_run_query" % d.port,
                tools["db_run_query"])
@@ -100,7 +106,7 @@ def test_rotation_under_load():
     fresh()
     d = daemon()
     try:
-        wait_for("the tools", lambda: len(FAKE.tools()) == 5)
+        registered()
         FAKE.load_start("db_list_data_sources", threads=4, interval_ms=5)
         time.sleep(0.7)
         rc, out, err = cli("rotate-secret", "--config", d.config_path)
@@ -157,7 +163,7 @@ def test_interrupted_rotation_carries_on():
     fresh()
     d = daemon()
     try:
-        wait_for("the tools", lambda: len(FAKE.tools()) == 5)
+        registered()
         ids = sorted((t["id"] for t in FAKE.tools().values()), key=lambda i: int(i[5:]))
         third = ids[2]
         FAKE.fault(500, count=6, path="/api/v1/tools/%s/secrets" % third, method="PATCH")
@@ -187,7 +193,7 @@ def test_rotation_stops_when_the_daemon_does_not_confirm():
     fresh()
     d = daemon()
     try:
-        wait_for("the tools", lambda: len(FAKE.tools()) == 5)
+        registered()
         # the same state file, but the command keeps its secrets elsewhere: the daemon never sees them
         other = os.path.join(d.workdir, "other.yaml")
         with open(d.config_path) as f:
