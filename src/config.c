@@ -161,7 +161,8 @@ static const struct ck_key tool_keys[] = {
 	 .doc = "SQL with $1..$n, or a MongoDB command document with {\"$param\": N}"},
 	{"parameters", CK_LIST, TOOL(params), TOOL(nparams), .max = CONFIG_MAX_TOOL_PARAMS,
 	 .sub = param_keys, .nsub = NKEYS(param_keys), .item_size = sizeof(struct config_tool_param),
-	 .line_off = PARAM(line), .item_done = param_done, .item_plural = "parameters", .item_one = "parameter", .item_keys = "name and type",
+	 .line_off = PARAM(line), .item_done = param_done, .item_plural = "parameters",
+	 .item_one = "parameter", .item_keys = "name and type",
 	 .doc = "the values bound to $1..$n, in order"},
 };
 
@@ -1530,7 +1531,8 @@ static int config_from_tree(const char *file, const struct ynode *root, struct c
 	}
 	if (root->type != YNODE_MAP) {
 		rc = err_at(&ld, root->line, "(top level)", "expected a map with the sections server, "
-			    "auth, state, drivers, log, refresh, sources, tools and interactor, got %s", ytree_type_name(root));
+			    "auth, state, drivers, log, refresh, sources, tools and interactor, got %s",
+			    ytree_type_name(root));
 		goto out;
 	}
 	w.base = cfg;

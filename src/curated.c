@@ -18,9 +18,9 @@
 #define MAX_SAFE_INT 9007199254740992.0 /* 2^53: larger integers lose digits as JSON numbers */
 
 static const char *const type_names[] = {
-	[CONFIG_PARAM_STRING] = "string",   [CONFIG_PARAM_INTEGER] = "integer",
-	[CONFIG_PARAM_NUMBER] = "number",   [CONFIG_PARAM_BOOLEAN] = "boolean",
-	[CONFIG_PARAM_DATE] = "date",       [CONFIG_PARAM_TIMESTAMP] = "timestamp",
+    [CONFIG_PARAM_STRING] = "string", [CONFIG_PARAM_INTEGER] = "integer",
+    [CONFIG_PARAM_NUMBER] = "number", [CONFIG_PARAM_BOOLEAN] = "boolean",
+    [CONFIG_PARAM_DATE] = "date",     [CONFIG_PARAM_TIMESTAMP] = "timestamp",
 };
 
 int curated_type_from_name(const char *name, enum config_param_type *out)
@@ -106,8 +106,10 @@ cJSON *curated_value_from_text(enum config_param_type t, const char *text, char 
 		break;
 	case CONFIG_PARAM_TIMESTAMP:
 		if (!json_schema_is_date_time(text)) {
-			snprintf(why, n, "'%.40s' is not a timestamp: write ISO 8601 such as "
-				 "2024-05-01T00:00:00Z", text);
+			snprintf(why, n,
+				 "'%.40s' is not a timestamp: write ISO 8601 such as "
+				 "2024-05-01T00:00:00Z",
+				 text);
 			return NULL;
 		}
 		break;
@@ -144,17 +146,18 @@ cJSON *curated_param_schema(const struct config_tool_param *p)
 	case CONFIG_PARAM_STRING: ok = ok && cJSON_AddStringToObject(o, "type", "string"); break;
 	}
 	const char *desc = p->description && *p->description ? p->description
-			   : p->type == CONFIG_PARAM_DATE ? "A date, YYYY-MM-DD"
-			   : p->type == CONFIG_PARAM_TIMESTAMP ? "A timestamp, ISO 8601 (2024-05-01T13:00:00Z)"
-							       : NULL;
+			   : p->type == CONFIG_PARAM_DATE    ? "A date, YYYY-MM-DD"
+			   : p->type == CONFIG_PARAM_TIMESTAMP
+			       ? "A timestamp, ISO 8601 (2024-05-01T13:00:00Z)"
+			       : NULL;
 	if (ok && desc)
 		ok = cJSON_AddStringToObject(o, "description", desc) != NULL;
 	if (ok && p->nenum) {
 		cJSON *arr = cJSON_AddArrayToObject(o, "enum");
 		char why[200];
 		for (size_t i = 0; ok && i < p->nenum; i++) {
-			cJSON *v = arr ? curated_value_from_text(p->type, p->enum_values[i], why, sizeof why)
-				       : NULL;
+			cJSON *v =
+			    arr ? curated_value_from_text(p->type, p->enum_values[i], why, sizeof why) : NULL;
 			ok = v && cJSON_AddItemToArray(arr, v);
 		}
 	}
@@ -209,8 +212,8 @@ static bool ident_char(char c)
 static int mark(bool used[CONFIG_MAX_TOOL_PARAMS], double n, const char *form, char *why, size_t len)
 {
 	if (n < 1 || n != floor(n) || n > CONFIG_MAX_TOOL_PARAMS) {
-		snprintf(why, len, "%s%.0f is not a parameter: parameters are numbered from 1 to %d", form,
-			 n, CONFIG_MAX_TOOL_PARAMS);
+		snprintf(why, len, "%s%.0f is not a parameter: parameters are numbered from 1 to %d", form, n,
+			 CONFIG_MAX_TOOL_PARAMS);
 		return CN_EINVAL;
 	}
 	used[(int)n - 1] = true;
@@ -226,7 +229,8 @@ static int sql_placeholders(const char *s, bool used[CONFIG_MAX_TOOL_PARAMS], ch
 		char c = s[i];
 		bool after_ident = i > 0 && ident_char(s[i - 1]);
 		if (c == '\'') {
-			bool esc = i > 0 && (s[i - 1] == 'E' || s[i - 1] == 'e') && !(i > 1 && ident_char(s[i - 2]));
+			bool esc =
+			    i > 0 && (s[i - 1] == 'E' || s[i - 1] == 'e') && !(i > 1 && ident_char(s[i - 2]));
 			for (i++; i < n; i++) {
 				if (esc && s[i] == '\\' && i + 1 < n) {
 					i++;
@@ -264,8 +268,8 @@ static int sql_placeholders(const char *s, bool used[CONFIG_MAX_TOOL_PARAMS], ch
 				num = num * 10 + (s[i] - '0');
 			if (mark(used, num, "$", why, len))
 				return CN_EINVAL;
-		} else if (c == '$' && !after_ident && (s[i + 1] == '$' || isalpha((unsigned char)s[i + 1]) ||
-							s[i + 1] == '_')) {
+		} else if (c == '$' && !after_ident &&
+			   (s[i + 1] == '$' || isalpha((unsigned char)s[i + 1]) || s[i + 1] == '_')) {
 			/* a dollar-quoted string: $$...$$ or $tag$...$tag$ */
 			size_t t = i + 1;
 			while (t < n && (isalnum((unsigned char)s[t]) || s[t] == '_'))
@@ -313,14 +317,14 @@ static int doc_placeholders(const cJSON *node, bool used[CONFIG_MAX_TOOL_PARAMS]
 		}
 	}
 	const cJSON *child;
-	cJSON_ArrayForEach(child, node)
+	cJSON_ArrayForEach (child, node)
 		if (doc_placeholders(child, used, depth + 1, why, len))
 			return CN_EINVAL;
 	return CN_OK;
 }
 
-int curated_placeholders(const char *statement, bool document, bool used[CONFIG_MAX_TOOL_PARAMS],
-			 char *why, size_t n)
+int curated_placeholders(const char *statement, bool document, bool used[CONFIG_MAX_TOOL_PARAMS], char *why,
+			 size_t n)
 {
 	memset(used, 0, CONFIG_MAX_TOOL_PARAMS * sizeof used[0]);
 	if (!document)
@@ -328,8 +332,10 @@ int curated_placeholders(const char *statement, bool document, bool used[CONFIG_
 	cJSON *doc = cJSON_Parse(statement);
 	if (!cJSON_IsObject(doc)) {
 		cJSON_Delete(doc);
-		snprintf(why, n, "the statement starts with '{' but is not a JSON object: write a command "
-			 "document such as {\"find\": \"orders\", \"filter\": {\"status\": {\"$param\": 1}}}");
+		snprintf(
+		    why, n,
+		    "the statement starts with '{' but is not a JSON object: write a command "
+		    "document such as {\"find\": \"orders\", \"filter\": {\"status\": {\"$param\": 1}}}");
 		return CN_EINVAL;
 	}
 	int rc = doc_placeholders(doc, used, 0, why, n);
@@ -346,16 +352,19 @@ int curated_check_statement(const struct config_tool *t, char *why, size_t n)
 	const char *close = t->statement_is_document ? "}" : "";
 	for (size_t k = CONFIG_MAX_TOOL_PARAMS; k > t->nparams; k--) {
 		if (used[k - 1]) {
-			snprintf(why, n, "the statement uses %s%zu%s but %zu parameter%s declared; declare "
-				 "one under `parameters` for each placeholder, in order", open, k, close,
-				 t->nparams, t->nparams == 1 ? " is" : "s are");
+			snprintf(why, n,
+				 "the statement uses %s%zu%s but %zu parameter%s declared; declare "
+				 "one under `parameters` for each placeholder, in order",
+				 open, k, close, t->nparams, t->nparams == 1 ? " is" : "s are");
 			return CN_EINVAL;
 		}
 	}
 	for (size_t k = 1; k <= t->nparams; k++) {
 		if (!used[k - 1]) {
-			snprintf(why, n, "parameter %zu (%s) is declared but the statement never uses %s%zu%s; "
-				 "parameters bind by position", k, t->params[k - 1].name, open, k, close);
+			snprintf(why, n,
+				 "parameter %zu (%s) is declared but the statement never uses %s%zu%s; "
+				 "parameters bind by position",
+				 k, t->params[k - 1].name, open, k, close);
 			return CN_EINVAL;
 		}
 	}
@@ -386,8 +395,7 @@ static void bind_text(const struct config_tool_param *p, const char *text, struc
 	}
 }
 
-int curated_bind(const struct config_tool *t, const cJSON *args, struct cn_value *values, char *msg,
-		 size_t n)
+int curated_bind(const struct config_tool *t, const cJSON *args, struct cn_value *values, char *msg, size_t n)
 {
 	for (size_t i = 0; i < t->nparams; i++) {
 		const struct config_tool_param *p = &t->params[i];
@@ -405,7 +413,8 @@ int curated_bind(const struct config_tool *t, const cJSON *args, struct cn_value
 		case CONFIG_PARAM_INTEGER:
 			if (!cJSON_IsNumber(a) || fabs(a->valuedouble) > MAX_SAFE_INT ||
 			    a->valuedouble != floor(a->valuedouble)) {
-				snprintf(msg, n, "parameters.%s: must be a whole number within +-2^53", p->name);
+				snprintf(msg, n, "parameters.%s: must be a whole number within +-2^53",
+					 p->name);
 				return CN_EINVAL;
 			}
 			v->kind = CN_VAL_INT;

@@ -51,8 +51,8 @@ cJSON *curated_tool_schema(const struct config_tool *t);
  * (N from 1 to CONFIG_MAX_TOOL_PARAMS). CN_EINVAL with why for $0, a
  * number past the maximum, a document that is not a JSON object or a
  * {"$param": x} whose x is not such a number. */
-int curated_placeholders(const char *statement, bool document, bool used[CONFIG_MAX_TOOL_PARAMS],
-			 char *why, size_t n) CN_MUST_USE;
+int curated_placeholders(const char *statement, bool document, bool used[CONFIG_MAX_TOOL_PARAMS], char *why,
+			 size_t n) CN_MUST_USE;
 
 /* The statement uses exactly $1..$n for the tool's n parameters; else
  * CN_EINVAL with why ("uses $3 but 2 parameters are declared", "parameter 2

@@ -122,7 +122,7 @@ static void scrub(const struct ic_client *c, char *msg, size_t size)
 }
 
 static int fail(const struct ic_client *c, struct cn_error *err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 static int fail(const struct ic_client *c, struct cn_error *err, int code, const char *fmt, ...)
 {
 	char msg[sizeof err->message];
@@ -188,16 +188,17 @@ void ic_header_line(struct ic_headers *h, const char *line, size_t len, time_t n
 		const char *name;
 		size_t off, size;
 	} fields[] = {
-		{"x-request-id", offsetof(struct ic_headers, request_id), sizeof((struct ic_headers *)0)->request_id},
-		{"x-trace-id", offsetof(struct ic_headers, trace_id), sizeof((struct ic_headers *)0)->trace_id},
-		{"x-ratelimit-limit", offsetof(struct ic_headers, ratelimit_limit),
-		 sizeof((struct ic_headers *)0)->ratelimit_limit},
-		{"x-ratelimit-remaining", offsetof(struct ic_headers, ratelimit_remaining),
-		 sizeof((struct ic_headers *)0)->ratelimit_remaining},
-		{"x-ratelimit-reset", offsetof(struct ic_headers, ratelimit_reset),
-		 sizeof((struct ic_headers *)0)->ratelimit_reset},
-		{"x-ratelimit-resource", offsetof(struct ic_headers, ratelimit_resource),
-		 sizeof((struct ic_headers *)0)->ratelimit_resource},
+	    {"x-request-id", offsetof(struct ic_headers, request_id),
+	     sizeof((struct ic_headers *)0)->request_id},
+	    {"x-trace-id", offsetof(struct ic_headers, trace_id), sizeof((struct ic_headers *)0)->trace_id},
+	    {"x-ratelimit-limit", offsetof(struct ic_headers, ratelimit_limit),
+	     sizeof((struct ic_headers *)0)->ratelimit_limit},
+	    {"x-ratelimit-remaining", offsetof(struct ic_headers, ratelimit_remaining),
+	     sizeof((struct ic_headers *)0)->ratelimit_remaining},
+	    {"x-ratelimit-reset", offsetof(struct ic_headers, ratelimit_reset),
+	     sizeof((struct ic_headers *)0)->ratelimit_reset},
+	    {"x-ratelimit-resource", offsetof(struct ic_headers, ratelimit_resource),
+	     sizeof((struct ic_headers *)0)->ratelimit_resource},
 	};
 	for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
 		if (strlen(fields[i].name) == nl && strncasecmp(line, fields[i].name, nl) == 0) {
@@ -316,8 +317,10 @@ static int load_ca(struct ic_client *c, struct cn_error *err)
 		rc = cn_error_set(err, CN_ECONFIG, "%s: interactor.ca_file: cannot read %s: %s", c->cfg->path,
 				  path ? path : "?", errno ? strerror(errno) : "empty or too large");
 	} else if (!strstr(pem, "-----BEGIN CERTIFICATE-----")) {
-		rc = cn_error_set(err, CN_ECONFIG, "%s: interactor.ca_file: %s holds no PEM certificate "
-				  "(-----BEGIN CERTIFICATE-----)", c->cfg->path, path);
+		rc = cn_error_set(err, CN_ECONFIG,
+				  "%s: interactor.ca_file: %s holds no PEM certificate "
+				  "(-----BEGIN CERTIFICATE-----)",
+				  c->cfg->path, path);
 	}
 	char *sys_path = NULL, *sys = NULL;
 	if (rc == CN_OK && curl_easy_getinfo(c->curl, CURLINFO_CAINFO, &sys_path) == CURLE_OK && sys_path)
@@ -348,7 +351,8 @@ int ic_client_new(const struct config *cfg, struct ic_client **out, struct cn_er
 		return rc;
 	pthread_once(&global_once, global_init);
 	if (global_rc != CURLE_OK)
-		return cn_error_set(err, CN_EINTERNAL, "libcurl cannot start: %s", curl_easy_strerror(global_rc));
+		return cn_error_set(err, CN_EINTERNAL, "libcurl cannot start: %s",
+				    curl_easy_strerror(global_rc));
 	struct ic_client *c = calloc(1, sizeof *c);
 	if (!c)
 		return cn_error_set(err, CN_ENOMEM, "out of memory");
@@ -419,7 +423,8 @@ int ic_client_add_sensitive(struct ic_client *c, const char *s)
 			/* forget the oldest callback secret; the client secret (0) stays */
 			explicit_bzero(c->sensitive[1], strlen(c->sensitive[1]));
 			free(c->sensitive[1]);
-			memmove(&c->sensitive[1], &c->sensitive[2], (IC_MAX_SENSITIVE - 2) * sizeof c->sensitive[0]);
+			memmove(&c->sensitive[1], &c->sensitive[2],
+				(IC_MAX_SENSITIVE - 2) * sizeof c->sensitive[0]);
 			c->nsensitive--;
 		}
 		if (!(c->sensitive[c->nsensitive] = strdup(s)))
@@ -570,10 +575,8 @@ static bool curl_retryable(CURLcode rc)
 	case CURLE_GOT_NOTHING:
 	case CURLE_PARTIAL_FILE:
 	case CURLE_HTTP2:
-	case CURLE_HTTP2_STREAM:
-		return true;
-	default:
-		return false;
+	case CURLE_HTTP2_STREAM: return true;
+	default: return false;
 	}
 }
 
@@ -590,7 +593,8 @@ static void log_exchange(const char *method, const char *url, const struct excha
 	log_debug("interactor: %s %s -> %ld in %ld ms (attempt %u; X-Request-Id %s, X-Trace-Id %s, "
 		  "X-Client-Request-Id %s; rate limit %s of %s left for %s, reset at %s)",
 		  method, url_path(url), x->status, x->ms, attempt, h->request_id[0] ? h->request_id : "-",
-		  h->trace_id[0] ? h->trace_id : "-", crid, h->ratelimit_remaining[0] ? h->ratelimit_remaining : "?",
+		  h->trace_id[0] ? h->trace_id : "-", crid,
+		  h->ratelimit_remaining[0] ? h->ratelimit_remaining : "?",
 		  h->ratelimit_limit[0] ? h->ratelimit_limit : "?",
 		  h->ratelimit_resource[0] ? h->ratelimit_resource : "?",
 		  h->ratelimit_reset[0] ? h->ratelimit_reset : "?");
@@ -725,11 +729,12 @@ static int call_with_retries(struct ic_client *c, const char *method, const char
 			if (curl_tls_failure(x.curl_rc)) {
 				cJSON_Delete(parsed);
 				free_token(token);
-				return fail(c, err, CN_EUNAVAILABLE,
-					    "%s %s: TLS failed: %s; the platform's certificate must be trusted: "
-					    "if a proxy inspects TLS or the platform uses a private CA, set "
-					    "interactor.ca_file to that CA's PEM file",
-					    method, url, why);
+				return fail(
+				    c, err, CN_EUNAVAILABLE,
+				    "%s %s: TLS failed: %s; the platform's certificate must be trusted: "
+				    "if a proxy inspects TLS or the platform uses a private CA, set "
+				    "interactor.ca_file to that CA's PEM file",
+				    method, url, why);
 			}
 			snprintf(what, sizeof what, "%s %s: %s", method, url, why);
 			rc = CN_EUNAVAILABLE;
@@ -756,9 +761,10 @@ static int call_with_retries(struct ic_client *c, const char *method, const char
 			if (ra > IC_RETRY_AFTER_MAX_S) {
 				cJSON_Delete(parsed);
 				free_token(token);
-				return fail(c, err, CN_EBUSY, "%s %s: rate limited (%s); the platform asks to "
-					    "wait %ld s: try again later", method, url_path(url),
-					    platform[0] ? platform : "429", ra);
+				return fail(c, err, CN_EBUSY,
+					    "%s %s: rate limited (%s); the platform asks to "
+					    "wait %ld s: try again later",
+					    method, url_path(url), platform[0] ? platform : "429", ra);
 			}
 			wait = ra >= 0 ? (unsigned)ra * 1000u : ic_backoff_ms(attempt, random_u32());
 			retry = true;
@@ -774,17 +780,19 @@ static int call_with_retries(struct ic_client *c, const char *method, const char
 			cJSON_Delete(parsed);
 			free_token(token);
 			if (!bearer_call && (x.status == 400 || x.status == 401 || x.status == 403))
-				return fail(c, err, CN_EAUTH, "the platform refused the client credentials "
+				return fail(c, err, CN_EAUTH,
+					    "the platform refused the client credentials "
 					    "(%ld %s) at %s: check interactor.client_id and "
-					    "interactor.client_secret", x.status,
-					    platform[0] ? platform : "unauthorized", url);
+					    "interactor.client_secret",
+					    x.status, platform[0] ? platform : "unauthorized", url);
 			if (x.status == 401 || x.status == 403)
-				return fail(c, err, CN_EAUTH, "%s %s: %ld %s%s", method, url_path(url), x.status,
-					    platform[0] ? platform : "unauthorized",
+				return fail(c, err, CN_EAUTH, "%s %s: %ld %s%s", method, url_path(url),
+					    x.status, platform[0] ? platform : "unauthorized",
 					    x.status == 401 ? " (a new token was refused too)"
 							    : "; the client lacks the permission");
-			return fail(c, err, x.status == 404 ? CN_ENOTFOUND : CN_EINVAL, "%s %s: %ld %s", method,
-				    url_path(url), x.status, platform[0] ? platform : "(no error message)");
+			return fail(c, err, x.status == 404 ? CN_ENOTFOUND : CN_EINVAL, "%s %s: %ld %s",
+				    method, url_path(url), x.status,
+				    platform[0] ? platform : "(no error message)");
 		}
 		cJSON_Delete(parsed);
 		free_token(token);

@@ -67,10 +67,10 @@ void ic_client_free(struct ic_client *c); /* NULL is a no-op */
 int ic_client_add_sensitive(struct ic_client *c, const char *s) CN_MUST_USE;
 
 struct ic_response {
-	long status;          /* the last HTTP status, 0 when none arrived */
-	cJSON *body;          /* the whole answer parsed, or NULL (empty or not JSON) */
-	const cJSON *data;    /* body's "data", else body itself; borrowed */
-	char request_id[80];  /* the platform's X-Request-Id of the last answer */
+	long status;	     /* the last HTTP status, 0 when none arrived */
+	cJSON *body;	     /* the whole answer parsed, or NULL (empty or not JSON) */
+	const cJSON *data;   /* body's "data", else body itself; borrowed */
+	char request_id[80]; /* the platform's X-Request-Id of the last answer */
 };
 void ic_response_clear(struct ic_response *r);
 
@@ -115,8 +115,8 @@ long ic_retry_after(const char *value, time_t now);
 unsigned ic_backoff_ms(unsigned attempt, unsigned rnd);
 /* A token answer: {"data": {...}} or the bare OAuth form. *token is
  * malloc'ed; *expires_in in seconds (900 when absent). CN_EINVAL with why. */
-int ic_parse_token(const char *body, size_t len, char **token, long *expires_in, char *why, size_t n)
-	CN_MUST_USE;
+int ic_parse_token(const char *body, size_t len, char **token, long *expires_in, char *why,
+		   size_t n) CN_MUST_USE;
 /* "code: message" of an error answer {"error": {"code", "message"}} (or
  * {"error": "text"}), printable and cut to n; "" when there is none. */
 void ic_error_text(const cJSON *body, char *out, size_t n);

@@ -35,7 +35,8 @@
 
 /* A line for the operator: on out, or in the log when out is NULL (the
  * daemon), at info (news) or debug (nothing happened). */
-static void emit_at(FILE *out, enum log_level level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void emit_at(FILE *out, enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void emit_at(FILE *out, enum log_level level, const char *fmt, ...)
 {
 	char line[1200];
@@ -128,21 +129,23 @@ int sync_list_tools(struct ic_client *ic, cJSON **tools, struct cn_error *err)
 		}
 		char path[700], esc[600] = "";
 		query_escape(cursor, esc, sizeof esc);
-		snprintf(path, sizeof path, "/tools?limit=%d%s%s", SYNC_PAGE_SIZE, *esc ? "&cursor=" : "", esc);
+		snprintf(path, sizeof path, "/tools?limit=%d%s%s", SYNC_PAGE_SIZE, *esc ? "&cursor=" : "",
+			 esc);
 		struct ic_response r;
 		rc = ic_call(ic, "GET", path, NULL, &r, err);
 		if (rc) {
 			ic_response_clear(&r);
 			break;
 		}
-		const cJSON *list = cJSON_IsArray(r.data) ? r.data : cJSON_GetObjectItemCaseSensitive(r.data, "tools");
+		const cJSON *list =
+		    cJSON_IsArray(r.data) ? r.data : cJSON_GetObjectItemCaseSensitive(r.data, "tools");
 		if (!cJSON_IsArray(list)) {
 			ic_response_clear(&r);
 			rc = cn_error_set(err, CN_EINVAL, "GET /tools: the answer holds no list of tools");
 			break;
 		}
 		const cJSON *t;
-		cJSON_ArrayForEach(t, list) {
+		cJSON_ArrayForEach (t, list) {
 			cJSON *tool = tool_from_listing(t);
 			if (!tool) {
 				log_warn("interactor: GET /tools listed a tool without a usable id and name; "
@@ -151,16 +154,20 @@ int sync_list_tools(struct ic_client *ic, cJSON **tools, struct cn_error *err)
 			}
 			if (cJSON_GetArraySize(all) >= SYNC_MAX_TOOLS) {
 				cJSON_Delete(tool);
-				rc = cn_error_set(err, CN_ETOOBIG, "GET /tools: more than %d tools", SYNC_MAX_TOOLS);
+				rc = cn_error_set(err, CN_ETOOBIG, "GET /tools: more than %d tools",
+						  SYNC_MAX_TOOLS);
 				break;
 			}
 			cJSON_AddItemToArray(all, tool);
 		}
 		const cJSON *more = cJSON_GetObjectItemCaseSensitive(r.data, "has_more");
-		const char *next = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r.data, "next_cursor"));
-		bool again = rc == CN_OK && cJSON_IsTrue(more) && next && *next && strlen(next) < sizeof cursor;
+		const char *next =
+		    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r.data, "next_cursor"));
+		bool again =
+		    rc == CN_OK && cJSON_IsTrue(more) && next && *next && strlen(next) < sizeof cursor;
 		if (again && strcmp(next, seen) == 0) {
-			rc = cn_error_set(err, CN_EINVAL, "GET /tools: the platform gave the same cursor twice");
+			rc = cn_error_set(err, CN_EINVAL,
+					  "GET /tools: the platform gave the same cursor twice");
 			again = false;
 		}
 		if (again) {
@@ -224,14 +231,15 @@ int sync_plan_tools(const cJSON *desired, const cJSON *existing, const char *pre
 	memset(plan, 0, sizeof *plan);
 	size_t pl = prefix ? strlen(prefix) : 0;
 	if (prune && pl == 0)
-		return cn_error_set(err, CN_EINVAL, "interactor.tool_prefix is empty: --prune would take "
+		return cn_error_set(err, CN_EINVAL,
+				    "interactor.tool_prefix is empty: --prune would take "
 				    "every tool of the account for this connector's; set a prefix first");
 	int rc = CN_OK;
 	const cJSON *d, *e;
-	cJSON_ArrayForEach(d, desired) {
+	cJSON_ArrayForEach (d, desired) {
 		const char *name = jstr(d, "name");
 		const cJSON *match = NULL;
-		cJSON_ArrayForEach(e, existing) {
+		cJSON_ArrayForEach (e, existing) {
 			if (name && jstr(e, "name") && jstr(e, "id") && strcmp(jstr(e, "name"), name) == 0) {
 				match = e;
 				break;
@@ -260,12 +268,12 @@ int sync_plan_tools(const cJSON *desired, const cJSON *existing, const char *pre
 			break;
 	}
 	/* tools with the prefix the catalog does not offer, and second tools of one name */
-	cJSON_ArrayForEach(e, existing) {
+	cJSON_ArrayForEach (e, existing) {
 		const char *name = jstr(e, "name");
 		if (!name || !jstr(e, "id"))
 			continue; /* sync_list_tools never lists one; nothing to delete it by */
 		bool ours = pl && strncmp(name, prefix, pl) == 0, wanted = false, first = true;
-		cJSON_ArrayForEach(d, desired)
+		cJSON_ArrayForEach (d, desired)
 			wanted |= jstr(d, "name") && strcmp(jstr(d, "name"), name) == 0;
 		for (const cJSON *o = existing->child; o && o != e; o = o->next)
 			first &= !(jstr(o, "name") && jstr(o, "id") && strcmp(jstr(o, "name"), name) == 0);
@@ -291,8 +299,8 @@ void sync_plan_print(const struct sync_plan *plan, bool dry_run, FILE *out)
 		count[a->kind]++;
 		const char *verb = kind_names[a->kind];
 		if (a->kind == SYNC_STALE)
-			emit(out, "  %-10s %s (%s): %s; register --prune deletes it", verb, shown(a->name, n1, sizeof n1),
-			     shown(a->id, n2, sizeof n2), a->changed);
+			emit(out, "  %-10s %s (%s): %s; register --prune deletes it", verb,
+			     shown(a->name, n1, sizeof n1), shown(a->id, n2, sizeof n2), a->changed);
 		else if (a->kind == SYNC_UPDATE)
 			emit(out, "  %-10s %s (%s)", verb, shown(a->name, n1, sizeof n1), a->changed);
 		else if (a->kind == SYNC_DELETE)
@@ -368,10 +376,13 @@ int sync_register(struct ic_client *ic, const struct config *cfg, const struct t
 		  const char *callback_secret, bool prune, bool dry_run, FILE *out, struct cn_error *err)
 {
 	if (!cfg->public_url || !*cfg->public_url)
-		return cn_error_set(err, CN_ECONFIG, "%s: server.public_url is not set: the platform needs "
-				    "the https URL it calls this connector at", cfg->path);
+		return cn_error_set(err, CN_ECONFIG,
+				    "%s: server.public_url is not set: the platform needs "
+				    "the https URL it calls this connector at",
+				    cfg->path);
 	if (!callback_secret)
-		return cn_error_set(err, CN_ECONFIG, "no callback secret is current (every configured one "
+		return cn_error_set(err, CN_ECONFIG,
+				    "no callback secret is current (every configured one "
 				    "is retired): see rotate-secret");
 	int rc = ic_client_add_sensitive(ic, callback_secret);
 	cJSON *desired = rc ? NULL : tool_catalog_to_json(catalog, cfg->public_url), *existing = NULL;
@@ -443,8 +454,8 @@ cJSON *sync_mappings_payload(const struct schema_model *m)
 		for (size_t k = 0; k < m->ntables; k++)
 			twice |= k != i && !m->tables[k].hidden && strcmp(m->tables[k].name, t->name) == 0;
 		char *key = NULL;
-		if (asprintf(&key, "%s%s%s", twice && t->schema ? t->schema : "", twice && t->schema ? "." : "",
-			     t->name) < 0) {
+		if (asprintf(&key, "%s%s%s", twice && t->schema ? t->schema : "",
+			     twice && t->schema ? "." : "", t->name) < 0) {
 			ok = false;
 			break;
 		}
@@ -546,7 +557,8 @@ static void record_close(int fd, cJSON *root, bool write_back)
 /* The hash recorded for source, or NULL. */
 static const char *recorded_hash(const cJSON *root, const char *source, const char **at)
 {
-	const cJSON *m = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "mappings"), source);
+	const cJSON *m =
+	    cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "mappings"), source);
 	*at = jstr(m, "pushed_at");
 	return jstr(m, "sha256");
 }
@@ -627,8 +639,9 @@ int sync_push_mappings(struct ic_client *ic, struct source_set *set, const char 
 		sync_mappings_hash(id, payload, hash);
 		const char *was = recorded_hash(known, name, &at);
 		if (!force && was && strcmp(was, hash) == 0) {
-			emit_at(out, LOG_LEVEL_DEBUG, "%s: %d mappings unchanged since they were pushed to %s at %s",
-				name, entries, id, at ? at : "?");
+			emit_at(out, LOG_LEVEL_DEBUG,
+				"%s: %d mappings unchanged since they were pushed to %s at %s", name, entries,
+				id, at ? at : "?");
 		} else if (dry_run) {
 			emit(out, "%s: would push %d mappings to %s", name, entries, id);
 		} else {
@@ -716,8 +729,9 @@ static void *sync_main(void *arg)
 		int rc = CN_OK;
 		if (reg) {
 			struct secret_set *set = secrets_acquire(d->secrets);
-			rc = sync_register(d->ic, d->cfg, d->catalog, secret_set_primary(set, (int64_t)time(NULL)),
-					   false, false, NULL, &err);
+			rc = sync_register(d->ic, d->cfg, d->catalog,
+					   secret_set_primary(set, (int64_t)time(NULL)), false, false, NULL,
+					   &err);
 			secret_set_release(set);
 		}
 		if (rc == CN_OK && d->push)
@@ -725,7 +739,8 @@ static void *sync_main(void *arg)
 		pthread_mutex_lock(&d->mu);
 		d->registered |= reg && rc == CN_OK;
 		if (rc) {
-			pause = pause ? (pause * 2 > SYNC_RETRY_MAX_S ? SYNC_RETRY_MAX_S : pause * 2) : SYNC_RETRY_MIN_S;
+			pause = pause ? (pause * 2 > SYNC_RETRY_MAX_S ? SYNC_RETRY_MAX_S : pause * 2)
+				      : SYNC_RETRY_MIN_S;
 			next_try = mono_s() + pause;
 			d->dirty |= d->push; /* the pushes are tried again, and a register until it works */
 			log_warn("interactor: %s; trying again in %u s", err.message, pause);
@@ -744,21 +759,23 @@ int sync_daemon_start(const struct config *cfg, struct source_set *set, const st
 	*out = NULL;
 	bool push = false;
 	for (size_t i = 0; i < cfg->nsources; i++)
-		push |= cfg->sources[i].interactor_data_source_id && *cfg->sources[i].interactor_data_source_id;
+		push |=
+		    cfg->sources[i].interactor_data_source_id && *cfg->sources[i].interactor_data_source_id;
 	if (!cfg->register_on_start && !push)
 		return CN_OK;
 	if (config_require_interactor(cfg, err) != CN_OK) {
 		/* register_on_start needs them (the loader checked); ids alone only warn */
 		log_warn("interactor: sources have an interactor_data_source_id but %s; their mappings are "
-			 "not pushed", err->message);
+			 "not pushed",
+			 err->message);
 		memset(err, 0, sizeof *err);
 		return CN_OK;
 	}
 	struct sync_daemon *d = calloc(1, sizeof *d);
 	if (!d)
 		return cn_error_set(err, CN_ENOMEM, "out of memory");
-	*d = (struct sync_daemon){.cfg = cfg, .set = set, .catalog = catalog, .secrets = secrets,
-				  .dirty = push, .push = push};
+	*d = (struct sync_daemon){
+	    .cfg = cfg, .set = set, .catalog = catalog, .secrets = secrets, .dirty = push, .push = push};
 	int rc = ic_client_new(cfg, &d->ic, err);
 	if (rc) {
 		free(d);

@@ -48,9 +48,9 @@ enum sync_kind { SYNC_CREATE, SYNC_UPDATE, SYNC_UNCHANGED, SYNC_DELETE, SYNC_STA
 struct sync_action {
 	enum sync_kind kind;
 	char *name;
-	char *id;            /* the platform's id; NULL for a create */
-	char changed[64];    /* update: "description, parameters, callback_url" */
-	cJSON *want;         /* create / update: the tool as it should be (owned) */
+	char *id;	  /* the platform's id; NULL for a create */
+	char changed[64]; /* update: "description, parameters, callback_url" */
+	cJSON *want;	  /* create / update: the tool as it should be (owned) */
 };
 
 struct sync_plan {
@@ -74,8 +74,8 @@ void sync_plan_print(const struct sync_plan *plan, bool dry_run, FILE *out);
  * goes to the tools created. Stops at the first failure (what was done
  * stays done; a second run carries on). */
 int sync_register(struct ic_client *ic, const struct config *cfg, const struct tool_catalog *catalog,
-		  const char *callback_secret, bool prune, bool dry_run, FILE *out, struct cn_error *err)
-	CN_MUST_USE;
+		  const char *callback_secret, bool prune, bool dry_run, FILE *out,
+		  struct cn_error *err) CN_MUST_USE;
 
 /* {"mappings": {...}} of a merged model (see above); NULL on out of memory. */
 cJSON *sync_mappings_payload(const struct schema_model *m);

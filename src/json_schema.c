@@ -29,18 +29,25 @@ static int type_matches(const char *type, const cJSON *v)
 	if (strcmp(type, "number") == 0)
 		return cJSON_IsNumber(v) && isfinite(v->valuedouble);
 	if (strcmp(type, "integer") == 0)
-		return cJSON_IsNumber(v) && isfinite(v->valuedouble) && v->valuedouble == floor(v->valuedouble);
+		return cJSON_IsNumber(v) && isfinite(v->valuedouble) &&
+		       v->valuedouble == floor(v->valuedouble);
 	return 0;
 }
 
 static const char *json_type_name(const cJSON *v)
 {
-	if (cJSON_IsObject(v)) return "an object";
-	if (cJSON_IsArray(v)) return "an array";
-	if (cJSON_IsString(v)) return "a string";
-	if (cJSON_IsBool(v)) return "a boolean";
-	if (cJSON_IsNull(v)) return "null";
-	if (cJSON_IsNumber(v)) return "a number";
+	if (cJSON_IsObject(v))
+		return "an object";
+	if (cJSON_IsArray(v))
+		return "an array";
+	if (cJSON_IsString(v))
+		return "a string";
+	if (cJSON_IsBool(v))
+		return "a boolean";
+	if (cJSON_IsNull(v))
+		return "null";
+	if (cJSON_IsNumber(v))
+		return "a number";
 	return "invalid";
 }
 
@@ -62,8 +69,7 @@ static bool date_prefix(const char *s)
 {
 	static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
 	int y, m, d;
-	if (!digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &m) || s[7] != '-' ||
-	    !digits(s + 8, 2, &d))
+	if (!digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &m) || s[7] != '-' || !digits(s + 8, 2, &d))
 		return false;
 	if (m < 1 || m > 12 || d < 1 || d > mdays[m - 1])
 		return false;
@@ -94,8 +100,8 @@ bool json_schema_is_date_time(const char *s)
 		return true;
 	if ((*p == 'Z' || *p == 'z') && p[1] == '\0')
 		return true;
-	return (*p == '+' || *p == '-') && digits(p + 1, 2, &zh) && p[3] == ':' &&
-	       digits(p + 4, 2, &zm) && p[6] == '\0' && zh <= 23 && zm <= 59;
+	return (*p == '+' || *p == '-') && digits(p + 1, 2, &zh) && p[3] == ':' && digits(p + 4, 2, &zm) &&
+	       p[6] == '\0' && zh <= 23 && zm <= 59;
 }
 
 /* ---- keywords ---- */
@@ -112,19 +118,18 @@ static const char *shown(const char *s, char *dst, size_t n)
 	return dst;
 }
 
-static int check_enum(const cJSON *choices, const cJSON *value, const char *path, char *message,
-		      size_t len)
+static int check_enum(const cJSON *choices, const cJSON *value, const char *path, char *message, size_t len)
 {
 	const cJSON *c;
-	cJSON_ArrayForEach(c, choices)
+	cJSON_ArrayForEach (c, choices)
 		if (cJSON_Compare(c, value, true))
 			return CN_OK;
 	char list[300] = "";
 	size_t used = 0;
-	cJSON_ArrayForEach(c, choices) {
+	cJSON_ArrayForEach (c, choices) {
 		char *text = cJSON_PrintUnformatted(c);
-		int w = snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "",
-				 text ? text : "?");
+		int w =
+		    snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "", text ? text : "?");
 		free(text);
 		if (w < 0 || (size_t)w >= sizeof list - used) {
 			snprintf(list + sizeof list - 5, 5, "...");
@@ -136,8 +141,7 @@ static int check_enum(const cJSON *choices, const cJSON *value, const char *path
 	return CN_EINVAL;
 }
 
-static int check_pattern(const char *pattern, const char *s, const char *path, char *message,
-			 size_t len)
+static int check_pattern(const char *pattern, const char *s, const char *path, char *message, size_t len)
 {
 	regex_t re;
 	char piece[48];
@@ -154,25 +158,25 @@ static int check_pattern(const char *pattern, const char *s, const char *path, c
 	return CN_EINVAL;
 }
 
-static int check_format(const char *format, const char *s, const char *path, char *message,
-			size_t len)
+static int check_format(const char *format, const char *s, const char *path, char *message, size_t len)
 {
 	char piece[48];
 	if (strcmp(format, "date") == 0 && !json_schema_is_date(s)) {
-		snprintf(message, len, "%s: \"%s\" is not a date: write YYYY-MM-DD, e.g. 2024-05-01",
-			 path, shown(s, piece, sizeof piece));
+		snprintf(message, len, "%s: \"%s\" is not a date: write YYYY-MM-DD, e.g. 2024-05-01", path,
+			 shown(s, piece, sizeof piece));
 		return CN_EINVAL;
 	}
 	if (strcmp(format, "date-time") == 0 && !json_schema_is_date_time(s)) {
-		snprintf(message, len, "%s: \"%s\" is not a timestamp: write ISO 8601, e.g. "
-			 "2024-05-01T13:00:00Z", path, shown(s, piece, sizeof piece));
+		snprintf(message, len,
+			 "%s: \"%s\" is not a timestamp: write ISO 8601, e.g. "
+			 "2024-05-01T13:00:00Z",
+			 path, shown(s, piece, sizeof piece));
 		return CN_EINVAL;
 	}
 	return CN_OK;
 }
 
-int json_schema_check(const cJSON *schema, const cJSON *value, const char *path, char *message,
-		      size_t len)
+int json_schema_check(const cJSON *schema, const cJSON *value, const char *path, char *message, size_t len)
 {
 	const cJSON *type = cJSON_GetObjectItemCaseSensitive(schema, "type");
 	if (cJSON_IsString(type) && !type_matches(type->valuestring, value)) {
@@ -184,7 +188,7 @@ int json_schema_check(const cJSON *schema, const cJSON *value, const char *path,
 	if (cJSON_IsArray(type)) {
 		int ok = 0;
 		const cJSON *t;
-		cJSON_ArrayForEach(t, type)
+		cJSON_ArrayForEach (t, type)
 			ok |= cJSON_IsString(t) && type_matches(t->valuestring, value);
 		if (!ok) {
 			snprintf(message, len, "%s: %s is not allowed here", path, json_type_name(value));
@@ -195,35 +199,42 @@ int json_schema_check(const cJSON *schema, const cJSON *value, const char *path,
 	if (cJSON_IsArray(kw) && check_enum(kw, value, path, message, len))
 		return CN_EINVAL;
 	if (cJSON_IsNumber(value)) {
-		if ((kw = cJSON_GetObjectItemCaseSensitive(schema, "minimum")) && value->valuedouble < kw->valuedouble) {
+		if ((kw = cJSON_GetObjectItemCaseSensitive(schema, "minimum")) &&
+		    value->valuedouble < kw->valuedouble) {
 			snprintf(message, len, "%s: must be at least %.15g", path, kw->valuedouble);
 			return CN_EINVAL;
 		}
-		if ((kw = cJSON_GetObjectItemCaseSensitive(schema, "maximum")) && value->valuedouble > kw->valuedouble) {
+		if ((kw = cJSON_GetObjectItemCaseSensitive(schema, "maximum")) &&
+		    value->valuedouble > kw->valuedouble) {
 			snprintf(message, len, "%s: must be at most %.15g", path, kw->valuedouble);
 			return CN_EINVAL;
 		}
 	}
 	if (cJSON_IsString(value)) {
 		size_t n = strlen(value->valuestring);
-		if ((kw = cJSON_GetObjectItemCaseSensitive(schema, "minLength")) && (double)n < kw->valuedouble) {
+		if ((kw = cJSON_GetObjectItemCaseSensitive(schema, "minLength")) &&
+		    (double)n < kw->valuedouble) {
 			snprintf(message, len, "%s: must not be empty", path);
 			return CN_EINVAL;
 		}
-		if ((kw = cJSON_GetObjectItemCaseSensitive(schema, "maxLength")) && (double)n > kw->valuedouble) {
+		if ((kw = cJSON_GetObjectItemCaseSensitive(schema, "maxLength")) &&
+		    (double)n > kw->valuedouble) {
 			snprintf(message, len, "%s: is longer than %g characters", path, kw->valuedouble);
 			return CN_EINVAL;
 		}
 		kw = cJSON_GetObjectItemCaseSensitive(schema, "format");
-		if (cJSON_IsString(kw) && check_format(kw->valuestring, value->valuestring, path, message, len))
+		if (cJSON_IsString(kw) &&
+		    check_format(kw->valuestring, value->valuestring, path, message, len))
 			return CN_EINVAL;
 		kw = cJSON_GetObjectItemCaseSensitive(schema, "pattern");
-		if (cJSON_IsString(kw) && check_pattern(kw->valuestring, value->valuestring, path, message, len))
+		if (cJSON_IsString(kw) &&
+		    check_pattern(kw->valuestring, value->valuestring, path, message, len))
 			return CN_EINVAL;
 	}
 	if (cJSON_IsArray(value)) {
 		int n = cJSON_GetArraySize(value);
-		if ((kw = cJSON_GetObjectItemCaseSensitive(schema, "maxItems")) && (double)n > kw->valuedouble) {
+		if ((kw = cJSON_GetObjectItemCaseSensitive(schema, "maxItems")) &&
+		    (double)n > kw->valuedouble) {
 			snprintf(message, len, "%s: has more than %g items", path, kw->valuedouble);
 			return CN_EINVAL;
 		}
@@ -231,7 +242,7 @@ int json_schema_check(const cJSON *schema, const cJSON *value, const char *path,
 		if (items) {
 			int i = 0;
 			const cJSON *it;
-			cJSON_ArrayForEach(it, value) {
+			cJSON_ArrayForEach (it, value) {
 				char sub[SUBPATH_MAX];
 				snprintf(sub, sizeof sub, "%s[%d]", path, i++);
 				if (json_schema_check(items, it, sub, message, len))
@@ -243,7 +254,7 @@ int json_schema_check(const cJSON *schema, const cJSON *value, const char *path,
 		const cJSON *props = cJSON_GetObjectItemCaseSensitive(schema, "properties");
 		const cJSON *req = cJSON_GetObjectItemCaseSensitive(schema, "required");
 		const cJSON *r;
-		cJSON_ArrayForEach(r, req) {
+		cJSON_ArrayForEach (r, req) {
 			if (cJSON_IsString(r) && !cJSON_GetObjectItemCaseSensitive(value, r->valuestring)) {
 				snprintf(message, len, "%s.%s: is required", path, r->valuestring);
 				return CN_EINVAL;
@@ -251,10 +262,11 @@ int json_schema_check(const cJSON *schema, const cJSON *value, const char *path,
 		}
 		const cJSON *addl = cJSON_GetObjectItemCaseSensitive(schema, "additionalProperties");
 		const cJSON *member;
-		cJSON_ArrayForEach(member, value) {
+		cJSON_ArrayForEach (member, value) {
 			char sub[SUBPATH_MAX];
 			snprintf(sub, sizeof sub, "%s.%.60s", path, member->string ? member->string : "");
-			const cJSON *ps = props ? cJSON_GetObjectItemCaseSensitive(props, member->string) : NULL;
+			const cJSON *ps =
+			    props ? cJSON_GetObjectItemCaseSensitive(props, member->string) : NULL;
 			if (!ps) {
 				if (cJSON_IsFalse(addl)) {
 					snprintf(message, len, "%s: unknown parameter", sub);
@@ -280,7 +292,7 @@ int json_schema_check_defaults(const cJSON *schema, const char *path, char *mess
 	}
 	const cJSON *props = cJSON_GetObjectItemCaseSensitive(schema, "properties");
 	const cJSON *p;
-	cJSON_ArrayForEach(p, props) {
+	cJSON_ArrayForEach (p, props) {
 		char sub[SUBPATH_MAX];
 		snprintf(sub, sizeof sub, "%s.%.60s", path, p->string ? p->string : "");
 		if (json_schema_check_defaults(p, sub, message, len))

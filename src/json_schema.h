@@ -31,8 +31,7 @@ int json_schema_check(const cJSON *schema, const cJSON *value, const char *path,
 
 /* Every "default" inside schema (its properties', recursively) against the
  * schema that holds it; message as above, path naming the default. */
-int json_schema_check_defaults(const cJSON *schema, const char *path, char *message, size_t len)
-	CN_MUST_USE;
+int json_schema_check_defaults(const cJSON *schema, const char *path, char *message, size_t len) CN_MUST_USE;
 
 /* "2024-02-29": a real calendar date, four-digit year. */
 bool json_schema_is_date(const char *s);

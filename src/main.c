@@ -891,7 +891,8 @@ static int platform_open(const char *path, struct platform_cmd *p)
 	if (ret)
 		return ret;
 	/* warnings (a retry, a source down), and every exchange when log.level is debug */
-	apply_log_settings(p->cfg, strcmp(p->cfg->log_level, "debug") == 0 ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN);
+	bool debug = strcmp(p->cfg->log_level, "debug") == 0;
+	apply_log_settings(p->cfg, debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN);
 	struct sources_opts o = {.lazy = true};
 	if (config_require_interactor(p->cfg, &err) || sources_open_with(p->cfg, &o, &p->set, &err) ||
 	    tool_catalog_new(p->cfg, p->set, &p->catalog, &err) || ic_client_new(p->cfg, &p->ic, &err)) {
@@ -987,8 +988,8 @@ static int cmd_push_mappings(int argc, char **argv)
 	struct platform_cmd p;
 	int ret = platform_open(path, &p);
 	struct cn_error err = {0};
-	if (ret == 0 &&
-	    sync_push_mappings(p.ic, p.set, optind < argc ? argv[optind] : NULL, force, dry_run, stdout, &err)) {
+	const char *source = optind < argc ? argv[optind] : NULL;
+	if (ret == 0 && sync_push_mappings(p.ic, p.set, source, force, dry_run, stdout, &err)) {
 		fprintf(stderr, "interactor-connector: push-mappings: %s\n", err.message);
 		ret = 1;
 	}

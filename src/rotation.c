@@ -55,17 +55,20 @@ static int tell_daemon(const struct config *cfg, const char *want_fp, bool *runn
 	const char *error = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(answer, "error"));
 	bool accepted = !want_fp;
 	const cJSON *it;
-	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(answer, "accepted")) {
+	cJSON_ArrayForEach (it, cJSON_GetObjectItemCaseSensitive(answer, "accepted")) {
 		const char *fp = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "fingerprint"));
 		accepted |= want_fp && fp && strcmp(fp, want_fp) == 0;
 	}
 	if (error)
-		rc = cn_error_set(err, CN_EIO, "the running daemon (pid %ld) could not read the secrets: %.300s",
+		rc = cn_error_set(err, CN_EIO,
+				  "the running daemon (pid %ld) could not read the secrets: %.300s",
 				  (long)pid, error);
 	else if (!accepted)
-		rc = cn_error_set(err, CN_EIO, "the running daemon (pid %ld) does not accept the new secret "
+		rc = cn_error_set(err, CN_EIO,
+				  "the running daemon (pid %ld) does not accept the new secret "
 				  "after reading the secrets again: is it running with another config or "
-				  "auth.secrets_file?", (long)pid);
+				  "auth.secrets_file?",
+				  (long)pid);
 	cJSON_Delete(answer);
 	return rc;
 }
@@ -148,7 +151,8 @@ static int complete(const struct config *cfg, struct secrets_file *f, int64_t un
 		if (retired(f, fp))
 			continue;
 		if (f->nretired == SECRETS_RETIRED_MAX)
-			return cn_error_set(err, CN_ETOOBIG, "the secrets file remembers %d retired secrets "
+			return cn_error_set(err, CN_ETOOBIG,
+					    "the secrets file remembers %d retired secrets "
 					    "already; remove old ones from auth.callback_secrets",
 					    SECRETS_RETIRED_MAX);
 		memcpy(f->retired[f->nretired].fingerprint, fp, sizeof fp);
@@ -167,8 +171,10 @@ static int finish_window(const struct config *cfg, struct ic_client *ic, const s
 			 struct cn_error *err)
 {
 	if (pending_of(f))
-		return cn_error_set(err, CN_EINVAL, "a rotation is not complete (%zu tools have the new "
-				    "secret so far): run rotate-secret to carry on first", f->npatched);
+		return cn_error_set(err, CN_EINVAL,
+				    "a rotation is not complete (%zu tools have the new "
+				    "secret so far): run rotate-secret to carry on first",
+				    f->npatched);
 	if (!window_end(f, now)) {
 		fprintf(out, "rotate-secret --finish: no rotation window is open; nothing to do\n");
 		return CN_OK;
@@ -177,7 +183,7 @@ static int finish_window(const struct config *cfg, struct ic_client *ic, const s
 	int rc = sync_list_tools(ic, &tools, err);
 	size_t done = 0;
 	const cJSON *t;
-	cJSON_ArrayForEach(t, tools) {
+	cJSON_ArrayForEach (t, tools) {
 		if (rc || !ours(cfg, catalog, t))
 			continue;
 		const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "id"));
@@ -190,8 +196,9 @@ static int finish_window(const struct config *cfg, struct ic_client *ic, const s
 		snprintf(p, sizeof p, "/tools/%s/secrets", id);
 		cJSON *body = cJSON_CreateObject();
 		struct ic_response r;
-		rc = body && cJSON_AddTrueToObject(body, "remove_deprecated") ? ic_call(ic, "PATCH", p, body, &r, err)
-									     : cn_error_set(err, CN_ENOMEM, "out of memory");
+		rc = body && cJSON_AddTrueToObject(body, "remove_deprecated")
+			 ? ic_call(ic, "PATCH", p, body, &r, err)
+			 : cn_error_set(err, CN_ENOMEM, "out of memory");
 		if (body)
 			ic_response_clear(&r);
 		cJSON_Delete(body);
@@ -212,8 +219,10 @@ static int finish_window(const struct config *cfg, struct ic_client *ic, const s
 	if (rc == CN_OK)
 		rc = tell_daemon(cfg, NULL, &running, err);
 	if (rc == CN_OK)
-		fprintf(out, "rotate-secret --finish: the old secret was removed from %zu tools and is no longer "
-			"accepted%s\n", done, running ? " (the daemon was told)" : "");
+		fprintf(out,
+			"rotate-secret --finish: the old secret was removed from %zu tools and is no longer "
+			"accepted%s\n",
+			done, running ? " (the daemon was told)" : "");
 	return rc;
 }
 
@@ -246,9 +255,12 @@ int rotation_run(const struct config *cfg, struct ic_client *ic, const struct to
 	int64_t open_until = window_end(&f, now);
 	if (open_until) {
 		fmt_time(open_until, ts);
-		rc = cn_error_set(err, CN_EINVAL, "the last rotation's window is open until %s (the old secret "
-				  "is still accepted): run `rotate-secret --finish` to end it now, then rotate "
-				  "again", ts);
+		rc = cn_error_set(
+		    err, CN_EINVAL,
+		    "the last rotation's window is open until %s (the old secret "
+		    "is still accepted): run `rotate-secret --finish` to end it now, then rotate "
+		    "again",
+		    ts);
 		goto out;
 	}
 	tidy(cfg, &f, now);
@@ -257,15 +269,19 @@ int rotation_run(const struct config *cfg, struct ic_client *ic, const struct to
 	if (p) {
 		secrets_fingerprint(p->secret, fp);
 		fmt_time(p->created_at, ts);
-		fprintf(out, "rotate-secret: carrying on with the rotation started at %s (secret %s; %zu tools "
-			"have it)\n", ts, fp, f.npatched);
+		fprintf(out,
+			"rotate-secret: carrying on with the rotation started at %s (secret %s; %zu tools "
+			"have it)\n",
+			ts, fp, f.npatched);
 	} else if (dry_run) {
-		fprintf(out, "rotate-secret (dry run): would make a new secret, have the daemon accept it, "
+		fprintf(out,
+			"rotate-secret (dry run): would make a new secret, have the daemon accept it, "
 			"and give it to each tool below (the old one stays accepted %u hours)\n",
 			cfg->rotation_window_hours);
 	} else {
 		if (f.n >= SECRETS_FILE_MAX) {
-			rc = cn_error_set(err, CN_ETOOBIG, "%s holds %d secrets already", path, SECRETS_FILE_MAX);
+			rc = cn_error_set(err, CN_ETOOBIG, "%s holds %d secrets already", path,
+					  SECRETS_FILE_MAX);
 			goto out;
 		}
 		char secret[SECRETS_GENERATED_LEN + 1];
@@ -274,7 +290,8 @@ int rotation_run(const struct config *cfg, struct ic_client *ic, const struct to
 			goto out;
 		}
 		p = &f.items[f.n++];
-		*p = (struct secrets_entry){.secret = strdup(secret), .state = SECRET_PENDING, .created_at = now};
+		*p = (struct secrets_entry){
+		    .secret = strdup(secret), .state = SECRET_PENDING, .created_at = now};
 		explicit_bzero(secret, sizeof secret);
 		if (!p->secret) {
 			f.n--;
@@ -302,9 +319,10 @@ int rotation_run(const struct config *cfg, struct ic_client *ic, const struct to
 					  made ? " and the new secret was dropped" : "");
 			goto out;
 		}
-		fprintf(out, "rotate-secret: %s\n", running ? "the running daemon accepts the new secret"
-							    : "no daemon runs on this state file; it accepts the "
-							      "new secret when it starts");
+		fprintf(out, "rotate-secret: %s\n",
+			running ? "the running daemon accepts the new secret"
+				: "no daemon runs on this state file; it accepts the "
+				  "new secret when it starts");
 		rc = ic_client_add_sensitive(ic, p->secret);
 		if (rc) {
 			cn_error_set(err, rc, "out of memory");
@@ -317,7 +335,7 @@ int rotation_run(const struct config *cfg, struct ic_client *ic, const struct to
 	rc = sync_list_tools(ic, &tools, err);
 	size_t total = 0, given = 0;
 	const cJSON *t;
-	cJSON_ArrayForEach(t, tools) {
+	cJSON_ArrayForEach (t, tools) {
 		if (rc || !ours(cfg, catalog, t))
 			continue;
 		total++;
@@ -350,9 +368,11 @@ int rotation_run(const struct config *cfg, struct ic_client *ic, const struct to
 		if (rc) {
 			char why[sizeof err->message];
 			snprintf(why, sizeof why, "%s", err->message);
-			rc = cn_error_set(err, rc, "%s: %s; %zu of this connector's tools have the new secret: "
+			rc = cn_error_set(err, rc,
+					  "%s: %s; %zu of this connector's tools have the new secret: "
 					  "run rotate-secret again to carry on (both secrets are accepted "
-					  "meanwhile)", name, why, f.npatched);
+					  "meanwhile)",
+					  name, why, f.npatched);
 			break;
 		}
 		given++;
@@ -373,9 +393,11 @@ int rotation_run(const struct config *cfg, struct ic_client *ic, const struct to
 		rc = tell_daemon(cfg, fp, &running, err);
 	if (rc == CN_OK) {
 		fmt_time(until, ts);
-		fprintf(out, "rotate-secret: done: %zu tools (%zu now) have the new secret, which tools "
+		fprintf(out,
+			"rotate-secret: done: %zu tools (%zu now) have the new secret, which tools "
 			"registered from now on get too; the old one is accepted until %s (rotate-secret "
-			"--finish ends that now). Keep %s: it holds the secret.\n", total, given, ts, path);
+			"--finish ends that now). Keep %s: it holds the secret.\n",
+			total, given, ts, path);
 	}
 out:
 	secrets_file_clear(&f);

@@ -249,7 +249,8 @@ int secrets_file_parse(const char *text, size_t len, struct secrets_file *out, s
 	cJSON *root = len <= SECRETS_FILE_MAX_BYTES ? cJSON_ParseWithLength(text, len) : NULL;
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "version");
 	if (!cJSON_IsObject(root) || !cJSON_IsNumber(v) || v->valuedouble != 1) {
-		rc = cn_error_set(err, CN_ECONFIG, "not a rotation file of this connector (a JSON object "
+		rc = cn_error_set(err, CN_ECONFIG,
+				  "not a rotation file of this connector (a JSON object "
 				  "with \"version\": 1 is expected)");
 		goto out;
 	}
@@ -259,7 +260,7 @@ int secrets_file_parse(const char *text, size_t len, struct secrets_file *out, s
 		goto out;
 	}
 	size_t i = 0, actives = 0;
-	cJSON_ArrayForEach(it, arr) {
+	cJSON_ArrayForEach (it, arr) {
 		const cJSON *sec = cJSON_GetObjectItemCaseSensitive(it, "secret");
 		const cJSON *st = cJSON_GetObjectItemCaseSensitive(it, "state");
 		struct secrets_entry e = {0};
@@ -275,9 +276,11 @@ int secrets_file_parse(const char *text, size_t len, struct secrets_file *out, s
 		    !read_time(cJSON_GetObjectItemCaseSensitive(it, "created_at"), false, &e.created_at) ||
 		    !read_time(cJSON_GetObjectItemCaseSensitive(it, "expires_at"), true, &e.expires_at) ||
 		    (k == SECRET_DEPRECATED) != (e.expires_at != 0)) {
-			rc = cn_error_set(err, CN_ECONFIG, "secrets[%zu] is not valid: it needs a secret of "
+			rc = cn_error_set(err, CN_ECONFIG,
+					  "secrets[%zu] is not valid: it needs a secret of "
 					  "16 to 1024 visible characters, a state (pending, active or "
-					  "deprecated), created_at, and expires_at exactly when deprecated", i);
+					  "deprecated), created_at, and expires_at exactly when deprecated",
+					  i);
 			goto out;
 		}
 		e.state = (enum secret_state)k;
@@ -295,7 +298,7 @@ int secrets_file_parse(const char *text, size_t len, struct secrets_file *out, s
 	}
 	arr = cJSON_GetObjectItemCaseSensitive(root, "retired");
 	i = 0;
-	cJSON_ArrayForEach(it, arr) {
+	cJSON_ArrayForEach (it, arr) {
 		const cJSON *fp = cJSON_GetObjectItemCaseSensitive(it, "fingerprint");
 		struct secrets_retired r = {0};
 		bool ok = out->nretired < SECRETS_RETIRED_MAX && cJSON_IsString(fp) &&
@@ -303,9 +306,10 @@ int secrets_file_parse(const char *text, size_t len, struct secrets_file *out, s
 			  strspn(fp->valuestring, "0123456789abcdef") == SECRETS_FP_LEN &&
 			  read_time(cJSON_GetObjectItemCaseSensitive(it, "expires_at"), false, &r.expires_at);
 		if (!ok) {
-			rc = cn_error_set(err, CN_ECONFIG, "retired[%zu] is not valid: it needs a fingerprint "
-					  "of %d hex digits and expires_at (at most %d entries)", i,
-					  SECRETS_FP_LEN, SECRETS_RETIRED_MAX);
+			rc = cn_error_set(err, CN_ECONFIG,
+					  "retired[%zu] is not valid: it needs a fingerprint "
+					  "of %d hex digits and expires_at (at most %d entries)",
+					  i, SECRETS_FP_LEN, SECRETS_RETIRED_MAX);
 			goto out;
 		}
 		memcpy(r.fingerprint, fp->valuestring, SECRETS_FP_LEN + 1);
@@ -314,15 +318,15 @@ int secrets_file_parse(const char *text, size_t len, struct secrets_file *out, s
 	}
 	arr = cJSON_GetObjectItemCaseSensitive(root, "patched_tools");
 	i = 0;
-	cJSON_ArrayForEach(it, arr) {
+	cJSON_ArrayForEach (it, arr) {
 		if (!cJSON_IsString(it) || !tool_id_ok(it->valuestring)) {
 			rc = cn_error_set(err, CN_ECONFIG, "patched_tools[%zu] is not a tool id", i);
 			goto out;
 		}
 		rc = secrets_file_add_patched(out, it->valuestring);
 		if (rc) {
-			cn_error_set(err, rc, "patched_tools: %s", rc == CN_ENOMEM ? "out of memory"
-									 : "too many tool ids");
+			cn_error_set(err, rc, "patched_tools: %s",
+				     rc == CN_ENOMEM ? "out of memory" : "too many tool ids");
 			goto out;
 		}
 		i++;
@@ -345,8 +349,8 @@ char *secrets_file_format(const struct secrets_file *f)
 {
 	cJSON *root = cJSON_CreateObject();
 	cJSON *arr = root ? cJSON_CreateArray() : NULL;
-	bool ok = arr && cJSON_AddNumberToObject(root, "version", 1) &&
-		  cJSON_AddItemToObject(root, "secrets", arr);
+	bool ok =
+	    arr && cJSON_AddNumberToObject(root, "version", 1) && cJSON_AddItemToObject(root, "secrets", arr);
 	if (!ok)
 		cJSON_Delete(arr);
 	for (size_t i = 0; ok && i < f->n; i++) {
@@ -380,7 +384,7 @@ char *secrets_file_format(const struct secrets_file *f)
 	char *text = ok ? cJSON_Print(root) : NULL;
 	/* the tree holds copies of the secrets: wipe them before it goes */
 	cJSON *it;
-	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(root, "secrets")) {
+	cJSON_ArrayForEach (it, cJSON_GetObjectItemCaseSensitive(root, "secrets")) {
 		cJSON *sec = cJSON_GetObjectItemCaseSensitive(it, "secret");
 		if (cJSON_IsString(sec))
 			explicit_bzero(sec->valuestring, strlen(sec->valuestring));
@@ -397,7 +401,8 @@ int secrets_file_read(const char *path, struct secrets_file *out, bool *exists, 
 	if (fd < 0) {
 		if (errno == ENOENT)
 			return CN_OK;
-		return cn_error_set(err, CN_EIO, "cannot open the secrets file %s: %s", path, strerror(errno));
+		return cn_error_set(err, CN_EIO, "cannot open the secrets file %s: %s", path,
+				    strerror(errno));
 	}
 	struct stat st;
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -406,7 +411,8 @@ int secrets_file_read(const char *path, struct secrets_file *out, bool *exists, 
 	}
 	if (st.st_mode & 077) {
 		close(fd);
-		return cn_error_set(err, CN_EIO, "the secrets file %s may be read by others (mode %04o); "
+		return cn_error_set(err, CN_EIO,
+				    "the secrets file %s may be read by others (mode %04o); "
 				    "`chmod 600 %s`, and rotate the secret if someone could read it",
 				    path, (unsigned)(st.st_mode & 07777), path);
 	}
@@ -516,8 +522,7 @@ char *secrets_path(const struct config *cfg)
 	return path;
 }
 
-static int load_set(const struct config *cfg, const char *path, struct secret_set **out,
-		    struct cn_error *err)
+static int load_set(const struct config *cfg, const char *path, struct secret_set **out, struct cn_error *err)
 {
 	struct secrets_file f;
 	bool exists;

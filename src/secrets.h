@@ -43,10 +43,10 @@
 #include "config.h"
 #include "status.h"
 
-#define SECRETS_FP_LEN 16       /* hex digits of a fingerprint */
-#define SECRETS_FILE_MAX 8      /* secrets a rotation file holds */
-#define SECRETS_RETIRED_MAX 32  /* retired fingerprints it remembers */
-#define SECRETS_TOOLS_MAX 1024  /* tool ids in patched_tools */
+#define SECRETS_FP_LEN 16      /* hex digits of a fingerprint */
+#define SECRETS_FILE_MAX 8     /* secrets a rotation file holds */
+#define SECRETS_RETIRED_MAX 32 /* retired fingerprints it remembers */
+#define SECRETS_TOOLS_MAX 1024 /* tool ids in patched_tools */
 #define SECRETS_TOOL_ID_MAX 128
 #define SECRETS_MAX (CONFIG_MAX_SECRETS + SECRETS_FILE_MAX)
 #define SECRETS_GENERATED_LEN 64 /* hex digits of a secret rotate-secret makes (32 random bytes) */
@@ -55,7 +55,7 @@
 
 struct secret_item {
 	char *value;
-	int64_t expires_at;             /* unix time; 0: does not expire */
+	int64_t expires_at; /* unix time; 0: does not expire */
 	char fingerprint[SECRETS_FP_LEN + 1];
 	bool primary;
 };
@@ -114,13 +114,13 @@ struct secrets_file {
 
 /* Parse the file's text (untrusted: bounded, every field checked).
  * CN_ECONFIG with what is wrong; out needs secrets_file_clear either way. */
-int secrets_file_parse(const char *text, size_t len, struct secrets_file *out, struct cn_error *err)
-	CN_MUST_USE;
+int secrets_file_parse(const char *text, size_t len, struct secrets_file *out,
+		       struct cn_error *err) CN_MUST_USE;
 /* The file's JSON text (malloc'ed), or NULL on out of memory. */
 char *secrets_file_format(const struct secrets_file *f);
 /* Read path; *exists false (and an empty file) when there is none. */
-int secrets_file_read(const char *path, struct secrets_file *out, bool *exists, struct cn_error *err)
-	CN_MUST_USE;
+int secrets_file_read(const char *path, struct secrets_file *out, bool *exists,
+		      struct cn_error *err) CN_MUST_USE;
 /* Write path (0600, through path.tmp, fsync and rename). */
 int secrets_file_write(const char *path, const struct secrets_file *f, struct cn_error *err) CN_MUST_USE;
 /* Free and wipe the secrets; the struct is empty afterwards. */

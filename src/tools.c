@@ -1040,9 +1040,9 @@ int tool_catalog_check(struct tool_catalog *c, struct source_set *set, struct cn
 		if (rc == CN_OK)
 			rc = s->module->api->check(h, t->statement, &e);
 		if (rc == CN_EREJECTED)
-			return cn_error_set(err, CN_ECONFIG, "%s:%d: tools[%zu].statement: the guard of source "
-					    "'%s' refuses it: %s", c->cfg->path, t->statement_line,
-					    ct->index, t->source, e.message);
+			return cn_error_set(err, CN_ECONFIG,
+					    "%s:%d: tools[%zu].statement: the guard of source '%s' refuses it: %s",
+					    c->cfg->path, t->statement_line, ct->index, t->source, e.message);
 		if (rc == CN_OK) {
 			atomic_store(&ct->verdict, CURATED_ACCEPTED);
 			continue;
@@ -1078,7 +1078,8 @@ cJSON *tool_catalog_to_json(const struct tool_catalog *c, const char *public_url
 		}
 		if (ul) {
 			char *url = NULL;
-			bool ok = asprintf(&url, "%.*s/v1/tools/%s", (int)ul, public_url, e->registered_name) > 0 &&
+			bool ok = asprintf(&url, "%.*s/v1/tools/%s", (int)ul, public_url,
+					   e->registered_name) > 0 &&
 				  cJSON_AddStringToObject(o, "callback_url", url);
 			free(url);
 			if (!ok)

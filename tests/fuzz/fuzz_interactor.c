@@ -25,10 +25,10 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char desired_json[] =
-	"[{\"name\":\"db_a\",\"description\":\"A\",\"parameters\":{\"type\":\"object\"},"
-	"\"callback_url\":\"https://c/v1/tools/db_a\"},"
-	"{\"name\":\"db_b\",\"description\":\"B\",\"parameters\":{\"type\":\"object\",\"properties\":{}},"
-	"\"callback_url\":\"https://c/v1/tools/db_b\"}]";
+    "[{\"name\":\"db_a\",\"description\":\"A\",\"parameters\":{\"type\":\"object\"},"
+    "\"callback_url\":\"https://c/v1/tools/db_a\"},"
+    "{\"name\":\"db_b\",\"description\":\"B\",\"parameters\":{\"type\":\"object\",\"properties\":{}},"
+    "\"callback_url\":\"https://c/v1/tools/db_b\"}]";
 
 static void fuzz_secrets_file(const char *text, size_t len)
 {
@@ -47,8 +47,8 @@ static void fuzz_secrets_file(const char *text, size_t len)
 	    g.nretired != f.nretired || g.npatched != f.npatched)
 		abort();
 	for (size_t i = 0; i < f.n; i++)
-		if (strcmp(f.items[i].secret, g.items[i].secret) != 0 || f.items[i].state != g.items[i].state ||
-		    f.items[i].expires_at != g.items[i].expires_at)
+		if (strcmp(f.items[i].secret, g.items[i].secret) != 0 ||
+		    f.items[i].state != g.items[i].state || f.items[i].expires_at != g.items[i].expires_at)
 			abort();
 	free(again);
 	secrets_file_clear(&g);
@@ -110,7 +110,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		cJSON *desired = cJSON_Parse(desired_json), *existing = cJSON_ParseWithLength(in, len);
 		struct sync_plan plan;
 		struct cn_error err = {0};
-		if (cJSON_IsArray(existing) && sync_plan_tools(desired, existing, "db_", true, &plan, &err) == CN_OK) {
+		if (cJSON_IsArray(existing) &&
+		    sync_plan_tools(desired, existing, "db_", true, &plan, &err) == CN_OK) {
 			size_t creates = 0;
 			for (size_t i = 0; i < plan.n; i++)
 				creates += plan.items[i].kind == SYNC_CREATE;

@@ -298,7 +298,8 @@ static const struct bad_case bad_tools[] = {
 	/* placeholders against the parameters */
 	{TOOL_SQL("SELECT * FROM t WHERE a = $1 AND b = $2", PARAM("name: a, type: integer")),
 	 {NAME ":8: tools[0].statement: the statement uses $2 but 1 parameter is declared"}},
-	{TOOL_SQL("SELECT * FROM t WHERE a = $2", PARAM("name: a, type: integer") PARAM("name: b, type: string")),
+	{TOOL_SQL("SELECT * FROM t WHERE a = $2",
+		  PARAM("name: a, type: integer") PARAM("name: b, type: string")),
 	 {NAME ":8: tools[0].statement: parameter 1 (a) is declared but the statement never uses $1"}},
 	{TOOL_SQL("SELECT '$1', \\\"$1\\\" -- $1\\n FROM t /* $1 */", PARAM("name: a, type: integer")),
 	 {"parameter 1 (a) is declared but the statement never uses $1"}},
@@ -314,7 +315,8 @@ static const struct bad_case bad_tools[] = {
 				       "document (a map), got a list"}},
 	/* parameters */
 	{TOOL_SQL("SELECT $1", PARAM("name: a, type: int")),
-	 {NAME ":10: tools[0].parameters[0].type: 'int' is not one of string|integer|number|boolean|date|timestamp"}},
+	 {NAME ":10: tools[0].parameters[0].type: 'int' is not one of "
+	       "string|integer|number|boolean|date|timestamp"}},
 	{TOOL_SQL("SELECT $1, $2", PARAM("name: a, type: string") PARAM("name: a, type: string")),
 	 {NAME ":11: tools[0].parameters[1].name: duplicate parameter name 'a' (also parameter 1, line 10)"}},
 	{TOOL_SQL("SELECT $1", PARAM("name: 2a, type: string")),
@@ -346,10 +348,12 @@ static const struct bad_case bad_tools[] = {
 	 {"does not fit", "does not match the pattern"}},
 	{TOOL_SQL("SELECT $1", PARAM("name: a, type: integer, required: true, default: 1")),
 	 {NAME ":10: tools[0].parameters[0].default: a required parameter never uses its default"}},
-	{TOOL_SQL("SELECT $1", PARAM("name: a, type: boolean, default: yes")), {"'yes' is not true or false"}},
+	{TOOL_SQL("SELECT $1", PARAM("name: a, type: boolean, default: yes")),
+	 {"'yes' is not true or false"}},
 	{TOOL_SQL("SELECT $1", PARAM("name: a, type: integer, default: 9007199254740993")),
 	 {"is out of range (whole numbers go up to 2^53)"}},
-	{TOOL_SQL("SELECT $1", "      - a\n"), {NAME ":10: tools[0].parameters[0]: expected a map with name and type"}},
+	{TOOL_SQL("SELECT $1", "      - a\n"),
+	 {NAME ":10: tools[0].parameters[0]: expected a map with name and type"}},
 };
 
 static void test_tools(void **state)
@@ -368,7 +372,8 @@ static void test_tools(void **state)
 		"      SELECT id, status FROM orders WHERE customer_id = $1 AND status = $2\n"
 		"      AND placed_at >= $3 AND note <> '$4' /* $5 */ LIMIT $4\n"
 		"    parameters:\n"
-		"      - { name: customer_id, type: integer, required: true, minimum: 1, description: \"id\" }\n"
+		"      - { name: customer_id, type: integer, required: true, minimum: 1,\n"
+		"          description: \"id\" }\n"
 		"      - { name: status, type: string, enum: [open, shipped], default: open }\n"
 		"      - { name: since, type: date, default: \"2020-01-01\" }\n"
 		"      - { name: limit, type: integer, minimum: 1, maximum: 100, default: 20 }\n"
@@ -377,7 +382,8 @@ static void test_tools(void **state)
 		"    source: docs\n"
 		"    statement:\n"
 		"      find: orders\n"
-		"      filter: { status: \"open\", placed_at: { $gte: { $date: { $param: 1 } } }, n: -1.5, ok: true, x: null, q: \"7\" }\n"
+		"      filter: { status: \"open\", placed_at: { $gte: { $date: { $param: 1 } } },\n"
+		"                n: -1.5, ok: true, x: null, q: \"7\" }\n"
 		"      limit: 5\n"
 		"    parameters:\n"
 		"      - { name: since, type: timestamp, required: true }\n"

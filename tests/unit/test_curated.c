@@ -26,7 +26,8 @@ static struct config *load(const char *tools)
 	snprintf(text, sizeof text,
 		 "auth: { callback_secrets: [\"0123456789abcdef-secret\"] }\n"
 		 "sources:\n  - { name: demo, driver: sqlite, dsn: demo.db }\n"
-		 "tools:\n%s", tools);
+		 "tools:\n%s",
+		 tools);
 	struct config *cfg;
 	struct cn_error err = {0};
 	if (config_load_buffer("t.yaml", text, strlen(text), &cfg, &err))
@@ -45,27 +46,27 @@ static cJSON *parse(const char *json)
 static void test_schema_of_a_declaration(void **state)
 {
 	(void)state;
-	struct config *cfg = load(
-		"  - name: t\n    description: d\n    source: demo\n"
-		"    statement: \"SELECT $1, $2, $3, $4, $5, $6\"\n"
-		"    parameters:\n"
-		"      - { name: s, type: string, required: true, enum: [a, b], pattern: \"^[ab]$\" }\n"
-		"      - { name: i, type: integer, minimum: -3, maximum: 9, default: 2, description: n }\n"
-		"      - { name: x, type: number, minimum: 0.5 }\n"
-		"      - { name: b, type: boolean, default: false }\n"
-		"      - { name: d, type: date }\n"
-		"      - { name: ts, type: timestamp, required: true }\n");
+	struct config *cfg =
+	    load("  - name: t\n    description: d\n    source: demo\n"
+		 "    statement: \"SELECT $1, $2, $3, $4, $5, $6\"\n"
+		 "    parameters:\n"
+		 "      - { name: s, type: string, required: true, enum: [a, b], pattern: \"^[ab]$\" }\n"
+		 "      - { name: i, type: integer, minimum: -3, maximum: 9, default: 2, description: n }\n"
+		 "      - { name: x, type: number, minimum: 0.5 }\n"
+		 "      - { name: b, type: boolean, default: false }\n"
+		 "      - { name: d, type: date }\n"
+		 "      - { name: ts, type: timestamp, required: true }\n");
 	cJSON *schema = curated_tool_schema(&cfg->tools[0]);
 	cJSON *want = parse(
-		"{\"type\":\"object\",\"required\":[\"s\",\"ts\"],\"additionalProperties\":false,"
-		"\"properties\":{"
-		"\"s\":{\"type\":\"string\",\"enum\":[\"a\",\"b\"],\"pattern\":\"^[ab]$\"},"
-		"\"i\":{\"type\":\"integer\",\"description\":\"n\",\"minimum\":-3,\"maximum\":9,\"default\":2},"
-		"\"x\":{\"type\":\"number\",\"minimum\":0.5},"
-		"\"b\":{\"type\":\"boolean\",\"default\":false},"
-		"\"d\":{\"type\":\"string\",\"format\":\"date\",\"description\":\"A date, YYYY-MM-DD\"},"
-		"\"ts\":{\"type\":\"string\",\"format\":\"date-time\","
-		"\"description\":\"A timestamp, ISO 8601 (2024-05-01T13:00:00Z)\"}}}");
+	    "{\"type\":\"object\",\"required\":[\"s\",\"ts\"],\"additionalProperties\":false,"
+	    "\"properties\":{"
+	    "\"s\":{\"type\":\"string\",\"enum\":[\"a\",\"b\"],\"pattern\":\"^[ab]$\"},"
+	    "\"i\":{\"type\":\"integer\",\"description\":\"n\",\"minimum\":-3,\"maximum\":9,\"default\":2},"
+	    "\"x\":{\"type\":\"number\",\"minimum\":0.5},"
+	    "\"b\":{\"type\":\"boolean\",\"default\":false},"
+	    "\"d\":{\"type\":\"string\",\"format\":\"date\",\"description\":\"A date, YYYY-MM-DD\"},"
+	    "\"ts\":{\"type\":\"string\",\"format\":\"date-time\","
+	    "\"description\":\"A timestamp, ISO 8601 (2024-05-01T13:00:00Z)\"}}}");
 	if (!cJSON_Compare(schema, want, true)) {
 		char *got = cJSON_PrintUnformatted(schema);
 		fail_msg("schema: %s", got);
@@ -93,20 +94,20 @@ static void test_sql_placeholders(void **state)
 		const char *sql;
 		const char *used; /* the numbers found, e.g. "1,2" */
 	} cases[] = {
-		{"SELECT 1", ""},
-		{"SELECT $1", "1"},
-		{"SELECT $2, $1, $2", "1,2"},
-		{"SELECT '$1', \"$2\", `$3` FROM t WHERE a = $4", "4"},
-		{"SELECT 'it''s $1', $2", "2"},
-		{"SELECT E'a\\'$1', $2", "2"},
-		{"SELECT 'a\\', $1", "1"}, /* a standard string: the backslash is a character */
-		{"SELECT 1 -- $1\n, $2", "2"},
-		{"SELECT /* $1 /* nested $2 */ $3 */ $4", "4"},
-		{"SELECT $$ $1 $$, $tag$ $2 $tag$, $3", "3"},
-		{"SELECT a$1 FROM t WHERE x = $10", "10"},
-		{"SELECT $1::int, ($2)", "1,2"},
-		{"SELECT '$1 unterminated", ""},
-		{"SELECT $100", "100"},
+	    {"SELECT 1", ""},
+	    {"SELECT $1", "1"},
+	    {"SELECT $2, $1, $2", "1,2"},
+	    {"SELECT '$1', \"$2\", `$3` FROM t WHERE a = $4", "4"},
+	    {"SELECT 'it''s $1', $2", "2"},
+	    {"SELECT E'a\\'$1', $2", "2"},
+	    {"SELECT 'a\\', $1", "1"}, /* a standard string: the backslash is a character */
+	    {"SELECT 1 -- $1\n, $2", "2"},
+	    {"SELECT /* $1 /* nested $2 */ $3 */ $4", "4"},
+	    {"SELECT $$ $1 $$, $tag$ $2 $tag$, $3", "3"},
+	    {"SELECT a$1 FROM t WHERE x = $10", "10"},
+	    {"SELECT $1::int, ($2)", "1,2"},
+	    {"SELECT '$1 unterminated", ""},
+	    {"SELECT $100", "100"},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		bool used[CONFIG_MAX_TOOL_PARAMS];
@@ -115,7 +116,8 @@ static void test_sql_placeholders(void **state)
 			fail_msg("case %zu: %s", i, why);
 		for (int k = 0; k < CONFIG_MAX_TOOL_PARAMS; k++)
 			if (used[k])
-				snprintf(got + strlen(got), sizeof got - strlen(got), "%s%d", *got ? "," : "", k + 1);
+				snprintf(got + strlen(got), sizeof got - strlen(got), "%s%d", *got ? "," : "",
+					 k + 1);
 		if (strcmp(got, cases[i].used) != 0)
 			fail_msg("case %zu (%s): found '%s', want '%s'", i, cases[i].sql, got, cases[i].used);
 	}
@@ -133,13 +135,16 @@ static void test_document_placeholders(void **state)
 	bool used[CONFIG_MAX_TOOL_PARAMS];
 	char why[200];
 	assert_int_equal(curated_placeholders("{\"find\":\"o\",\"filter\":{\"a\":{\"$param\":2},"
-					      "\"b\":{\"$in\":[{\"$param\":1}]}}}", true, used, why,
-					      sizeof why), CN_OK);
+					      "\"b\":{\"$in\":[{\"$param\":1}]}}}",
+					      true, used, why, sizeof why),
+			 CN_OK);
 	assert_true(used[0] && used[1] && !used[2]);
-	assert_int_equal(curated_placeholders("{\"find\":\"o\",\"filter\":{\"a\":{\"$param\":1.5}}}", true, used,
-					      why, sizeof why), CN_EINVAL);
+	assert_int_equal(curated_placeholders("{\"find\":\"o\",\"filter\":{\"a\":{\"$param\":1.5}}}", true,
+					      used, why, sizeof why),
+			 CN_EINVAL);
 	assert_int_equal(curated_placeholders("{\"find\":\"o\",\"filter\":{\"a\":{\"$param\":\"1\"}}}", true,
-					      used, why, sizeof why), CN_EINVAL);
+					      used, why, sizeof why),
+			 CN_EINVAL);
 	assert_non_null(strstr(why, "takes a number"));
 	assert_int_equal(curated_placeholders("[1]", true, used, why, sizeof why), CN_EINVAL);
 	assert_non_null(strstr(why, "not a JSON object"));
@@ -156,16 +161,15 @@ static void test_document_placeholders(void **state)
 static void test_bind(void **state)
 {
 	(void)state;
-	struct config *cfg = load(
-		"  - name: t\n    description: d\n    source: demo\n"
-		"    statement: \"SELECT $1, $2, $3, $4, $5, $6\"\n"
-		"    parameters:\n"
-		"      - { name: s, type: string, required: true }\n"
-		"      - { name: i, type: integer, default: -7 }\n"
-		"      - { name: x, type: number, default: 2.5 }\n"
-		"      - { name: b, type: boolean, default: true }\n"
-		"      - { name: d, type: date, default: \"2024-02-29\" }\n"
-		"      - { name: n, type: integer }\n");
+	struct config *cfg = load("  - name: t\n    description: d\n    source: demo\n"
+				  "    statement: \"SELECT $1, $2, $3, $4, $5, $6\"\n"
+				  "    parameters:\n"
+				  "      - { name: s, type: string, required: true }\n"
+				  "      - { name: i, type: integer, default: -7 }\n"
+				  "      - { name: x, type: number, default: 2.5 }\n"
+				  "      - { name: b, type: boolean, default: true }\n"
+				  "      - { name: d, type: date, default: \"2024-02-29\" }\n"
+				  "      - { name: n, type: integer }\n");
 	const struct config_tool *t = &cfg->tools[0];
 	struct cn_value v[CONFIG_MAX_TOOL_PARAMS];
 	char msg[200];
@@ -185,7 +189,8 @@ static void test_bind(void **state)
 	assert_int_equal(v[5].kind, CN_VAL_NULL);
 	cJSON_Delete(args);
 
-	args = parse("{\"s\":\"x\",\"i\":9007199254740992,\"x\":3,\"b\":false,\"d\":\"2023-01-31\",\"n\":null}");
+	args =
+	    parse("{\"s\":\"x\",\"i\":9007199254740992,\"x\":3,\"b\":false,\"d\":\"2023-01-31\",\"n\":null}");
 	assert_int_equal(curated_bind(t, args, v, msg, sizeof msg), CN_OK);
 	assert_int_equal(v[1].u.i, 9007199254740992LL);
 	assert_true(v[2].kind == CN_VAL_DOUBLE && v[2].u.d == 3.0);
@@ -208,26 +213,27 @@ static void test_values_from_text(void **state)
 		const char *text;
 		const char *json; /* NULL: refused */
 	} cases[] = {
-		{CONFIG_PARAM_INTEGER, "42", "42"},
-		{CONFIG_PARAM_INTEGER, "-9007199254740992", "-9007199254740992"},
-		{CONFIG_PARAM_INTEGER, "9007199254740993", NULL},
-		{CONFIG_PARAM_INTEGER, "4.0", NULL},
-		{CONFIG_PARAM_INTEGER, "0x10", NULL},
-		{CONFIG_PARAM_NUMBER, "-1.5e3", "-1500"},
-		{CONFIG_PARAM_NUMBER, "inf", NULL},
-		{CONFIG_PARAM_NUMBER, "1e999", NULL},
-		{CONFIG_PARAM_NUMBER, ".5", NULL},
-		{CONFIG_PARAM_BOOLEAN, "true", "true"},
-		{CONFIG_PARAM_BOOLEAN, "yes", NULL},
-		{CONFIG_PARAM_DATE, "2024-02-29", "\"2024-02-29\""},
-		{CONFIG_PARAM_DATE, "2023-02-29", NULL},
-		{CONFIG_PARAM_DATE, "2024-2-1", NULL},
-		{CONFIG_PARAM_TIMESTAMP, "2024-05-01T13:00:00Z", "\"2024-05-01T13:00:00Z\""},
-		{CONFIG_PARAM_TIMESTAMP, "2024-05-01T13:00:00.123456+05:30", "\"2024-05-01T13:00:00.123456+05:30\""},
-		{CONFIG_PARAM_TIMESTAMP, "2024-05-01T13:00:00", "\"2024-05-01T13:00:00\""},
-		{CONFIG_PARAM_TIMESTAMP, "2024-05-01 13:00:00", NULL},
-		{CONFIG_PARAM_TIMESTAMP, "2024-05-01T24:00:00Z", NULL},
-		{CONFIG_PARAM_STRING, "anything", "\"anything\""},
+	    {CONFIG_PARAM_INTEGER, "42", "42"},
+	    {CONFIG_PARAM_INTEGER, "-9007199254740992", "-9007199254740992"},
+	    {CONFIG_PARAM_INTEGER, "9007199254740993", NULL},
+	    {CONFIG_PARAM_INTEGER, "4.0", NULL},
+	    {CONFIG_PARAM_INTEGER, "0x10", NULL},
+	    {CONFIG_PARAM_NUMBER, "-1.5e3", "-1500"},
+	    {CONFIG_PARAM_NUMBER, "inf", NULL},
+	    {CONFIG_PARAM_NUMBER, "1e999", NULL},
+	    {CONFIG_PARAM_NUMBER, ".5", NULL},
+	    {CONFIG_PARAM_BOOLEAN, "true", "true"},
+	    {CONFIG_PARAM_BOOLEAN, "yes", NULL},
+	    {CONFIG_PARAM_DATE, "2024-02-29", "\"2024-02-29\""},
+	    {CONFIG_PARAM_DATE, "2023-02-29", NULL},
+	    {CONFIG_PARAM_DATE, "2024-2-1", NULL},
+	    {CONFIG_PARAM_TIMESTAMP, "2024-05-01T13:00:00Z", "\"2024-05-01T13:00:00Z\""},
+	    {CONFIG_PARAM_TIMESTAMP, "2024-05-01T13:00:00.123456+05:30",
+	     "\"2024-05-01T13:00:00.123456+05:30\""},
+	    {CONFIG_PARAM_TIMESTAMP, "2024-05-01T13:00:00", "\"2024-05-01T13:00:00\""},
+	    {CONFIG_PARAM_TIMESTAMP, "2024-05-01 13:00:00", NULL},
+	    {CONFIG_PARAM_TIMESTAMP, "2024-05-01T24:00:00Z", NULL},
+	    {CONFIG_PARAM_STRING, "anything", "\"anything\""},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		char why[200] = "";
@@ -261,18 +267,18 @@ static void test_schema_keywords(void **state)
 		const char *value;
 		const char *want; /* NULL: valid */
 	} cases[] = {
-		{"{\"e\":\"a\"}", NULL},
-		{"{\"e\":\"c\"}", "parameters.e: must be one of \"a\", \"b\""},
-		{"{\"n\":2}", NULL},
-		{"{\"n\":3}", "parameters.n: must be one of 1, 2"},
-		{"{\"p\":\"DE123\"}", NULL},
-		{"{\"p\":\"de123\"}", "parameters.p: \"de123\" does not match the pattern ^[A-Z]{2}[0-9]+$"},
-		{"{\"bad\":\"x\"}", "parameters.bad: the schema's pattern is not a valid regular expression"},
-		{"{\"d\":\"2024-12-31\"}", NULL},
-		{"{\"d\":\"2024-12-32\"}", "parameters.d: \"2024-12-32\" is not a date"},
-		{"{\"t\":\"2024-12-31T23:59:60Z\"}", NULL},
-		{"{\"t\":\"2024-12-31T23:59:59+24:00\"}", "is not a timestamp"},
-		{"{\"t\":\"2024-12-31\"}", "is not a timestamp"},
+	    {"{\"e\":\"a\"}", NULL},
+	    {"{\"e\":\"c\"}", "parameters.e: must be one of \"a\", \"b\""},
+	    {"{\"n\":2}", NULL},
+	    {"{\"n\":3}", "parameters.n: must be one of 1, 2"},
+	    {"{\"p\":\"DE123\"}", NULL},
+	    {"{\"p\":\"de123\"}", "parameters.p: \"de123\" does not match the pattern ^[A-Z]{2}[0-9]+$"},
+	    {"{\"bad\":\"x\"}", "parameters.bad: the schema's pattern is not a valid regular expression"},
+	    {"{\"d\":\"2024-12-31\"}", NULL},
+	    {"{\"d\":\"2024-12-32\"}", "parameters.d: \"2024-12-32\" is not a date"},
+	    {"{\"t\":\"2024-12-31T23:59:60Z\"}", NULL},
+	    {"{\"t\":\"2024-12-31T23:59:59+24:00\"}", "is not a timestamp"},
+	    {"{\"t\":\"2024-12-31\"}", "is not a timestamp"},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		char msg[300] = "";
@@ -298,12 +304,9 @@ static void test_schema_keywords(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_schema_of_a_declaration),
-		cmocka_unit_test(test_sql_placeholders),
-		cmocka_unit_test(test_document_placeholders),
-		cmocka_unit_test(test_bind),
-		cmocka_unit_test(test_values_from_text),
-		cmocka_unit_test(test_schema_keywords),
+	    cmocka_unit_test(test_schema_of_a_declaration), cmocka_unit_test(test_sql_placeholders),
+	    cmocka_unit_test(test_document_placeholders),   cmocka_unit_test(test_bind),
+	    cmocka_unit_test(test_values_from_text),	    cmocka_unit_test(test_schema_keywords),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

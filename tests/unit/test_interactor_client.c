@@ -105,16 +105,17 @@ static void test_token(void **state)
 		const char *token; /* NULL: refused */
 		long expires_in;
 	} cases[] = {
-		{"{\"data\":{\"access_token\":\"tok_1\",\"token_type\":\"Bearer\",\"expires_in\":900}}", "tok_1", 900},
-		{"{\"access_token\":\"tok_2\",\"token_type\":\"bearer\",\"expires_in\":60}", "tok_2", 60},
-		{"{\"data\":{\"access_token\":\"tok_3\"}}", "tok_3", 900},
-		{"{\"data\":{\"access_token\":\"\"}}", NULL, 0},
-		{"{\"data\":{\"access_token\":\"a b\"}}", NULL, 0},
-		{"{\"data\":{\"access_token\":\"t\",\"token_type\":\"mac\"}}", NULL, 0},
-		{"{\"data\":{\"access_token\":\"t\",\"expires_in\":-1}}", NULL, 0},
-		{"{\"data\":{\"access_token\":\"t\",\"expires_in\":\"900\"}}", NULL, 0},
-		{"[]", NULL, 0},
-		{"not json", NULL, 0},
+	    {"{\"data\":{\"access_token\":\"tok_1\",\"token_type\":\"Bearer\",\"expires_in\":900}}", "tok_1",
+	     900},
+	    {"{\"access_token\":\"tok_2\",\"token_type\":\"bearer\",\"expires_in\":60}", "tok_2", 60},
+	    {"{\"data\":{\"access_token\":\"tok_3\"}}", "tok_3", 900},
+	    {"{\"data\":{\"access_token\":\"\"}}", NULL, 0},
+	    {"{\"data\":{\"access_token\":\"a b\"}}", NULL, 0},
+	    {"{\"data\":{\"access_token\":\"t\",\"token_type\":\"mac\"}}", NULL, 0},
+	    {"{\"data\":{\"access_token\":\"t\",\"expires_in\":-1}}", NULL, 0},
+	    {"{\"data\":{\"access_token\":\"t\",\"expires_in\":\"900\"}}", NULL, 0},
+	    {"[]", NULL, 0},
+	    {"not json", NULL, 0},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		char *tok = NULL, why[200] = "";
@@ -138,7 +139,8 @@ static void test_error_text(void **state)
 {
 	(void)state;
 	char out[100];
-	cJSON *b = parse("{\"error\":{\"code\":\"rate_limit_exceeded\",\"message\":\"Rate limit\\nexceeded\"}}");
+	cJSON *b =
+	    parse("{\"error\":{\"code\":\"rate_limit_exceeded\",\"message\":\"Rate limit\\nexceeded\"}}");
 	ic_error_text(b, out, sizeof out);
 	assert_string_equal(out, "rate_limit_exceeded: Rate limit exceeded");
 	cJSON_Delete(b);
@@ -156,27 +158,45 @@ static void test_error_text(void **state)
 
 /* ---- the register plan ---- */
 
-#define TOOL(name, desc, url) \
-	"{\"name\":\"" name "\",\"description\":\"" desc "\",\"parameters\":{\"type\":\"object\"}," \
+#define TOOL(name, desc, url)                                                                                \
+	"{\"name\":\"" name "\",\"description\":\"" desc "\",\"parameters\":{\"type\":\"object\"},"          \
 	"\"callback_url\":\"" url "\"}"
-#define HAVE(id, name, desc, url) \
-	"{\"id\":\"" id "\",\"name\":\"" name "\",\"description\":\"" desc "\"," \
+#define HAVE(id, name, desc, url)                                                                            \
+	"{\"id\":\"" id "\",\"name\":\"" name "\",\"description\":\"" desc "\","                             \
 	"\"parameters\":{\"type\":\"object\"},\"callback_url\":\"" url "\"}"
 
 static void test_plan(void **state)
 {
 	(void)state;
-	cJSON *desired = parse("[" TOOL("db_a", "A", "https://c/v1/tools/db_a") ","
-			       TOOL("db_b", "B", "https://c/v1/tools/db_b") ","
-			       TOOL("db_c", "C", "https://c/v1/tools/db_c") ","
-			       TOOL("db_d", "D", "https://c/v1/tools/db_d") "]");
-	cJSON *existing = parse("[" HAVE("t1", "db_a", "A", "https://c/v1/tools/db_a") ","
-				HAVE("t2", "db_b", "B old", "https://old/v1/tools/db_b") ","
-				"{\"id\":\"t3\",\"name\":\"db_c\",\"description\":\"C\",\"parameters\":"
-				"{\"type\":\"object\",\"x\":1},\"callback_url\":\"https://c/v1/tools/db_c\"},"
-				HAVE("t4", "db_gone", "G", "https://c/v1/tools/db_gone") ","
-				HAVE("t5", "hr_other", "O", "https://h/v1/tools/hr_other") ","
-				HAVE("t6", "db_a", "A", "https://c/v1/tools/db_a") "]");
+	cJSON *desired = parse("[" TOOL("db_a", "A", "https://c/v1/tools/db_a") "," TOOL(
+	    "db_b",
+	    "B", "https://c/v1/tools/db_b") "," TOOL("db_c", "C",
+						     "https://c/v1/tools/db_c") "," TOOL("db_d", "D",
+											 "https://c/v1/tools/"
+											 "db_d") "]");
+	cJSON *existing = parse("[" HAVE("t1", "db_a", "A", "https://c/v1/tools/db_a") "," HAVE(
+	    "t2", "db_b", "B old",
+	    "https://old/v1/tools/db_b") ","
+					 "{\"id\":\"t3\",\"name\":\"db_c\",\"description\":\"C\","
+					 "\"parameters\":"
+					 "{\"type\":\"object\",\"x\":1},\"callback_url\":\"https://c/v1/"
+					 "tools/db_c\"}," HAVE(
+					     "t4", "db_gone", "G",
+					     "https://c/v1/tools/db_gone") "," HAVE("t5", "hr_other", "O",
+										    "https://h/v1/tools/"
+										    "hr_other") "," HAVE("t6",
+													 "db_"
+													 "a",
+													 "A",
+													 "htt"
+													 "ps:"
+													 "//"
+													 "c/"
+													 "v1/"
+													 "too"
+													 "ls/"
+													 "db_"
+													 "a") "]");
 	struct sync_plan plan;
 	struct cn_error err = {0};
 	assert_int_equal(sync_plan_tools(desired, existing, "db_", false, &plan, &err), CN_OK);
@@ -184,12 +204,12 @@ static void test_plan(void **state)
 		enum sync_kind kind;
 		const char *name, *id, *changed;
 	} want[] = {
-		{SYNC_UNCHANGED, "db_a", "t1", ""},
-		{SYNC_UPDATE, "db_b", "t2", "description, callback_url"},
-		{SYNC_UPDATE, "db_c", "t3", "parameters"},
-		{SYNC_CREATE, "db_d", NULL, ""},
-		{SYNC_STALE, "db_gone", "t4", "no longer offered"},
-		{SYNC_STALE, "db_a", "t6", "a second tool of this name"},
+	    {SYNC_UNCHANGED, "db_a", "t1", ""},
+	    {SYNC_UPDATE, "db_b", "t2", "description, callback_url"},
+	    {SYNC_UPDATE, "db_c", "t3", "parameters"},
+	    {SYNC_CREATE, "db_d", NULL, ""},
+	    {SYNC_STALE, "db_gone", "t4", "no longer offered"},
+	    {SYNC_STALE, "db_a", "t6", "a second tool of this name"},
 	};
 	assert_int_equal(plan.n, sizeof want / sizeof want[0]);
 	for (size_t i = 0; i < plan.n; i++) {
@@ -197,7 +217,8 @@ static void test_plan(void **state)
 		if (a->kind != want[i].kind || strcmp(a->name, want[i].name) != 0 ||
 		    (want[i].id ? !a->id || strcmp(a->id, want[i].id) != 0 : a->id != NULL) ||
 		    strcmp(a->changed, want[i].changed) != 0)
-			fail_msg("action %zu: %d %s %s '%s'", i, a->kind, a->name, a->id ? a->id : "-", a->changed);
+			fail_msg("action %zu: %d %s %s '%s'", i, a->kind, a->name, a->id ? a->id : "-",
+				 a->changed);
 	}
 	assert_non_null(plan.items[3].want);
 	sync_plan_free(&plan);
@@ -271,13 +292,10 @@ static void test_mappings_payload(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_headers),
-		cmocka_unit_test(test_retry_after),
-		cmocka_unit_test(test_backoff),
-		cmocka_unit_test(test_token),
-		cmocka_unit_test(test_error_text),
-		cmocka_unit_test(test_plan),
-		cmocka_unit_test(test_mappings_payload),
+	    cmocka_unit_test(test_headers),	     cmocka_unit_test(test_retry_after),
+	    cmocka_unit_test(test_backoff),	     cmocka_unit_test(test_token),
+	    cmocka_unit_test(test_error_text),	     cmocka_unit_test(test_plan),
+	    cmocka_unit_test(test_mappings_payload),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

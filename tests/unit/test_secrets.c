@@ -73,13 +73,13 @@ static void test_parse_and_format(void **state)
 {
 	(void)state;
 	static const char good[] =
-		"{\"version\":1,\"secrets\":["
-		"{\"secret\":\"" NEW_SECRET "\",\"state\":\"active\",\"created_at\":\"2026-01-20T12:00:00Z\","
-		"\"expires_at\":null},"
-		"{\"secret\":\"" OLD_SECRET "\",\"state\":\"deprecated\",\"created_at\":\"2025-01-20T12:00:00Z\","
-		"\"expires_at\":\"2026-01-21T12:00:00Z\"}],"
-		"\"retired\":[{\"fingerprint\":\"0123456789abcdef\",\"expires_at\":\"2026-01-21T12:00:00Z\"}],"
-		"\"patched_tools\":[\"tool_1\",\"tool-2.x\"]}";
+	    "{\"version\":1,\"secrets\":["
+	    "{\"secret\":\"" NEW_SECRET "\",\"state\":\"active\",\"created_at\":\"2026-01-20T12:00:00Z\","
+	    "\"expires_at\":null},"
+	    "{\"secret\":\"" OLD_SECRET "\",\"state\":\"deprecated\",\"created_at\":\"2025-01-20T12:00:00Z\","
+	    "\"expires_at\":\"2026-01-21T12:00:00Z\"}],"
+	    "\"retired\":[{\"fingerprint\":\"0123456789abcdef\",\"expires_at\":\"2026-01-21T12:00:00Z\"}],"
+	    "\"patched_tools\":[\"tool_1\",\"tool-2.x\"]}";
 	struct secrets_file f;
 	struct cn_error err = {0};
 	assert_int_equal(secrets_file_parse(good, strlen(good), &f, &err), CN_OK);
@@ -108,22 +108,27 @@ static void test_parse_and_format(void **state)
 		const char *text;
 		const char *want;
 	} bad[] = {
-		{"", "not a rotation file"},
-		{"[]", "not a rotation file"},
-		{"{\"version\":2}", "not a rotation file"},
-		{"{\"version\":1,\"secrets\":{}}", "\"secrets\" is not a list"},
-		{"{\"version\":1,\"secrets\":[{\"secret\":\"short\",\"state\":\"active\","
-		 "\"created_at\":\"2026-01-20T12:00:00Z\"}]}", "secrets[0] is not valid"},
-		{"{\"version\":1,\"secrets\":[{\"secret\":\"" NEW_SECRET "\",\"state\":\"odd\","
-		 "\"created_at\":\"2026-01-20T12:00:00Z\"}]}", "secrets[0] is not valid"},
-		{"{\"version\":1,\"secrets\":[{\"secret\":\"" NEW_SECRET "\",\"state\":\"deprecated\","
-		 "\"created_at\":\"2026-01-20T12:00:00Z\"}]}", "expires_at exactly when deprecated"},
-		{"{\"version\":1,\"secrets\":[{\"secret\":\"" NEW_SECRET "\",\"state\":\"active\","
-		 "\"created_at\":\"2026-01-20T12:00:00Z\"},{\"secret\":\"" OLD_SECRET "\",\"state\":\"active\","
-		 "\"created_at\":\"2026-01-20T12:00:00Z\"}]}", "more than one secret is active"},
-		{"{\"version\":1,\"retired\":[{\"fingerprint\":\"XYZ\",\"expires_at\":\"2026-01-20T12:00:00Z\"}]}",
-		 "retired[0] is not valid"},
-		{"{\"version\":1,\"patched_tools\":[\"a b\"]}", "patched_tools[0] is not a tool id"},
+	    {"", "not a rotation file"},
+	    {"[]", "not a rotation file"},
+	    {"{\"version\":2}", "not a rotation file"},
+	    {"{\"version\":1,\"secrets\":{}}", "\"secrets\" is not a list"},
+	    {"{\"version\":1,\"secrets\":[{\"secret\":\"short\",\"state\":\"active\","
+	     "\"created_at\":\"2026-01-20T12:00:00Z\"}]}",
+	     "secrets[0] is not valid"},
+	    {"{\"version\":1,\"secrets\":[{\"secret\":\"" NEW_SECRET "\",\"state\":\"odd\","
+	     "\"created_at\":\"2026-01-20T12:00:00Z\"}]}",
+	     "secrets[0] is not valid"},
+	    {"{\"version\":1,\"secrets\":[{\"secret\":\"" NEW_SECRET "\",\"state\":\"deprecated\","
+	     "\"created_at\":\"2026-01-20T12:00:00Z\"}]}",
+	     "expires_at exactly when deprecated"},
+	    {"{\"version\":1,\"secrets\":[{\"secret\":\"" NEW_SECRET "\",\"state\":\"active\","
+	     "\"created_at\":\"2026-01-20T12:00:00Z\"},{\"secret\":\"" OLD_SECRET "\",\"state\":\"active\","
+	     "\"created_at\":\"2026-01-20T12:00:00Z\"}]}",
+	     "more than one secret is active"},
+	    {"{\"version\":1,\"retired\":[{\"fingerprint\":\"XYZ\",\"expires_at\":\"2026-01-20T12:00:00Z\"}]"
+	     "}",
+	     "retired[0] is not valid"},
+	    {"{\"version\":1,\"patched_tools\":[\"a b\"]}", "patched_tools[0] is not a tool id"},
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		memset(&err, 0, sizeof err);
@@ -146,8 +151,8 @@ static void test_file_permissions(void **state)
 	bool exists;
 	assert_int_equal(secrets_file_read(path, &g, &exists, &err), CN_OK);
 	assert_false(exists);
-	f.items[0] = (struct secrets_entry){.secret = strdup(NEW_SECRET), .state = SECRET_ACTIVE,
-					    .created_at = 1700000000};
+	f.items[0] = (struct secrets_entry){
+	    .secret = strdup(NEW_SECRET), .state = SECRET_ACTIVE, .created_at = 1700000000};
 	f.n = 1;
 	assert_int_equal(secrets_file_write(path, &f, &err), CN_OK);
 	struct stat st;
@@ -178,8 +183,8 @@ static void test_snapshot_rules(void **state)
 
 	/* a rotation in its window: new active, the configured ones retired later */
 	struct secrets_file f = {0};
-	f.items[0] = (struct secrets_entry){.secret = strdup(NEW_SECRET), .state = SECRET_ACTIVE,
-					    .created_at = now - 10};
+	f.items[0] = (struct secrets_entry){
+	    .secret = strdup(NEW_SECRET), .state = SECRET_ACTIVE, .created_at = now - 10};
 	f.n = 1;
 	secrets_fingerprint(CFG_SECRET, f.retired[0].fingerprint);
 	f.retired[0].expires_at = now + 3600;
@@ -197,8 +202,10 @@ static void test_snapshot_rules(void **state)
 
 	/* a pending secret is accepted but not primary; a deprecated one until it expires */
 	f.items[0].state = SECRET_PENDING;
-	f.items[1] = (struct secrets_entry){.secret = strdup(OLD_SECRET), .state = SECRET_DEPRECATED,
-					    .created_at = now - 100, .expires_at = now + 60};
+	f.items[1] = (struct secrets_entry){.secret = strdup(OLD_SECRET),
+					    .state = SECRET_DEPRECATED,
+					    .created_at = now - 100,
+					    .expires_at = now + 60};
 	f.n = 2;
 	f.nretired = 0;
 	set = secret_set_build(cfg, &f);
@@ -210,8 +217,8 @@ static void test_snapshot_rules(void **state)
 
 	/* the configured secret equal to the active one is not retired by its own entry */
 	secrets_file_clear(&f);
-	f.items[0] = (struct secrets_entry){.secret = strdup(CFG_SECRET2), .state = SECRET_ACTIVE,
-					    .created_at = now};
+	f.items[0] =
+	    (struct secrets_entry){.secret = strdup(CFG_SECRET2), .state = SECRET_ACTIVE, .created_at = now};
 	f.n = 1;
 	set = secret_set_build(cfg, &f);
 	assert_string_equal(secret_set_primary(set, now), CFG_SECRET2);
@@ -274,8 +281,8 @@ static void test_swap_under_load(void **state)
 	struct cn_error err = {0};
 	/* the new secret is already pending: the rotation's first step */
 	struct secrets_file f = {0};
-	f.items[0] = (struct secrets_entry){.secret = strdup(NEW_SECRET), .state = SECRET_PENDING,
-					    .created_at = 1700000000};
+	f.items[0] = (struct secrets_entry){
+	    .secret = strdup(NEW_SECRET), .state = SECRET_PENDING, .created_at = 1700000000};
 	f.n = 1;
 	assert_int_equal(secrets_file_write(path, &f, &err), CN_OK);
 	assert_int_equal(secrets_open(cfg, &L.secrets, &err), CN_OK);
@@ -283,8 +290,10 @@ static void test_swap_under_load(void **state)
 	L.now = time(NULL);
 	snprintf(L.body, sizeof L.body, "{\"execution_id\":\"exec_swap\"}");
 	signature_format_timestamp(L.now, L.ts);
-	assert_int_equal(signature_sign(CFG_SECRET, strlen(CFG_SECRET), L.body, strlen(L.body), L.sig_cfg), CN_OK);
-	assert_int_equal(signature_sign(NEW_SECRET, strlen(NEW_SECRET), L.body, strlen(L.body), L.sig_new), CN_OK);
+	assert_int_equal(signature_sign(CFG_SECRET, strlen(CFG_SECRET), L.body, strlen(L.body), L.sig_cfg),
+			 CN_OK);
+	assert_int_equal(signature_sign(NEW_SECRET, strlen(NEW_SECRET), L.body, strlen(L.body), L.sig_new),
+			 CN_OK);
 
 	pthread_t t[4];
 	for (int i = 0; i < 4; i++)
@@ -323,10 +332,10 @@ static void test_swap_under_load(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_and_format),
-		cmocka_unit_test(test_file_permissions),
-		cmocka_unit_test(test_snapshot_rules),
-		cmocka_unit_test(test_swap_under_load),
+	    cmocka_unit_test(test_parse_and_format),
+	    cmocka_unit_test(test_file_permissions),
+	    cmocka_unit_test(test_snapshot_rules),
+	    cmocka_unit_test(test_swap_under_load),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
