@@ -107,14 +107,14 @@ def test_rotation_under_load():
     d = daemon()
     try:
         registered()
-        FAKE.load_start("db_list_data_sources", threads=4, interval_ms=5)
+        FAKE.load_start("db_list_data_sources", threads=2, interval_ms=20)
         time.sleep(0.7)
         rc, out, err = cli("rotate-secret", "--config", d.config_path)
         expect(rc == 0 and "the running daemon accepts the new secret" in out, out + err)
         expect("5 tools (5 now) have the new secret" in out, out)
         time.sleep(1.5)  # the platform signs with either secret meanwhile
         load = FAKE.load_stop()
-        expect(load["count"] > 100, "too little load: %s" % load["count"])
+        expect(load["count"] > 50, "too little load: %s" % load["count"])
         expect(load["failures"] == [] and list(load["statuses"]) == ["200"],
                "callbacks failed during the rotation: %s" % json.dumps(load)[:2000])
         expect(load["by_secret"].get("deprecated", 0) > 0 and load["by_secret"].get("active", 0) > 0,
