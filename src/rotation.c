@@ -384,7 +384,9 @@ int rotation_run(const struct config *cfg, struct ic_client *ic, const struct to
 		goto out;
 
 	/* step 4 */
-	int64_t until = now + (int64_t)cfg->rotation_window_hours * 3600;
+	/* the window counts from now, after the last tool got the secret: the platform's own
+	 * window for each tool began at its PATCH, so it never ends after ours */
+	int64_t until = (int64_t)time(NULL) + (int64_t)cfg->rotation_window_hours * 3600;
 	bool running;
 	rc = complete(cfg, &f, until, err);
 	if (rc == CN_OK)
