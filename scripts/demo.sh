@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Command 1 of the README: build the connector, start it on the bundled SQLite
-# demo with a generated callback secret, and send it two signed tool callbacks
-# (describe_schema and run_query) the way Interactor does.
+# demo with a generated callback secret, and send it signed tool callbacks
+# (describe_schema, the curated tool db_top_customers of conf/demo.yaml, and
+# run_query) the way Interactor does.
 #
 # The connector is left running in the background (its pid, log and secret are
 # in .demo/); run `./scripts/demo.sh stop` to stop it.
@@ -72,6 +73,7 @@ print("[" + status.strip())'
 }
 
 call describe_schema '{"source":"demo","tables":["customers","orders"]}'
+call db_top_customers '{"country":"DE","limit":3}'
 call run_query '{"source":"demo","query":"SELECT c.name, c.country, count(o.id) AS orders, round(sum(t.total), 2) AS revenue FROM customers c JOIN orders o ON o.customer_id = c.id JOIN order_totals t ON t.order_id = o.id WHERE c.country = $1 GROUP BY c.id ORDER BY revenue DESC LIMIT $2","parameters":["DE",5]}'
 
 cat <<TXT

@@ -10,16 +10,20 @@
 #include "source.h"
 
 struct runtime;
+struct tool_catalog;
+struct secrets;
 
 /* cfg and sources are those of one configuration. A daemon sets runtime
- * instead: each request then runs on a copy of the app with cfg and sources
- * of the generation current when it started (runtime.h). */
+ * instead: each request then runs on a copy of the app with cfg, sources and
+ * catalog of the generation current when it started (runtime.h). */
 struct app {
 	const struct config *cfg;
 	struct source_set *sources;
 	struct exec_store *store; /* NULL in one-shot CLI commands */
 	time_t (*now)(void);      /* clock for signature checks; time() wrapper by default */
-	struct runtime *runtime;  /* NULL: cfg and sources are fixed */
+	struct tool_catalog *catalog; /* the tools offered; NULL: the built-in ones */
+	struct secrets *secrets;  /* the callback secrets accepted now; NULL: cfg's list */
+	struct runtime *runtime;  /* NULL: cfg, sources and catalog are fixed */
 	struct generation *generation; /* in a request's copy: the generation it holds */
 	bool async;               /* this call may run up to limits.async_timeout_ms */
 };

@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 
 #include <ctype.h>
+#include <regex.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,10 +23,12 @@
 
 #include "buf.h"
 #include "cron.h"
+#include "curated.h"
+#include "json_schema.h"
 #include "tz.h"
 #include "yaml_tree.h"
 
-#define CK_MAX_ROWS 32       /* rows per table (static_assert below) */
+#define CK_MAX_ROWS 48       /* rows per table (static_assert below) */
 #define CK_PATH_MAX 160      /* a dotted key path in a message */
 #define CK_SHOW_MAX 64       /* bytes of a value or key quoted in a message */
 #define CONFIG_MAX_VALUE 65536 /* bytes of one value after ${VAR} expansion */
@@ -34,6 +37,7 @@
 #define CK_F_SENSITIVE 2u /* never printed, never quoted in messages */
 #define CK_F_DSN 4u       /* printed with its password redacted, never quoted in messages */
 #define CK_F_PATH 8u      /* a path relative to the config file's directory */
+#define CK_F_OPTIONAL 16u /* CK_STRING: NULL, CK_STRLIST: empty, when not set; not printed then */
 
 #define SECRET_HINT                                                                          \
 	"set auth.callback_secrets to the tool's callback_secret (at least 16 bytes, no "   \
@@ -45,9 +49,18 @@ enum ck_type {
 	CK_UINT,    /* uint32_t in [min, max] */
 	CK_BOOL,    /* bool: true | false */
 	CK_STRLIST, /* char ** + size_t count at count_off; min..max items; a lone string is one item */
-	CK_SOURCES, /* the list of sources, each read with source_keys */
+	CK_LIST,    /* a list of maps: items of item_size bytes at off, count at count_off, each
+		       read with the sub table, then item_done */
 	CK_OPTIONS, /* struct config_options: a driver's own key: value settings */
+	CK_STATEMENT, /* char *: a string, or a map / list written out as JSON; the bool at
+			 count_off says which (true: a document) */
 };
+
+struct loader;
+struct walk;
+/* After item i of a CK_LIST was read (w is its walk: keys and lines):
+ * cross-field checks. Returns CN_OK or an error from err_at. */
+typedef int (*ck_item_fn)(struct loader *ld, const struct walk *w, void *items, size_t i);
 
 /* Fills why (for the message) and returns false when value is not acceptable. */
 typedef bool (*ck_check_fn)(const char *value, char *why, size_t whylen);
@@ -56,15 +69,24 @@ struct ck_key {
 	const char *path; /* dotted, relative to the table's map: "server.listen", "limits.timeout_ms" */
 	enum ck_type type;
 	size_t off;       /* offsetof the field */
-	size_t count_off; /* CK_STRLIST, CK_SOURCES: offsetof the size_t count */
+	size_t count_off; /* CK_STRLIST, CK_LIST: offsetof the size_t count */
 	const char *def;  /* CK_STRING default (NULL = "") */
 	uint32_t def_u;   /* CK_UINT default; CK_BOOL 0 / 1 */
-	uint32_t min, max; /* CK_UINT range; CK_STRLIST, CK_SOURCES item count */
+	uint32_t min, max; /* CK_UINT range; CK_STRLIST, CK_LIST item count */
 	unsigned flags;
 	const char *choices; /* CK_STRING: "a|b|c" */
 	ck_check_fn check;   /* CK_STRING and CK_STRLIST items */
 	const char *hint;    /* what to do when it is missing or empty */
 	const char *doc;     /* one line, for config_print and the docs */
+	/* CK_LIST */
+	const struct ck_key *sub; /* the keys of each item */
+	size_t nsub;
+	size_t item_size;
+	size_t line_off;     /* offsetof the item's `int line` */
+	ck_item_fn item_done;
+	const char *item_plural; /* "sources" */
+	const char *item_one;    /* "source" */
+	const char *item_keys;   /* "name, driver and dsn" */
 };
 
 static bool check_listen(const char *v, char *why, size_t n);
@@ -118,65 +140,76 @@ static bool check_source_name(const char *v, char *why, size_t n);
 static bool check_driver_name(const char *v, char *why, size_t n);
 static bool check_refresh(const char *v, char *why, size_t n);
 static bool check_timezone(const char *v, char *why, size_t n);
+static bool check_https_url(const char *v, char *why, size_t n);
+static bool check_proxy(const char *v, char *why, size_t n);
+static bool check_tool_prefix(const char *v, char *why, size_t n);
+static bool check_tool_name(const char *v, char *why, size_t n);
+static bool check_param_name(const char *v, char *why, size_t n);
+static bool check_data_source_id(const char *v, char *why, size_t n);
+static bool check_client_id(const char *v, char *why, size_t n);
+static int source_done(struct loader *ld, const struct walk *w, void *items, size_t i);
+static int tool_done(struct loader *ld, const struct walk *w, void *items, size_t i);
+static int param_done(struct loader *ld, const struct walk *w, void *items, size_t i);
 
 #define CFG(f) offsetof(struct config, f)
 #define SRC(f) offsetof(struct config_source, f)
+#define TOOL(f) offsetof(struct config_tool, f)
+#define PARAM(f) offsetof(struct config_tool_param, f)
+#define NKEYS(t) (sizeof(t) / sizeof((t)[0]))
 
-static const struct ck_key global_keys[] = {
-	{"server.listen", CK_STRING, CFG(listen), .def = "127.0.0.1:8080", .check = check_listen,
-	 .doc = "address for Interactor's callbacks: host:port, or [ipv6]:port"},
-	{"server.public_url", CK_STRING, CFG(public_url), .check = check_public_url,
-	 .doc = "https URL under which Interactor reaches this connector (optional)"},
-	{"server.max_connections", CK_UINT, CFG(max_connections), .def_u = 256, .min = 1,
-	 .max = 4096, .doc = "connections served at once, each on its own thread"},
-	{"server.max_connections_per_address", CK_UINT, CFG(max_connections_per_address),
-	 .def_u = 32, .min = 1, .max = 4096,
-	 .doc = "connections one client address may hold at once; more are closed at once"},
-	{"server.request_timeout", CK_UINT, CFG(request_timeout), .def_u = 10, .min = 1, .max = 300,
-	 .doc = "seconds a connection may stay silent before its request has arrived"},
-	{"server.async_after_ms", CK_UINT, CFG(async_after_ms), .def_u = 20000, .min = 1000,
-	 .max = 25000,
-	 .doc = "ms: a query of a source with limits.async_timeout_ms still running this long "
-		"is answered 202 with a status URL"},
-	{"server.tls.cert", CK_STRING, CFG(tls_cert), .flags = CK_F_PATH,
-	 .doc = "PEM certificate chain for HTTPS (TLS 1.2 and 1.3); \"\": plain HTTP"},
-	{"server.tls.key", CK_STRING, CFG(tls_key), .flags = CK_F_PATH,
-	 .doc = "PEM private key of the certificate"},
-	{"server.allow_from", CK_STRLIST, CFG(allow_from), CFG(nallow_from), .min = 0, .max = 64,
-	 .check = check_cidr,
-	 .doc = "client networks allowed to connect (CIDR, e.g. 10.0.0.0/8); empty: any"},
-	{"auth.callback_secrets", CK_STRLIST, CFG(callback_secrets), CFG(nsecrets), .min = 1,
-	 .max = CONFIG_MAX_SECRETS, .flags = CK_F_REQUIRED | CK_F_SENSITIVE, .check = check_secret,
-	 .hint = SECRET_HINT,
-	 .doc = "HMAC keys that sign Interactor's callbacks; two during a rotation"},
-	{"auth.timestamp_tolerance", CK_UINT, CFG(timestamp_tolerance), .def_u = 300, .min = 1,
-	 .max = 3600, .doc = "seconds a signed request's timestamp may differ from now"},
-	{"state.path", CK_STRING, CFG(state_path), .def = "./connector-state.db",
-	 .flags = CK_F_PATH, .doc = "SQLite file for execution answers and schema snapshots"},
-	{"state.snapshots", CK_UINT, CFG(snapshots), .def_u = 10, .min = 1, .max = 1000,
-	 .doc = "schema snapshots (and their diffs) kept per source, besides the first"},
-	{"drivers.dir", CK_STRING, CFG(drivers_dir), .flags = CK_F_PATH,
-	 .doc = "directory searched first for driver modules (\"\": only the defaults)"},
-	{"log.level", CK_STRING, CFG(log_level), .def = "info", .choices = "error|warn|info|debug",
-	 .doc = "least severe level logged: error, warn, info or debug"},
-	{"log.format", CK_STRING, CFG(log_format), .def = "json", .choices = "text|json",
-	 .doc = "log line format: text or json"},
-	{"metrics.enabled", CK_BOOL, CFG(metrics_enabled), .def_u = 1,
-	 .doc = "serve GET /metrics and count for it; false: 404, nothing counted"},
-	{"metrics.allow_from", CK_STRLIST, CFG(metrics_allow_from), CFG(nmetrics_allow_from),
-	 .min = 0, .max = 64, .check = check_cidr,
-	 .doc = "client networks that may read GET /metrics (CIDR); empty: loopback and private "
-		"networks (10/8, 172.16/12, 192.168/16, fc00::/7)"},
-	{"refresh", CK_STRING, CFG(refresh), .def = "@hourly", .check = check_refresh,
-	 .doc = "when every source's schema is read again: cron (5 fields or @hourly...) or off"},
-	{"refresh_timezone", CK_STRING, CFG(refresh_timezone), .def = "UTC", .check = check_timezone,
-	 .doc = "time zone the refresh schedules are read in (IANA name, e.g. Europe/Berlin)"},
-	{"refresh_jitter", CK_UINT, CFG(refresh_jitter), .def_u = 30, .min = 0, .max = 3600,
-	 .doc = "seconds: each scheduled refresh starts after a random delay up to this"},
-	{"sources", CK_SOURCES, CFG(sources), CFG(nsources), .min = 1, .max = CONFIG_MAX_SOURCES,
+const char *const config_builtin_tools[] = {"list_data_sources", "describe_schema", "search_schema",
+					     "run_query", NULL};
+
+#define DEFAULT_API_URL "https://core.interactor.com/api/v1"
+#define DEFAULT_AUTH_URL "https://auth.interactor.com/api/v1/oauth/token"
+#define INTERACTOR_HINT                                                                  \
+	"set interactor.client_id and interactor.client_secret to the client credentials " \
+	"of your Interactor account, e.g. client_secret: \"${INTERACTOR_CLIENT_SECRET}\""
+
+static const struct ck_key param_keys[] = {
+	{"name", CK_STRING, PARAM(name), .flags = CK_F_REQUIRED, .check = check_param_name,
+	 .hint = "name the parameter, e.g. `name: customer_id`",
+	 .doc = "the argument's name: 1-64 of A-Z a-z 0-9 _, not starting with a digit"},
+	{"type", CK_STRING, PARAM(type_name), .flags = CK_F_REQUIRED,
+	 .choices = "string|integer|number|boolean|date|timestamp",
+	 .hint = "give its type: string, integer, number, boolean, date or timestamp",
+	 .doc = "string, integer, number, boolean, date (YYYY-MM-DD) or timestamp (ISO 8601)"},
+	{"description", CK_STRING, PARAM(description),
+	 .doc = "what the value means, shown to the assistant"},
+	{"required", CK_BOOL, PARAM(required), .def_u = 0,
+	 .doc = "the assistant must give it; a missing optional one binds its default, or NULL"},
+	{"enum", CK_STRLIST, PARAM(enum_values), PARAM(nenum), .min = 1, .max = CONFIG_MAX_ENUM,
+	 .flags = CK_F_OPTIONAL, .doc = "the only values allowed (optional)"},
+	{"minimum", CK_STRING, PARAM(minimum), .flags = CK_F_OPTIONAL,
+	 .doc = "smallest value allowed (integer and number; optional)"},
+	{"maximum", CK_STRING, PARAM(maximum), .flags = CK_F_OPTIONAL,
+	 .doc = "largest value allowed (integer and number; optional)"},
+	{"pattern", CK_STRING, PARAM(pattern), .flags = CK_F_OPTIONAL,
+	 .doc = "POSIX extended regular expression a string must match (optional; anchor with ^$)"},
+	{"default", CK_STRING, PARAM(default_value), .flags = CK_F_OPTIONAL,
+	 .doc = "value bound when the assistant leaves it out (optional)"},
+};
+
+static const struct ck_key tool_keys[] = {
+	{"name", CK_STRING, TOOL(name), .flags = CK_F_REQUIRED, .check = check_tool_name,
+	 .hint = "name the tool, e.g. `name: orders_by_customer`",
+	 .doc = "the tool's name: a letter, then up to 63 of A-Z a-z 0-9 _"},
+	{"description", CK_STRING, TOOL(description), .flags = CK_F_REQUIRED,
+	 .hint = "say what the tool answers: the assistant picks tools by their description",
+	 .doc = "what the tool answers, shown to the assistant"},
+	{"source", CK_STRING, TOOL(source), .flags = CK_F_REQUIRED, .check = check_source_name,
+	 .hint = "name the source it queries, e.g. `source: sales`",
+	 .doc = "the source the statement runs on"},
+	{"statement", CK_STATEMENT, TOOL(statement), TOOL(statement_is_document),
 	 .flags = CK_F_REQUIRED,
-	 .hint = "add a `sources:` list with at least one entry that has name, driver and dsn",
-	 .doc = "the databases this connector serves"},
+	 .hint = "give the query: SQL with $1..$n, or a MongoDB command document with "
+		 "{\"$param\": N}",
+	 .doc = "SQL with $1..$n, or a MongoDB command document with {\"$param\": N}"},
+	{"parameters", CK_LIST, TOOL(params), TOOL(nparams), .max = CONFIG_MAX_TOOL_PARAMS,
+	 .sub = param_keys, .nsub = NKEYS(param_keys), .item_size = sizeof(struct config_tool_param),
+	 .line_off = PARAM(line), .item_done = param_done, .item_plural = "parameters",
+	 .item_one = "parameter", .item_keys = "name and type",
+	 .doc = "the values bound to $1..$n, in order"},
 };
 
 static const struct ck_key source_keys[] = {
@@ -211,11 +244,105 @@ static const struct ck_key source_keys[] = {
 		"0: never, queries stop at timeout_ms"},
 	{"options", CK_OPTIONS, SRC(options), .max = CONFIG_MAX_OPTIONS,
 	 .doc = "the driver's own settings, key: value (see the driver's docs)"},
+	{"interactor_data_source_id", CK_STRING, SRC(interactor_data_source_id),
+	 .check = check_data_source_id,
+	 .doc = "the platform's id of this data source: its mappings are pushed there (\"\": never)"},
 };
 
-#define NKEYS(t) (sizeof(t) / sizeof((t)[0]))
+static const struct ck_key global_keys[] = {
+	{"server.listen", CK_STRING, CFG(listen), .def = "127.0.0.1:8080", .check = check_listen,
+	 .doc = "address for Interactor's callbacks: host:port, or [ipv6]:port"},
+	{"server.public_url", CK_STRING, CFG(public_url), .check = check_public_url,
+	 .doc = "https URL under which Interactor reaches this connector (optional)"},
+	{"server.max_connections", CK_UINT, CFG(max_connections), .def_u = 256, .min = 1,
+	 .max = 4096, .doc = "connections served at once, each on its own thread"},
+	{"server.max_connections_per_address", CK_UINT, CFG(max_connections_per_address),
+	 .def_u = 32, .min = 1, .max = 4096,
+	 .doc = "connections one client address may hold at once; more are closed at once"},
+	{"server.request_timeout", CK_UINT, CFG(request_timeout), .def_u = 10, .min = 1, .max = 300,
+	 .doc = "seconds a connection may stay silent before its request has arrived"},
+	{"server.async_after_ms", CK_UINT, CFG(async_after_ms), .def_u = 20000, .min = 1000,
+	 .max = 25000,
+	 .doc = "ms: a query of a source with limits.async_timeout_ms still running this long "
+		"is answered 202 with a status URL"},
+	{"server.tls.cert", CK_STRING, CFG(tls_cert), .flags = CK_F_PATH,
+	 .doc = "PEM certificate chain for HTTPS (TLS 1.2 and 1.3); \"\": plain HTTP"},
+	{"server.tls.key", CK_STRING, CFG(tls_key), .flags = CK_F_PATH,
+	 .doc = "PEM private key of the certificate"},
+	{"server.allow_from", CK_STRLIST, CFG(allow_from), CFG(nallow_from), .min = 0, .max = 64,
+	 .check = check_cidr,
+	 .doc = "client networks allowed to connect (CIDR, e.g. 10.0.0.0/8); empty: any"},
+	{"auth.callback_secrets", CK_STRLIST, CFG(callback_secrets), CFG(nsecrets), .min = 1,
+	 .max = CONFIG_MAX_SECRETS, .flags = CK_F_REQUIRED | CK_F_SENSITIVE, .check = check_secret,
+	 .hint = SECRET_HINT,
+	 .doc = "HMAC keys that sign Interactor's callbacks; two during a rotation"},
+	{"auth.timestamp_tolerance", CK_UINT, CFG(timestamp_tolerance), .def_u = 300, .min = 1,
+	 .max = 3600, .doc = "seconds a signed request's timestamp may differ from now"},
+	{"auth.secrets_file", CK_STRING, CFG(secrets_file), .flags = CK_F_PATH,
+	 .doc = "where rotate-secret keeps the secrets it made (\"\": STATE.secrets)"},
+	{"state.path", CK_STRING, CFG(state_path), .def = "./connector-state.db",
+	 .flags = CK_F_PATH, .doc = "SQLite file for execution answers and schema snapshots"},
+	{"state.snapshots", CK_UINT, CFG(snapshots), .def_u = 10, .min = 1, .max = 1000,
+	 .doc = "schema snapshots (and their diffs) kept per source, besides the first"},
+	{"drivers.dir", CK_STRING, CFG(drivers_dir), .flags = CK_F_PATH,
+	 .doc = "directory searched first for driver modules (\"\": only the defaults)"},
+	{"log.level", CK_STRING, CFG(log_level), .def = "info", .choices = "error|warn|info|debug",
+	 .doc = "least severe level logged: error, warn, info or debug"},
+	{"log.format", CK_STRING, CFG(log_format), .def = "json", .choices = "text|json",
+	 .doc = "log line format: text or json"},
+	{"metrics.enabled", CK_BOOL, CFG(metrics_enabled), .def_u = 1,
+	 .doc = "serve GET /metrics and count for it; false: 404, nothing counted"},
+	{"metrics.allow_from", CK_STRLIST, CFG(metrics_allow_from), CFG(nmetrics_allow_from),
+	 .min = 0, .max = 64, .check = check_cidr,
+	 .doc = "client networks that may read GET /metrics (CIDR); empty: loopback and private "
+		"networks (10/8, 172.16/12, 192.168/16, fc00::/7)"},
+	{"refresh", CK_STRING, CFG(refresh), .def = "@hourly", .check = check_refresh,
+	 .doc = "when every source's schema is read again: cron (5 fields or @hourly...) or off"},
+	{"refresh_timezone", CK_STRING, CFG(refresh_timezone), .def = "UTC", .check = check_timezone,
+	 .doc = "time zone the refresh schedules are read in (IANA name, e.g. Europe/Berlin)"},
+	{"refresh_jitter", CK_UINT, CFG(refresh_jitter), .def_u = 30, .min = 0, .max = 3600,
+	 .doc = "seconds: each scheduled refresh starts after a random delay up to this"},
+	{"sources", CK_LIST, CFG(sources), CFG(nsources), .min = 1, .max = CONFIG_MAX_SOURCES,
+	 .flags = CK_F_REQUIRED,
+	 .hint = "add a `sources:` list with at least one entry that has name, driver and dsn",
+	 .doc = "the databases this connector serves",
+	 .sub = source_keys, .nsub = NKEYS(source_keys), .item_size = sizeof(struct config_source),
+	 .line_off = SRC(line), .item_done = source_done,
+	 .item_plural = "sources", .item_one = "source", .item_keys = "name, driver and dsn"},
+	{"tools", CK_LIST, CFG(tools), CFG(ntools), .max = CONFIG_MAX_TOOLS,
+	 .doc = "curated tools: fixed statements with typed parameters",
+	 .sub = tool_keys, .nsub = NKEYS(tool_keys), .item_size = sizeof(struct config_tool),
+	 .line_off = TOOL(line), .item_done = tool_done,
+	 .item_plural = "tools", .item_one = "tool",
+	 .item_keys = "name, description, source, statement and parameters"},
+	{"interactor.api_url", CK_STRING, CFG(api_url), .def = DEFAULT_API_URL,
+	 .check = check_https_url, .doc = "the platform's API (https)"},
+	{"interactor.auth_url", CK_STRING, CFG(auth_url), .def = DEFAULT_AUTH_URL,
+	 .check = check_https_url, .doc = "the platform's OAuth token endpoint (https)"},
+	{"interactor.client_id", CK_STRING, CFG(client_id), .check = check_client_id,
+	 .doc = "OAuth client id for register, push-mappings and rotate-secret (\"\": none)"},
+	{"interactor.client_secret", CK_STRING, CFG(client_secret), .flags = CK_F_SENSITIVE,
+	 .doc = "OAuth client secret, e.g. \"${INTERACTOR_CLIENT_SECRET}\""},
+	{"interactor.ca_file", CK_STRING, CFG(ca_file), .flags = CK_F_PATH,
+	 .doc = "PEM file of CAs trusted besides the system's (\"\": the system's only)"},
+	{"interactor.proxy", CK_STRING, CFG(proxy), .flags = CK_F_DSN, .check = check_proxy,
+	 .doc = "proxy URL for the platform (\"\": libcurl's https_proxy, no_proxy, ... variables)"},
+	{"interactor.timeout_ms", CK_UINT, CFG(api_timeout_ms), .def_u = 15000, .min = 1000,
+	 .max = 120000, .doc = "time budget of one call to the platform, in ms"},
+	{"interactor.tool_prefix", CK_STRING, CFG(tool_prefix), .def = "db_",
+	 .check = check_tool_prefix,
+	 .doc = "put before each tool name registered; register --prune deletes only these"},
+	{"interactor.register_on_start", CK_BOOL, CFG(register_on_start), .def_u = 0,
+	 .doc = "serve registers the tools and pushes the mappings when it starts"},
+	{"interactor.rotation_window_hours", CK_UINT, CFG(rotation_window_hours), .def_u = 24,
+	 .min = 1, .max = 720, .doc = "hours rotate-secret keeps the old secret valid"},
+};
+
+
 _Static_assert(NKEYS(global_keys) <= CK_MAX_ROWS, "raise CK_MAX_ROWS");
 _Static_assert(NKEYS(source_keys) <= CK_MAX_ROWS, "raise CK_MAX_ROWS");
+_Static_assert(NKEYS(tool_keys) <= CK_MAX_ROWS, "raise CK_MAX_ROWS");
+_Static_assert(NKEYS(param_keys) <= CK_MAX_ROWS, "raise CK_MAX_ROWS");
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -245,6 +372,7 @@ static int err_at(struct loader *ld, int line, const char *key, const char *fmt,
 	va_end(ap);
 	return cn_error_set(ld->err, CN_ECONFIG, "%s:%d: %s: %s", ld->file, line, key, what);
 }
+
 
 static int err_nomem(struct loader *ld)
 {
@@ -401,6 +529,114 @@ static bool check_driver_name(const char *v, char *why, size_t n)
 	return false;
 }
 
+static bool check_https_url(const char *v, char *why, size_t n)
+{
+	char s[CK_SHOW_MAX + 1];
+	size_t host = strcspn(v + (strncmp(v, "https://", 8) == 0 ? 8 : 0), "/?#");
+	bool ok = strncmp(v, "https://", 8) == 0 && host > 0;
+	for (const char *c = v; ok && *c; c++)
+		ok = isgraph((unsigned char)*c);
+	if (ok)
+		return true;
+	snprintf(why, n, "'%s' is not an https URL: the platform is only reached over verified TLS, "
+		 "e.g. https://core.interactor.com/api/v1", show(s, sizeof s, v));
+	return false;
+}
+
+static bool check_proxy(const char *v, char *why, size_t n)
+{
+	static const char *const schemes[] = {"http://", "https://", "socks4://", "socks4a://",
+					      "socks5://", "socks5h://"};
+	if (!*v)
+		return true;
+	for (size_t i = 0; i < NKEYS(schemes); i++)
+		if (strncmp(v, schemes[i], strlen(schemes[i])) == 0 && v[strlen(schemes[i])])
+			return true;
+	snprintf(why, n, "the proxy is not a URL: write http://host:port (or https, socks5h, ...), "
+		 "or leave it empty to use the https_proxy / no_proxy environment variables");
+	return false;
+}
+
+static bool tool_char(int c)
+{
+	return isascii(c) && (isalnum(c) || c == '_');
+}
+
+static bool check_tool_prefix(const char *v, char *why, size_t n)
+{
+	char s[CK_SHOW_MAX + 1];
+	if (*v && (!isalpha((unsigned char)v[0]) || !check_pattern(v, 32, tool_char))) {
+		snprintf(why, n, "'%s' is not a valid prefix: use a letter, then up to 31 letters, "
+			 "digits or '_' (e.g. sales_), or \"\"", show(s, sizeof s, v));
+		return false;
+	}
+	for (size_t i = 0; *v && config_builtin_tools[i]; i++) {
+		if (strncmp(config_builtin_tools[i], v, strlen(v)) == 0) {
+			snprintf(why, n, "'%s' begins the built-in tool name %s, so names would be "
+				 "ambiguous; choose another prefix", show(s, sizeof s, v),
+				 config_builtin_tools[i]);
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool check_tool_name(const char *v, char *why, size_t n)
+{
+	char s[CK_SHOW_MAX + 1];
+	if (!isalpha((unsigned char)v[0]) || !check_pattern(v, CONFIG_MAX_TOOL_NAME, tool_char)) {
+		snprintf(why, n, "'%s' is not a valid tool name: use a letter, then up to 63 letters, "
+			 "digits or '_'", show(s, sizeof s, v));
+		return false;
+	}
+	for (size_t i = 0; config_builtin_tools[i]; i++) {
+		if (strcmp(config_builtin_tools[i], v) == 0) {
+			snprintf(why, n, "'%s' is a built-in tool's name; give the curated tool its own",
+				 v);
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool check_param_name(const char *v, char *why, size_t n)
+{
+	char s[CK_SHOW_MAX + 1];
+	if (isdigit((unsigned char)v[0]) || !check_pattern(v, 64, tool_char)) {
+		snprintf(why, n, "'%s' is not a valid parameter name: use 1 to 64 letters, digits or "
+			 "'_', not starting with a digit", show(s, sizeof s, v));
+		return false;
+	}
+	return true;
+}
+
+static bool id_char(int c)
+{
+	return isascii(c) && (isalnum(c) || c == '_' || c == '-' || c == '.');
+}
+
+static bool check_data_source_id(const char *v, char *why, size_t n)
+{
+	char s[CK_SHOW_MAX + 1];
+	if (!*v || check_pattern(v, 128, id_char))
+		return true;
+	snprintf(why, n, "'%s' is not a data source id: use the platform's id as it shows it "
+		 "(e.g. ds_abc: letters, digits, '_', '-', '.')", show(s, sizeof s, v));
+	return false;
+}
+
+static bool check_client_id(const char *v, char *why, size_t n)
+{
+	for (const char *c = v; *c; c++) {
+		if (!isgraph((unsigned char)*c)) {
+			snprintf(why, n, "the client id contains a blank or control character; copy it "
+				 "again from the platform");
+			return false;
+		}
+	}
+	return true;
+}
+
 /* A schedule: "off", or a cron expression that fires at least once. "" is
  * allowed where it means "the global one" (a source's key). */
 static bool check_refresh(const char *v, char *why, size_t n)
@@ -536,7 +772,7 @@ out:
 static int scalar_text(struct loader *ld, const struct ynode *v, const char *kp,
 		       const struct ck_key *k, char **out)
 {
-	bool is_string = k->type == CK_STRING || k->type == CK_STRLIST;
+	bool is_string = k->type == CK_STRING || k->type == CK_STRLIST || k->type == CK_STATEMENT;
 	*out = NULL;
 	if (v->type != YNODE_SCALAR)
 		return err_at(ld, v->line, kp, "expected a single value, got %s; %s", ytree_type_name(v),
@@ -742,57 +978,286 @@ static int set_options(struct loader *ld, const struct ck_key *k, void *base, co
 static int walk_map(struct loader *ld, struct walk *w, const struct ynode *map, const char *prefix);
 static int walk_finish(struct loader *ld, struct walk *w);
 
-static int set_sources(struct loader *ld, const struct ck_key *k, void *base, const struct ynode *v,
-		       const char *kp, int line)
+/* The line where row `path` of w's table was set, or the item's own line. */
+static int row_line(const struct walk *w, const char *path, int fallback)
 {
-	struct config_source **srcs = field(base, k->off);
+	for (size_t r = 0; r < w->nkeys; r++)
+		if (strcmp(w->keys[r].path, path) == 0 && w->seen[r])
+			return w->seen[r];
+	return fallback;
+}
+
+/* A list of maps, each read with k->sub; item_done checks each as it is read. */
+static int set_list(struct loader *ld, const struct ck_key *k, void *base, const struct ynode *v,
+		    const char *kp, int line)
+{
 	size_t *count = field(base, k->count_off);
 
 	if (v->type != YNODE_SEQ)
-		return err_at(ld, line, kp, "expected a list of sources, got %s; write each source "
-			      "as a list item (`- name: ...`) with name, driver and dsn",
-			      ytree_type_name(v));
+		return err_at(ld, line, kp, "expected a list of %s, got %s; write each %s as a list "
+			      "item (`- name: ...`) with %s", k->item_plural, ytree_type_name(v), k->item_one,
+			      k->item_keys);
 	if (v->n < k->min)
 		return err_at(ld, line, kp, "the list is empty; %s", hint_of(k));
 	if (v->n > k->max)
-		return err_at(ld, line, kp, "has %zu sources; at most %u are allowed", v->n, k->max);
-	*srcs = calloc(v->n, sizeof **srcs);
-	if (!*srcs)
+		return err_at(ld, line, kp, "has %zu %s; at most %u are allowed", v->n, k->item_plural,
+			      k->max);
+	char *items = calloc(v->n ? v->n : 1, k->item_size);
+	if (!items)
 		return err_nomem(ld);
+	memcpy(field(base, k->off), &items, sizeof items); /* the typed array pointer */
 	*count = 0;
 	for (size_t i = 0; i < v->n; i++) {
 		const struct ynode *item = v->items[i];
-		struct config_source *src = &(*srcs)[i];
+		void *it = items + i * k->item_size;
 		char ikp[CK_PATH_MAX];
 		snprintf(ikp, sizeof ikp, "%s[%zu]", kp, i);
 		*count = i + 1;
-		src->line = item->line;
+		*(int *)field(it, k->line_off) = item->line;
 		if (item->type != YNODE_MAP)
-			return err_at(ld, item->line, ikp, "expected a map with name, driver and dsn, "
-				      "got %s", ytree_type_name(item));
-		struct walk w = {.keys = source_keys, .nkeys = NKEYS(source_keys), .base = src,
-				 .keypath = ikp};
+			return err_at(ld, item->line, ikp, "expected a map with %s, got %s", k->item_keys,
+				      ytree_type_name(item));
+		struct walk w = {.keys = k->sub, .nkeys = k->nsub, .base = it, .keypath = ikp};
 		for (size_t r = 0; r < w.nkeys; r++)
 			w.parent[r] = item->line;
 		int rc = walk_map(ld, &w, item, "");
 		if (rc == CN_OK)
 			rc = walk_finish(ld, &w);
+		if (rc == CN_OK && k->item_done)
+			rc = k->item_done(ld, &w, items, i);
 		if (rc)
 			return rc;
-		for (size_t j = 0; j < i; j++) {
-			if (strcmp((*srcs)[j].name, src->name) == 0) {
-				char nkp[CK_PATH_MAX];
-				int name_line = item->line;
-				for (size_t r = 0; r < w.nkeys; r++)
-					if (strcmp(w.keys[r].path, "name") == 0)
-						name_line = w.seen[r];
-				path_join(nkp, sizeof nkp, ikp, "name");
-				return err_at(ld, name_line, nkp, "duplicate source name '%s' (also "
-					      "sources[%zu], line %d); give each source its own name",
-					      src->name, j, (*srcs)[j].line);
-			}
+	}
+	return CN_OK;
+}
+
+static int source_done(struct loader *ld, const struct walk *w, void *items, size_t i)
+{
+	struct config_source *srcs = items, *src = &srcs[i];
+	for (size_t j = 0; j < i; j++) {
+		if (strcmp(srcs[j].name, src->name) == 0) {
+			char nkp[CK_PATH_MAX];
+			path_join(nkp, sizeof nkp, w->keypath, "name");
+			return err_at(ld, row_line(w, "name", src->line), nkp, "duplicate source name '%s' "
+				      "(also sources[%zu], line %d); give each source its own name",
+				      src->name, j, srcs[j].line);
 		}
 	}
+	return CN_OK;
+}
+
+/* A parameter's declaration: type, and enum, bounds, pattern and default
+ * fitting it and each other. */
+static int param_done(struct loader *ld, const struct walk *w, void *items, size_t i)
+{
+	struct config_tool_param *ps = items, *p = &ps[i];
+	char kp[CK_PATH_MAX], why[400];
+	int rc = CN_OK;
+#define PARAM_ERR(key, ...)                                                        \
+	do {                                                                       \
+		path_join(kp, sizeof kp, w->keypath, key);                         \
+		return err_at(ld, row_line(w, key, p->line), kp, __VA_ARGS__);     \
+	} while (0)
+
+	for (size_t j = 0; j < i; j++)
+		if (strcmp(ps[j].name, p->name) == 0)
+			PARAM_ERR("name", "duplicate parameter name '%s' (also parameter %zu, line %d)",
+				  p->name, j + 1, ps[j].line);
+	if (curated_type_from_name(p->type_name, &p->type))
+		PARAM_ERR("type", "unknown type");
+	bool numeric = p->type == CONFIG_PARAM_INTEGER || p->type == CONFIG_PARAM_NUMBER;
+	for (size_t e = 0; e < p->nenum; e++) {
+		cJSON *v = curated_value_from_text(p->type, p->enum_values[e], why, sizeof why);
+		if (!v)
+			PARAM_ERR("enum", "item %zu: %s (the parameter's type is %s)", e, why, p->type_name);
+		cJSON_Delete(v);
+	}
+	const char *bounds[2][2] = {{"minimum", p->minimum}, {"maximum", p->maximum}};
+	for (size_t b = 0; b < 2; b++) {
+		if (!bounds[b][1])
+			continue;
+		if (!numeric)
+			PARAM_ERR(bounds[b][0], "only integer and number parameters have bounds; this one "
+				  "is %s", p->type_name);
+		cJSON *v = curated_value_from_text(p->type, bounds[b][1], why, sizeof why);
+		if (!v)
+			PARAM_ERR(bounds[b][0], "%s", why);
+		cJSON_Delete(v);
+	}
+	if (p->minimum && p->maximum && strtod(p->minimum, NULL) > strtod(p->maximum, NULL))
+		PARAM_ERR("maximum", "%s is below the minimum %s", p->maximum, p->minimum);
+	if (p->pattern) {
+		regex_t re;
+		if (p->type != CONFIG_PARAM_STRING)
+			PARAM_ERR("pattern", "only string parameters take a pattern (a %s has its own "
+				  "format)", p->type_name);
+		if (strstr(p->pattern, "\\d") || strstr(p->pattern, "\\D"))
+			PARAM_ERR("pattern", "POSIX extended regular expressions have no \\d: write "
+				  "[0-9] (and [^0-9] for \\D)");
+		int re_rc = regcomp(&re, p->pattern, REG_EXTENDED | REG_NOSUB);
+		if (re_rc != 0) {
+			char msg[200];
+			regerror(re_rc, &re, msg, sizeof msg);
+			regfree(&re);
+			PARAM_ERR("pattern", "not a POSIX extended regular expression: %s", msg);
+		}
+		regfree(&re);
+	}
+	if (p->default_value) {
+		if (p->required)
+			PARAM_ERR("default", "a required parameter never uses its default: drop "
+				  "`required: true` or the default");
+		cJSON *schema = curated_param_schema(p);
+		cJSON *def = curated_value_from_text(p->type, p->default_value, why, sizeof why);
+		if (!def) {
+			cJSON_Delete(schema);
+			PARAM_ERR("default", "%s", why);
+		}
+		path_join(kp, sizeof kp, w->keypath, "default");
+		if (!schema)
+			rc = err_nomem(ld);
+		else if (json_schema_check(schema, def, kp, why, sizeof why))
+			rc = err_at(ld, row_line(w, "default", p->line), kp, "does not fit the "
+				    "parameter's own rules: %s", why);
+		cJSON_Delete(schema);
+		cJSON_Delete(def);
+	}
+#undef PARAM_ERR
+	return rc;
+}
+
+static int tool_done(struct loader *ld, const struct walk *w, void *items, size_t i)
+{
+	struct config_tool *tools = items, *t = &tools[i];
+	char kp[CK_PATH_MAX], why[400];
+	t->statement_line = row_line(w, "statement", t->line);
+	t->source_line = row_line(w, "source", t->line);
+	for (size_t j = 0; j < i; j++) {
+		if (strcmp(tools[j].name, t->name) == 0) {
+			path_join(kp, sizeof kp, w->keypath, "name");
+			return err_at(ld, row_line(w, "name", t->line), kp, "duplicate tool name '%s' (also "
+				      "tools[%zu], line %d); give each tool its own name", t->name, j,
+				      tools[j].line);
+		}
+	}
+	if (curated_check_statement(t, why, sizeof why)) {
+		path_join(kp, sizeof kp, w->keypath, "statement");
+		return err_at(ld, t->statement_line, kp, "%s", why);
+	}
+	return CN_OK;
+}
+
+/* ---- statements: text, or a document written in YAML ------------------- */
+
+/* A plain scalar that JSON reads as a number. */
+static bool json_number_text(const char *s)
+{
+	const char *p = s + (*s == '-');
+	if (*p == '0')
+		p++;
+	else if (isdigit((unsigned char)*p))
+		p += strspn(p, "0123456789");
+	else
+		return false;
+	if (*p == '.') {
+		size_t n = strspn(p + 1, "0123456789");
+		if (!n)
+			return false;
+		p += 1 + n;
+	}
+	if (*p == 'e' || *p == 'E') {
+		p++;
+		p += *p == '+' || *p == '-';
+		size_t n = strspn(p, "0123456789");
+		if (!n)
+			return false;
+		p += n;
+	}
+	return *p == '\0';
+}
+
+/* node as JSON into b: maps and lists as such, plain numbers, true, false
+ * and null as JSON's, every other scalar (with ${VAR} expanded) a string. */
+static int yaml_as_json(struct loader *ld, const struct ynode *node, const char *kp, struct buf *b,
+			int depth)
+{
+	int rc = CN_OK;
+	if (depth > YTREE_MAX_DEPTH)
+		return err_at(ld, node->line, kp, "the document nests too deeply");
+	if (node->type == YNODE_MAP || node->type == YNODE_SEQ) {
+		bool map = node->type == YNODE_MAP;
+		rc = buf_puts(b, map ? "{" : "[");
+		for (size_t i = 0; rc == CN_OK && i < node->n; i++) {
+			if (i)
+				rc = buf_puts(b, ",");
+			if (rc == CN_OK && map) {
+				const struct ynode *key = node->keys[i];
+				rc = buf_json_string(b, key->value, key->len);
+				if (rc == CN_OK)
+					rc = buf_puts(b, ":");
+			}
+			if (rc == CN_OK)
+				rc = yaml_as_json(ld, node->items[i], kp, b, depth + 1);
+			if (rc && rc != CN_ETOOBIG && rc != CN_ENOMEM)
+				return rc; /* already reported */
+		}
+		if (rc == CN_OK)
+			rc = buf_puts(b, map ? "}" : "]");
+	} else if (node->plain && (ytree_is_null(node) || strcmp(node->value, "true") == 0 ||
+				   strcmp(node->value, "false") == 0 || json_number_text(node->value))) {
+		rc = buf_puts(b, ytree_is_null(node) ? "null" : node->value);
+	} else {
+		char *text;
+		if (strlen(node->value) != node->len)
+			return err_at(ld, node->line, kp, "the document contains a NUL byte; remove it");
+		rc = expand_env(ld, node->value, node->line, kp, false, &text);
+		if (rc)
+			return rc;
+		rc = buf_json_string(b, text, strlen(text));
+		free(text);
+	}
+	if (rc == CN_ETOOBIG)
+		return err_at(ld, node->line, kp, "the document is longer than %d bytes as JSON",
+			      CONFIG_MAX_VALUE);
+	if (rc == CN_ENOMEM)
+		return err_nomem(ld);
+	return rc;
+}
+
+static int set_statement(struct loader *ld, const struct ck_key *k, void *base, const struct ynode *v,
+			 const char *kp)
+{
+	char **dst = field(base, k->off);
+	bool *doc = field(base, k->count_off);
+	char *text = NULL;
+	int rc;
+	if (v->type == YNODE_SCALAR) {
+		rc = scalar_text(ld, v, kp, k, &text);
+		if (rc)
+			return rc;
+		if (!*text) {
+			free(text);
+			return err_at(ld, v->line, kp, "must not be empty; %s", hint_of(k));
+		}
+		*doc = text[strspn(text, " \t\r\n")] == '{';
+	} else if (v->type == YNODE_MAP) {
+		struct buf b;
+		buf_init(&b, CONFIG_MAX_VALUE);
+		rc = yaml_as_json(ld, v, kp, &b, 0);
+		if (rc) {
+			buf_free(&b);
+			return rc;
+		}
+		text = buf_steal(&b, NULL);
+		if (!text)
+			return err_nomem(ld);
+		*doc = true;
+	} else {
+		return err_at(ld, v->line, kp, "expected SQL text or a command document (a map), got a "
+			      "list");
+	}
+	free(*dst);
+	*dst = text;
 	return CN_OK;
 }
 
@@ -813,7 +1278,8 @@ static int set_leaf(struct loader *ld, struct walk *w, size_t row, const struct 
 	case CK_UINT: rc = set_uint(ld, k, w->base, v, kp); break;
 	case CK_BOOL: rc = set_bool(ld, k, w->base, v, kp); break;
 	case CK_STRLIST: rc = set_strlist(ld, k, w->base, v, kp, line); break;
-	case CK_SOURCES: rc = set_sources(ld, k, w->base, v, kp, line); break;
+	case CK_LIST: rc = set_list(ld, k, w->base, v, kp, line); break;
+	case CK_STATEMENT: rc = set_statement(ld, k, w->base, v, kp); break;
 	case CK_OPTIONS: rc = set_options(ld, k, w->base, v, kp, line); break;
 	default: rc = cn_error_set(ld->err, CN_EINTERNAL, "%s: bad key table", ld->file);
 	}
@@ -1001,6 +1467,8 @@ static int walk_finish(struct loader *ld, struct walk *w)
 		switch (k->type) {
 		case CK_STRING: {
 			char **dst = field(w->base, k->off);
+			if (k->flags & CK_F_OPTIONAL)
+				break; /* NULL: not set */
 			*dst = strdup(k->def ? k->def : "");
 			if (!*dst)
 				return err_nomem(ld);
@@ -1009,7 +1477,8 @@ static int walk_finish(struct loader *ld, struct walk *w)
 		case CK_UINT: *(uint32_t *)field(w->base, k->off) = k->def_u; break;
 		case CK_BOOL: *(bool *)field(w->base, k->off) = k->def_u != 0; break;
 		case CK_STRLIST:
-		case CK_SOURCES:
+		case CK_LIST:
+		case CK_STATEMENT:
 		case CK_OPTIONS: break; /* empty */
 		}
 	}
@@ -1022,7 +1491,7 @@ static void free_table(const struct ck_key *keys, size_t nkeys, void *base)
 {
 	for (size_t r = 0; r < nkeys; r++) {
 		const struct ck_key *k = &keys[r];
-		if (k->type == CK_STRING) {
+		if (k->type == CK_STRING || k->type == CK_STATEMENT) {
 			char *s = *(char **)field(base, k->off);
 			if (s && (k->flags & (CK_F_SENSITIVE | CK_F_DSN)))
 				explicit_bzero(s, strlen(s));
@@ -1046,12 +1515,13 @@ static void free_table(const struct ck_key *keys, size_t nkeys, void *base)
 			}
 			free(o->keys);
 			free(o->values);
-		} else if (k->type == CK_SOURCES) {
-			struct config_source *srcs = *(struct config_source **)field(base, k->off);
+		} else if (k->type == CK_LIST) {
+			char *items;
+			memcpy(&items, field(base, k->off), sizeof items);
 			size_t n = *(size_t *)field(base, k->count_off);
 			for (size_t i = 0; i < n; i++)
-				free_table(source_keys, NKEYS(source_keys), &srcs[i]);
-			free(srcs);
+				free_table(k->sub, k->nsub, items + i * k->item_size);
+			free(items);
 		}
 	}
 }
@@ -1108,6 +1578,43 @@ static int check_async(struct loader *ld, const struct config *cfg, size_t i)
 	return CN_OK;
 }
 
+/* What needs the whole file: tools name configured sources and fit the
+ * prefix; register_on_start has what registering needs. */
+static int cross_checks(struct loader *ld, const struct walk *w, struct config *cfg)
+{
+	char kp[CK_PATH_MAX];
+	size_t prefix_len = strlen(cfg->tool_prefix);
+	for (size_t i = 0; i < cfg->ntools; i++) {
+		const struct config_tool *t = &cfg->tools[i];
+		if (!config_find_source(cfg, t->source)) {
+			snprintf(kp, sizeof kp, "tools[%zu].source", i);
+			return err_at(ld, t->source_line, kp, "no source named '%s'; name one of the "
+				      "`sources`", t->source);
+		}
+		snprintf(kp, sizeof kp, "tools[%zu].name", i);
+		if (prefix_len && strncmp(t->name, cfg->tool_prefix, prefix_len) == 0)
+			return err_at(ld, t->line, kp, "'%s' begins with interactor.tool_prefix '%s', which "
+				      "is added when it is registered; drop it from the name", t->name,
+				      cfg->tool_prefix);
+		if (prefix_len + strlen(t->name) > CONFIG_MAX_TOOL_NAME)
+			return err_at(ld, t->line, kp, "'%s%s' (with interactor.tool_prefix) is longer "
+				      "than %d characters; shorten the name", cfg->tool_prefix, t->name,
+				      CONFIG_MAX_TOOL_NAME);
+	}
+	if (cfg->register_on_start) {
+		const char *missing = !*cfg->client_id ? "interactor.client_id"
+				      : !*cfg->client_secret ? "interactor.client_secret"
+				      : !*cfg->public_url ? "server.public_url" : NULL;
+		if (missing)
+			return err_at(ld, row_line(w, "interactor.register_on_start", 1),
+				      "interactor.register_on_start", "needs %s; %s", missing,
+				      strcmp(missing, "server.public_url") == 0
+					  ? "set it to the https URL Interactor calls this connector at"
+					  : INTERACTOR_HINT);
+	}
+	return CN_OK;
+}
+
 static int config_from_tree(const char *file, const struct ynode *root, struct config **out,
 			    struct cn_error *err)
 {
@@ -1127,7 +1634,8 @@ static int config_from_tree(const char *file, const struct ynode *root, struct c
 	}
 	if (root->type != YNODE_MAP) {
 		rc = err_at(&ld, root->line, "(top level)", "expected a map with the sections server, "
-			    "auth, state, drivers, log, refresh and sources, got %s", ytree_type_name(root));
+			    "auth, state, drivers, log, refresh, sources, tools and interactor, got %s",
+			    ytree_type_name(root));
 		goto out;
 	}
 	w.base = cfg;
@@ -1138,6 +1646,8 @@ static int config_from_tree(const char *file, const struct ynode *root, struct c
 		rc = walk_finish(&ld, &w);
 	for (size_t i = 0; rc == CN_OK && i < cfg->nsources; i++)
 		rc = check_async(&ld, cfg, i);
+	if (rc == CN_OK)
+		rc = cross_checks(&ld, &w, cfg);
 	if (rc == CN_OK && !*cfg->tls_cert != !*cfg->tls_key)
 		rc = err_at(&ld, root->line, *cfg->tls_cert ? "server.tls.key" : "server.tls.cert",
 			    "HTTPS needs both server.tls.cert and server.tls.key: set the %s too, or "
@@ -1212,8 +1722,11 @@ static bool key_equal(const struct ck_key *k, const void *a, const void *b)
 				return false;
 		return true;
 	}
-	case CK_SOURCES:
-		return true; /* compared one by one, by name */
+	case CK_STATEMENT:
+		return str_eq(*(char *const *)cfield(a, k->off), *(char *const *)cfield(b, k->off)) &&
+		       *(const bool *)cfield(a, k->count_off) == *(const bool *)cfield(b, k->count_off);
+	case CK_LIST:
+		return true; /* sources are compared one by one, by name; tools make a new catalog */
 	}
 	return false;
 }
@@ -1263,6 +1776,25 @@ const char *config_refresh_schedule(const struct config *cfg, const struct confi
 {
 	const char *s = src && src->refresh && *src->refresh ? src->refresh : cfg ? cfg->refresh : NULL;
 	return s && *s && strcmp(s, "off") != 0 ? s : NULL;
+}
+
+const struct config_tool *config_find_tool(const struct config *cfg, const char *name)
+{
+	for (size_t i = 0; cfg && name && i < cfg->ntools; i++)
+		if (strcmp(cfg->tools[i].name, name) == 0)
+			return &cfg->tools[i];
+	return NULL;
+}
+
+int config_require_interactor(const struct config *cfg, struct cn_error *err)
+{
+	const char *missing = !cfg->client_id || !*cfg->client_id ? "interactor.client_id"
+			      : !cfg->client_secret || !*cfg->client_secret ? "interactor.client_secret"
+									: NULL;
+	if (!missing)
+		return CN_OK;
+	return cn_error_set(err, CN_ECONFIG, "%s: %s is not set; %s", cfg->path, missing,
+			    INTERACTOR_HINT);
 }
 
 const struct config_source *config_find_source(const struct config *cfg, const char *name)
@@ -1393,11 +1925,12 @@ static void print_value(struct printer *p, const struct ck_key *k, const void *b
 {
 	FILE *out = p->out;
 	switch (k->type) {
+	case CK_STATEMENT:
 	case CK_STRING: {
 		const char *s = *(char *const *)cfield(base, k->off);
 		fputc(' ', out);
 		if (k->flags & CK_F_SENSITIVE) {
-			print_quoted(out, "<redacted>");
+			print_quoted(out, s && *s ? "<redacted>" : ""); /* unset says so */
 		} else if (k->flags & CK_F_DSN) {
 			char *r = s ? redact_dsn(s) : NULL;
 			print_quoted(out, r ? r : "<redacted>");
@@ -1433,18 +1966,29 @@ static void print_value(struct printer *p, const struct ck_key *k, const void *b
 		}
 		break;
 	}
-	case CK_SOURCES: {
-		const struct config_source *srcs = *(struct config_source *const *)cfield(base, k->off);
+	case CK_LIST: {
+		const char *items;
+		memcpy(&items, cfield(base, k->off), sizeof items);
 		size_t n = *(const size_t *)cfield(base, k->count_off);
 		fputs(n ? "\n" : " []\n", out);
 		for (size_t i = 0; i < n; i++) {
 			p->dash = true;
-			print_table(p, source_keys, NKEYS(source_keys), &srcs[i], indent + 4,
+			print_table(p, k->sub, k->nsub, items + i * k->item_size, indent + 4,
 				    docs && i == 0);
 		}
 		break;
 	}
 	}
+}
+
+/* An optional key the file did not set: left out of the printout. */
+static bool unset_optional(const struct ck_key *k, const void *base)
+{
+	if (!(k->flags & CK_F_OPTIONAL))
+		return false;
+	if (k->type == CK_STRLIST)
+		return *(const size_t *)cfield(base, k->count_off) == 0;
+	return *(char *const *)cfield(base, k->off) == NULL;
 }
 
 /* Rows in table order; dotted paths become nested maps (rows of one map are adjacent). */
@@ -1453,6 +1997,8 @@ static void print_table(struct printer *p, const struct ck_key *keys, size_t nke
 {
 	const char *prev = "";
 	for (size_t r = 0; r < nkeys; r++) {
+		if (unset_optional(&keys[r], base))
+			continue;
 		const char *a = keys[r].path, *b = prev;
 		bool same = true;
 		int depth = 0;

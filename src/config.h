@@ -22,6 +22,10 @@
 #define CONFIG_MAX_SECRETS 8
 #define CONFIG_MAX_SOURCES 64
 #define CONFIG_MAX_OPTIONS 32
+#define CONFIG_MAX_TOOLS 64         /* curated tools */
+#define CONFIG_MAX_TOOL_PARAMS 100  /* parameters of one curated tool ($1..$100) */
+#define CONFIG_MAX_TOOL_NAME 64     /* a tool's name as registered, tool_prefix included */
+#define CONFIG_MAX_ENUM 64          /* values of one parameter's enum */
 
 struct config_limits {
 	uint32_t max_rows;         /* default 1000, 1..100000 */
@@ -51,7 +55,52 @@ struct config_source {
 	char *refresh;       /* cron expression, @macro or "off"; "" (default) = the global one */
 	struct config_limits limits;
 	struct config_options options; /* key `options` */
+	char *interactor_data_source_id; /* the platform's id of this data source ("": mappings
+					    are not pushed) */
 	int line;            /* where the source starts in the file */
+};
+
+/* The types a curated tool's parameter may have (key `type`). */
+enum config_param_type {
+	CONFIG_PARAM_STRING,
+	CONFIG_PARAM_INTEGER,
+	CONFIG_PARAM_NUMBER,
+	CONFIG_PARAM_BOOLEAN,
+	CONFIG_PARAM_DATE,      /* ISO 8601 YYYY-MM-DD, bound as text */
+	CONFIG_PARAM_TIMESTAMP, /* ISO 8601 YYYY-MM-DDTHH:MM:SS[.f][Z|+hh:mm], bound as text */
+};
+
+/* One parameter of a curated tool: bound to $N (or {"$param": N}) where N
+ * is its position in the list, 1-based. Optional keys are NULL (strings) or
+ * empty (enum) when the file does not set them; the loader has checked that
+ * enum, minimum, maximum, pattern and default fit the type and each other. */
+struct config_tool_param {
+	char *name;          /* [A-Za-z_][A-Za-z0-9_]{0,63}, unique within the tool */
+	char *type_name;     /* key `type`: string|integer|number|boolean|date|timestamp */
+	enum config_param_type type;
+	char *description;   /* default "" */
+	bool required;       /* default false: a missing optional one binds its default, or NULL */
+	char **enum_values;  /* key `enum`, as written; nenum == 0 when not set */
+	size_t nenum;
+	char *minimum;       /* NULL when not set; a number (integer and number types) */
+	char *maximum;
+	char *pattern;       /* NULL when not set; POSIX extended regex (string types) */
+	char *default_value; /* key `default`, NULL when not set */
+	int line;
+};
+
+/* A curated tool: a fixed, reviewed statement with typed parameters. */
+struct config_tool {
+	char *name;          /* [A-Za-z][A-Za-z0-9_]*, unique, not a built-in tool's name */
+	char *description;   /* required: what the assistant reads */
+	char *source;        /* a configured source's name */
+	char *statement;     /* SQL with $1..$n, or a command document's JSON with {"$param": N} */
+	bool statement_is_document; /* written as a map, or as text starting with '{' */
+	struct config_tool_param *params; /* key `parameters`, in $1..$n order */
+	size_t nparams;
+	int line;            /* where the tool starts */
+	int statement_line;  /* where its statement is */
+	int source_line;
 };
 
 struct config {
@@ -73,6 +122,8 @@ struct config {
 	char **callback_secrets; /* 1..CONFIG_MAX_SECRETS, each >= 16 bytes, no surrounding blanks; sensitive */
 	size_t nsecrets;
 	uint32_t timestamp_tolerance; /* seconds, default 300, 1..3600 */
+	char *secrets_file;      /* rotated callback secrets (secrets.h); "" = STATE.secrets; resolved
+				    against dir */
 	/* state */
 	char *state_path;        /* default "./connector-state.db", resolved against dir */
 	uint32_t snapshots;      /* schema snapshots kept per source, default 10, 1..1000 */
@@ -91,6 +142,20 @@ struct config {
 	uint32_t refresh_jitter; /* seconds, each refresh waits a random 0..this, default 30, 0..3600 */
 	struct config_source *sources; /* 1..CONFIG_MAX_SOURCES */
 	size_t nsources;
+	/* curated tools */
+	struct config_tool *tools; /* 0..CONFIG_MAX_TOOLS */
+	size_t ntools;
+	/* interactor: the platform's API (interactor_client.h) */
+	char *api_url;           /* https, default the platform's */
+	char *auth_url;          /* https, the OAuth token endpoint */
+	char *client_id;         /* "" = not configured */
+	char *client_secret;     /* sensitive */
+	char *ca_file;           /* PEM CAs added to the system's; resolved against dir */
+	char *proxy;             /* "" = libcurl's proxy environment variables */
+	uint32_t api_timeout_ms; /* one HTTP exchange, default 15000 */
+	char *tool_prefix;       /* prepended to every tool name registered, default "db_" */
+	bool register_on_start;  /* serve registers the catalog (and pushes mappings) at start */
+	uint32_t rotation_window_hours; /* rotate-secret keeps the old secret this long */
 };
 
 /* Load and validate. On error returns CN_ECONFIG / CN_EIO / CN_ENOMEM and
@@ -125,6 +190,15 @@ int config_parse_cidr(const char *text, int *family, unsigned char addr[16], int
 char *config_resolve_path(const struct config *cfg, const char *path);
 
 const struct config_source *config_find_source(const struct config *cfg, const char *name);
+const struct config_tool *config_find_tool(const struct config *cfg, const char *name);
+
+/* The names of the built-in tools, ended by NULL (a curated tool may not
+ * take one, nor may tool_prefix begin one). */
+extern const char *const config_builtin_tools[];
+
+/* Whether the platform client is configured (client_id and client_secret
+ * set); when not, why in err ("FILE: interactor.client_id is not set; ..."). */
+int config_require_interactor(const struct config *cfg, struct cn_error *err) CN_MUST_USE;
 
 /* The schedule a source refreshes on: its own `refresh`, else the global
  * one. NULL when refreshing on a schedule is off. */

@@ -233,23 +233,50 @@ cJSON *control_reload_outcome(const char *state_path)
 	return j;
 }
 
-/* One request file, claimed: "refresh demo\n" -> its answer. */
-static void serve_one(struct control *c, const char *id, control_answer_fn answer, void *ctx)
+/* Whether word is one of the space-separated words of list. */
+static bool in_list(const char *list, const char *word)
 {
-	char req[4200], work[4200], done[4200];
+	size_t n = strlen(word);
+	for (const char *p = list; *p;) {
+		size_t l = strcspn(p, " ");
+		if (l == n && strncmp(p, word, n) == 0)
+			return true;
+		p += l + (p[l] == ' ');
+	}
+	return false;
+}
+
+/* The verb of a request file ("" when it cannot be read). */
+static void request_verb(const char *path, char verb[16])
+{
+	char *text = read_file(path, CONTROL_MAX_REQUEST, NULL);
+	verb[0] = '\0';
+	if (text && sscanf(text, "%15s", verb) != 1)
+		verb[0] = '\0';
+	free(text);
+}
+
+/* One request file, claimed: "refresh demo\n" -> its answer. */
+static void serve_one(struct control *c, const char *id, const char *verbs, control_answer_fn answer,
+		      void *ctx)
+{
+	char req[4200], work[4200], done[4200], verb[16];
 	snprintf(req, sizeof req, "%s/%s.req", c->dir, id);
 	snprintf(work, sizeof work, "%s/%s.work", c->dir, id);
 	snprintf(done, sizeof done, "%s/%s.json", c->dir, id);
+	request_verb(req, verb);
+	if (!in_list(verbs, verb) && in_list(CONTROL_VERBS, verb))
+		return; /* the other thread's to answer */
 	if (rename(req, work) != 0)
 		return; /* withdrawn meanwhile */
 	size_t len = 0;
 	char *text = read_file(work, CONTROL_MAX_REQUEST, &len);
-	char verb[16] = "", source[80] = "";
+	char source[80] = "";
 	cJSON *a = NULL;
-	if (text && sscanf(text, "%15s %79s", verb, source) == 2 &&
-	    (strcmp(verb, "refresh") == 0 || strcmp(verb, "drift") == 0)) {
-		log_info("%s of %s asked for by the command line (request %s)", verb,
-			 strcmp(source, "*") == 0 ? "every source" : source, id);
+	if (text && sscanf(text, "%15s %79s", verb, source) == 2 && in_list(verbs, verb)) {
+		if (strcmp(verb, "secrets") != 0) /* the answer logs what it did */
+			log_info("%s of %s asked for by the command line (request %s)", verb,
+				 strcmp(source, "*") == 0 ? "every source" : source, id);
 		a = answer(ctx, verb, source);
 	} else {
 		a = cJSON_CreateObject();
@@ -265,7 +292,7 @@ static void serve_one(struct control *c, const char *id, control_answer_fn answe
 	unlink(work);
 }
 
-size_t control_serve(struct control *c, control_answer_fn answer, void *ctx)
+size_t control_serve(struct control *c, const char *verbs, control_answer_fn answer, void *ctx)
 {
 	DIR *d = opendir(c->dir);
 	size_t served = 0;
@@ -283,7 +310,7 @@ size_t control_serve(struct control *c, control_answer_fn answer, void *ctx)
 	if (d)
 		closedir(d);
 	for (size_t i = 0; i < nids; i++, served++)
-		serve_one(c, ids[i], answer, ctx);
+		serve_one(c, ids[i], verbs, answer, ctx);
 	return served;
 }
 

@@ -8,8 +8,9 @@
  *                     held means a daemon runs, and F_GETLK names it, so a
  *                     stale pid file is never believed.
  *   STATE.requests/   (mode 0700) one file per request: the command writes
- *                     ID.tmp, renames it to ID.req ("refresh SOURCE" or
- *                     "drift SOURCE", SOURCE "*" for all), and sends the
+ *                     ID.tmp, renames it to ID.req ("refresh SOURCE",
+ *                     "drift SOURCE", SOURCE "*" for all, or "secrets *":
+ *                     read the rotated callback secrets again), and sends the
  *                     daemon SIGUSR1 with sigqueue(); the daemon renames it
  *                     to ID.work, does it, writes its JSON answer to
  *                     ID.json (through ID.json.tmp and a rename) and deletes
@@ -38,6 +39,8 @@
 #include "status.h"
 
 #define CONTROL_MAX_REQUEST 256
+/* Every verb a request may have; each thread that serves requests answers some of them. */
+#define CONTROL_VERBS "refresh drift secrets"
 #define CONTROL_STORE_WAIT_MS 10000
 
 struct control;
@@ -49,11 +52,14 @@ int control_open(const char *state_path, struct control **out, struct cn_error *
 /* Delete the pid file and let go of its lock. NULL is a no-op. */
 void control_close(struct control *c);
 
-/* Answer every pending request: answer(ctx, verb, source) returns the JSON
- * to write (consumed; NULL writes {"error":"out of memory"}). verb is
- * "refresh" or "drift", source a name or "*". Returns how many there were. */
+/* Answer every pending request whose verb is one of verbs (space-separated,
+ * e.g. "refresh drift"): answer(ctx, verb, source) returns the JSON to write
+ * (consumed; NULL writes {"error":"out of memory"}). source is a name or
+ * "*". A request with another known verb is left for the thread that
+ * serves it; one with an unknown verb is answered with an error. Returns
+ * how many requests were looked at. */
 typedef cJSON *(*control_answer_fn)(void *ctx, const char *verb, const char *source);
-size_t control_serve(struct control *c, control_answer_fn answer, void *ctx);
+size_t control_serve(struct control *c, const char *verbs, control_answer_fn answer, void *ctx);
 
 /* Daemon side: record the outcome of a reload (STATE.reload). */
 int control_reload_note(struct control *c, const cJSON *outcome) CN_MUST_USE;

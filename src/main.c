@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,8 +23,12 @@
 #include "metrics.h"
 #include "refresh.h"
 #include "request.h"
+#include "interactor_client.h"
+#include "interactor_sync.h"
+#include "rotation.h"
 #include "runtime.h"
 #include "scheduler.h"
+#include "secrets.h"
 #include "signature.h"
 #include "source.h"
 #include "tls.h"
@@ -57,6 +62,9 @@ static const char usage_main[] =
 	"  drift         print mapping keys and new columns the mappings no longer describe\n"
 	"  sign          sign a request body from stdin the way Interactor does (for curl)\n"
 	"  tools         print the tools offered to the assistant, with their JSON Schema\n"
+	"  register      register the tools with Interactor (idempotent) and push mappings\n"
+	"  push-mappings send each source's merged semantic mappings to Interactor\n"
+	"  rotate-secret give every tool a new callback secret without a failed callback\n"
 	"  version       print the version\n"
 	"\n"
 	"Run 'interactor-connector <command> --help' for a command's options.\n";
@@ -199,6 +207,42 @@ static void apply_log_settings(const struct config *cfg, enum log_level floor)
 
 /* ---- serve ---- */
 
+/* The command line's "secrets" request: read the rotation file again and
+ * say which secrets are accepted now (by fingerprint, never the values). */
+static cJSON *secrets_answer(void *ctx, const char *verb, const char *source)
+{
+	struct app *app = ctx;
+	struct cn_error err = {0};
+	(void)verb;
+	(void)source;
+	cJSON *a = cJSON_CreateObject();
+	if (!a)
+		return NULL;
+	if (secrets_reload(app->secrets, &err)) {
+		log_error("callback secrets not reloaded, the ones before stay: %s", err.message);
+		cJSON_AddStringToObject(a, "error", err.message);
+		return a;
+	}
+	struct secret_set *set = secrets_acquire(app->secrets);
+	int64_t now = (int64_t)app->now();
+	cJSON *fps = cJSON_AddArrayToObject(a, "accepted");
+	size_t n = 0;
+	for (size_t i = 0; fps && i < set->n; i++) {
+		const struct secret_item *it = &set->items[i];
+		if (it->expires_at && it->expires_at <= now)
+			continue;
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "fingerprint", it->fingerprint);
+		refresh_add_time(o, "expires_at", it->expires_at);
+		cJSON_AddBoolToObject(o, "primary", it->primary);
+		cJSON_AddItemToArray(fps, o);
+		n++;
+	}
+	secret_set_release(set);
+	log_info("callback secrets reloaded (asked by rotate-secret): %zu accepted", n);
+	return a;
+}
+
 /* CIDR texts into networks; what names the list in errors. */
 static int parse_nets(const char *what, char *const *texts, size_t n, struct http_net *nets,
 		      size_t *out, struct cn_error *err)
@@ -256,8 +300,46 @@ struct daemon {
 	struct http_server *srv;
 	struct control *ctl;
 	struct scheduler *sched;
+	struct sync_daemon *sync; /* the platform: registering at start, pushing mappings */
+	pthread_rwlock_t sync_lock; /* guards the sync pointer against notify_sync */
 	uint64_t attempts;  /* reloads tried */
 };
+
+/* A refresh published a new view: the platform sync (when there is one)
+ * looks at the mappings again. ctx is the daemon; a reload swaps its sync
+ * under the write lock, so a notifier never holds one being stopped. */
+static void notify_sync(void *ctx, struct source *s)
+{
+	struct daemon *d = ctx;
+	(void)s;
+	pthread_rwlock_rdlock(&d->sync_lock);
+	if (d->sync)
+		sync_daemon_notify(d->sync);
+	pthread_rwlock_unlock(&d->sync_lock);
+}
+
+/* Stop the platform sync (it works on one configuration's sources). */
+static void daemon_sync_stop(struct daemon *d)
+{
+	pthread_rwlock_wrlock(&d->sync_lock);
+	struct sync_daemon *old = d->sync;
+	d->sync = NULL;
+	pthread_rwlock_unlock(&d->sync_lock);
+	sync_daemon_stop(old);
+}
+
+/* Start it on the current configuration; NULL when it has nothing to do. */
+static int daemon_sync_start(struct daemon *d, struct cn_error *err)
+{
+	struct generation *g = runtime_acquire(&d->runtime);
+	struct sync_daemon *sync = NULL;
+	int rc = sync_daemon_start(g->cfg, g->sources, g->catalog, d->app.secrets, &sync, err);
+	runtime_release(&d->runtime, g);
+	pthread_rwlock_wrlock(&d->sync_lock);
+	d->sync = sync;
+	pthread_rwlock_unlock(&d->sync_lock);
+	return rc;
+}
 
 /* A claim is taken over as stale after this: longer than any query may run. */
 static uint32_t stale_after_s(const struct config *cfg)
@@ -309,6 +391,7 @@ static cJSON *daemon_reload(struct daemon *d)
 	struct http_net nets[HTTP_MAX_ALLOW], mnets[HTTP_MAX_ALLOW];
 	struct http_live live = {0};
 	struct sources_reopen_report rep = {0};
+	struct tool_catalog *catalog = NULL;
 	struct generation *g = runtime_acquire(&d->runtime);
 	const struct config *old = g->cfg;
 	cJSON *out = cJSON_CreateObject();
@@ -324,12 +407,20 @@ static cJSON *daemon_reload(struct daemon *d)
 		rc = http_live_of(cfg, nets, mnets, &live, &err);
 	if (rc == CN_OK)
 		rc = sources_reopen(cfg, g->sources, &set, &rep, &err);
+	if (rc == CN_OK)
+		rc = tool_catalog_new(cfg, set, &catalog, &err);
+	if (rc == CN_OK)
+		rc = tool_catalog_check(catalog, set, &err);
+	if (rc == CN_OK && d->app.secrets)
+		rc = secrets_use_config(d->app.secrets, cfg, &err);
 	if (rc) {
 		log_error("reload refused, still running the configuration read before: %s", err.message);
 		metrics_reload(false);
 		cJSON_AddStringToObject(out, "status", "refused");
 		cJSON_AddStringToObject(out, "error", err.message);
 		tls_keys_free(live.tls);
+		tool_catalog_free(catalog);
+		sources_close(set);
 		config_free(cfg);
 		runtime_release(&d->runtime, g);
 		return out;
@@ -349,9 +440,11 @@ static cJSON *daemon_reload(struct daemon *d)
 
 	scheduler_stop(d->sched); /* after the refresh that runs, if any */
 	d->sched = NULL;
-	uint64_t number = runtime_install(&d->runtime, cfg, set);
+	daemon_sync_stop(d);
+	uint64_t number = runtime_install(&d->runtime, cfg, set, catalog);
 	if (!number) {
 		/* out of memory: keep what runs; the sources it kept are still its */
+		tool_catalog_free(catalog);
 		sources_close(set);
 		config_free(cfg);
 		tls_keys_free(live.tls);
@@ -376,6 +469,8 @@ static cJSON *daemon_reload(struct daemon *d)
 		cJSON_AddNumberToObject(srcs, "opened", (double)rep.opened);
 		cJSON_AddNumberToObject(srcs, "closed", (double)rep.closed);
 	}
+	if (daemon_sync_start(d, &err))
+		log_error("reload: the platform sync is stopped: %s", err.message);
 	g = runtime_acquire(&d->runtime);
 	if (scheduler_start(g->sources, d->ctl, &d->sched, &err))
 		log_error("reload: schema refreshes are stopped: %s", err.message);
@@ -390,6 +485,7 @@ static int cmd_serve(int argc, char **argv)
 					     {"help", no_argument, NULL, 'h'},
 					     {NULL, 0, NULL, 0}};
 	struct daemon d = {0};
+	pthread_rwlock_init(&d.sync_lock, NULL);
 	int c;
 	while ((c = getopt_long(argc, argv, "c:l:h", opts, NULL)) != -1) {
 		switch (c) {
@@ -422,6 +518,7 @@ static int cmd_serve(int argc, char **argv)
 
 	d.app.now = clock_now;
 	struct source_set *set = NULL;
+	struct tool_catalog *catalog = NULL;
 	bool running = false;
 	struct cn_error err = {0};
 	const char *listen = d.listen ? d.listen : cfg->listen;
@@ -446,24 +543,31 @@ static int cmd_serve(int argc, char **argv)
 		nanosleep(&quarter, NULL);
 	}
 	exec_store_set_stale(d.app.store, stale_after_s(cfg));
-	if (control_open(state_path, &d.ctl, &err)) {
+	if (control_open(state_path, &d.ctl, &err) || secrets_open(cfg, &d.app.secrets, &err)) {
 		log_error("%s", err.message);
 		goto out;
 	}
 	if (cfg->metrics_enabled)
 		metrics_init(); /* before the sources: their first refresh counts */
 	struct sources_opts sopts = {.store = d.app.store};
-	if (sources_open_with(cfg, &sopts, &set, &err)) {
+	if (sources_open_with(cfg, &sopts, &set, &err) ||
+	    tool_catalog_new(cfg, set, &catalog, &err) ||
+	    tool_catalog_check(catalog, set, &err)) {
 		log_error("%s", err.message);
 		goto out;
 	}
 	log_source_audits(set, NULL);
-	if (runtime_init(&d.runtime, cfg, set)) {
+	if (runtime_init(&d.runtime, cfg, set, catalog)) {
 		log_error("out of memory");
 		goto out;
 	}
-	running = true; /* cfg and set belong to the runtime now */
+	running = true; /* cfg, set and catalog belong to the runtime now */
 	d.app.runtime = &d.runtime;
+	sources_on_refresh(set, notify_sync, &d); /* every later set inherits it */
+	if (daemon_sync_start(&d, &err)) {
+		log_error("%s", err.message);
+		goto out;
+	}
 	if (scheduler_start(set, d.ctl, &d.sched, &err)) {
 		log_error("%s", err.message);
 		goto out;
@@ -513,7 +617,10 @@ static int cmd_serve(int argc, char **argv)
 			continue;
 		}
 		if (sig == SIGUSR1) {
-			/* sigqueue()d by the command line: requests are waiting; a plain one: refresh all */
+			/* sigqueue()d by the command line: requests are waiting; a plain one: refresh
+			 * all. Secrets are reloaded here, never behind a long refresh. */
+			if (info.si_code == SI_QUEUE)
+				control_serve(d.ctl, "secrets", secrets_answer, &d.app);
 			scheduler_poke(d.sched, info.si_code == SI_QUEUE);
 			continue;
 		}
@@ -541,6 +648,7 @@ static int cmd_serve(int argc, char **argv)
 			running = false;
 			cfg = NULL;
 			set = NULL;
+			catalog = NULL;
 			d.app.store = NULL;
 		}
 	}
@@ -549,12 +657,15 @@ static int cmd_serve(int argc, char **argv)
 out:
 	http_server_stop(d.srv, 0);
 	scheduler_stop(d.sched);
+	daemon_sync_stop(&d);
 	if (running) {
 		runtime_destroy(&d.runtime);
 	} else {
 		sources_close(set);
+		tool_catalog_free(catalog);
 		config_free(cfg);
 	}
+	secrets_free(d.app.secrets);
 	control_close(d.ctl);
 	exec_store_close(d.app.store);
 	metrics_shutdown();
@@ -762,6 +873,19 @@ static int cmd_check_config(int argc, char **argv)
 			ret = 1;
 		}
 	}
+	struct tool_catalog *catalog = NULL;
+	if (tool_catalog_new(cfg, set, &catalog, &err) || tool_catalog_check(catalog, set, &err)) {
+		printf("tools: FAILED: %s\n", err.message);
+		ret = 1;
+	} else if (cfg->ntools) {
+		printf("tools: %zu curated, ", cfg->ntools);
+		for (size_t i = 0; i < catalog->ncurated; i++)
+			printf("%s%s (%s)", i ? ", " : "", catalog->curated[i].cfg->name,
+			       atomic_load(&catalog->curated[i].verdict) == CURATED_ACCEPTED
+				   ? "ok" : "not checked: its source is unavailable");
+		printf("\n");
+	}
+	tool_catalog_free(catalog);
 	printf("%s\n", ret ? "configuration has errors" : "configuration ok");
 	sources_close(set);
 	exec_store_close(store);
@@ -1109,29 +1233,284 @@ static int cmd_sign(int argc, char **argv)
 	return 0;
 }
 
+/* ---- register, push-mappings, rotate-secret ---- */
+
+static const char usage_register[] =
+	"usage: interactor-connector register --config FILE [--dry-run] [--prune] [--no-mappings]\n"
+	"\n"
+	"Makes Interactor's tools match the catalog (see `tools --config`): lists\n"
+	"the account's tools, creates the missing ones (with the callback secret),\n"
+	"updates those whose description, parameters or callback_url changed, and\n"
+	"leaves identical ones alone, so a second run changes nothing. Tools are\n"
+	"named interactor.tool_prefix + name, their callback_url is under\n"
+	"server.public_url. Then pushes each source's mappings (push-mappings).\n"
+	"Needs interactor.client_id and interactor.client_secret.\n"
+	"\n"
+	"  -c, --config FILE    configuration file\n"
+	"  -n, --dry-run        print the plan, change nothing\n"
+	"  -p, --prune          delete tools with the prefix that are no longer offered\n"
+	"  -M, --no-mappings    do not push the mappings\n"
+	"  -h, --help           this text\n"
+	"\n"
+	"Exit status: 0 when everything is in step, 1 on a failure, 2 on bad usage.\n";
+
+static const char usage_push[] =
+	"usage: interactor-connector push-mappings --config FILE [SOURCE] [--force] [--dry-run]\n"
+	"\n"
+	"Sends the merged semantic mappings (mapping files over database comments,\n"
+	"hidden tables and columns left out) of each source with an\n"
+	"interactor_data_source_id to PATCH /data-sources/{id}/semantic-mappings,\n"
+	"when they changed since the last push (STATE.platform.json remembers).\n"
+	"Connects to the sources to read their schemas.\n"
+	"\n"
+	"  -c, --config FILE    configuration file\n"
+	"  -f, --force          push even when nothing changed\n"
+	"  -n, --dry-run        say what would be pushed\n"
+	"  -h, --help           this text\n";
+
+static const char usage_rotate[] =
+	"usage: interactor-connector rotate-secret --config FILE [--finish] [--dry-run]\n"
+	"\n"
+	"Makes a new callback secret, keeps it in auth.secrets_file (default\n"
+	"STATE.secrets, mode 0600), has the running daemon accept it, then adds\n"
+	"it to each of this connector's tools in Interactor's dual-secret mode\n"
+	"(the old one stays valid interactor.rotation_window_hours). No callback\n"
+	"fails on the way. A run cut short carries on when run again.\n"
+	"\n"
+	"  -c, --config FILE    configuration file\n"
+	"  -f, --finish         end the window now: remove the old secret everywhere\n"
+	"  -n, --dry-run        say what would be done\n"
+	"  -h, --help           this text\n";
+
+/* What the platform commands share: the config, the drivers (nothing
+ * connected), the catalog and a client. */
+struct platform_cmd {
+	struct config *cfg;
+	struct source_set *set;
+	struct tool_catalog *catalog;
+	struct ic_client *ic;
+};
+
+static int platform_open(const char *path, struct platform_cmd *p)
+{
+	struct cn_error err = {0};
+	memset(p, 0, sizeof *p);
+	int ret = load_config(path, &p->cfg);
+	if (ret)
+		return ret;
+	/* warnings (a retry, a source down), and every exchange when log.level is debug */
+	bool debug = strcmp(p->cfg->log_level, "debug") == 0;
+	apply_log_settings(p->cfg, debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN);
+	struct sources_opts o = {.lazy = true};
+	if (config_require_interactor(p->cfg, &err) || sources_open_with(p->cfg, &o, &p->set, &err) ||
+	    tool_catalog_new(p->cfg, p->set, &p->catalog, &err) || ic_client_new(p->cfg, &p->ic, &err)) {
+		fprintf(stderr, "interactor-connector: %s\n", err.message);
+		return 1;
+	}
+	return 0;
+}
+
+static void platform_close(struct platform_cmd *p)
+{
+	ic_client_free(p->ic);
+	tool_catalog_free(p->catalog);
+	sources_close(p->set);
+	config_free(p->cfg);
+}
+
+static int cmd_register(int argc, char **argv)
+{
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+					     {"dry-run", no_argument, NULL, 'n'},
+					     {"prune", no_argument, NULL, 'p'},
+					     {"no-mappings", no_argument, NULL, 'M'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	const char *path = NULL;
+	bool dry_run = false, prune = false, mappings = true;
+	int c;
+	while ((c = getopt_long(argc, argv, "c:npMh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': path = optarg; break;
+		case 'n': dry_run = true; break;
+		case 'p': prune = true; break;
+		case 'M': mappings = false; break;
+		case 'h': fputs(usage_register, stdout); return 0;
+		default: fputs(usage_register, stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		fputs(usage_register, stderr);
+		return 2;
+	}
+	struct platform_cmd p;
+	int ret = platform_open(path, &p);
+	struct secrets *secrets = NULL;
+	struct cn_error err = {0};
+	if (ret == 0 && secrets_open(p.cfg, &secrets, &err)) {
+		fprintf(stderr, "interactor-connector: %s\n", err.message);
+		ret = 1;
+	}
+	if (ret == 0) {
+		struct secret_set *set = secrets_acquire(secrets);
+		if (sync_register(p.ic, p.cfg, p.catalog, secret_set_primary(set, (int64_t)time(NULL)), prune,
+				  dry_run, stdout, &err)) {
+			fprintf(stderr, "interactor-connector: register: %s\n", err.message);
+			ret = 1;
+		}
+		secret_set_release(set);
+	}
+	if (ret == 0 && mappings &&
+	    sync_push_mappings(p.ic, p.set, NULL, false, dry_run, stdout, &err)) {
+		fprintf(stderr, "interactor-connector: push-mappings: %s\n", err.message);
+		ret = 1;
+	}
+	secrets_free(secrets);
+	platform_close(&p);
+	return ret;
+}
+
+static int cmd_push_mappings(int argc, char **argv)
+{
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+					     {"force", no_argument, NULL, 'f'},
+					     {"dry-run", no_argument, NULL, 'n'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	const char *path = NULL;
+	bool force = false, dry_run = false;
+	int c;
+	while ((c = getopt_long(argc, argv, "c:fnh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': path = optarg; break;
+		case 'f': force = true; break;
+		case 'n': dry_run = true; break;
+		case 'h': fputs(usage_push, stdout); return 0;
+		default: fputs(usage_push, stderr); return 2;
+		}
+	}
+	if (argc - optind > 1) {
+		fputs(usage_push, stderr);
+		return 2;
+	}
+	struct platform_cmd p;
+	int ret = platform_open(path, &p);
+	struct cn_error err = {0};
+	const char *source = optind < argc ? argv[optind] : NULL;
+	if (ret == 0 && sync_push_mappings(p.ic, p.set, source, force, dry_run, stdout, &err)) {
+		fprintf(stderr, "interactor-connector: push-mappings: %s\n", err.message);
+		ret = 1;
+	}
+	platform_close(&p);
+	return ret;
+}
+
+static int cmd_rotate_secret(int argc, char **argv)
+{
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+					     {"finish", no_argument, NULL, 'f'},
+					     {"dry-run", no_argument, NULL, 'n'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	const char *path = NULL;
+	bool finish = false, dry_run = false;
+	int c;
+	while ((c = getopt_long(argc, argv, "c:fnh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': path = optarg; break;
+		case 'f': finish = true; break;
+		case 'n': dry_run = true; break;
+		case 'h': fputs(usage_rotate, stdout); return 0;
+		default: fputs(usage_rotate, stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		fputs(usage_rotate, stderr);
+		return 2;
+	}
+	struct platform_cmd p;
+	int ret = platform_open(path, &p);
+	struct cn_error err = {0};
+	if (ret == 0 && rotation_run(p.cfg, p.ic, p.catalog, finish, dry_run, stdout, &err)) {
+		fprintf(stderr, "interactor-connector: rotate-secret: %s\n", err.message);
+		ret = 1;
+	}
+	platform_close(&p);
+	return ret;
+}
+
 /* ---- tools ---- */
+
+static const char usage_tools[] =
+	"usage: interactor-connector tools [--config FILE]\n"
+	"\n"
+	"Prints the tools offered to the assistant as JSON: name, description and\n"
+	"the JSON Schema of their parameters. Without a config, the built-in tools;\n"
+	"with one, the tools that config offers (run_query only when a source\n"
+	"allows it, and its curated tools), named as `register` registers them\n"
+	"(interactor.tool_prefix first) with their callback_url under\n"
+	"server.public_url. The databases are not contacted.\n"
+	"\n"
+	"  -c, --config FILE    configuration file\n"
+	"  -h, --help           this text\n";
 
 static int cmd_tools(int argc, char **argv)
 {
-	(void)argv;
-	if (argc > 1) {
-		puts("usage: interactor-connector tools\n\nPrints the tool catalog as JSON.");
-		return strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ? 0 : 2;
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	const char *path = NULL;
+	int c;
+	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': path = optarg; break;
+		case 'h': fputs(usage_tools, stdout); return 0;
+		default: fputs(usage_tools, stderr); return 2;
+		}
 	}
-	cJSON *arr = cJSON_CreateArray();
-	for (const struct tool_def *t = tools_catalog; t->name; t++) {
-		cJSON *o = cJSON_CreateObject();
-		cJSON_AddStringToObject(o, "name", t->name);
-		cJSON_AddStringToObject(o, "description", t->description);
-		cJSON_AddItemToObject(o, "parameters", cJSON_Parse(t->parameters_schema));
-		cJSON_AddItemToArray(arr, o);
+	if (optind != argc) {
+		fputs(usage_tools, stderr);
+		return 2;
 	}
-	char *text = cJSON_Print(arr);
+	cJSON *arr = NULL;
+	if (path) {
+		struct config *cfg = NULL;
+		struct source_set *set = NULL;
+		struct tool_catalog *catalog = NULL;
+		struct cn_error err = {0};
+		int ret = load_config(path, &cfg);
+		if (ret)
+			return ret;
+		apply_log_settings(cfg, LOG_LEVEL_WARN);
+		/* drivers loaded (to tell SQL sources from document ones), nothing connected */
+		struct sources_opts o = {.lazy = true};
+		if (sources_open_with(cfg, &o, &set, &err) || tool_catalog_new(cfg, set, &catalog, &err)) {
+			fprintf(stderr, "interactor-connector: %s\n", err.message);
+			ret = 1;
+		} else {
+			arr = tool_catalog_to_json(catalog, cfg->public_url);
+		}
+		tool_catalog_free(catalog);
+		sources_close(set);
+		config_free(cfg);
+		if (ret)
+			return ret;
+	} else {
+		arr = cJSON_CreateArray();
+		for (const struct tool_def *t = tools_catalog; arr && t->name; t++) {
+			cJSON *o = cJSON_CreateObject();
+			cJSON_AddStringToObject(o, "name", t->name);
+			cJSON_AddStringToObject(o, "description", t->description);
+			cJSON_AddItemToObject(o, "parameters", cJSON_Parse(t->parameters_schema));
+			cJSON_AddItemToArray(arr, o);
+		}
+	}
+	char *text = arr ? cJSON_Print(arr) : NULL;
 	if (text)
 		printf("%s\n", text);
 	free(text);
 	cJSON_Delete(arr);
-	return 0;
+	return text ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -1144,6 +1523,8 @@ int main(int argc, char **argv)
 		{"introspect", cmd_introspect}, {"query", cmd_query},
 		{"refresh", cmd_refresh},     {"drift", cmd_drift},         {"reload", cmd_reload},
 		{"sign", cmd_sign},           {"tools", cmd_tools},
+		{"register", cmd_register},   {"push-mappings", cmd_push_mappings},
+		{"rotate-secret", cmd_rotate_secret},
 	};
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
 	    strcmp(argv[1], "help") == 0) {
@@ -1154,9 +1535,13 @@ int main(int argc, char **argv)
 		printf("interactor-connector %s (driver ABI %u)\n", CN_VERSION, CN_DRIVER_ABI_VERSION);
 		return 0;
 	}
-	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-		if (strcmp(argv[1], commands[i].name) == 0)
-			return commands[i].run(argc - 1, argv + 1);
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+		if (strcmp(argv[1], commands[i].name) == 0) {
+			int rc = commands[i].run(argc - 1, argv + 1);
+			ic_global_cleanup();
+			return rc;
+		}
+	}
 	fprintf(stderr, "interactor-connector: unknown command '%s'\n\n%s", argv[1], usage_main);
 	return 2;
 }

@@ -278,6 +278,8 @@ static int refresh_run(struct source *s, const struct timespec *start,
 	free(snap_text);
 	out->duration_ms = elapsed_ms(start);
 	log_outcome(s, out);
+	if (s->on_refresh)
+		s->on_refresh(s->on_refresh_ctx, s);
 	return CN_OK;
 }
 

@@ -15,6 +15,7 @@
 #include "metrics.h"
 #include "refresh.h"
 #include "runtime.h"
+#include "secrets.h"
 #include "signature.h"
 #include "tools.h"
 
@@ -26,7 +27,7 @@
 /* What one tool call did: its log line and its metrics. */
 struct call {
 	char exec_id[EXEC_ID_MAX + 1];
-	const struct tool_def *tool; /* NULL: the URL names no tool of the catalog */
+	const struct tool_entry *tool; /* NULL: the URL names no tool of the catalog */
 	const char *source;          /* borrowed from the config; NULL: none used */
 	const char *code;            /* error code; NULL on success */
 };
@@ -211,7 +212,7 @@ struct async_call {
 	pthread_cond_t cv; /* CLOCK_MONOTONIC */
 	bool done, detached;
 	struct app app;    /* the request's copy; its generation held for the thread */
-	const struct tool_def *tool;
+	const struct tool_entry *tool;
 	cJSON *params;     /* a copy */
 	struct tool_result r;
 	struct timespec start;
@@ -245,7 +246,7 @@ static void async_free(struct async_call *a)
 static void *async_main(void *arg)
 {
 	struct async_call *a = arg;
-	tools_call(&a->app, a->tool, a->params, &a->r);
+	tools_call_entry(&a->app, a->tool, a->params, &a->r);
 	pthread_mutex_lock(&a->mu);
 	a->done = true;
 	bool detached = a->detached;
@@ -296,7 +297,7 @@ static bool run_async(struct app *app, const cJSON *params, struct call *call,
 	pthread_condattr_t ca;
 	if (!a || pthread_condattr_init(&ca)) {
 		free(a);
-		tools_call(app, call->tool, params, r);
+		tools_call_entry(app, call->tool, params, r);
 		return true;
 	}
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -321,7 +322,7 @@ static bool run_async(struct app *app, const cJSON *params, struct call *call,
 		log_warn("execution %s: no thread for an asynchronous query; it runs within the callback",
 			 call->exec_id);
 		async_free(a);
-		tools_call(app, call->tool, params, r);
+		tools_call_entry(app, call->tool, params, r);
 		return true;
 	}
 	struct timespec until = *began;
@@ -403,13 +404,51 @@ static void run_tool(struct app *app, const cJSON *params, struct http_response 
 		if (!run_async(app, params, call, began, &r, resp))
 			return; /* 202: the call's thread stores the answer */
 	} else {
-		tools_call(app, call->tool, params, &r);
+		tools_call_entry(app, call->tool, params, &r);
 	}
 	call->source = r.source;
 	call->code = r.error_code;
 	if (app->store)
 		store_answer(app->store, exec_id, &r, false);
 	respond(resp, &r);
+}
+
+/* Is the request signed with a secret accepted now? The secrets come from a
+ * snapshot a rotation may replace meanwhile (app->secrets), else from cfg. */
+static int verify(const struct app *app, const struct http_request *req, struct cn_error *err)
+{
+	const struct config *cfg = app->cfg;
+	time_t now = app->now();
+	struct secret_set *set = app->secrets ? secrets_acquire(app->secrets) : NULL;
+	const char *secrets[SECRETS_MAX];
+	size_t nsecrets = set ? secret_set_current(set, (int64_t)now, secrets) : cfg->nsecrets;
+	int rc = signature_verify(set ? secrets : (const char *const *)cfg->callback_secrets, nsecrets,
+				  req->body, req->len, req->signature, req->timestamp, now,
+				  cfg->timestamp_tolerance, err);
+	secret_set_release(set);
+	return rc;
+}
+
+/* 404 naming the tools there are (as registered). */
+static void unknown_tool(const struct app *app, struct http_response *resp)
+{
+	struct buf b;
+	buf_init(&b, 4096);
+	int rc = buf_puts(&b, "no such tool; tools:");
+	if (app->catalog) {
+		const char *sep = "";
+		for (size_t i = 0; rc == CN_OK && i < app->catalog->n; i++) {
+			if (!app->catalog->items[i].offered)
+				continue;
+			rc = buf_printf(&b, "%s %s", sep, app->catalog->items[i].registered_name);
+			sep = ",";
+		}
+	} else {
+		for (const struct tool_def *t = tools_catalog; rc == CN_OK && t->name; t++)
+			rc = buf_printf(&b, "%s %s", t == tools_catalog ? "" : ",", t->name);
+	}
+	respond_error(resp, 404, "unknown_tool", rc == CN_OK ? b.data : "no such tool");
+	buf_free(&b);
 }
 
 /* Offset of the first \u0000 escape inside a JSON string of the body, or -1.
@@ -446,8 +485,7 @@ static void handle_tool(struct app *app, const struct http_request *req, const c
 		call->code = "payload_too_large";
 		return;
 	}
-	if (signature_verify((const char *const *)cfg->callback_secrets, cfg->nsecrets, req->body, req->len,
-			     req->signature, req->timestamp, app->now(), cfg->timestamp_tolerance, &err)) {
+	if (verify(app, req, &err)) {
 		respond_error(resp, 401, "invalid_signature", err.message);
 		call->code = "invalid_signature";
 		return;
@@ -511,9 +549,7 @@ static void handle_tool(struct app *app, const struct http_request *req, const c
 		}
 	}
 	if (!call->tool) {
-		respond_error(
-		    resp, 404, "unknown_tool",
-		    "no such tool; tools: list_data_sources, describe_schema, search_schema, run_query");
+		unknown_tool(app, resp);
 		call->code = "unknown_tool";
 		goto out;
 	}
@@ -543,7 +579,7 @@ static void handle_call(struct app *app, const struct http_request *req, struct 
 	struct timespec start;
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	const char *name = req->path + strlen(TOOL_PREFIX);
-	struct call call = {.tool = tools_find(name)};
+	struct call call = {.tool = tools_resolve(app, name)};
 	metrics_inflight(1);
 	if (strcmp(req->method, "POST") != 0) {
 		respond_error(resp, 405, "method_not_allowed", "tool callbacks are POST requests");
@@ -584,9 +620,7 @@ static void handle_status(struct app *app, const struct http_request *req, struc
 	} else if (req->too_large) {
 		respond_error(resp, 413, "payload_too_large", "the request body is too large");
 		call.code = "payload_too_large";
-	} else if (signature_verify((const char *const *)cfg->callback_secrets, cfg->nsecrets,
-				    req->body, req->len, req->signature, req->timestamp, app->now(),
-				    cfg->timestamp_tolerance, &err)) {
+	} else if (verify(app, req, &err)) {
 		respond_error(resp, 401, "invalid_signature", err.message);
 		call.code = "invalid_signature";
 	} else if (req->len && (!(root = cJSON_ParseWithLength(req->body, req->len)) ||
@@ -660,6 +694,7 @@ void request_handle(struct app *app, const struct http_request *req, struct http
 	struct app now = *app;
 	now.cfg = g->cfg;
 	now.sources = g->sources;
+	now.catalog = g->catalog;
 	now.generation = g;
 	route(&now, req, resp);
 	runtime_release(app->runtime, g);

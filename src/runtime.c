@@ -5,7 +5,10 @@
 
 #include <stdlib.h>
 
-static struct generation *generation_new(struct config *cfg, struct source_set *sources)
+#include "tools.h"
+
+static struct generation *generation_new(struct config *cfg, struct source_set *sources,
+					 struct tool_catalog *catalog)
 {
 	struct generation *g = calloc(1, sizeof *g);
 	if (!g)
@@ -13,19 +16,22 @@ static struct generation *generation_new(struct config *cfg, struct source_set *
 	g->refs = 1; /* the runtime's own, while it is current */
 	g->cfg = cfg;
 	g->sources = sources;
+	g->catalog = catalog;
 	return g;
 }
 
 static void generation_free(struct generation *g)
 {
+	tool_catalog_free(g->catalog); /* before the sources its tools name */
 	sources_close(g->sources);
 	config_free(g->cfg);
 	free(g);
 }
 
-int runtime_init(struct runtime *rt, struct config *cfg, struct source_set *sources)
+int runtime_init(struct runtime *rt, struct config *cfg, struct source_set *sources,
+		 struct tool_catalog *catalog)
 {
-	struct generation *g = generation_new(cfg, sources);
+	struct generation *g = generation_new(cfg, sources, catalog);
 	if (!g)
 		return CN_ENOMEM;
 	g->number = 1;
@@ -84,9 +90,10 @@ void runtime_release(struct runtime *rt, struct generation *g)
 	free_list(done);
 }
 
-uint64_t runtime_install(struct runtime *rt, struct config *cfg, struct source_set *sources)
+uint64_t runtime_install(struct runtime *rt, struct config *cfg, struct source_set *sources,
+			 struct tool_catalog *catalog)
 {
-	struct generation *g = generation_new(cfg, sources);
+	struct generation *g = generation_new(cfg, sources, catalog);
 	if (!g)
 		return 0;
 	pthread_mutex_lock(&rt->mu);

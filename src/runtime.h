@@ -27,6 +27,7 @@ struct generation {
 	uint64_t number;          /* 1 for the configuration the daemon started with */
 	struct config *cfg;       /* owned */
 	struct source_set *sources; /* owned */
+	struct tool_catalog *catalog; /* owned; may be NULL (the built-in tools) */
 };
 
 struct runtime {
@@ -35,9 +36,10 @@ struct runtime {
 	struct generation *oldest; /* the generations not yet freed, oldest first */
 };
 
-/* The first generation: takes cfg and sources. CN_OK or CN_ENOMEM (and
- * then nothing is taken). */
-int runtime_init(struct runtime *rt, struct config *cfg, struct source_set *sources) CN_MUST_USE;
+/* The first generation: takes cfg, sources and catalog. CN_OK or CN_ENOMEM
+ * (and then nothing is taken). */
+int runtime_init(struct runtime *rt, struct config *cfg, struct source_set *sources,
+		 struct tool_catalog *catalog) CN_MUST_USE;
 /* Free every generation; no request may hold one. */
 void runtime_destroy(struct runtime *rt);
 
@@ -48,9 +50,10 @@ void runtime_release(struct runtime *rt, struct generation *g);
  * its request). */
 void runtime_hold(struct runtime *rt, struct generation *g);
 
-/* Make (cfg, sources) current (taken over). The old generation goes once its
+/* Make (cfg, sources, catalog) current (taken over). The old generation goes once its
  * requests are done. Returns the new generation's number (0 on out of
  * memory: nothing changed, nothing taken). */
-uint64_t runtime_install(struct runtime *rt, struct config *cfg, struct source_set *sources);
+uint64_t runtime_install(struct runtime *rt, struct config *cfg, struct source_set *sources,
+			 struct tool_catalog *catalog);
 
 #endif

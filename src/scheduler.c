@@ -192,7 +192,7 @@ static void *scheduler_main(void *arg)
 		sc->poke_requests = sc->poke_all = false;
 		pthread_mutex_unlock(&sc->mu);
 		if (requests && sc->control)
-			control_serve(sc->control, answer, sc);
+			control_serve(sc->control, "refresh drift", answer, sc);
 		if (all) {
 			log_info("SIGUSR1: refreshing every source");
 			for (size_t i = 0; i < sc->set->n; i++)

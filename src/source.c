@@ -299,6 +299,8 @@ static struct source *source_new(const struct source_set *set, const struct conf
 	s->base_dir = dir;
 	s->store = set->store;
 	s->store_read_only = set->store_read_only;
+	s->on_refresh = set->on_refresh;
+	s->on_refresh_ctx = set->on_refresh_ctx;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_mutex_init(&s->refresh_mu, NULL);
 	pthread_mutex_init(&s->probe_mu, NULL);
@@ -355,6 +357,10 @@ static int set_build(const struct config *cfg, struct exec_store *store, bool st
 		     struct cn_error *err)
 {
 	struct source_set *set = set_new(cfg, store, store_read_only);
+	if (set && old) {
+		set->on_refresh = old->on_refresh;
+		set->on_refresh_ctx = old->on_refresh_ctx;
+	}
 	struct mappings **maps = calloc(cfg->nsources ? cfg->nsources : 1, sizeof *maps);
 	int rc = set && maps ? CN_OK : cn_error_set(err, CN_ENOMEM, "out of memory");
 	/* every driver and mappings file first: an error here changes nothing */
@@ -458,6 +464,16 @@ int sources_open_with(const struct config *cfg, const struct sources_opts *opts,
 	if (rc == CN_OK && !(opts && opts->lazy))
 		set_refresh_new(*out);
 	return rc;
+}
+
+void sources_on_refresh(struct source_set *set, void (*fn)(void *ctx, struct source *s), void *ctx)
+{
+	set->on_refresh = fn;
+	set->on_refresh_ctx = ctx;
+	for (size_t i = 0; i < set->n; i++) {
+		set->items[i]->on_refresh = fn;
+		set->items[i]->on_refresh_ctx = ctx;
+	}
 }
 
 int sources_reopen(const struct config *cfg, struct source_set *old, struct source_set **out,

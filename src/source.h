@@ -77,6 +77,8 @@ struct source {
 	char *base_dir;                  /* the config file's directory */
 	struct exec_store *store;        /* snapshots go here; NULL: none are kept */
 	bool store_read_only;            /* read baselines and snapshots, write nothing */
+	void (*on_refresh)(void *ctx, struct source *s); /* after a refresh published (may be NULL) */
+	void *on_refresh_ctx;
 
 	pthread_mutex_t refresh_mu;      /* one refresh at a time, see above */
 	struct schema_model *baseline;   /* the baseline's structure, under refresh_mu; NULL: none yet */
@@ -115,7 +117,14 @@ struct source_set {
 	bool store_read_only;           /* read baselines and snapshots, write nothing (check-config) */
 	struct mappings **retired;      /* mappings a reload replaced while this set was current */
 	size_t nretired;
+	void (*on_refresh)(void *ctx, struct source *s); /* given to its sources (see source) */
+	void *on_refresh_ctx;
 };
+
+/* Called (on the refreshing thread, refresh_mu held) after a refresh of
+ * any source of set published a new view; also given to the sources a
+ * reopen of set makes. Set before any thread refreshes. */
+void sources_on_refresh(struct source_set *set, void (*fn)(void *ctx, struct source *s), void *ctx);
 
 struct sources_opts {
 	struct exec_store *store; /* may be NULL */

@@ -3,12 +3,14 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "buf.h"
+#include "curated.h"
 #include "log.h"
 #include "metrics.h"
 #include "refresh.h"
@@ -48,128 +50,6 @@ void tool_result_error(struct tool_result *out, int http_status, const char *cod
 	}
 	out->http_status = http_status;
 	out->error_code = code;
-}
-
-/* ---- a JSON Schema subset ---- */
-
-static int type_matches(const char *type, const cJSON *v)
-{
-	if (strcmp(type, "object") == 0)
-		return cJSON_IsObject(v);
-	if (strcmp(type, "array") == 0)
-		return cJSON_IsArray(v);
-	if (strcmp(type, "string") == 0)
-		return cJSON_IsString(v);
-	if (strcmp(type, "boolean") == 0)
-		return cJSON_IsBool(v);
-	if (strcmp(type, "null") == 0)
-		return cJSON_IsNull(v);
-	if (strcmp(type, "number") == 0)
-		return cJSON_IsNumber(v) && isfinite(v->valuedouble);
-	if (strcmp(type, "integer") == 0)
-		return cJSON_IsNumber(v) && isfinite(v->valuedouble) && v->valuedouble == floor(v->valuedouble);
-	return 0;
-}
-
-static const char *json_type_name(const cJSON *v)
-{
-	if (cJSON_IsObject(v)) return "an object";
-	if (cJSON_IsArray(v)) return "an array";
-	if (cJSON_IsString(v)) return "a string";
-	if (cJSON_IsBool(v)) return "a boolean";
-	if (cJSON_IsNull(v)) return "null";
-	if (cJSON_IsNumber(v)) return "a number";
-	return "invalid";
-}
-
-int json_schema_check(const cJSON *schema, const cJSON *value, const char *path, char *message,
-		      size_t len)
-{
-	const cJSON *type = cJSON_GetObjectItemCaseSensitive(schema, "type");
-	if (cJSON_IsString(type) && !type_matches(type->valuestring, value)) {
-		snprintf(message, len, "%s: must be %s %s, not %s", path,
-			 strchr("aeiou", type->valuestring[0]) ? "an" : "a", type->valuestring,
-			 json_type_name(value));
-		return CN_EINVAL;
-	}
-	if (cJSON_IsArray(type)) {
-		int ok = 0;
-		const cJSON *t;
-		cJSON_ArrayForEach(t, type)
-			ok |= cJSON_IsString(t) && type_matches(t->valuestring, value);
-		if (!ok) {
-			snprintf(message, len, "%s: %s is not allowed here", path, json_type_name(value));
-			return CN_EINVAL;
-		}
-	}
-	const cJSON *kw;
-	if (cJSON_IsNumber(value)) {
-		if ((kw = cJSON_GetObjectItemCaseSensitive(schema, "minimum")) && value->valuedouble < kw->valuedouble) {
-			snprintf(message, len, "%s: must be at least %g", path, kw->valuedouble);
-			return CN_EINVAL;
-		}
-		if ((kw = cJSON_GetObjectItemCaseSensitive(schema, "maximum")) && value->valuedouble > kw->valuedouble) {
-			snprintf(message, len, "%s: must be at most %g", path, kw->valuedouble);
-			return CN_EINVAL;
-		}
-	}
-	if (cJSON_IsString(value)) {
-		size_t n = strlen(value->valuestring);
-		if ((kw = cJSON_GetObjectItemCaseSensitive(schema, "minLength")) && (double)n < kw->valuedouble) {
-			snprintf(message, len, "%s: must not be empty", path);
-			return CN_EINVAL;
-		}
-		if ((kw = cJSON_GetObjectItemCaseSensitive(schema, "maxLength")) && (double)n > kw->valuedouble) {
-			snprintf(message, len, "%s: is longer than %g characters", path, kw->valuedouble);
-			return CN_EINVAL;
-		}
-	}
-	if (cJSON_IsArray(value)) {
-		int n = cJSON_GetArraySize(value);
-		if ((kw = cJSON_GetObjectItemCaseSensitive(schema, "maxItems")) && (double)n > kw->valuedouble) {
-			snprintf(message, len, "%s: has more than %g items", path, kw->valuedouble);
-			return CN_EINVAL;
-		}
-		const cJSON *items = cJSON_GetObjectItemCaseSensitive(schema, "items");
-		if (items) {
-			int i = 0;
-			const cJSON *it;
-			cJSON_ArrayForEach(it, value) {
-				char sub[128];
-				snprintf(sub, sizeof sub, "%s[%d]", path, i++);
-				if (json_schema_check(items, it, sub, message, len))
-					return CN_EINVAL;
-			}
-		}
-	}
-	if (cJSON_IsObject(value)) {
-		const cJSON *props = cJSON_GetObjectItemCaseSensitive(schema, "properties");
-		const cJSON *req = cJSON_GetObjectItemCaseSensitive(schema, "required");
-		const cJSON *r;
-		cJSON_ArrayForEach(r, req) {
-			if (cJSON_IsString(r) && !cJSON_GetObjectItemCaseSensitive(value, r->valuestring)) {
-				snprintf(message, len, "%s.%s: is required", path, r->valuestring);
-				return CN_EINVAL;
-			}
-		}
-		const cJSON *addl = cJSON_GetObjectItemCaseSensitive(schema, "additionalProperties");
-		const cJSON *member;
-		cJSON_ArrayForEach(member, value) {
-			char sub[128];
-			snprintf(sub, sizeof sub, "%s.%.60s", path, member->string ? member->string : "");
-			const cJSON *ps = props ? cJSON_GetObjectItemCaseSensitive(props, member->string) : NULL;
-			if (!ps) {
-				if (cJSON_IsFalse(addl)) {
-					snprintf(message, len, "%s: unknown parameter", sub);
-					return CN_EINVAL;
-				}
-				continue;
-			}
-			if (json_schema_check(ps, member, sub, message, len))
-				return CN_EINVAL;
-		}
-	}
-	return CN_OK;
 }
 
 /* ---- helpers ---- */
@@ -711,33 +591,57 @@ static void tool_search_schema(struct app *app, const cJSON *params, struct tool
 		source_view_release(views[i]);
 }
 
-/* ---- run_query ---- */
+/* ---- run_query and curated tools: one statement through the guard ---- */
 
-void tools_run_query(struct app *app, const char *source, const char *sql,
-		     const struct cn_value *params, size_t nparams, uint32_t max_rows,
-		     struct tool_result *out)
+/* What the guard said of a curated tool's statement: logged when it
+ * changes, so a refusal is seen once per change, not once per call. */
+static void curated_verdict(struct curated_tool *c, const struct config *cfg, int verdict, const char *why)
+{
+	int was = atomic_exchange(&c->verdict, verdict);
+	if (was == verdict)
+		return;
+	if (verdict == CURATED_REFUSED)
+		log_error("%s:%d: tools[%zu].statement: the guard of source '%s' refuses it: %s; tool "
+			  "'%s' answers query_rejected until the statement is fixed",
+			  cfg ? cfg->path : "config", c->cfg->statement_line, c->index, c->cfg->source, why,
+			  c->cfg->name);
+	else if (was != CURATED_UNCHECKED || verdict != CURATED_ACCEPTED)
+		log_info("tools[%zu] '%s': the guard of source '%s' accepts its statement now", c->index,
+			 c->cfg->name, c->cfg->source);
+}
+
+/* Run text on source through its guard, caps and masking. curated: the
+ * curated tool it belongs to (its refusals are the operator's to fix), or
+ * NULL for run_query. */
+static void run_statement(struct app *app, const char *source, const char *sql,
+			  const struct cn_value *params, size_t nparams, uint32_t max_rows,
+			  struct curated_tool *curated, struct tool_result *out)
 {
 	struct timespec start;
 	clock_gettime(CLOCK_MONOTONIC, &start);
-	struct source *s = sources_find(app->sources, source);
-	if (s && !s->cfg->allow_run_query) {
-		out->source = s->cfg->name;
-		tool_result_error(out, 400, "run_query_disabled",
-				  "ad-hoc queries are turned off for source '%s'", s->cfg->name);
-		return;
-	}
 	void *h;
-	if (!(s = ready_source(app, source, out, &h)))
+	struct source *s = ready_source(app, source, out, &h);
+	if (!s)
 		return;
 	struct cn_error err = {0};
 	const struct cn_driver *drv = s->module->api;
 	int rc = drv->check(h, sql, &err);
+	if (curated && rc == CN_EREJECTED) {
+		curated_verdict(curated, app->cfg, CURATED_REFUSED, err.message);
+		tool_result_error(out, 400, "query_rejected",
+				  "this curated tool cannot run: the guard of source '%s' refuses its "
+				  "statement (%s); the connector's operator must fix it", s->cfg->name,
+				  err.message);
+		return;
+	}
 	if (rc) {
 		if (rc == CN_EREJECTED)
 			metrics_rejection(s->cfg->name, err.reject);
 		tool_result_status(out, rc, &err);
 		return;
 	}
+	if (curated)
+		curated_verdict(curated, app->cfg, CURATED_ACCEPTED, NULL);
 	const struct config_limits *lim = &s->cfg->limits;
 	struct result_writer_opts opts = {
 		.max_rows = max_rows && max_rows < lim->max_rows ? max_rows : lim->max_rows,
@@ -784,6 +688,23 @@ void tools_run_query(struct app *app, const char *source, const char *sql,
 		tool_result_status(out, rc, &err);
 	}
 	result_writer_free(w);
+}
+
+void tools_run_query(struct app *app, const char *source, const char *sql,
+		     const struct cn_value *params, size_t nparams, uint32_t max_rows,
+		     struct tool_result *out)
+{
+	struct source *s = sources_find(app->sources, source);
+	if (s && !s->cfg->allow_run_query) {
+		out->source = s->cfg->name;
+		tool_result_error(out, 400, "run_query_disabled",
+				  "ad-hoc queries are turned off for source '%s'%s", s->cfg->name,
+				  app->catalog && app->catalog->ncurated
+				      ? "; its curated tools answer the questions it is open for"
+				      : "");
+		return;
+	}
+	run_statement(app, source, sql, params, nparams, max_rows, NULL, out);
 }
 
 static int param_from_json(const cJSON *j, struct cn_value *v)
@@ -926,13 +847,25 @@ const struct tool_def tools_catalog[] = {
 };
 
 #define NTOOLS (sizeof tools_catalog / sizeof tools_catalog[0] - 1)
-static cJSON *tool_schemas[NTOOLS];
-static pthread_once_t tool_schemas_once = PTHREAD_ONCE_INIT;
 
-static void tool_schemas_parse(void)
+/* The built-in tools as catalog entries, their schemas parsed once. */
+static struct tool_entry builtin_entries[NTOOLS];
+static cJSON *builtin_schemas[NTOOLS];
+static pthread_once_t builtin_once = PTHREAD_ONCE_INIT;
+
+static void builtin_parse(void)
 {
-	for (size_t i = 0; i < NTOOLS; i++)
-		tool_schemas[i] = cJSON_Parse(tools_catalog[i].parameters_schema);
+	for (size_t i = 0; i < NTOOLS; i++) {
+		builtin_schemas[i] = cJSON_Parse(tools_catalog[i].parameters_schema);
+		builtin_entries[i] = (struct tool_entry){
+			.name = tools_catalog[i].name,
+			.registered_name = NULL,
+			.description = tools_catalog[i].description,
+			.schema = builtin_schemas[i],
+			.builtin = &tools_catalog[i],
+			.offered = true,
+		};
+	}
 }
 
 const struct tool_def *tools_find(const char *name)
@@ -943,34 +876,248 @@ const struct tool_def *tools_find(const char *name)
 	return NULL;
 }
 
-bool tools_may_run_long(const struct app *app, const struct tool_def *tool, const cJSON *params)
+bool tools_may_run_long(const struct app *app, const struct tool_entry *e, const cJSON *params)
 {
-	if (strcmp(tool->name, "run_query") != 0 || !params)
-		return false;
-	const cJSON *name = cJSON_GetObjectItemCaseSensitive(params, "source");
-	struct source *s = cJSON_IsString(name) ? sources_find(app->sources, name->valuestring) : NULL;
-	return s && s->cfg->allow_run_query && s->cfg->limits.async_timeout_ms > 0;
+	const char *source = NULL;
+	if (e->curated) {
+		source = e->curated->cfg->source;
+	} else if (e->builtin && strcmp(e->builtin->name, "run_query") == 0 && params) {
+		const cJSON *name = cJSON_GetObjectItemCaseSensitive(params, "source");
+		source = cJSON_IsString(name) ? name->valuestring : NULL;
+	}
+	struct source *s = source ? sources_find(app->sources, source) : NULL;
+	return s && s->cfg->limits.async_timeout_ms > 0 && (e->curated || s->cfg->allow_run_query);
+}
+
+/* ---- curated tools ---- */
+
+static void tool_curated(struct app *app, const struct tool_entry *e, const cJSON *params,
+			 struct tool_result *out)
+{
+	const struct config_tool *t = e->curated->cfg;
+	struct cn_value values[CONFIG_MAX_TOOL_PARAMS];
+	char msg[300];
+	if (curated_bind(t, params, values, msg, sizeof msg)) {
+		out->source = t->source;
+		tool_result_error(out, 400, "invalid_parameters", "%s", msg);
+		return;
+	}
+	run_statement(app, t->source, t->statement, values, t->nparams, 0, e->curated, out);
+}
+
+void tools_call_entry(struct app *app, const struct tool_entry *e, const cJSON *params,
+		      struct tool_result *out)
+{
+	memset(out, 0, sizeof *out);
+	cJSON *empty = NULL;
+	if (!params)
+		params = empty = cJSON_CreateObject();
+	char msg[300];
+	if (!e->schema || !params) {
+		tool_result_error(out, 500, "internal_error", "out of memory");
+		goto out;
+	}
+	if (json_schema_check(e->schema, params, "parameters", msg, sizeof msg)) {
+		tool_result_error(out, 400, "invalid_parameters", "%s", msg);
+		goto out;
+	}
+	if (e->curated)
+		tool_curated(app, e, params, out);
+	else
+		e->builtin->run(app, params, out);
+out:
+	cJSON_Delete(empty);
 }
 
 void tools_call(struct app *app, const struct tool_def *tool, const cJSON *params,
 		struct tool_result *out)
 {
-	memset(out, 0, sizeof *out);
-	pthread_once(&tool_schemas_once, tool_schemas_parse);
-	size_t idx = (size_t)(tool - tools_catalog);
-	cJSON *empty = NULL;
-	if (!params)
-		params = empty = cJSON_CreateObject();
-	char msg[300];
-	if (!tool_schemas[idx] || !params) {
-		tool_result_error(out, 500, "internal_error", "out of memory");
-		goto out;
+	pthread_once(&builtin_once, builtin_parse);
+	tools_call_entry(app, &builtin_entries[tool - tools_catalog], params, out);
+}
+
+/* ---- the catalog ---- */
+
+void tool_catalog_free(struct tool_catalog *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->n; i++) {
+		free(c->items[i].registered_name);
+		cJSON_Delete(c->schemas[i]);
 	}
-	if (json_schema_check(tool_schemas[idx], params, "parameters", msg, sizeof msg)) {
-		tool_result_error(out, 400, "invalid_parameters", "%s", msg);
-		goto out;
+	free(c->items);
+	free(c->schemas);
+	free(c->curated);
+	free(c);
+}
+
+/* A statement for the wrong kind of source: a document where SQL is read, or SQL where a
+ * document is. */
+static int statement_fits(const struct config *cfg, const struct config_tool *t, size_t i,
+			  struct source_set *set, struct cn_error *err)
+{
+	struct source *s = set ? sources_find(set, t->source) : NULL;
+	if (!s)
+		return CN_OK;
+	bool sql = s->module->api->caps & CN_CAP_SQL;
+	if (sql && t->statement_is_document)
+		return cn_error_set(err, CN_ECONFIG, "%s:%d: tools[%zu].statement: source '%s' (%s) takes "
+				    "one SQL statement with $1..$n, not a command document", cfg->path,
+				    t->statement_line, i, s->cfg->name, s->cfg->driver);
+	if (!sql && !t->statement_is_document)
+		return cn_error_set(err, CN_ECONFIG, "%s:%d: tools[%zu].statement: source '%s' (%s) takes "
+				    "a command document such as {find: orders, filter: {status: {$param: "
+				    "1}}}, not SQL", cfg->path, t->statement_line, i, s->cfg->name,
+				    s->cfg->driver);
+	return CN_OK;
+}
+
+int tool_catalog_new(const struct config *cfg, struct source_set *set, struct tool_catalog **out,
+		     struct cn_error *err)
+{
+	pthread_once(&builtin_once, builtin_parse);
+	*out = NULL;
+	struct tool_catalog *c = calloc(1, sizeof *c);
+	size_t max = NTOOLS + cfg->ntools;
+	if (c) {
+		c->cfg = cfg;
+		c->items = calloc(max, sizeof *c->items);
+		c->schemas = calloc(max, sizeof *c->schemas);
+		c->curated = calloc(cfg->ntools ? cfg->ntools : 1, sizeof *c->curated);
 	}
-	tool->run(app, params, out);
-out:
-	cJSON_Delete(empty);
+	if (!c || !c->items || !c->schemas || !c->curated) {
+		tool_catalog_free(c);
+		return cn_error_set(err, CN_ENOMEM, "out of memory");
+	}
+	bool adhoc = false;
+	for (size_t i = 0; i < cfg->nsources; i++)
+		adhoc |= cfg->sources[i].allow_run_query;
+	int rc = CN_OK;
+	for (size_t i = 0; rc == CN_OK && i < NTOOLS; i++) {
+		struct tool_entry *e = &c->items[c->n];
+		*e = builtin_entries[i];
+		/* run_query is not offered when no source takes ad-hoc queries */
+		e->offered = adhoc || strcmp(e->name, "run_query") != 0;
+		c->schemas[c->n] = cJSON_Duplicate(builtin_schemas[i], true);
+		e->schema = c->schemas[c->n];
+		if (asprintf(&e->registered_name, "%s%s", cfg->tool_prefix, e->name) < 0)
+			e->registered_name = NULL;
+		c->n++;
+		if (!e->schema || !e->registered_name)
+			rc = cn_error_set(err, CN_ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; rc == CN_OK && i < cfg->ntools; i++) {
+		const struct config_tool *t = &cfg->tools[i];
+		rc = statement_fits(cfg, t, i, set, err);
+		if (rc)
+			break;
+		struct curated_tool *ct = &c->curated[c->ncurated++];
+		ct->cfg = t;
+		ct->index = i;
+		atomic_init(&ct->verdict, CURATED_UNCHECKED);
+		struct tool_entry *e = &c->items[c->n];
+		c->schemas[c->n] = curated_tool_schema(t);
+		*e = (struct tool_entry){.name = t->name, .description = t->description,
+					 .schema = c->schemas[c->n], .curated = ct, .offered = true};
+		if (asprintf(&e->registered_name, "%s%s", cfg->tool_prefix, t->name) < 0)
+			e->registered_name = NULL;
+		c->n++;
+		if (!e->schema || !e->registered_name)
+			rc = cn_error_set(err, CN_ENOMEM, "out of memory");
+	}
+	if (rc) {
+		tool_catalog_free(c);
+		return rc;
+	}
+	*out = c;
+	return CN_OK;
+}
+
+const struct tool_entry *tool_catalog_find(const struct tool_catalog *c, const char *name)
+{
+	for (size_t i = 0; c && i < c->n; i++)
+		if (strcmp(c->items[i].registered_name, name) == 0)
+			return &c->items[i];
+	for (size_t i = 0; c && i < c->n; i++)
+		if (strcmp(c->items[i].name, name) == 0)
+			return &c->items[i];
+	return NULL;
+}
+
+const struct tool_entry *tools_resolve(const struct app *app, const char *name)
+{
+	if (app->catalog)
+		return tool_catalog_find(app->catalog, name);
+	pthread_once(&builtin_once, builtin_parse);
+	for (size_t i = 0; i < NTOOLS; i++)
+		if (strcmp(builtin_entries[i].name, name) == 0)
+			return &builtin_entries[i];
+	return NULL;
+}
+
+int tool_catalog_check(struct tool_catalog *c, struct source_set *set, struct cn_error *err)
+{
+	for (size_t i = 0; i < c->ncurated; i++) {
+		struct curated_tool *ct = &c->curated[i];
+		const struct config_tool *t = ct->cfg;
+		struct source *s = sources_find(set, t->source);
+		void *h;
+		struct cn_error e = {0};
+		if (!s)
+			continue;
+		int rc = source_ready(s, &h, &e);
+		if (rc == CN_OK)
+			rc = s->module->api->check(h, t->statement, &e);
+		if (rc == CN_EREJECTED)
+			return cn_error_set(err, CN_ECONFIG,
+					    "%s:%d: tools[%zu].statement: the guard of source '%s' refuses it: %s",
+					    c->cfg->path, t->statement_line, ct->index, t->source, e.message);
+		if (rc == CN_OK) {
+			atomic_store(&ct->verdict, CURATED_ACCEPTED);
+			continue;
+		}
+		log_warn("tools[%zu] '%s': its statement is checked at first use: source '%s' cannot be "
+			 "asked now (%s)", ct->index, t->name, t->source, e.message);
+	}
+	return CN_OK;
+}
+
+cJSON *tool_catalog_to_json(const struct tool_catalog *c, const char *public_url)
+{
+	cJSON *arr = cJSON_CreateArray();
+	size_t ul = public_url ? strlen(public_url) : 0;
+	while (ul && public_url[ul - 1] == '/')
+		ul--;
+	for (size_t i = 0; arr && i < c->n; i++) {
+		const struct tool_entry *e = &c->items[i];
+		if (!e->offered)
+			continue;
+		cJSON *o = cJSON_CreateObject();
+		if (!o || !cJSON_AddItemToArray(arr, o)) {
+			cJSON_Delete(o);
+			goto fail;
+		}
+		if (!cJSON_AddStringToObject(o, "name", e->registered_name) ||
+		    !cJSON_AddStringToObject(o, "description", e->description))
+			goto fail;
+		cJSON *schema = cJSON_Duplicate(e->schema, true);
+		if (!schema || !cJSON_AddItemToObject(o, "parameters", schema)) {
+			cJSON_Delete(schema);
+			goto fail;
+		}
+		if (ul) {
+			char *url = NULL;
+			bool ok = asprintf(&url, "%.*s/v1/tools/%s", (int)ul, public_url,
+					   e->registered_name) > 0 &&
+				  cJSON_AddStringToObject(o, "callback_url", url);
+			free(url);
+			if (!ok)
+				goto fail;
+		}
+	}
+	return arr;
+fail:
+	cJSON_Delete(arr);
+	return NULL;
 }

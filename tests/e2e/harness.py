@@ -83,9 +83,9 @@ class Daemon:
         self.ssl_context = ssl_context  # set: the daemon speaks HTTPS
         self.workdir = tempfile.mkdtemp(prefix="cn-e2e-")
         self.config_path = os.path.join(self.workdir, "connector.yaml")
-        with open(self.config_path, "w") as f:
-            f.write(config.replace("@WORKDIR@", self.workdir))
         self.port = free_port()
+        with open(self.config_path, "w") as f:
+            f.write(config.replace("@WORKDIR@", self.workdir).replace("@PORT@", str(self.port)))
         self.env = dict(os.environ, E2E_SECRET=SECRET, E2E_SECRET_OLD=SECRET_OLD)
         self.env.update(env_extra or {})
         self.log_path = os.path.join(self.workdir, "connector.log")

@@ -111,7 +111,8 @@ def test_sign():
 
 
 def test_help_and_version():
-    for cmd in ("serve", "check-config", "introspect", "query", "refresh", "drift", "sign", "tools"):
+    for cmd in ("serve", "check-config", "introspect", "query", "refresh", "drift", "sign", "tools",
+                "register", "push-mappings", "rotate-secret"):
         rc, out, _ = run(cmd, "--help")
         expect(rc == 0 and "usage: interactor-connector " + cmd in out, "%s --help: %s" % (cmd, out))
     rc, out, _ = run("--help")

@@ -40,6 +40,28 @@ sources:
   - name: demo
     driver: sqlite
     dsn: "{args.demo_db}"
+""" + CURATED
+
+
+CURATED = """
+tools:
+  - name: orders_since
+    description: "Orders in one status placed since a time, oldest first"
+    source: mongo
+    statement:
+      find: orders
+      filter: { status: { $param: 1 }, placed_at: { $gte: { $date: { $param: 2 } } } }
+      projection: { total: 1, placed_at: 1 }
+      sort: { placed_at: 1 }
+    parameters:
+      - { name: status, type: string, required: true, enum: [pending, paid, shipped, delivered, cancelled] }
+      - { name: since, type: timestamp, required: true }
+  - name: orders_with_quantity
+    description: "How many orders have at least this quantity"
+    source: mongo
+    statement: '{"count": "orders", "query": {"quantity": {"$gte": {"$param": 1}}}}'
+    parameters:
+      - { name: min_quantity, type: integer, default: 0, minimum: 0 }
 """
 
 
@@ -125,6 +147,40 @@ def test_object_and_string_queries(d):
     s, _, raw, body = d.call("run_query", {"source": "mongo", "query": {
         "find": "orders", "filter": {"status": {"$param": 1}}}, "parameters": ["$ne"]})
     expect(s == 200 and body["result"]["row_count"] == 0, raw[:300])
+
+
+def test_curated_documents(d):
+    s, _, raw, body = d.call("orders_since", {"status": "shipped", "since": "2024-01-01T00:00:00Z"})
+    expect(s == 200, raw[:300])
+    r = body["result"]
+    expect(r["row_count"] == 12 and r["columns"] == ["_id", "total", "placed_at"], r)
+    dates = [row[2] for row in r["rows"]]
+    expect(dates == sorted(dates), dates)
+    s, _, raw, body = d.call("db_orders_since", {"status": "shipped", "since": "2099-01-01T00:00:00Z"})
+    expect(s == 200 and body["result"]["row_count"] == 0, raw[:300])
+    s, _, raw, body = d.call("orders_since", {"status": "shipped", "since": "soon"})
+    expect(s == 400 and code(body) == "invalid_parameters" and "is not a timestamp" in raw.decode(), raw)
+    s, _, raw, body = d.call("orders_with_quantity", {})
+    expect(s == 200 and body["result"]["rows"] == [[60]], raw[:300])
+    s, _, raw, body = d.call("orders_with_quantity", {"min_quantity": 1000})
+    expect(s == 200 and body["result"]["rows"] == [[0]], raw[:300])
+
+
+def test_curated_refused_document_is_a_config_error(d):
+    bad = CURATED + """
+  - name: copy_out
+    description: "writes"
+    source: mongo
+    statement: { aggregate: orders, pipeline: [ { $out: stolen } ], cursor: {} }
+"""
+    with open(d.config_path) as f:
+        d2 = Daemon(ARGS, f.read().replace(CURATED, bad))
+    env = dict(os.environ, E2E_SECRET=d.env["E2E_SECRET"])
+    p = subprocess.run([ARGS.binary, "check-config", "--quiet", "--config", d2.config_path],
+                       capture_output=True, env=env, timeout=60)
+    out = p.stdout.decode()
+    expect(p.returncode == 1 and "tools[2].statement: the guard of source 'mongo' refuses it" in out and
+           "$out" in out, out + p.stderr.decode())
 
 
 def test_object_query_on_sql_source(d):

@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include "config.h"
+#include "curated.h"
+#include "json_schema.h"
 
 #define NAME "fuzz/connector.yaml"
 
@@ -28,6 +30,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	setenv("A", "a", 1);
 	setenv("B", "127.0.0.1:8080", 1);
 	setenv("E", "", 1);
+	setenv("CLIENT_SECRET", "fuzz-client-secret-value-xyz", 1);
 	return 0;
 }
 
@@ -55,7 +58,21 @@ static void check_loaded(const struct config *cfg)
 		redacted++;
 	if (redacted < cfg->nsecrets)
 		abort();
-	free(text);
+
+	/* curated tools: what the loader promised holds */
+	for (size_t i = 0; i < cfg->ntools; i++) {
+		const struct config_tool *t = &cfg->tools[i];
+		char why[400];
+		if (config_find_tool(cfg, t->name) != t || !config_find_source(cfg, t->source) ||
+		    curated_check_statement(t, why, sizeof why) != CN_OK)
+			abort();
+		cJSON *schema = curated_tool_schema(t);
+		if (schema && json_schema_check_defaults(schema, "parameters", why, sizeof why) != CN_OK)
+			abort(); /* a default the loader let through does not fit */
+		cJSON_Delete(schema);
+	}
+	if (cfg->client_secret && strlen(cfg->client_secret) >= 4 && strstr(text, cfg->client_secret))
+		abort(); /* the client secret was printed */
 
 	const char *paths[] = {cfg->state_path, cfg->drivers_dir, cfg->sources[0].mappings_path};
 	for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
@@ -64,6 +81,7 @@ static void check_loaded(const struct config *cfg)
 			abort();
 		free(p);
 	}
+	free(text);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -241,7 +241,265 @@ static const struct bad_case bad_cases[] = {
 	{AUTH "refresh_timezone: ../../etc/passwd\n" SOURCE, {"is not a time zone name"}},
 	{AUTH "refresh_jitter: 3601\n" SOURCE, {"refresh_jitter: 3601 is out of range"}},
 	{"state: { snapshots: 0 }\n" AUTH SOURCE, {NAME ":1: state.snapshots: 0 is out of range"}},
+	/* the platform client */
+	{AUTH SOURCE "interactor: { api_url: \"http://core.example\" }\n",
+	 {NAME ":4: interactor.api_url: 'http://core.example' is not an https URL"}},
+	{AUTH SOURCE "interactor:\n  auth_url: \"https://\"\n", {NAME ":5: interactor.auth_url: "}},
+	{AUTH SOURCE "interactor: { proxy: \"proxy:3128\" }\n",
+	 {NAME ":4: interactor.proxy: the proxy is not a URL", "https_proxy"}},
+	{AUTH SOURCE "interactor: { tool_prefix: \"run_\" }\n",
+	 {NAME ":4: interactor.tool_prefix: 'run_' begins the built-in tool name run_query"}},
+	{AUTH SOURCE "interactor: { tool_prefix: \"9x\" }\n",
+	 {NAME ":4: interactor.tool_prefix: '9x' is not a valid prefix"}},
+	{AUTH SOURCE "interactor: { client_id: \"a b\" }\n",
+	 {NAME ":4: interactor.client_id: the client id contains a blank"}},
+	{AUTH SOURCE "interactor: { client_secret: \"${CN_TEST_UNSET}\" }\n",
+	 {NAME ":4: interactor.client_secret: environment variable CN_TEST_UNSET is not set"}},
+	{AUTH SOURCE "interactor:\n  register_on_start: true\n",
+	 {NAME ":5: interactor.register_on_start: needs interactor.client_id"}},
+	{"server: { public_url: \"\" }\n" AUTH SOURCE
+	 "interactor: { client_id: a, client_secret: \"${CN_TEST_SECRET2}\", register_on_start: true }\n",
+	 {NAME ":5: interactor.register_on_start: needs server.public_url", "!" SECRET2}},
+	{SRC1(", interactor_data_source_id: \"ds/1\""),
+	 {NAME ":3: sources[0].interactor_data_source_id: 'ds/1' is not a data source id"}},
 };
+
+/* ---- curated tools ------------------------------------------------------ */
+
+#define TOOL_HEAD AUTH SOURCE "tools:\n  - name: t\n    description: d\n    source: demo\n"
+#define TOOL_SQL(stmt, params) TOOL_HEAD "    statement: \"" stmt "\"\n    parameters:\n" params
+#define PARAM(p) "      - { " p " }\n"
+
+static const struct bad_case bad_tools[] = {
+	{AUTH SOURCE "tools: { name: t }\n", {NAME ":4: tools: expected a list of tools, got a map"}},
+	{AUTH SOURCE "tools:\n  - name: t\n    source: demo\n    statement: \"SELECT 1\"\n",
+	 {NAME ":5: tools[0].description: is missing", "description"}},
+	{AUTH SOURCE "tools:\n  - { name: t, description: d, source: demo }\n",
+	 {NAME ":5: tools[0].statement: is missing"}},
+	{TOOL_HEAD "    statement: \"SELECT 1\"\n    sql: 1\n",
+	 {NAME ":9: tools[0].sql: unknown key", "statement, parameters"}},
+	/* names */
+	{AUTH SOURCE "tools:\n  - { name: run_query, description: d, source: demo, statement: x }\n",
+	 {NAME ":5: tools[0].name: 'run_query' is a built-in tool's name"}},
+	{AUTH SOURCE "tools:\n  - { name: 1t, description: d, source: demo, statement: x }\n",
+	 {NAME ":5: tools[0].name: '1t' is not a valid tool name"}},
+	{AUTH SOURCE "tools:\n  - { name: db_orders, description: d, source: demo, statement: x }\n",
+	 {NAME ":5: tools[0].name: 'db_orders' begins with interactor.tool_prefix 'db_'"}},
+	{AUTH SOURCE "tools:\n  - { name: a, description: d, source: demo, statement: x }\n"
+	 "  - { name: a, description: e, source: demo, statement: y }\n",
+	 {NAME ":6: tools[1].name: duplicate tool name 'a' (also tools[0], line 5)"}},
+	{AUTH SOURCE "interactor: { tool_prefix: abcdefghijklmnopqrstuvwxyz01234 }\n"
+	 "tools:\n  - { name: zbcdefghijklmnopqrstuvwxyz0123456789, description: d, source: demo, "
+	 "statement: x }\n",
+	 {NAME ":6: tools[0].name: ", "is longer than 64 characters"}},
+	/* the source */
+	{AUTH SOURCE "tools:\n  - name: t\n    description: d\n    source: nosuch\n    statement: x\n",
+	 {NAME ":7: tools[0].source: no source named 'nosuch'"}},
+	/* placeholders against the parameters */
+	{TOOL_SQL("SELECT * FROM t WHERE a = $1 AND b = $2", PARAM("name: a, type: integer")),
+	 {NAME ":8: tools[0].statement: the statement uses $2 but 1 parameter is declared"}},
+	{TOOL_SQL("SELECT * FROM t WHERE a = $2",
+		  PARAM("name: a, type: integer") PARAM("name: b, type: string")),
+	 {NAME ":8: tools[0].statement: parameter 1 (a) is declared but the statement never uses $1"}},
+	{TOOL_SQL("SELECT '$1', \\\"$1\\\" -- $1\\n FROM t /* $1 */", PARAM("name: a, type: integer")),
+	 {"parameter 1 (a) is declared but the statement never uses $1"}},
+	{TOOL_SQL("SELECT $0", ""), {NAME ":8: tools[0].statement: $0 is not a parameter"}},
+	{TOOL_SQL("SELECT $101", ""), {"$101 is not a parameter", "from 1 to 100"}},
+	{TOOL_HEAD "    statement: { find: orders, filter: { s: { $param: 2 } } }\n"
+	 "    parameters:\n" PARAM("name: s, type: string"),
+	 {NAME ":8: tools[0].statement: the statement uses {\"$param\": 2} but 1 parameter is declared"}},
+	{TOOL_HEAD "    statement: { find: orders, filter: { s: { $param: 1, x: 2 } } }\n",
+	 {"{\"$param\": N} must be alone in its object"}},
+	{TOOL_HEAD "    statement: \"{ not json\"\n", {"is not a JSON object"}},
+	{TOOL_HEAD "    statement: [a]\n", {NAME ":8: tools[0].statement: expected SQL text or a command "
+				       "document (a map), got a list"}},
+	/* parameters */
+	{TOOL_SQL("SELECT $1", PARAM("name: a, type: int")),
+	 {NAME ":10: tools[0].parameters[0].type: 'int' is not one of "
+	       "string|integer|number|boolean|date|timestamp"}},
+	{TOOL_SQL("SELECT $1, $2", PARAM("name: a, type: string") PARAM("name: a, type: string")),
+	 {NAME ":11: tools[0].parameters[1].name: duplicate parameter name 'a' (also parameter 1, line 10)"}},
+	{TOOL_SQL("SELECT $1", PARAM("name: 2a, type: string")),
+	 {NAME ":10: tools[0].parameters[0].name: '2a' is not a valid parameter name"}},
+	{TOOL_SQL("SELECT $1", PARAM("name: a, type: integer, enum: [1, two]")),
+	 {NAME ":10: tools[0].parameters[0].enum: item 1: 'two' is not a whole number"}},
+	{TOOL_SQL("SELECT $1", PARAM("name: a, type: string, minimum: 1")),
+	 {NAME ":10: tools[0].parameters[0].minimum: only integer and number parameters have bounds"}},
+	{TOOL_SQL("SELECT $1", PARAM("name: a, type: number, maximum: lots")),
+	 {NAME ":10: tools[0].parameters[0].maximum: 'lots' is not a number"}},
+	{TOOL_SQL("SELECT $1", PARAM("name: a, type: integer, minimum: 5, maximum: 1")),
+	 {NAME ":10: tools[0].parameters[0].maximum: 1 is below the minimum 5"}},
+	{TOOL_SQL("SELECT $1", PARAM("name: a, type: string, pattern: \"^[a-z\"")),
+	 {NAME ":10: tools[0].parameters[0].pattern: not a POSIX extended regular expression"}},
+	{TOOL_SQL("SELECT $1", PARAM("name: a, type: string, pattern: \"^\\\\d+$\"")),
+	 {NAME ":10: tools[0].parameters[0].pattern: POSIX extended regular expressions have no \\d"}},
+	{TOOL_SQL("SELECT $1", PARAM("name: a, type: date, pattern: x")),
+	 {"only string parameters take a pattern"}},
+	{TOOL_SQL("SELECT $1", PARAM("name: a, type: date, default: 2024-02-30")),
+	 {NAME ":10: tools[0].parameters[0].default: '2024-02-30' is not a date"}},
+	{TOOL_SQL("SELECT $1", PARAM("name: a, type: timestamp, default: \"2024-02-01 10:00\"")),
+	 {"is not a timestamp"}},
+	{TOOL_SQL("SELECT $1", PARAM("name: a, type: integer, maximum: 10, default: 11")),
+	 {NAME ":10: tools[0].parameters[0].default: does not fit the parameter's own rules",
+	  "must be at most 10"}},
+	{TOOL_SQL("SELECT $1", PARAM("name: a, type: string, enum: [x, y], default: z")),
+	 {"tools[0].parameters[0].default: does not fit", "must be one of \"x\", \"y\""}},
+	{TOOL_SQL("SELECT $1", PARAM("name: a, type: string, pattern: \"^[a-z]+$\", default: A1")),
+	 {"does not fit", "does not match the pattern"}},
+	{TOOL_SQL("SELECT $1", PARAM("name: a, type: integer, required: true, default: 1")),
+	 {NAME ":10: tools[0].parameters[0].default: a required parameter never uses its default"}},
+	{TOOL_SQL("SELECT $1", PARAM("name: a, type: boolean, default: yes")),
+	 {"'yes' is not true or false"}},
+	{TOOL_SQL("SELECT $1", PARAM("name: a, type: integer, default: 9007199254740993")),
+	 {"is out of range (whole numbers go up to 2^53)"}},
+	{TOOL_SQL("SELECT $1", "      - a\n"),
+	 {NAME ":10: tools[0].parameters[0]: expected a map with name and type"}},
+};
+
+static void test_tools(void **state)
+{
+	(void)state;
+	static const char yaml[] =
+		"auth: { callback_secrets: [\"${CN_TEST_SECRET}\"] }\n"
+		"sources:\n"
+		"  - { name: demo, driver: sqlite, dsn: demo.db, interactor_data_source_id: ds_demo-1.x }\n"
+		"  - { name: docs, driver: mongodb, dsn: \"mongodb://h/db\" }\n"
+		"tools:\n"
+		"  - name: orders_by_customer\n"
+		"    description: \"Orders of one customer, newest first\"\n"
+		"    source: demo\n"
+		"    statement: >-\n"
+		"      SELECT id, status FROM orders WHERE customer_id = $1 AND status = $2\n"
+		"      AND placed_at >= $3 AND note <> '$4' /* $5 */ LIMIT $4\n"
+		"    parameters:\n"
+		"      - { name: customer_id, type: integer, required: true, minimum: 1,\n"
+		"          description: \"id\" }\n"
+		"      - { name: status, type: string, enum: [open, shipped], default: open }\n"
+		"      - { name: since, type: date, default: \"2020-01-01\" }\n"
+		"      - { name: limit, type: integer, minimum: 1, maximum: 100, default: 20 }\n"
+		"  - name: open_orders\n"
+		"    description: \"Open orders since a time\"\n"
+		"    source: docs\n"
+		"    statement:\n"
+		"      find: orders\n"
+		"      filter: { status: \"open\", placed_at: { $gte: { $date: { $param: 1 } } },\n"
+		"                n: -1.5, ok: true, x: null, q: \"7\" }\n"
+		"      limit: 5\n"
+		"    parameters:\n"
+		"      - { name: since, type: timestamp, required: true }\n"
+		"  - name: no_params\n"
+		"    description: d\n"
+		"    source: demo\n"
+		"    statement: \"SELECT count(*) FROM orders\"\n";
+	struct config *cfg;
+	struct cn_error err;
+	if (load(yaml, &cfg, &err) != CN_OK)
+		fail_msg("%s", err.message);
+	assert_int_equal(cfg->ntools, 3);
+	const struct config_tool *t = config_find_tool(cfg, "orders_by_customer");
+	assert_non_null(t);
+	assert_false(t->statement_is_document);
+	assert_int_equal(t->nparams, 4);
+	assert_int_equal(t->line, 6);
+	assert_int_equal(t->statement_line, 9);
+	assert_int_equal(t->params[0].type, CONFIG_PARAM_INTEGER);
+	assert_true(t->params[0].required);
+	assert_string_equal(t->params[0].minimum, "1");
+	assert_null(t->params[0].maximum);
+	assert_null(t->params[0].default_value);
+	assert_int_equal(t->params[1].nenum, 2);
+	assert_string_equal(t->params[1].default_value, "open");
+	assert_int_equal(t->params[2].type, CONFIG_PARAM_DATE);
+	assert_string_equal(cfg->sources[0].interactor_data_source_id, "ds_demo-1.x");
+	t = config_find_tool(cfg, "open_orders");
+	assert_true(t->statement_is_document);
+	assert_string_equal(t->statement, "{\"find\":\"orders\",\"filter\":{\"status\":\"open\","
+			    "\"placed_at\":{\"$gte\":{\"$date\":{\"$param\":1}}},\"n\":-1.5,\"ok\":true,"
+			    "\"x\":null,\"q\":\"7\"},\"limit\":5}");
+	assert_int_equal(config_find_tool(cfg, "no_params")->nparams, 0);
+	assert_null(config_find_tool(cfg, "nosuch"));
+
+	/* the printout loads again as the same tools */
+	char *out = print_to_string(cfg);
+	assert_lacks(out, "maximum: \"\"", "unset optional keys are not printed");
+	/* the secret back in place of its redaction */
+	char *secret = strstr(out, "\"<redacted>\"");
+	assert_non_null(secret);
+	char *text = NULL;
+	assert_true(asprintf(&text, "%.*s\"${CN_TEST_SECRET}\"%s", (int)(secret - out), out,
+			     secret + strlen("\"<redacted>\"")) > 0);
+	struct config *again;
+	if (load(text, &again, &err) != CN_OK)
+		fail_msg("printout does not load: %s\n%s", err.message, text);
+	free(text);
+	assert_int_equal(again->ntools, 3);
+	for (size_t i = 0; i < 3; i++) {
+		assert_string_equal(again->tools[i].statement, cfg->tools[i].statement);
+		assert_int_equal(again->tools[i].statement_is_document, cfg->tools[i].statement_is_document);
+		assert_int_equal(again->tools[i].nparams, cfg->tools[i].nparams);
+	}
+	assert_string_equal(again->tools[0].params[3].maximum, "100");
+	config_free(again);
+	free(out);
+	config_free(cfg);
+
+	for (size_t i = 0; i < sizeof bad_tools / sizeof bad_tools[0]; i++) {
+		const struct bad_case *c = &bad_tools[i];
+		int rc = load(c->yaml, &cfg, &err);
+		if (rc != CN_ECONFIG || cfg != NULL)
+			fail_msg("tool case %zu: rc %d (%s), expected CN_ECONFIG; yaml:\n%s", i, rc,
+				 err.message, c->yaml);
+		for (size_t j = 0; j < 4 && c->want[j]; j++) {
+			bool absent = c->want[j][0] == '!';
+			if (!strstr(err.message, c->want[j] + absent) != absent)
+				fail_msg("tool case %zu: %s '%s' in '%s'\nyaml:\n%s", i,
+					 absent ? "unexpected" : "expected", c->want[j] + absent, err.message,
+					 c->yaml);
+		}
+	}
+}
+
+static void test_interactor_keys(void **state)
+{
+	(void)state;
+	struct config *cfg;
+	struct cn_error err;
+	assert_int_equal(load(AUTH SOURCE, &cfg, &err), CN_OK);
+	assert_string_equal(cfg->api_url, "https://core.interactor.com/api/v1");
+	assert_string_equal(cfg->auth_url, "https://auth.interactor.com/api/v1/oauth/token");
+	assert_string_equal(cfg->tool_prefix, "db_");
+	assert_int_equal(cfg->api_timeout_ms, 15000);
+	assert_int_equal(cfg->rotation_window_hours, 24);
+	assert_false(cfg->register_on_start);
+	assert_int_equal(config_require_interactor(cfg, &err), CN_ECONFIG);
+	assert_contains(err.message, NAME ": interactor.client_id is not set", "require");
+	char *out = print_to_string(cfg);
+	assert_contains(out, "client_secret: \"\"", "an unset secret prints empty");
+	free(out);
+	config_free(cfg);
+
+	static const char yaml[] =
+		"server: { public_url: \"https://c.example\" }\n" AUTH SOURCE
+		"interactor:\n"
+		"  api_url: \"https://127.0.0.1:9443/api/v1\"\n"
+		"  client_id: cid_123\n"
+		"  client_secret: \"${CN_TEST_SECRET2}\"\n"
+		"  proxy: \"http://user:${CN_TEST_DBPASS}@proxy:3128\"\n"
+		"  tool_prefix: \"\"\n"
+		"  register_on_start: true\n";
+	if (load(yaml, &cfg, &err) != CN_OK)
+		fail_msg("%s", err.message);
+	assert_int_equal(config_require_interactor(cfg, &err), CN_OK);
+	assert_string_equal(cfg->client_secret, SECRET2);
+	assert_string_equal(cfg->tool_prefix, "");
+	out = print_to_string(cfg);
+	assert_lacks(out, SECRET2, "printout");
+	assert_lacks(out, DBPASS, "printout");
+	assert_contains(out, "client_secret: \"<redacted>\"", "printout");
+	assert_contains(out, "proxy: \"http://user:<redacted>@proxy:3128\"", "printout");
+	free(out);
+	config_free(cfg);
+}
 
 static void test_bad_configs(void **state)
 {
@@ -758,7 +1016,7 @@ static char *read_text(const char *rel)
 	return text;
 }
 
-#define MAX_LEAVES 64
+#define MAX_LEAVES 80
 
 struct leaf {
 	char path[96];        /* "server.listen", "sources[].limits.max_rows" */
@@ -774,9 +1032,10 @@ static void collect_leaves(const struct ynode *map, const char *prefix, struct l
 		snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", map->keys[i]->value);
 		if (v->type == YNODE_MAP) {
 			collect_leaves(v, path, out, n);
-		} else if (v->type == YNODE_SEQ && strcmp(path, "sources") == 0) {
-			assert_true(v->n > 0);
-			collect_leaves(v->items[0], "sources[]", out, n);
+		} else if (v->type == YNODE_SEQ && v->n > 0 && v->items[0]->type == YNODE_MAP) {
+			char items[100];
+			snprintf(items, sizeof items, "%s[]", path);
+			collect_leaves(v->items[0], items, out, n);
 		} else {
 			assert_true(*n < MAX_LEAVES);
 			snprintf(out[*n].path, sizeof out[*n].path, "%s", path);
@@ -879,6 +1138,17 @@ static void expect_load(const char *path, long long value, int want)
 	config_free(cfg);
 }
 
+/* The keys of a curated tool's parameter that have no default: not set, not printed. */
+static bool optional_key(const char *path)
+{
+	static const char *const keys[] = {"enum", "minimum", "maximum", "pattern", "default"};
+	const char *leaf = strrchr(path, '.') ? strrchr(path, '.') + 1 : path;
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+		if (strncmp(path, "tools[].parameters[].", 21) == 0 && strcmp(leaf, keys[i]) == 0)
+			return true;
+	return false;
+}
+
 static void check_leaf_against_schema(const cJSON *root, const struct leaf *l)
 {
 	const cJSON *parent = NULL;
@@ -889,8 +1159,10 @@ static void check_leaf_against_schema(const cJSON *root, const struct leaf *l)
 	const cJSON *choices = schema_get(node, "enum");
 
 	if (!def) {
-		if (!schema_required(parent, l->path))
+		if (!schema_required(parent, l->path) && !optional_key(l->path))
 			fail_msg("%s: the schema gives neither a default nor requires it", l->path);
+	} else if (cJSON_IsArray(def)) {
+		assert_int_equal(cJSON_GetArraySize(def), 0);
 	} else if (cJSON_IsString(def)) {
 		assert_non_null(l->printed);
 		if (strcmp(def->valuestring, l->printed) != 0)
@@ -916,6 +1188,8 @@ static void check_leaf_against_schema(const cJSON *root, const struct leaf *l)
 		expect_load(l->path, hi + 1, CN_ECONFIG);
 	}
 	const cJSON *item;
+	if (strncmp(l->path, "tools[]", 7) == 0)
+		return; /* test_tools loads their values */
 	cJSON_ArrayForEach(item, choices) {
 		char text[1024];
 		struct config *cfg;
@@ -1026,12 +1300,18 @@ static void test_schema_and_docs_agree(void **state)
 	struct leaf leaves[MAX_LEAVES];
 	size_t nleaves = 0;
 
-	assert_int_equal(load(AUTH SOURCE, &cfg, &err), CN_OK);
+	/* one tool with every key of a parameter set, so that all of them are printed */
+	assert_int_equal(load(AUTH SOURCE "tools:\n  - name: t\n    description: d\n    source: demo\n"
+			      "    statement: \"SELECT $1\"\n    parameters:\n      - { name: a, type: "
+			      "integer, enum: [1, 2], minimum: 1, maximum: 2, default: 1 }\n",
+			      &cfg, &err), CN_OK);
+	/* pattern: on a string, not checked against the bounds above */
+	cfg->tools[0].params[0].pattern = strdup("^[0-9]+$");
 	char *out = print_to_string(cfg);
 	config_free(cfg);
 	assert_int_equal(ytree_parse_buffer("print", out, strlen(out), &printed, &err), CN_OK);
 	collect_leaves(printed, "", leaves, &nleaves);
-	assert_int_equal(nleaves, 33);
+	assert_int_equal(nleaves, 58);
 
 	char *schema_text = read_text("schema/config.schema.json");
 	cJSON *schema = cJSON_Parse(schema_text);
@@ -1090,6 +1370,8 @@ int main(void)
 		cmocka_unit_test(test_driver_options),
 		cmocka_unit_test(test_async_needs),
 		cmocka_unit_test(test_schema_and_docs_agree),
+		cmocka_unit_test(test_tools),
+		cmocka_unit_test(test_interactor_keys),
 	};
 	return cmocka_run_group_tests(tests, setup_env, NULL);
 }

@@ -51,14 +51,14 @@ static void test_a_request_keeps_its_generation(void **state)
 	(void)state;
 	struct config *keep[4];
 	struct runtime rt;
-	assert_int_equal(runtime_init(&rt, next_config(keep, 0), NULL), CN_OK);
+	assert_int_equal(runtime_init(&rt, next_config(keep, 0), NULL, NULL), CN_OK);
 	struct generation *a = runtime_acquire(&rt);
 	assert_int_equal(a->number, 1);
-	assert_int_equal(runtime_install(&rt, next_config(keep, 1), NULL), 2);
+	assert_int_equal(runtime_install(&rt, next_config(keep, 1), NULL, NULL), 2);
 	assert_int_equal(refs(keep[0]), 2); /* a holds generation 1 */
 	struct generation *b = runtime_acquire(&rt);
 	assert_ptr_equal(b->cfg, keep[1]);
-	assert_int_equal(runtime_install(&rt, next_config(keep, 2), NULL), 3);
+	assert_int_equal(runtime_install(&rt, next_config(keep, 2), NULL, NULL), 3);
 	runtime_release(&rt, a);
 	assert_int_equal(refs(keep[0]), 1); /* freed */
 	assert_int_equal(refs(keep[1]), 2); /* b still holds it */
@@ -76,11 +76,11 @@ static void test_freed_oldest_first(void **state)
 	(void)state;
 	struct config *keep[4];
 	struct runtime rt;
-	assert_int_equal(runtime_init(&rt, next_config(keep, 0), NULL), CN_OK);
+	assert_int_equal(runtime_init(&rt, next_config(keep, 0), NULL, NULL), CN_OK);
 	struct generation *a = runtime_acquire(&rt);
-	assert_int_equal(runtime_install(&rt, next_config(keep, 1), NULL), 2);
-	assert_int_equal(runtime_install(&rt, next_config(keep, 2), NULL), 3);
-	assert_int_equal(runtime_install(&rt, next_config(keep, 3), NULL), 4);
+	assert_int_equal(runtime_install(&rt, next_config(keep, 1), NULL, NULL), 2);
+	assert_int_equal(runtime_install(&rt, next_config(keep, 2), NULL, NULL), 3);
+	assert_int_equal(runtime_install(&rt, next_config(keep, 3), NULL, NULL), 4);
 	/* 2 and 3 are held by nobody, but 1 is: all three stay */
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(refs(keep[i]), 2);
@@ -121,13 +121,13 @@ static void test_installs_under_requests(void **state)
 {
 	(void)state;
 	struct runtime rt;
-	assert_int_equal(runtime_init(&rt, make_config(0), NULL), CN_OK);
+	assert_int_equal(runtime_init(&rt, make_config(0), NULL, NULL), CN_OK);
 	struct stress st = {.rt = &rt};
 	pthread_t t[8];
 	for (int i = 0; i < 8; i++)
 		assert_int_equal(pthread_create(&t[i], NULL, requests, &st), 0);
 	for (unsigned i = 1; i <= 1000; i++)
-		assert_int_equal(runtime_install(&rt, make_config(i), NULL), i + 1);
+		assert_int_equal(runtime_install(&rt, make_config(i), NULL, NULL), i + 1);
 	atomic_store(&st.stop, true);
 	for (int i = 0; i < 8; i++)
 		pthread_join(t[i], NULL);
