@@ -3,7 +3,8 @@
  * faults: a full sink stops a huge result quickly, timeouts cancel the query
  * on the server, the client-side deadline when the server hangs, pool
  * exhaustion, cancel() at shutdown, a server restart and a stopped server,
- * connection errors that never show the password, and session state that
+ * connection errors that never show the password, a connect_timeout against
+ * a server that never answers, and session state that
  * never reaches the next request.
  */
 #include <stdarg.h>
@@ -19,6 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "pg_harness.h"
 
@@ -360,6 +364,25 @@ static void test_open_errors(void **state)
 	snprintf(dsn, sizeof dsn, "host=127.0.0.1 port=1 dbname=connector_test user=u password=Sekr1tPw");
 	assert_int_equal(h_open(dsn, 1, 1000, false, &h, &err, NULL), CN_EUNAVAILABLE);
 	assert_non_null(strstr(err.message, "host 127.0.0.1 port 1 database connector_test user u"));
+	assert_null(strstr(err.message, "Sekr1tPw"));
+	/* a server that accepts the connection and never answers: the dsn's
+	 * connect_timeout bounds the attempt (the driver polls the connection
+	 * itself, so libpq's own timer does not apply) */
+	int lsock = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t salen = sizeof sa;
+	assert_int_equal(bind(lsock, (struct sockaddr *)&sa, sizeof sa), 0);
+	assert_int_equal(listen(lsock, 4), 0);
+	assert_int_equal(getsockname(lsock, (struct sockaddr *)&sa, &salen), 0);
+	snprintf(dsn, sizeof dsn, "host=127.0.0.1 port=%u dbname=connector_test user=u "
+		 "password=Sekr1tPw connect_timeout=2", ntohs(sa.sin_port));
+	int64_t t0 = h_now_ms();
+	assert_int_equal(h_open(dsn, 1, 1000, false, &h, &err, NULL), CN_EUNAVAILABLE);
+	int64_t waited = h_now_ms() - t0;
+	close(lsock);
+	if (waited < 1900 || waited > 5000)
+		fail_msg("a silent server was given up after %lld ms, not ~2000", (long long)waited);
+	assert_non_null(strstr(err.message, "timeout expired"));
 	assert_null(strstr(err.message, "Sekr1tPw"));
 	/* a wrong password */
 	snprintf(dsn, sizeof dsn, "host=127.0.0.1 port=%s dbname=connector_test user=connector_ro "
