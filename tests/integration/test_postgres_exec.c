@@ -1,6 +1,7 @@
 /*
  * test_postgres_exec.c - the PostgreSQL driver's execution under limits and
- * faults: a full sink stops a huge result quickly, timeouts cancel the query
+ * faults: a full sink stops a huge result quickly, a connection that held a
+ * 1 MiB row is not pooled, timeouts cancel the query
  * on the server, the client-side deadline when the server hangs, pool
  * exhaustion, cancel() at shutdown, a server restart and a stopped server,
  * connection errors that never show the password, a connect_timeout against
@@ -95,6 +96,33 @@ static void test_full_sink_stops_a_huge_result(void **state)
 	h_result_free(&r);
 	assert_int_equal(h_scalar(h, "SELECT pg_backend_pid()", v, sizeof v), CN_OK);
 	assert_string_equal(v, pid);
+	h_env.api->close(h);
+}
+
+/* A connection that had to hold a row of 1 MiB or more is closed after the
+ * request (libpq's buffer grew to the row's size and would stay so in the
+ * pool); one with smaller rows, even many of them cut by the cap, stays. */
+static void test_big_rows_recycle_the_connection(void **state)
+{
+	(void)state;
+	void *h = h_open_or_fail(1, 20000, h_env.dsn);
+	struct h_result r;
+	struct cn_error err = {0};
+	char pid[64], v[64];
+	assert_int_equal(h_scalar(h, "SELECT pg_backend_pid()", pid, sizeof pid), CN_OK);
+	assert_int_equal(h_exec(h, "SELECT repeat('x', 100000) FROM generate_series(1, 200)", NULL,
+				0, 5000, 3, &r, &err), CN_OK);
+	assert_int_equal(r.nrows, 3);
+	h_result_free(&r);
+	assert_int_equal(h_scalar(h, "SELECT pg_backend_pid()", v, sizeof v), CN_OK);
+	assert_string_equal(v, pid);
+	/* one row of 2 MB, even after the cap: the next request has a new session */
+	assert_int_equal(h_exec(h, "SELECT g, repeat('y', CASE WHEN g = 3 THEN 2000000 ELSE 10 END) "
+				"FROM generate_series(1, 3) g", NULL, 0, 5000, 1, &r, &err), CN_OK);
+	assert_int_equal(r.nrows, 1);
+	h_result_free(&r);
+	assert_int_equal(h_scalar(h, "SELECT pg_backend_pid()", v, sizeof v), CN_OK);
+	assert_string_not_equal(v, pid);
 	h_env.api->close(h);
 }
 
@@ -516,6 +544,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_full_sink_stops_a_huge_result),
+		cmocka_unit_test(test_big_rows_recycle_the_connection),
 		cmocka_unit_test(test_sink_error_stops_the_query),
 		cmocka_unit_test(test_timeout_cancels_on_the_server),
 		cmocka_unit_test(test_client_deadline_when_the_server_hangs),
