@@ -219,8 +219,11 @@ static void run_cancel(struct run *r, enum cancel_why why)
 	if (r->canceled != CANCEL_NONE)
 		return;
 	r->canceled = why;
-	r->hard_deadline = pg_now_ms() + PG_CANCEL_GRACE_MS;
 	pg_slot_cancel(r->h, r->slot);
+	/* The grace period starts once the server has the request: PQcancel
+	 * waits for the postmaster, which starts a process for it and can take
+	 * seconds on a loaded machine; a connection is not given up for that. */
+	r->hard_deadline = pg_now_ms() + PG_CANCEL_GRACE_MS;
 }
 
 /* The next result, or NULL between statements. CN_ETIMEOUT when the server
