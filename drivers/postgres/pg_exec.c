@@ -25,7 +25,8 @@
  *
  * Rows stream into the sink. When it is full, the rest is cancelled with
  * PQcancel and drained. A client-side deadline (timeout + 1 s) cancels too;
- * if the server does not answer even then, the connection is dropped.
+ * if the server then stays silent for 2 s (rows still arriving count as an
+ * answer, up to the deadline + 2 s), the connection is dropped.
  *
  * Memory: libpq's input buffer grows to hold what was read and not yet
  * parsed, and never shrinks while the connection lives. Rows are parsed
@@ -73,6 +74,7 @@ struct run {
 	int query_stmt; /* the query's place in the first segment: after BEGIN [, SET LOCAL] */
 	unsigned gen;
 	int64_t deadline, hard_deadline, full_at;
+	int64_t drain_limit; /* after a cancel, the latest hard_deadline can move to */
 	enum cancel_why canceled;
 	bool discarding; /* no more rows wanted */
 	bool full;       /* ... because the sink said CN_SINK_FULL */
@@ -223,7 +225,20 @@ static void run_cancel(struct run *r, enum cancel_why why)
 	/* The grace period starts once the server has the request: PQcancel
 	 * waits for the postmaster, which starts a process for it and can take
 	 * seconds on a loaded machine; a connection is not given up for that. */
-	r->hard_deadline = pg_now_ms() + PG_CANCEL_GRACE_MS;
+	int64_t now = pg_now_ms();
+	r->hard_deadline = now + PG_CANCEL_GRACE_MS;
+	r->drain_limit = (r->deadline > now ? r->deadline : now) + PG_CANCEL_GRACE_MS;
+}
+
+/* A result arrived after the cancel: the rows the server sent before it saw
+ * the request are still being read (megabytes, when the request took long),
+ * so the server is answering. The grace period runs from the last result,
+ * up to the request's own deadline plus the grace period. */
+static void cancel_progress(struct run *r)
+{
+	int64_t t = pg_now_ms() + PG_CANCEL_GRACE_MS;
+	if (t > r->hard_deadline)
+		r->hard_deadline = t < r->drain_limit ? t : r->drain_limit;
 }
 
 /* The next result, or NULL between statements. CN_ETIMEOUT when the server
@@ -249,6 +264,8 @@ static int next_result(struct run *r, PGresult **out)
 				run_cancel(r, r->sink_rc < 0 ? CANCEL_SINK : CANCEL_FULL);
 		}
 		if (!PQisBusy(c)) {
+			if (r->canceled != CANCEL_NONE)
+				cancel_progress(r);
 			*out = PQgetResult(c);
 			return CN_OK;
 		}

@@ -73,14 +73,16 @@ static void test_full_sink_stops_a_huge_result(void **state)
 		fail_msg("1M-row query took %lld ms to stop", (long long)elapsed);
 
 	/* 200 million rows streamed by a set-returning function: only a server-side
-	 * cancel makes this return quickly */
+	 * cancel makes this return within seconds (reading them all takes minutes);
+	 * the bound leaves room for a slow cancel request and the rows sent before
+	 * it lands, under ASan on a loaded 2-core machine (3.1 s seen) */
 	t0 = h_now_ms();
 	assert_int_equal(h_exec(h, "SELECT x FROM (SELECT generate_series(1, 200000000) AS x) s", NULL,
 				0, 20000, 10, &r, &err), CN_OK);
 	elapsed = h_now_ms() - t0;
 	assert_int_equal(r.nrows, 10);
 	h_result_free(&r);
-	if (elapsed > 2000)
+	if (elapsed > 6000)
 		fail_msg("200M-row query took %lld ms to stop", (long long)elapsed);
 	assert_true(super_count_reaches_zero(APP_ACTIVE, 1000));
 
@@ -157,7 +159,7 @@ static void test_sink_error_stops_the_query(void **state)
 	struct cn_error err = {0};
 	int64_t t0 = h_now_ms();
 	assert_int_equal(h_env.api->execute(h, &q, &sink, &err), CN_ETOOBIG);
-	assert_true(h_now_ms() - t0 < 2000);
+	assert_true(h_now_ms() - t0 < 6000); /* a cancel, not 200M rows; see above */
 	assert_int_equal(cells, 3);
 	char v[64];
 	assert_int_equal(h_scalar(h, "SELECT 'next'", v, sizeof v), CN_OK);
