@@ -12,8 +12,12 @@ if [ "${1:-}" = "--test" ]; then
   # (tests/support/mongo_server.py), no mongod can be installed from Debian; python3-croniter:
   # the cron parser's differential test; python3-prometheus-client: Prometheus' own parser reads
   # GET /metrics in tests/e2e/test_metrics.py
+  # python3-yaml, man-db, systemd (systemd-analyze, offline) and dpkg-dev (dpkg-shlibdeps, from
+  # build-essential): the packaging tests check docker-compose.yml, render the man page, verify
+  # the unit and build the .deb
   pkgs+=(libcmocka-dev clang-14 libclang-rt-14-dev valgrind postgresql-15 mariadb-server
-         mariadb-client python3-pymongo python3-mongomock python3-croniter python3-prometheus-client)
+         mariadb-client python3-pymongo python3-mongomock python3-croniter python3-prometheus-client
+         python3-yaml man-db systemd dpkg-dev)
 fi
 
 missing=()

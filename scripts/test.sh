@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Command 2 of the README: install what is missing, build, and run every test
 # through ctest, three times over:
-#   build/       the normal build (unit, end-to-end)
+#   build/       the normal build (unit, integration, end-to-end, packaging: the man page,
+#                cmake --install, the systemd unit, the .deb, the Docker files)
 #   build-asan/  AddressSanitizer + UndefinedBehaviorSanitizer (LeakSanitizer on)
 #   build-tsan/  ThreadSanitizer: the schema refresh swap and configuration generation tests
 #   build-fuzz/  clang-14 libFuzzer targets, each a short run over its seeds
@@ -40,8 +41,9 @@ wait "$mongo_pid" || { echo "test.sh: the MongoDB test server did not start" >&2
 . "$mongo_dir/mongo.env"
 
 step "build (RelWithDebInfo)"
+# prefix /usr: the tests labelled package build the Debian package from this tree
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCN_TESTS=ON -DCN_DRIVER_POSTGRES=ON \
-  -DCN_DRIVER_MYSQL=ON -DCN_DRIVER_MONGODB=ON >/dev/null
+  -DCN_DRIVER_MYSQL=ON -DCN_DRIVER_MONGODB=ON -DCMAKE_INSTALL_PREFIX=/usr >/dev/null
 cmake --build build -j"$jobs"
 step "tests"
 ctest --test-dir build --output-on-failure -j"$jobs"

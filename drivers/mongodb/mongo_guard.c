@@ -591,7 +591,7 @@ bool mg_parse_date(const char *s, size_t n, int64_t *ms)
 					k++;
 				if (k == 0 || k > 9)
 					return false;
-				int f;
+				int f = 0; /* digits() sets it: the k digits were counted above */
 				digits(s + i, k < 3 ? k : 3, &f);
 				for (size_t j = k; j < 3; j++)
 					f *= 10;

@@ -288,14 +288,75 @@ static int session_check(struct pg_handle *h, PGconn *c, struct cn_error *err)
 	return CN_OK;
 }
 
+/* The dsn's connect_timeout in ms (libpq's rules: 0 waits for ever, 1 counts
+ * as 2 s); conninfo_defaults set 10 s unless the dsn gave one. */
+static int64_t connect_timeout_ms(const struct pg_handle *h)
+{
+	for (size_t i = 0; h->keys && h->keys[i]; i++) {
+		if (strcmp(h->keys[i], "connect_timeout") == 0) {
+			long s = strtol(h->vals[i], NULL, 10);
+			return s <= 0 ? 0 : (s < 2 ? 2 : s) * 1000;
+		}
+	}
+	return 10000;
+}
+
+/* Connects with the notice receiver in place before the first byte is read.
+ *
+ * The server may send a notice while the session starts: a WARNING when it
+ * cannot apply a role's or database's setting, or "terminating connection
+ * because of crash of another server process" with a DETAIL and a HINT when a
+ * backend is told to quit during a crash restart. With PQconnectdbParams the
+ * receiver can only be set once the connection is made, so such a notice
+ * went to libpq's default processor, which prints it raw on stderr: into the
+ * daemon's JSON log. PQconnectStartParams returns the connection before it
+ * talks to the server; this polls it to the end, under the dsn's
+ * connect_timeout for the whole attempt (libpq ignores connect_timeout when
+ * the caller polls). *timed_out: the deadline passed. */
+static PGconn *connect_quiet(struct pg_handle *h, bool *timed_out)
+{
+	*timed_out = false;
+	PGconn *c = PQconnectStartParams((const char *const *)h->keys, (const char *const *)h->vals, 0);
+	if (!c)
+		return NULL;
+	PQsetNoticeReceiver(c, notice_ignore, NULL);
+	if (PQstatus(c) == CONNECTION_BAD)
+		return c;
+	int64_t timeout = connect_timeout_ms(h);
+	int64_t deadline = pg_now_ms() + timeout;
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING; /* as the libpq manual says to begin */
+	while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+		struct pollfd p = {.fd = PQsocket(c),
+				   .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT};
+		if (p.fd < 0)
+			break;
+		int64_t left = timeout ? deadline - pg_now_ms() : 1000;
+		if (left <= 0) {
+			*timed_out = true;
+			break;
+		}
+		int n = poll(&p, 1, left > 1000 ? 1000 : (int)left);
+		if (n < 0 && errno != EINTR)
+			break;
+		if (n > 0)
+			st = PQconnectPoll(c);
+	}
+	return c;
+}
+
 int pg_connect(struct pg_handle *h, PGconn **out, struct cn_error *err)
 {
 	char msg[400];
-	PGconn *c = PQconnectdbParams((const char *const *)h->keys, (const char *const *)h->vals, 0);
+	bool timed_out;
+	PGconn *c = connect_quiet(h, &timed_out);
 	if (!c)
 		return cn_error_set(err, CN_ENOMEM, "out of memory");
 	if (PQstatus(c) != CONNECTION_OK) {
-		pg_conn_message(h, c, msg, sizeof msg);
+		if (timed_out)
+			snprintf(msg, sizeof msg, "timeout expired after %lld s",
+				 (long long)(connect_timeout_ms(h) / 1000));
+		else
+			pg_conn_message(h, c, msg, sizeof msg);
 		int code = strstr(msg, "authentication failed") ? CN_EAUTH : CN_EUNAVAILABLE;
 		PQfinish(c);
 		return cn_error_set(err, code, "cannot connect to PostgreSQL at %s: %s", h->target, msg);
@@ -305,7 +366,6 @@ int pg_connect(struct pg_handle *h, PGconn **out, struct cn_error *err)
 		PQfinish(c);
 		return rc;
 	}
-	PQsetNoticeReceiver(c, notice_ignore, NULL);
 	*out = c;
 	return CN_OK;
 }

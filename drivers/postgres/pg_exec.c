@@ -25,7 +25,15 @@
  *
  * Rows stream into the sink. When it is full, the rest is cancelled with
  * PQcancel and drained. A client-side deadline (timeout + 1 s) cancels too;
- * if the server does not answer even then, the connection is dropped.
+ * if the server then stays silent for 2 s (rows still arriving count as an
+ * answer, up to the deadline + 2 s), the connection is dropped.
+ *
+ * Memory: libpq's input buffer grows to hold what was read and not yet
+ * parsed, and never shrinks while the connection lives. Rows are parsed
+ * before the socket is read again, also while the rest of a capped result is
+ * drained, so the buffer stays near its first size; a connection that had to
+ * hold a row of 1 MiB or more is closed after the request instead of going
+ * back to the pool with that buffer (bench/soak.sh watches the daemon's RSS).
  */
 #include "pg_internal.h"
 
@@ -40,6 +48,10 @@
 #include "pg_guard.h"
 
 #define FULL_DRAIN_MS 20 /* after the sink is full, rows already on the way are read for this long */
+/* A connection that received a row this large is closed after the request:
+ * libpq's input buffer grew to hold the row and never shrinks, so a pooled
+ * connection would keep that memory for as long as it lives. */
+#define RECYCLE_ROW_BYTES (1u << 20)
 
 enum cancel_why { CANCEL_NONE, CANCEL_FULL, CANCEL_DEADLINE, CANCEL_SHUTDOWN, CANCEL_SINK };
 
@@ -62,6 +74,7 @@ struct run {
 	int query_stmt; /* the query's place in the first segment: after BEGIN [, SET LOCAL] */
 	unsigned gen;
 	int64_t deadline, hard_deadline, full_at;
+	int64_t drain_limit; /* after a cancel, the latest hard_deadline can move to */
 	enum cancel_why canceled;
 	bool discarding; /* no more rows wanted */
 	bool full;       /* ... because the sink said CN_SINK_FULL */
@@ -69,6 +82,7 @@ struct run {
 	bool touched;    /* the sink received something */
 	bool broken;     /* the connection failed */
 	bool dirty;      /* the reset did not complete */
+	bool big_row;    /* a row of RECYCLE_ROW_BYTES or more arrived */
 	int sink_rc;
 	int query_rc; /* the query's own failure */
 	char query_msg[512];
@@ -207,8 +221,24 @@ static void run_cancel(struct run *r, enum cancel_why why)
 	if (r->canceled != CANCEL_NONE)
 		return;
 	r->canceled = why;
-	r->hard_deadline = pg_now_ms() + PG_CANCEL_GRACE_MS;
 	pg_slot_cancel(r->h, r->slot);
+	/* The grace period starts once the server has the request: PQcancel
+	 * waits for the postmaster, which starts a process for it and can take
+	 * seconds on a loaded machine; a connection is not given up for that. */
+	int64_t now = pg_now_ms();
+	r->hard_deadline = now + PG_CANCEL_GRACE_MS;
+	r->drain_limit = (r->deadline > now ? r->deadline : now) + PG_CANCEL_GRACE_MS;
+}
+
+/* A result arrived after the cancel: the rows the server sent before it saw
+ * the request are still being read (megabytes, when the request took long),
+ * so the server is answering. The grace period runs from the last result,
+ * up to the request's own deadline plus the grace period. */
+static void cancel_progress(struct run *r)
+{
+	int64_t t = pg_now_ms() + PG_CANCEL_GRACE_MS;
+	if (t > r->hard_deadline)
+		r->hard_deadline = t < r->drain_limit ? t : r->drain_limit;
 }
 
 /* The next result, or NULL between statements. CN_ETIMEOUT when the server
@@ -219,13 +249,23 @@ static int next_result(struct run *r, PGresult **out)
 	PGconn *c = r->slot->conn;
 	for (;;) {
 		if (r->discarding && !r->query_done && r->canceled == CANCEL_NONE) {
-			/* rows already on the way are read; a query still running is cancelled */
-			if (!PQconsumeInput(c))
-				goto broken;
-			if (PQisBusy(c) || pg_now_ms() - r->full_at > FULL_DRAIN_MS)
+			/* Rows already on the way are read; a query still running is
+			 * cancelled. The socket is read only when no whole row is left in
+			 * libpq's buffer: reading ahead of the parsing made the buffer
+			 * grow to megabytes on a large result, and libpq never shrinks it
+			 * while the connection stays in the pool. */
+			if (PQisBusy(c)) {
+				if (!PQconsumeInput(c))
+					goto broken;
+				if (PQisBusy(c)) /* nothing whole came: the server is still producing */
+					run_cancel(r, r->sink_rc < 0 ? CANCEL_SINK : CANCEL_FULL);
+			}
+			if (pg_now_ms() - r->full_at > FULL_DRAIN_MS)
 				run_cancel(r, r->sink_rc < 0 ? CANCEL_SINK : CANCEL_FULL);
 		}
 		if (!PQisBusy(c)) {
+			if (r->canceled != CANCEL_NONE)
+				cancel_progress(r);
 			*out = PQgetResult(c);
 			return CN_OK;
 		}
@@ -350,6 +390,18 @@ static void query_result(struct run *r, const PGresult *res)
 
 /* ---- one attempt ---- */
 
+static void note_row_size(struct run *r, const PGresult *res)
+{
+	size_t bytes = 0;
+	int n = PQnfields(res);
+	for (int row = 0; row < PQntuples(res) && !r->big_row; row++) {
+		for (int i = 0; i < n; i++)
+			bytes += (size_t)PQgetlength(res, row, i);
+		r->big_row = bytes >= RECYCLE_ROW_BYTES;
+		bytes = 0;
+	}
+}
+
 static void record_error(struct run *r, const PGresult *res)
 {
 	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
@@ -402,6 +454,7 @@ static int read_segment(struct run *r, bool query, bool *reset_ok)
 			break;
 		case PGRES_SINGLE_TUPLE:
 		case PGRES_TUPLES_OK:
+			note_row_size(r, res);
 			if (query && stmt == r->query_stmt)
 				query_result(r, res);
 			break;
@@ -513,7 +566,7 @@ int pg_exec_query(struct pg_handle *h, const struct cn_query *q, const struct cn
 		int arc = attempt(&r);
 		rc = run_status(&r, arc, err);
 		bool retry = r.broken && !r.touched && r.canceled == CANCEL_NONE && tries == 0;
-		if (r.broken || r.dirty)
+		if (r.broken || r.dirty || r.big_row)
 			pg_slot_drop(h, slot);
 		pg_cols_free(r.cols, r.ncols);
 		dstr_free(&r.scratch);

@@ -1219,10 +1219,28 @@ static bool sq_type_is(const char *decl, const char *a, const char *b)
 	return decl && (strcasecmp(decl, a) == 0 || (b && strcasecmp(decl, b) == 0));
 }
 
+/* The type a column without a declared type (an expression) reports: the
+ * storage class of its value in the first row, NULL (unknown) when that is
+ * NULL or there is no row. SQLite types values, not expressions, so a later
+ * row may hold another class; the first row is what the result shows first. */
+static const char *sq_storage_type(sqlite3_stmt *st, int i, bool have_row)
+{
+	if (!have_row)
+		return NULL;
+	switch (sqlite3_column_type(st, i)) {
+	case SQLITE_INTEGER: return "INTEGER";
+	case SQLITE_FLOAT: return "REAL";
+	case SQLITE_TEXT: return "TEXT";
+	case SQLITE_BLOB: return "BLOB";
+	default: return NULL;
+	}
+}
+
 /* Columns of st; their type and origin come from meta (a probe of the same
- * text in which hidden columns were not blanked) when it is given. */
-static int sq_push_columns(sqlite3_stmt *st, sqlite3_stmt *meta, const struct cn_result_sink *sink,
-			   struct cn_error *err)
+ * text in which hidden columns were not blanked) when it is given. have_row:
+ * st stands on its first row, whose values type the expressions. */
+static int sq_push_columns(sqlite3_stmt *st, sqlite3_stmt *meta, bool have_row,
+			   const struct cn_result_sink *sink, struct cn_error *err)
 {
 	int n = sqlite3_column_count(st);
 	if (!meta || sqlite3_column_count(meta) != n)
@@ -1231,7 +1249,7 @@ static int sq_push_columns(sqlite3_stmt *st, sqlite3_stmt *meta, const struct cn
 		const char *decl = sqlite3_column_decltype(meta, i);
 		struct cn_column_info col = {
 			.name = sqlite3_column_name(st, i),
-			.type = decl ? decl : "",
+			.type = decl ? decl : sq_storage_type(st, i, have_row),
 			.origin_schema = NULL,
 			.origin_table = sqlite3_column_table_name(meta, i),
 			.origin_column = sqlite3_column_origin_name(meta, i),
@@ -1280,19 +1298,27 @@ static void sq_cell(sqlite3_stmt *st, int i, struct cn_value *v)
 	}
 }
 
-/* Step st, pushing rows until done, the sink is full, or an error. */
-static int sq_push_rows(struct sq_conn *c, sqlite3_stmt *st, const char *budget_note,
+/* Steps st to its next row that is shown: SQLITE_ROW, SQLITE_DONE or an error. */
+static int sq_step_shown(struct sq_conn *c, sqlite3_stmt *st)
+{
+	for (;;) {
+		int rc = sqlite3_step(st);
+		if (rc != SQLITE_ROW || c->pragma == PRAGMA_NONE || !sq_pragma_row_hidden(c, st))
+			return rc;
+	}
+}
+
+/* Push rows from the one step_rc stands on until done, the sink is full, or
+ * an error. */
+static int sq_push_rows(struct sq_conn *c, sqlite3_stmt *st, int step_rc, const char *budget_note,
 			const struct cn_result_sink *sink, struct cn_error *err)
 {
 	int n = sqlite3_column_count(st);
-	for (;;) {
-		int rc = sqlite3_step(st);
+	for (int rc = step_rc;; rc = sq_step_shown(c, st)) {
 		if (rc == SQLITE_DONE)
 			return CN_OK;
 		if (rc != SQLITE_ROW)
 			return sq_fail(c, rc, budget_note, err);
-		if (c->pragma != PRAGMA_NONE && sq_pragma_row_hidden(c, st))
-			continue;
 		for (int i = 0; i < n; i++) {
 			struct cn_value v;
 			sq_cell(st, i, &v);
@@ -1343,11 +1369,18 @@ static int sq_execute(void *handle, const struct cn_query *q, const struct cn_re
 			meta = NULL;
 		c->probe_hidden = false;
 	}
-	rc = sq_push_columns(st, meta, sink, err);
+	/* the first row is read before the columns go out: it types the expressions */
+	int step_rc = sq_step_shown(c, st);
+	if (step_rc != SQLITE_ROW && step_rc != SQLITE_DONE) {
+		sqlite3_finalize(meta);
+		rc = sq_fail(c, step_rc, note, err);
+		goto out;
+	}
+	rc = sq_push_columns(st, meta, step_rc == SQLITE_ROW, sink, err);
 	sqlite3_finalize(meta);
 	if (rc)
 		goto out;
-	rc = sq_push_rows(c, st, note, sink, err);
+	rc = sq_push_rows(c, st, step_rc, note, sink, err);
 out:
 	sqlite3_finalize(st);
 	sq_pool_release(s, c);

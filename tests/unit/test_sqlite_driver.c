@@ -188,10 +188,9 @@ static int ts_column(void *ctx, const struct cn_column_info *col)
 	assert_true(t->ncols < 32);
 	assert_int_equal(t->rows, 0);
 	assert_non_null(col->name);
-	assert_non_null(col->type);
 	assert_null(col->origin_schema);
 	t->name[t->ncols] = strdup(col->name);
-	t->type[t->ncols] = strdup(col->type);
+	t->type[t->ncols] = dup_or_null(col->type); /* NULL: no declared type, no first value */
 	t->otable[t->ncols] = dup_or_null(col->origin_table);
 	t->ocolumn[t->ncols] = dup_or_null(col->origin_column);
 	t->ncols++;
@@ -802,7 +801,12 @@ static void test_parameters(void **state)
 	assert_string_equal(ts_at(&t, 0, 6)->s, "text");
 	assert_string_equal(ts_at(&t, 0, 7)->s, "abc");
 	assert_int_equal(ts_at(&t, 0, 8)->i, 0); /* text, compared as text */
-	assert_string_equal(t.type[0], "");
+	/* expressions have no declared type: the first row's storage class types them */
+	assert_null(t.type[0]); /* NULL: unknown */
+	static const char *const ptypes[] = {NULL, "INTEGER", "INTEGER", "REAL", "TEXT", "TEXT",
+					     "TEXT", "TEXT", "INTEGER"};
+	for (size_t i = 1; i < 9; i++)
+		assert_string_equal(t.type[i], ptypes[i]);
 	ts_free(&t);
 
 	/* numeric text meets a REAL column's affinity */
@@ -841,7 +845,7 @@ static void test_typed_cells(void **state)
 	assert_int_equal(t.ncols, 9);
 	assert_int_equal(t.rows, 1);
 	static const char *const types[] = {"INTEGER", "TEXT", "BOOLEAN", "JSON", "TEXT", "REAL",
-					    "", "BOOLEAN", ""};
+					    "BLOB", "BOOLEAN", "REAL"};
 	for (size_t i = 0; i < 9; i++)
 		assert_string_equal(t.type[i], types[i]);
 	assert_int_equal(ts_at(&t, 0, 0)->kind, CN_VAL_INT);
@@ -878,6 +882,53 @@ static void test_typed_cells(void **state)
 	E.api->close(h);
 }
 
+/* A computed column is typed by its declared type when it has one (a column
+ * passed through), else by the storage class of its first value; with no
+ * first value (no rows, or NULL) its type is null, never "". */
+static void test_computed_column_types(void **state)
+{
+	(void)state;
+	void *h = open_demo(1, true);
+	struct cn_error err;
+	struct tsink t;
+	static const struct {
+		const char *sql;
+		const char *types[4];
+	} cases[] = {
+		{"SELECT count(*), sum(price), max(name), group_concat(sku) FROM products",
+		 {"INTEGER", "REAL", "TEXT", "TEXT"}},
+		{"SELECT id * 2, name || '!', price / 2, zeroblob(2) FROM products WHERE id = 1",
+		 {"INTEGER", "TEXT", "REAL", "BLOB"}},
+		{"SELECT id, id * 2, NULL AS nada, name || '!' FROM products WHERE id = -1",
+		 {"INTEGER", NULL, NULL, NULL}},
+		{"SELECT count(*), NULL AS nada, max(name), (SELECT 1.5) FROM products WHERE id = -1",
+		 {"INTEGER", NULL, NULL, "REAL"}},
+		{"SELECT c.id, c.city, coalesce(c.city, 'none'), typeof(c.city) FROM customers AS c "
+		 "WHERE c.id = 13", {"INTEGER", "TEXT", "TEXT", "TEXT"}},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		ts_init(&t);
+		int rc = run(h, cases[i].sql, NULL, 0, 2000, &t, &err);
+		if (rc != CN_OK)
+			fail_msg("%s: %d %s", cases[i].sql, rc, err.message);
+		assert_int_equal(t.ncols, 4);
+		for (int k = 0; k < 4; k++) {
+			const char *want = cases[i].types[k], *got = t.type[k];
+			if (want ? !got || strcmp(want, got) != 0 : got != NULL)
+				fail_msg("%s: column %d typed %s, expected %s", cases[i].sql, k,
+					 got ? got : "null", want ? want : "null");
+		}
+		ts_free(&t);
+	}
+	/* an error at the first row still fails the query, with no columns sent */
+	ts_init(&t);
+	assert_int_equal(run(h, "SELECT abs(-9223372036854775807 - 1)", NULL, 0, 2000, &t, &err),
+			 CN_EQUERY);
+	assert_int_equal(t.ncols, 0);
+	ts_free(&t);
+	E.api->close(h);
+}
+
 /* Origins follow aliases, subqueries and views. Without mappings here, so
  * the hidden column is not blanked by the authorizer. */
 static void test_column_origin(void **state)
@@ -900,7 +951,7 @@ static void test_column_origin(void **state)
 	assert_string_equal(t.ocolumn[1], "email");
 	assert_null(t.otable[2]); /* a view's aggregate is an expression */
 	assert_null(t.otable[3]);
-	assert_string_equal(t.type[3], "");
+	assert_string_equal(t.type[3], "TEXT"); /* upper(name): the value's storage class */
 	ts_free(&t);
 	E.api->close(h);
 }
@@ -1680,6 +1731,7 @@ int main(void)
 		cmocka_unit_test(test_syntax_errors),
 		cmocka_unit_test(test_parameters),
 		cmocka_unit_test(test_typed_cells),
+		cmocka_unit_test(test_computed_column_types),
 		cmocka_unit_test(test_column_origin),
 		cmocka_unit_test(test_hidden_objects),
 		cmocka_unit_test(test_remembered_check),
