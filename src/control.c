@@ -24,6 +24,7 @@
 #include "log.h"
 
 #define CONTROL_MAX_ANSWER (16u << 20)
+_Static_assert(CONTROL_MAX_REQUEST == 256, "serve_one reads a word of at most 255 bytes");
 #define CONTROL_POLL_MS 50
 
 struct control {
@@ -222,10 +223,12 @@ static void serve_one(struct control *c, const char *id, control_answer_fn answe
 		return; /* withdrawn meanwhile */
 	size_t len = 0;
 	char *text = read_file(work, CONTROL_MAX_REQUEST, &len);
-	char verb[16] = "", source[80] = "";
+	char verb[16] = "", source[CONTROL_MAX_REQUEST] = "";
 	cJSON *a = NULL;
-	if (text && sscanf(text, "%15s %79s", verb, source) == 2 &&
-	    (strcmp(verb, "refresh") == 0 || strcmp(verb, "drift") == 0)) {
+	if (text && sscanf(text, "%15s %255s", verb, source) == 2 && strcmp(verb, "audit") == 0) {
+		a = answer(ctx, verb, source); /* often, and read-only: not logged */
+	} else if (text && sscanf(text, "%15s %79s", verb, source) == 2 &&
+		   (strcmp(verb, "refresh") == 0 || strcmp(verb, "drift") == 0)) {
 		log_info("%s of %s asked for by the command line (request %s)", verb,
 			 strcmp(source, "*") == 0 ? "every source" : source, id);
 		a = answer(ctx, verb, source);

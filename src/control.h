@@ -8,8 +8,9 @@
  *                     held means a daemon runs, and F_GETLK names it, so a
  *                     stale pid file is never believed.
  *   STATE.requests/   (mode 0700) one file per request: the command writes
- *                     ID.tmp, renames it to ID.req ("refresh SOURCE" or
- *                     "drift SOURCE", SOURCE "*" for all), and sends the
+ *                     ID.tmp, renames it to ID.req ("refresh SOURCE",
+ *                     "drift SOURCE", SOURCE "*" for all, or "audit FILTER",
+ *                     one page of the audit log, audit.h), and sends the
  *                     daemon SIGUSR1 with sigqueue(); the daemon renames it
  *                     to ID.work, does it, writes its JSON answer to
  *                     ID.json (through ID.json.tmp and a rename) and deletes
@@ -47,7 +48,8 @@ void control_close(struct control *c);
 
 /* Answer every pending request: answer(ctx, verb, source) returns the JSON
  * to write (consumed; NULL writes {"error":"out of memory"}). verb is
- * "refresh" or "drift", source a name or "*". Returns how many there were. */
+ * "refresh" or "drift", source a name or "*"; or verb "audit" and source
+ * the filter word. Returns how many there were. */
 typedef cJSON *(*control_answer_fn)(void *ctx, const char *verb, const char *source);
 size_t control_serve(struct control *c, control_answer_fn answer, void *ctx);
 
