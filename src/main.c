@@ -34,6 +34,7 @@
 
 #define DRAIN_MS 30000u
 #define ASK_TIMEOUT_S 300 /* refresh, drift and audit wait this long for a running daemon */
+#define UPKEEP_S 3600     /* expired answers and old audit records go this often */
 
 static time_t clock_now(void)
 {
@@ -261,6 +262,25 @@ static int start_http(struct app *app, const struct config *cfg, const char *lis
 	return rc;
 }
 
+/* The state file's upkeep: expired answers, and audit records older than
+ * audit.retention_days, each deleted in small transactions. */
+static void state_upkeep(struct app *app)
+{
+	struct cn_error err = {0};
+	uint64_t removed = 0;
+	time_t now = time(NULL);
+	if (exec_store_expire(app->store, now, &removed, &err))
+		log_warn("execution store: %s", err.message);
+	else if (removed)
+		log_info("execution store: %llu expired answer(s) removed", (unsigned long long)removed);
+	int64_t before = ((int64_t)now - (int64_t)app->cfg->audit_retention_days * 86400) * 1000;
+	if (exec_store_audit_prune(app->store, before, &removed, &err))
+		log_warn("audit log: %s", err.message);
+	else if (removed)
+		log_info("audit log: %llu record(s) older than %u days removed", (unsigned long long)removed,
+			 app->cfg->audit_retention_days);
+}
+
 static int cmd_serve(int argc, char **argv)
 {
 	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
@@ -360,16 +380,21 @@ static int cmd_serve(int argc, char **argv)
 			 "answers cross the network unencrypted; set server.tls.cert and server.tls.key, "
 			 "or listen on 127.0.0.1 behind a TLS proxy", listen ? listen : cfg->listen);
 
-	uint64_t removed = 0;
-	if (exec_store_expire(app.store, time(NULL), &removed, &err) == CN_OK && removed)
-		log_info("execution store: %llu expired answer(s) removed", (unsigned long long)removed);
+	state_upkeep(&app);
+	struct timespec upkeep_at; /* monotonic: signals in between do not put it off */
+	clock_gettime(CLOCK_MONOTONIC, &upkeep_at);
+	upkeep_at.tv_sec += UPKEEP_S;
 	for (;;) {
-		struct timespec hour = {3600, 0};
+		struct timespec now, wait = {0, 0};
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec < upkeep_at.tv_sec)
+			wait.tv_sec = upkeep_at.tv_sec - now.tv_sec;
 		siginfo_t info;
-		int sig = sigtimedwait(&sigs, &info, &hour);
+		int sig = sigtimedwait(&sigs, &info, &wait);
 		if (sig < 0 && errno == EAGAIN) {
-			if (exec_store_expire(app.store, time(NULL), &removed, &err))
-				log_warn("execution store: %s", err.message);
+			state_upkeep(&app);
+			clock_gettime(CLOCK_MONOTONIC, &upkeep_at);
+			upkeep_at.tv_sec += UPKEEP_S;
 			continue;
 		}
 		if (sig == SIGHUP) {
