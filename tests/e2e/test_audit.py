@@ -7,6 +7,7 @@ a parameter value is never in the state file nor the log; audit.enabled false re
 nothing; records older than audit.retention_days are pruned at start."""
 
 import calendar
+import contextlib
 import hashlib
 import json
 import os
@@ -44,6 +45,17 @@ sources:
 """
 
 
+@contextlib.contextmanager
+def running(args, audit=""):
+    """A daemon with these audit settings, stopped and its directory removed after."""
+    d = Daemon(args, config(args, audit)).start()
+    try:
+        yield d
+    finally:
+        d.stop()
+        shutil.rmtree(d.workdir, ignore_errors=True)
+
+
 def fingerprint(statement):
     """audit.h: SHA-256 of the text with whitespace runs made one space, ends trimmed."""
     norm = re.sub(r"[ \t\n\r\v\f]+", " ", statement).strip(" ")
@@ -77,8 +89,7 @@ def by_exec(records):
 
 
 def test_records_and_command(args):
-    d = Daemon(args, config(args)).start()
-    try:
+    with running(args) as d:
         t0 = time.time()
         pid = os.getpid()
         ok_id, rej_id, rep_id, bad_id, junk_id = ("exec_au_%s_%d" % (k, pid)
@@ -181,14 +192,10 @@ def test_records_and_command(args):
         expect(ok_id.encode() in data, "the audit rows are in the state file")
         expect(PARAM_VALUE.encode() not in data, "the parameter value is in the state file")
         expect(PARAM_VALUE not in d.log_text(), "the parameter value is in the log")
-    finally:
-        d.stop()
-        shutil.rmtree(d.workdir, ignore_errors=True)
 
 
 def test_include_statements(args):
-    d = Daemon(args, config(args, "include_statements: true")).start()
-    try:
+    with running(args, "include_statements: true") as d:
         sql = "SELECT id, ordered_at\nFROM orders WHERE status = $1 -- é\nLIMIT 3"
         s, _, raw, _ = d.call("run_query", {"source": "demo", "query": sql, "parameters": [PARAM_VALUE]})
         expect(s == 200, raw[:300])
@@ -200,14 +207,10 @@ def test_include_statements(args):
         data = state_bytes(d)
         expect(b"FROM orders WHERE status = $1" in data, "the statement is kept")
         expect(PARAM_VALUE.encode() not in data, "the parameter value is in the state file")
-    finally:
-        d.stop()
-        shutil.rmtree(d.workdir, ignore_errors=True)
 
 
 def test_disabled(args):
-    d = Daemon(args, config(args, "enabled: false")).start()
-    try:
+    with running(args, "enabled: false") as d:
         for _ in range(3):
             s, _, raw, _ = d.call("run_query", {"source": "demo", "query": COUNT_SQL,
                                                 "parameters": [PARAM_VALUE]})
@@ -216,14 +219,10 @@ def test_disabled(args):
         expect(rc == 0 and recs == [], "audit.enabled false recorded: %s %s" % (recs, err))
         status, _, text = d.request("GET", "/metrics")
         expect(re.search(rb"^interactor_connector_audit_records_written_total 0$", text, re.M), text[-400:])
-    finally:
-        d.stop()
-        shutil.rmtree(d.workdir, ignore_errors=True)
 
 
 def test_retention(args):
-    d = Daemon(args, config(args)).start()
-    try:
+    with running(args) as d:
         d.stop()  # the state file now has its tables
         now_ms = int(time.time() * 1000)
         db = sqlite3.connect(os.path.join(d.workdir, "state.db"))
@@ -257,9 +256,6 @@ def test_retention(args):
         p = subprocess.run([ARGS.binary, "check-config", "--config", d.config_path, "--quiet"],
                            capture_output=True, text=True, env=d.env)
         expect(p.returncode == 1 and "audit.retention_days" in p.stderr and "7" in p.stderr, p.stderr)
-    finally:
-        d.stop()
-        shutil.rmtree(d.workdir, ignore_errors=True)
 
 
 def test_no_state_file(args):
