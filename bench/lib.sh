@@ -129,6 +129,20 @@ bench_stop_daemon() {
 	wait "$pid" 2>/dev/null || daemon_rc=$?
 }
 
+# Starts a throwaway PostgreSQL (tests/support/pg.sh) under $work/pg, stopped on exit, and
+# sources its pg.env (CN_TEST_PG_DSN, CN_TEST_PG_SUPER_DSN, CN_TEST_PG_PORT, ...). Call it
+# after bench_workdir. usage: bench_start_pg
+bench_start_pg() {
+	pgdir=$work/pg # pg.sh stop removes this directory
+	bench_cleanup_hook=bench_stop_pg
+	bash "$repo/tests/support/pg.sh" start "$pgdir" >/dev/null || die "tests/support/pg.sh start failed"
+	# shellcheck disable=SC1091
+	. "$pgdir/pg.env"
+	: "${CN_TEST_PG_DSN:?pg.env did not set CN_TEST_PG_DSN}"
+	: "${CN_TEST_PG_SUPER_DSN:?pg.env did not set CN_TEST_PG_SUPER_DSN}"
+}
+bench_stop_pg() { bash "$repo/tests/support/pg.sh" stop "$pgdir" >/dev/null 2>&1 || true; }
+
 # VmRSS / VmHWM of PID in KiB.
 bench_rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 bench_hwm() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
@@ -158,7 +172,7 @@ bench_best_of_3() {
 
 # Floating-point helpers (awk): ratio A B -> A/B with 2 decimals, or "-".
 ratio() {
-	awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'
+	awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f\n", a / b }'
 }
 ms() { awk -v a="$1" 'BEGIN { if (a == "-") print "-"; else printf "%.2f", a / 1000 }'; }
 

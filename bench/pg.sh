@@ -60,14 +60,7 @@ if [ ! -f "$driver_dir/postgres.so" ]; then
 fi
 bench_workdir
 
-pgdir=$work/pg # pg.sh stop removes this directory
-stop_pg() { bash "$pg_support" stop "$pgdir" >/dev/null 2>&1 || true; }
-bench_cleanup_hook=stop_pg
-bash "$pg_support" start "$pgdir" >/dev/null || die "tests/support/pg.sh start failed"
-# shellcheck disable=SC1091
-. "$pgdir/pg.env"
-: "${CN_TEST_PG_DSN:?pg.env did not set CN_TEST_PG_DSN}"
-: "${CN_TEST_PG_SUPER_DSN:?pg.env did not set CN_TEST_PG_SUPER_DSN}"
+bench_start_pg
 psql_super() { PGOPTIONS='-c client_min_messages=warning' psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 
 echo "== bench/pg.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores; $(uname -r)"

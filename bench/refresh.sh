@@ -36,7 +36,6 @@ rounds=${BENCH_ROUNDS:-3}
 search_tables=${BENCH_SEARCH_TABLES:-5000}
 search_duration=${BENCH_SEARCH_DURATION:-5}
 log_level=${BENCH_LOG_LEVEL:-info}
-pg_support=$repo/tests/support/pg.sh
 
 for tool in psql python3 curl; do
 	command -v "$tool" >/dev/null || die "$tool is not installed"
@@ -49,12 +48,7 @@ bench_workdir
 BENCH_SECRET=$(bench_secret)
 export BENCH_SECRET
 
-pgdir=$work/pg
-stop_pg() { bash "$pg_support" stop "$pgdir" >/dev/null 2>&1 || true; }
-bench_cleanup_hook=stop_pg
-bash "$pg_support" start "$pgdir" >/dev/null || die "tests/support/pg.sh start failed"
-# shellcheck disable=SC1091
-. "$pgdir/pg.env"
+bench_start_pg
 psql_super() { PGOPTIONS='-c client_min_messages=warning' psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 
 echo "== bench/refresh.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores; $(uname -r)"

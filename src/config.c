@@ -296,6 +296,12 @@ static const struct ck_key global_keys[] = {
 	 .min = 0, .max = 64, .check = check_cidr,
 	 .doc = "client networks that may read GET /metrics (CIDR); empty: loopback and private "
 		"networks (10/8, 172.16/12, 192.168/16, fc00::/7)"},
+	{"audit.enabled", CK_BOOL, CFG(audit_enabled), .def_u = 1,
+	 .doc = "record every authenticated tool call in the state file (interactor-connector audit)"},
+	{"audit.include_statements", CK_BOOL, CFG(audit_include_statements), .def_u = 0,
+	 .doc = "record each statement's text too, not only its fingerprint (never parameters)"},
+	{"audit.retention_days", CK_UINT, CFG(audit_retention_days), .def_u = 30, .min = 7, .max = 90,
+	 .doc = "days audit records are kept; older ones are deleted hourly"},
 	{"refresh", CK_STRING, CFG(refresh), .def = "@hourly", .check = check_refresh,
 	 .doc = "when every source's schema is read again: cron (5 fields or @hourly...) or off"},
 	{"refresh_timezone", CK_STRING, CFG(refresh_timezone), .def = "UTC", .check = check_timezone,

@@ -136,6 +136,10 @@ struct config {
 	bool metrics_enabled;      /* default true */
 	char **metrics_allow_from; /* networks that may read /metrics; none = loopback and private */
 	size_t nmetrics_allow_from;
+	/* audit log (audit.h) */
+	bool audit_enabled;          /* default true */
+	bool audit_include_statements; /* default false: fingerprints only */
+	uint32_t audit_retention_days; /* default 30, 7..90 */
 	/* schema refresh */
 	char *refresh;           /* default schedule of every source: cron, @macro or "off"; default "@hourly" */
 	char *refresh_timezone;  /* IANA zone the schedules are read in, default "UTC" */

@@ -24,6 +24,7 @@
 #include "log.h"
 
 #define CONTROL_MAX_ANSWER (16u << 20)
+_Static_assert(CONTROL_MAX_REQUEST == 256, "serve_one reads a word of at most 255 bytes");
 #define CONTROL_POLL_MS 50
 
 struct control {
@@ -271,12 +272,13 @@ static void serve_one(struct control *c, const char *id, const char *verbs, cont
 		return; /* withdrawn meanwhile */
 	size_t len = 0;
 	char *text = read_file(work, CONTROL_MAX_REQUEST, &len);
-	char source[80] = "";
+	char source[CONTROL_MAX_REQUEST] = "";
 	cJSON *a = NULL;
-	if (text && sscanf(text, "%15s %79s", verb, source) == 2 && in_list(verbs, verb)) {
-		if (strcmp(verb, "secrets") != 0) /* the answer logs what it did */
+	if (text && sscanf(text, "%15s %255s", verb, source) == 2 && in_list(verbs, verb)) {
+		if (strcmp(verb, "secrets") != 0 && strcmp(verb, "audit") != 0)
 			log_info("%s of %s asked for by the command line (request %s)", verb,
 				 strcmp(source, "*") == 0 ? "every source" : source, id);
+		/* secrets: the answer logs what it did; audit: often and read-only */
 		a = answer(ctx, verb, source);
 	} else {
 		a = cJSON_CreateObject();

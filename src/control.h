@@ -9,8 +9,9 @@
  *                     stale pid file is never believed.
  *   STATE.requests/   (mode 0700) one file per request: the command writes
  *                     ID.tmp, renames it to ID.req ("refresh SOURCE",
- *                     "drift SOURCE", SOURCE "*" for all, or "secrets *":
- *                     read the rotated callback secrets again), and sends the
+ *                     "drift SOURCE", SOURCE "*" for all, "secrets *": read
+ *                     the rotated callback secrets again, or "audit FILTER":
+ *                     one page of the audit log, audit.h), and sends the
  *                     daemon SIGUSR1 with sigqueue(); the daemon renames it
  *                     to ID.work, does it, writes its JSON answer to
  *                     ID.json (through ID.json.tmp and a rename) and deletes
@@ -40,7 +41,7 @@
 
 #define CONTROL_MAX_REQUEST 256
 /* Every verb a request may have; each thread that serves requests answers some of them. */
-#define CONTROL_VERBS "refresh drift secrets"
+#define CONTROL_VERBS "refresh drift secrets audit"
 #define CONTROL_STORE_WAIT_MS 10000
 
 struct control;
@@ -55,9 +56,9 @@ void control_close(struct control *c);
 /* Answer every pending request whose verb is one of verbs (space-separated,
  * e.g. "refresh drift"): answer(ctx, verb, source) returns the JSON to write
  * (consumed; NULL writes {"error":"out of memory"}). source is a name or
- * "*". A request with another known verb is left for the thread that
- * serves it; one with an unknown verb is answered with an error. Returns
- * how many requests were looked at. */
+ * "*" (for "audit", the filter word). A request with another known verb is
+ * left for the thread that serves it; one with an unknown verb is answered
+ * with an error. Returns how many requests were looked at. */
 typedef cJSON *(*control_answer_fn)(void *ctx, const char *verb, const char *source);
 size_t control_serve(struct control *c, const char *verbs, control_answer_fn answer, void *ctx);
 

@@ -26,6 +26,10 @@
  *
  * A late exec_store_finish() by a request whose claim was taken over keeps
  * the answer stored first, so every retry sees the same bytes.
+ *
+ * Audit records (table audit) have a queue of their own under `mu`, which
+ * the writer takes together with the answers' and writes in the same
+ * transaction; they leave memory once written.
  */
 #include "execution_store.h"
 
@@ -51,6 +55,7 @@
 #define STORE_QUEUE_MAX_ENTRIES 10000
 #define STORE_QUEUE_MAX_BYTES (64u << 20)
 #define STORE_EXPIRE_BATCH 500
+#define AUDIT_QUERY_CHUNK 256 /* rows read per hold of the connection */
 #define STORE_STR_(x) #x
 #define STORE_STR(x) STORE_STR_(x)
 #define STORE_RETRY_MS 1000
@@ -59,6 +64,14 @@
 #define STORE_STOP_TRIES 3
 
 enum entry_state { ENTRY_RUNNING, ENTRY_DONE };
+
+/* An audit record queued for the writer, its strings in the same allocation. */
+struct audit_item {
+	struct audit_item *next;
+	size_t size; /* of the strings */
+	struct audit_record rec;
+	char strings[];
+};
 
 struct entry {
 	struct entry *next;  /* hash chain */
@@ -93,7 +106,10 @@ struct exec_store {
 	size_t pending_bytes; /* their bodies */
 	size_t max_pending_n;
 	size_t max_pending_bytes;
-	uint64_t enq_seq;     /* answers queued so far */
+	struct audit_item *aqhead, *aqtail; /* audit records for the writer */
+	size_t audit_pending_n;     /* queued or being written */
+	size_t audit_pending_bytes; /* their strings */
+	uint64_t enq_seq;     /* answers and audit records queued so far */
 	uint64_t attempt_seq; /* enq_seq when the writer took its last batch */
 	bool stop;
 	bool hold; /* test hook: the writer takes nothing */
@@ -111,6 +127,9 @@ struct exec_store {
 	sqlite3_stmt *st_commit;
 	sqlite3_stmt *st_rollback;
 	sqlite3_stmt *st_expire;
+	sqlite3_stmt *st_audit_put;
+	sqlite3_stmt *st_audit_prune;
+	sqlite3_stmt *st_audit_query;
 
 	char *path;
 	uint32_t ttl_s;
@@ -137,7 +156,23 @@ static const char schema_sql[] =
     " schema BLOB NOT NULL,"
     " diff BLOB,"
     " drift BLOB);"
-    "CREATE INDEX IF NOT EXISTS schema_snapshots_source ON schema_snapshots(source, id);";
+    "CREATE INDEX IF NOT EXISTS schema_snapshots_source ON schema_snapshots(source, id);"
+    "CREATE TABLE IF NOT EXISTS audit ("
+    " id INTEGER PRIMARY KEY,"
+    " at INTEGER NOT NULL," /* unix ms */
+    " execution_id TEXT,"
+    " assistant_id TEXT,"
+    " room_id TEXT,"
+    " tool TEXT,"
+    " source TEXT,"
+    " fingerprint TEXT,"
+    " statement TEXT,"
+    " row_count INTEGER,"
+    " bytes INTEGER NOT NULL,"
+    " status INTEGER NOT NULL,"
+    " code TEXT,"
+    " duration_us INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS audit_at ON audit(at);";
 
 static const char get_sql[] = "SELECT state, status, body, updated_at FROM executions WHERE id = ?1";
 /* Store an answer; a done row that has not expired keeps its first answer. */
@@ -149,6 +184,21 @@ static const char put_sql[] =
 static const char expire_sql[] =
     "DELETE FROM executions WHERE rowid IN"
     " (SELECT rowid FROM executions WHERE updated_at < ?1 LIMIT " STORE_STR(STORE_EXPIRE_BATCH) ")";
+
+#define AUDIT_COLUMNS                                                                             \
+	"at, execution_id, assistant_id, room_id, tool, source, fingerprint, statement, row_count, " \
+	"bytes, status, code, duration_us"
+static const char audit_put_sql[] = "INSERT INTO audit(" AUDIT_COLUMNS ")"
+				    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+static const char audit_prune_sql[] =
+    "DELETE FROM audit WHERE id IN"
+    " (SELECT id FROM audit WHERE at < ?1 LIMIT " STORE_STR(STORE_EXPIRE_BATCH) ")";
+/* (at, id) after the cursor, oldest first: the index on at holds the rowid.
+ * The filter is applied in C, so that one chunk reads a bounded number of
+ * rows however few of them match. */
+static const char audit_query_sql[] =
+    "SELECT id, " AUDIT_COLUMNS " FROM audit WHERE (at, id) > (?1, ?2)"
+    " ORDER BY at, id LIMIT " STORE_STR(AUDIT_QUERY_CHUNK);
 
 static time_t clock_default(void)
 {
@@ -350,21 +400,42 @@ static int entry_copy_answer(const struct entry *e, int *status, char **body, si
 	return CN_OK;
 }
 
+/* Something is about to be queued (mu held): the first thing of an idle
+ * spell starts the writer's countdown. */
+static void queue_wake(struct exec_store *s)
+{
+	s->enq_seq++;
+	if (s->qhead || s->aqhead)
+		return; /* the writer is already counting down for this batch */
+	s->q_since_ms = monotonic_ms();
+	pthread_cond_signal(&s->work);
+}
+
 static void queue_push(struct exec_store *s, struct entry *e)
 {
+	queue_wake(s);
 	e->queued = true;
-	s->enq_seq++;
 	e->qnext = NULL;
 	s->pending_n++;
 	s->pending_bytes += e->len;
-	if (s->qtail) {
+	if (s->qtail)
 		s->qtail->qnext = e;
-		s->qtail = e;
-		return; /* the writer is already counting down for this batch */
-	}
-	s->qhead = s->qtail = e;
-	s->q_since_ms = monotonic_ms();
-	pthread_cond_signal(&s->work);
+	else
+		s->qhead = e;
+	s->qtail = e;
+}
+
+static void audit_push(struct exec_store *s, struct audit_item *it)
+{
+	queue_wake(s);
+	it->next = NULL;
+	s->audit_pending_n++;
+	s->audit_pending_bytes += it->size;
+	if (s->aqtail)
+		s->aqtail->next = it;
+	else
+		s->aqhead = it;
+	s->aqtail = it;
 }
 
 /* ---- SQLite (all with db_mu held) ------------------------------------- */
@@ -456,8 +527,52 @@ static int db_put(struct exec_store *s, const struct entry *e, uint64_t *inserte
 	return code;
 }
 
-/* Write the batch (linked by qnext) in one transaction. */
-static int db_put_batch(struct exec_store *s, struct entry *batch, struct cn_error *err)
+static int bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+	return v ? sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
+}
+
+/* One audit record, in the current transaction or its own. */
+static int db_audit_put(struct exec_store *s, const struct audit_record *r, struct cn_error *err)
+{
+	sqlite3_stmt *st = s->st_audit_put;
+	const char *texts[] = {r->execution_id, r->assistant_id, r->room_id, r->tool,
+			       r->source,       r->fingerprint,  r->statement};
+	int src = sqlite3_bind_int64(st, 1, r->at_ms);
+	for (int i = 0; src == SQLITE_OK && i < 7; i++)
+		src = bind_text(st, 2 + i, texts[i]);
+	if (src == SQLITE_OK)
+		src = r->rows >= 0 ? sqlite3_bind_int64(st, 9, r->rows) : sqlite3_bind_null(st, 9);
+	if (src == SQLITE_OK)
+		src = sqlite3_bind_int64(st, 10, r->bytes);
+	if (src == SQLITE_OK)
+		src = sqlite3_bind_int(st, 11, r->status);
+	if (src == SQLITE_OK)
+		src = bind_text(st, 12, r->code);
+	if (src == SQLITE_OK)
+		src = sqlite3_bind_int64(st, 13, r->duration_us);
+	if (src == SQLITE_OK) {
+		src = sqlite3_step(st);
+		if (src == SQLITE_DONE)
+			src = SQLITE_OK;
+	}
+	int rc = src == SQLITE_OK ? CN_OK : store_fail(s, src, "storing an audit record", err);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc;
+}
+
+static size_t audit_count(const struct audit_item *it)
+{
+	size_t n = 0;
+	for (; it; it = it->next)
+		n++;
+	return n;
+}
+
+/* Write the batch (linked by qnext) and the audit records in one transaction. */
+static int db_put_batch(struct exec_store *s, struct entry *batch, struct audit_item *audit,
+			struct cn_error *err)
 {
 	long long start = monotonic_us();
 	int src = stmt_run(s->st_begin);
@@ -467,6 +582,8 @@ static int db_put_batch(struct exec_store *s, struct entry *batch, struct cn_err
 	uint64_t inserted = 0;
 	for (struct entry *e = batch; e && rc == CN_OK; e = e->qnext)
 		rc = db_put(s, e, &inserted, err);
+	for (struct audit_item *it = audit; it && rc == CN_OK; it = it->next)
+		rc = db_audit_put(s, &it->rec, err);
 	if (rc == CN_OK) {
 		src = stmt_run(s->st_commit);
 		if (src == SQLITE_OK) {
@@ -491,6 +608,18 @@ static size_t batch_count(const struct entry *batch)
 	return n;
 }
 
+/* After a commit, or when giving up: the audit records leave memory (mu held). */
+static void audit_release(struct exec_store *s, struct audit_item *audit)
+{
+	while (audit) {
+		struct audit_item *it = audit;
+		audit = it->next;
+		s->audit_pending_n--;
+		s->audit_pending_bytes -= it->size;
+		free(it);
+	}
+}
+
 /* After a commit, or when giving up: the batch leaves memory (mu held). */
 static void batch_release(struct exec_store *s, struct entry *batch)
 {
@@ -505,9 +634,20 @@ static void batch_release(struct exec_store *s, struct entry *batch)
 	}
 }
 
-/* Put a batch that failed back in front of the queue (mu held). */
-static void batch_requeue(struct exec_store *s, struct entry *batch)
+/* Put a batch that failed back in front of the queues (mu held). */
+static void batch_requeue(struct exec_store *s, struct entry *batch, struct audit_item *audit)
 {
+	if (audit) {
+		struct audit_item *alast = audit;
+		while (alast->next)
+			alast = alast->next;
+		alast->next = s->aqhead;
+		if (!s->aqhead)
+			s->aqtail = alast;
+		s->aqhead = audit;
+	}
+	if (!batch)
+		return;
 	struct entry *last = batch;
 	while (last->qnext)
 		last = last->qnext;
@@ -517,46 +657,55 @@ static void batch_requeue(struct exec_store *s, struct entry *batch)
 	s->qhead = batch;
 }
 
-/* Wait (mu held) until there is a batch to write; NULL when stopping with
- * nothing left. retry_at_ms delays the next attempt after a failure. */
-static struct entry *writer_take(struct exec_store *s, long long retry_at_ms)
+/* Wait (mu held) until there is a batch of answers or audit records to
+ * write; false when stopping with nothing left. retry_at_ms delays the next
+ * attempt after a failure. */
+static bool writer_take(struct exec_store *s, long long retry_at_ms, struct entry **batch,
+			struct audit_item **audit)
 {
 	for (;;) {
 		long long at = s->q_since_ms + STORE_LINGER_MS;
 		if (at < retry_at_ms)
 			at = retry_at_ms;
-		bool ready = s->qhead && (s->stop || (!s->hold && monotonic_ms() >= at));
+		bool any = s->qhead || s->aqhead;
+		bool ready = any && (s->stop || (!s->hold && monotonic_ms() >= at));
 		if (ready)
 			break;
-		if (s->stop && !s->qhead)
-			return NULL;
-		if (s->qhead && !s->hold && !s->stop)
+		if (s->stop && !any)
+			return false;
+		if (any && !s->hold && !s->stop)
 			cond_wait_until(&s->work, &s->mu, at);
 		else
 			pthread_cond_wait(&s->work, &s->mu);
 	}
-	struct entry *batch = s->qhead;
+	*batch = s->qhead;
+	*audit = s->aqhead;
 	s->qhead = s->qtail = NULL;
-	return batch;
+	s->aqhead = s->aqtail = NULL;
+	return true;
 }
 
 /* A batch could not be written (mu held): keep it for the next attempt, or
  * give it up when close() is waiting and it failed STORE_STOP_TRIES times. */
-static void writer_failed(struct exec_store *s, struct entry *batch, const struct cn_error *err,
-			  unsigned *stop_failures, long long *retry_at)
+static void writer_failed(struct exec_store *s, struct entry *batch, struct audit_item *audit,
+			  const struct cn_error *err, unsigned *stop_failures, long long *retry_at)
 {
-	size_t n = batch_count(batch);
+	size_t n = batch_count(batch), na = audit_count(audit);
 	if (s->stop && ++*stop_failures >= STORE_STOP_TRIES) {
-		log_error("%s; %zu answer(s) are lost: their retries will run again", err->message, n);
+		log_error("%s; %zu answer(s) are lost: their retries will run again; %zu audit record(s) "
+			  "are lost", err->message, n, na);
 		batch_release(s, batch);
+		audit_release(s, audit);
+		metrics_audit_dropped(na);
 		return;
 	}
 	if (s->stop)
-		log_error("%s; %zu answer(s) stay in memory, retrying before closing", err->message, n);
+		log_error("%s; %zu answer(s) and %zu audit record(s) stay in memory, retrying before "
+			  "closing", err->message, n, na);
 	else
-		log_error("%s; %zu answer(s) stay in memory, retrying in %d ms", err->message, n,
-			  STORE_RETRY_MS);
-	batch_requeue(s, batch);
+		log_error("%s; %zu answer(s) and %zu audit record(s) stay in memory, retrying in %d ms",
+			  err->message, n, na, STORE_RETRY_MS);
+	batch_requeue(s, batch, audit);
 	*retry_at = monotonic_ms() + STORE_RETRY_MS;
 }
 
@@ -570,19 +719,23 @@ static void *writer_main(void *arg)
 	long long retry_at = 0;
 	pthread_mutex_lock(&s->mu);
 	struct entry *batch;
-	while ((batch = writer_take(s, retry_at)) != NULL) {
+	struct audit_item *audit;
+	while (writer_take(s, retry_at, &batch, &audit)) {
 		uint64_t last_seq = s->enq_seq;
 		pthread_mutex_unlock(&s->mu);
 		struct cn_error err = {0};
 		db_lock(s);
-		int rc = db_put_batch(s, batch, &err);
+		int rc = db_put_batch(s, batch, audit, &err);
 		db_unlock(s);
 		pthread_mutex_lock(&s->mu);
 		s->attempt_seq = last_seq;
-		if (rc == CN_OK)
+		if (rc == CN_OK) {
+			metrics_audit_written(audit_count(audit));
 			batch_release(s, batch);
-		else
-			writer_failed(s, batch, &err, &stop_failures, &retry_at);
+			audit_release(s, audit);
+		} else {
+			writer_failed(s, batch, audit, &err, &stop_failures, &retry_at);
+		}
 		pthread_cond_broadcast(&s->written);
 	}
 	pthread_mutex_unlock(&s->mu);
@@ -696,6 +849,8 @@ static int store_setup(struct exec_store *s, struct cn_error *err)
 	} stmts[] = {
 	    {get_sql, &s->st_get},     {put_sql, &s->st_put},	      {"BEGIN", &s->st_begin},
 	    {"COMMIT", &s->st_commit}, {"ROLLBACK", &s->st_rollback}, {expire_sql, &s->st_expire},
+	    {audit_put_sql, &s->st_audit_put}, {audit_prune_sql, &s->st_audit_prune},
+	    {audit_query_sql, &s->st_audit_query},
 	};
 	for (size_t i = 0; rc == CN_OK && i < sizeof stmts / sizeof stmts[0]; i++) {
 		src =
@@ -813,6 +968,9 @@ void exec_store_close(struct exec_store *s)
 	sqlite3_finalize(s->st_commit);
 	sqlite3_finalize(s->st_rollback);
 	sqlite3_finalize(s->st_expire);
+	sqlite3_finalize(s->st_audit_put);
+	sqlite3_finalize(s->st_audit_prune);
+	sqlite3_finalize(s->st_audit_query);
 	sqlite3_close_v2(s->db);
 	/* The writer released every queued entry; what is left is in the table. */
 	store_free_entries(s);
@@ -1129,21 +1287,36 @@ int exec_store_release(struct exec_store *s, const char *id, struct cn_error *er
 
 /* ---- expiry ------------------------------------------------------------ */
 
-/* Delete up to one batch of rows older than cutoff; *n rows went. */
-static int expire_batch(struct exec_store *s, sqlite3_int64 cutoff, uint64_t *n, struct cn_error *err)
+/* Run st (a DELETE of at most STORE_EXPIRE_BATCH rows older than ?1 =
+ * cutoff) until it deletes fewer, each batch its own transaction, letting
+ * the callbacks that wait for the connection go first in between; *total
+ * counts the rows. count (may be NULL) is the store's count of such rows,
+ * kept under db_mu as the writers keep it. */
+static int delete_batches(struct exec_store *s, sqlite3_stmt *st, sqlite3_int64 cutoff, _Atomic uint64_t *count,
+			  const char *what, uint64_t *total, struct cn_error *err)
 {
-	pthread_mutex_lock(&s->db_mu);
-	sqlite3_bind_int64(s->st_expire, 1, cutoff);
-	int src = stmt_run(s->st_expire);
 	int rc = CN_OK;
-	if (src != SQLITE_OK)
-		rc = store_fail(s, src, "expiring answers", err);
-	else
-		*n = (uint64_t)sqlite3_changes(s->db);
-	uint64_t had = atomic_load(&s->stored);
-	atomic_store(&s->stored, had > *n ? had - *n : 0); /* writers wait for db_mu too */
-	pthread_mutex_unlock(&s->db_mu);
-	return rc;
+	*total = 0;
+	for (;;) {
+		uint64_t n = 0;
+		pthread_mutex_lock(&s->db_mu);
+		sqlite3_bind_int64(st, 1, cutoff);
+		int src = stmt_run(st);
+		if (src != SQLITE_OK)
+			rc = store_fail(s, src, what, err);
+		else
+			n = (uint64_t)sqlite3_changes(s->db);
+		if (count) {
+			uint64_t had = atomic_load(count);
+			atomic_store(count, had > n ? had - n : 0);
+		}
+		pthread_mutex_unlock(&s->db_mu);
+		*total += n;
+		if (rc || n < STORE_EXPIRE_BATCH)
+			return rc;
+		for (int i = 0; i < 1000 && atomic_load(&s->db_waiting) > 0; i++)
+			sched_yield();
+	}
 }
 
 /* Drop claims and answers older than cutoff from memory (mu held); counts
@@ -1177,22 +1350,145 @@ int exec_store_expire(struct exec_store *s, time_t now, uint64_t *removed, struc
 	pthread_mutex_lock(&s->mu);
 	store_flush_locked(s);
 	pthread_mutex_unlock(&s->mu);
-	int rc = CN_OK;
-	for (;;) {
-		uint64_t n = 0;
-		rc = expire_batch(s, cutoff, &n, err);
-		total += n;
-		if (rc || n < STORE_EXPIRE_BATCH)
-			break;
-		/* Let the callbacks that wait for the connection go first. */
-		for (int i = 0; i < 1000 && atomic_load(&s->db_waiting) > 0; i++)
-			sched_yield();
-	}
+	int rc = delete_batches(s, s->st_expire, cutoff, &s->stored, "expiring answers", &total, err);
 	pthread_mutex_lock(&s->mu);
 	total += expire_memory(s, (long long)cutoff);
 	pthread_mutex_unlock(&s->mu);
 	if (removed)
 		*removed = total;
+	return rc;
+}
+
+/* ---- the audit log ----------------------------------------------------- */
+
+/* it, which nobody else holds, written now in its own transaction: the
+ * queue is full. Frees it. */
+static int audit_add_sync(struct exec_store *s, struct audit_item *it, struct cn_error *err)
+{
+	db_lock(s);
+	int rc = db_audit_put(s, &it->rec, err);
+	db_unlock(s);
+	free(it);
+	if (rc == CN_OK)
+		metrics_audit_written(1);
+	else
+		metrics_audit_dropped(1);
+	return rc;
+}
+
+int exec_store_audit_add(struct exec_store *s, const struct audit_record *r, struct cn_error *err)
+{
+	size_t size = audit_record_strings(r);
+	struct audit_item *it = malloc(sizeof *it + size);
+	if (!it) {
+		metrics_audit_dropped(1);
+		return cn_error_set(err, CN_ENOMEM, "out of memory: an audit record is lost");
+	}
+	audit_record_pack(r, it->strings, &it->rec);
+	it->rec.id = 0;
+	it->size = size;
+	pthread_mutex_lock(&s->mu);
+	if (s->audit_pending_n >= s->max_pending_n ||
+	    s->audit_pending_bytes + size > s->max_pending_bytes) {
+		pthread_mutex_unlock(&s->mu);
+		return audit_add_sync(s, it, err);
+	}
+	audit_push(s, it);
+	pthread_mutex_unlock(&s->mu);
+	return CN_OK;
+}
+
+int exec_store_audit_prune(struct exec_store *s, int64_t before_ms, uint64_t *removed, struct cn_error *err)
+{
+	uint64_t total = 0;
+	int rc = delete_batches(s, s->st_audit_prune, before_ms, NULL, "pruning the audit log", &total, err);
+	if (removed)
+		*removed = total;
+	return rc;
+}
+
+/* Text of column i, NULL for SQL NULL. */
+static const char *column_text(sqlite3_stmt *st, int i)
+{
+	return sqlite3_column_type(st, i) == SQLITE_NULL ? NULL : (const char *)sqlite3_column_text(st, i);
+}
+
+/* The AUDIT_QUERY_CHUNK records after the cursor (*after_ms, *after_id),
+ * which moves past them; those f selects are copied into items[*n], and
+ * *read counts them all (db_mu held). */
+static int audit_read_chunk(struct exec_store *s, const struct audit_filter *f, int64_t *after_ms,
+			    int64_t *after_id, struct audit_item **items, size_t *n, size_t *read,
+			    struct cn_error *err)
+{
+	sqlite3_stmt *st = s->st_audit_query;
+	int rc = CN_OK;
+	int src = sqlite3_bind_int64(st, 1, *after_ms);
+	if (src == SQLITE_OK)
+		src = sqlite3_bind_int64(st, 2, *after_id);
+	while (src == SQLITE_OK || src == SQLITE_ROW) {
+		src = sqlite3_step(st);
+		if (src != SQLITE_ROW || *read == AUDIT_QUERY_CHUNK)
+			break;
+		struct audit_record r = {
+		    .id = sqlite3_column_int64(st, 0),
+		    .at_ms = sqlite3_column_int64(st, 1),
+		    .execution_id = column_text(st, 2),
+		    .assistant_id = column_text(st, 3),
+		    .room_id = column_text(st, 4),
+		    .tool = column_text(st, 5),
+		    .source = column_text(st, 6),
+		    .fingerprint = column_text(st, 7),
+		    .statement = column_text(st, 8),
+		    .rows = sqlite3_column_type(st, 9) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 9),
+		    .bytes = sqlite3_column_int64(st, 10),
+		    .status = sqlite3_column_int(st, 11),
+		    .code = column_text(st, 12),
+		    .duration_us = sqlite3_column_int64(st, 13),
+		};
+		(*read)++;
+		*after_ms = r.at_ms;
+		*after_id = r.id;
+		if (!audit_filter_match(f, &r))
+			continue;
+		size_t size = audit_record_strings(&r);
+		struct audit_item *it = malloc(sizeof *it + size);
+		if (!it) {
+			rc = cn_error_set(err, CN_ENOMEM, "out of memory");
+			break;
+		}
+		audit_record_pack(&r, it->strings, &it->rec);
+		it->size = size;
+		items[(*n)++] = it;
+	}
+	if (rc == CN_OK && src != SQLITE_DONE && src != SQLITE_ROW)
+		rc = store_fail(s, src, "reading the audit log", err);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc;
+}
+
+int exec_store_audit_query(struct exec_store *s, const struct audit_filter *f, exec_audit_fn fn, void *ctx,
+			   struct cn_error *err)
+{
+	struct audit_item *items[AUDIT_QUERY_CHUNK];
+	int64_t after_ms = f->after_ms, after_id = f->after_id;
+	int rc = CN_OK, stop = 0;
+	pthread_mutex_lock(&s->mu);
+	store_flush_locked(s);
+	pthread_mutex_unlock(&s->mu);
+	while (rc == CN_OK && !stop) {
+		size_t n = 0, read = 0;
+		db_lock(s);
+		rc = audit_read_chunk(s, f, &after_ms, &after_id, items, &n, &read, err);
+		db_unlock(s);
+		for (size_t i = 0; i < n; i++) {
+			if (rc == CN_OK && !stop)
+				stop = fn(ctx, &items[i]->rec);
+			free(items[i]);
+		}
+		if (read < AUDIT_QUERY_CHUNK)
+			break;
+	}
 	return rc;
 }
 
@@ -1439,6 +1735,13 @@ void exec_store_test_pending(struct exec_store *s, size_t *entries, size_t *byte
 }
 
 /* SQLite refuses blobs longer than max_len: makes the writer fail. */
+void exec_store_test_audit_pending(struct exec_store *s, size_t *records)
+{
+	pthread_mutex_lock(&s->mu);
+	*records = s->audit_pending_n;
+	pthread_mutex_unlock(&s->mu);
+}
+
 void exec_store_test_limit_length(struct exec_store *s, int max_len)
 {
 	pthread_mutex_lock(&s->db_mu);

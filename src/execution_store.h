@@ -37,6 +37,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "audit.h"
 #include "status.h"
 
 #define EXEC_STORE_TTL_S (7 * 24 * 3600)
@@ -128,6 +129,34 @@ int exec_store_snapshot_touch(struct exec_store *s, int64_t id, int64_t now, con
 int exec_store_snapshot_history(struct exec_store *s, const char *source, size_t limit,
 				struct exec_snapshot **out, size_t *n, struct cn_error *err) CN_MUST_USE;
 
+/* ---- the audit log ----
+ *
+ * One row per tool call (audit.h says what a record holds and what never
+ * goes in). exec_store_audit_add() copies the record into a queue that the
+ * writer thread empties together with the answers, in the same
+ * transactions: a request never waits for the disk. When the writer falls
+ * behind (10,000 records queued), add() writes the record itself, as
+ * finish() does with answers; nothing is dropped unless the file cannot be
+ * written (then the record is kept and retried like an answer; what is
+ * still unwritten when close() gives up is logged and counted in
+ * audit_records_dropped_total). Rows are kept until pruned. */
+
+/* Queue a copy of r (its id is ignored). Thread-safe. */
+int exec_store_audit_add(struct exec_store *s, const struct audit_record *r, struct cn_error *err) CN_MUST_USE;
+/* Delete the records that arrived before before_ms (unix ms), in small
+ * transactions like exec_store_expire(); *removed (may be NULL) says how
+ * many. Thread-safe. */
+int exec_store_audit_prune(struct exec_store *s, int64_t before_ms, uint64_t *removed,
+			   struct cn_error *err) CN_MUST_USE;
+/* Hand fn, oldest first ((at_ms, id) order), every record f selects, after
+ * writing what is queued; fn returns non-zero to stop. The record and its
+ * strings live only during the call. The file is read a few hundred rows at
+ * a time and let go of in between, so requests are not held up; fn is
+ * called with nothing locked. Thread-safe. */
+typedef int (*exec_audit_fn)(void *ctx, const struct audit_record *r);
+int exec_store_audit_query(struct exec_store *s, const struct audit_filter *f, exec_audit_fn fn, void *ctx,
+			   struct cn_error *err) CN_MUST_USE;
+
 /* For the metrics: answers in the file (kept from a count at open), answers
  * waiting for the writer, bytes of the file and its WAL. Thread-safe. */
 struct exec_store_stats {
@@ -145,6 +174,7 @@ void exec_store_set_clock(struct exec_store *s, time_t (*now)(void));
 void exec_store_test_hold_writer(struct exec_store *s, bool hold);
 void exec_store_test_set_limits(struct exec_store *s, size_t max_entries, size_t max_bytes);
 void exec_store_test_pending(struct exec_store *s, size_t *entries, size_t *bytes);
+void exec_store_test_audit_pending(struct exec_store *s, size_t *records);
 void exec_store_test_limit_length(struct exec_store *s, int max_len);
 
 #endif

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "app.h"
+#include "audit.h"
 #include "config.h"
 #include "control.h"
 #include "http_server.h"
@@ -39,7 +40,8 @@
 #endif
 
 #define DRAIN_MS 30000u
-#define ASK_TIMEOUT_S 300 /* refresh and drift wait this long for a running daemon */
+#define ASK_TIMEOUT_S 300 /* refresh, drift and audit wait this long for a running daemon */
+#define UPKEEP_S 3600     /* expired answers and old audit records go this often */
 
 static time_t clock_now(void)
 {
@@ -60,6 +62,7 @@ static const char usage_main[] =
 	"  reload        make a running daemon read its configuration again (SIGHUP)\n"
 	"  refresh       read schemas again now and print what changed (asks a running daemon)\n"
 	"  drift         print mapping keys and new columns the mappings no longer describe\n"
+	"  audit         print the audit log of tool calls as JSON lines\n"
 	"  sign          sign a request body from stdin the way Interactor does (for curl)\n"
 	"  tools         print the tools offered to the assistant, with their JSON Schema\n"
 	"  register      register the tools with Interactor (idempotent) and push mappings\n"
@@ -173,6 +176,33 @@ static const char usage_reload[] =
 	"  -h, --help            this text\n"
 	"\n"
 	"Exit status: 0 reloaded, 1 refused, no daemon or no answer, 2 usage.\n";
+
+static const char usage_audit[] =
+	"usage: interactor-connector audit --config FILE [--since WHEN] [--source NAME]\n"
+	"                                  [--status STATUS]\n"
+	"\n"
+	"Prints the audit log the daemon keeps in the state file (audit.enabled), oldest\n"
+	"first, one JSON object per line for each tool call whose signature verified:\n"
+	"id, time, execution_id, assistant_id, room_id, tool, source, fingerprint (of\n"
+	"the statement; also statement with audit.include_statements), rows, bytes,\n"
+	"status (HTTP), code (the error code, \"replayed\" for a retried execution_id,\n"
+	"null on success) and duration_ms. Parameter values and rows are never kept.\n"
+	"With a daemon running on the state file (STATE.pid is locked) the daemon reads\n"
+	"the log and this command prints its answers (run it as the daemon's user);\n"
+	"without one, it reads the file itself.\n"
+	"\n"
+	"  -c, --config FILE    configuration file\n"
+	"  -s, --since WHEN     calls from WHEN on: ISO 8601 (2026-01-20T12:00:00Z, or\n"
+	"                       2026-01-20 for midnight UTC) or an age (90m, 24h, 7d)\n"
+	"      --source NAME    calls that used source NAME\n"
+	"      --status STATUS  calls answered with HTTP status STATUS (200, 401, ...)\n"
+	"                       or error code STATUS (query_rejected, replayed, ...;\n"
+	"                       ok: the successes)\n"
+	"  -t, --timeout S      wait at most S seconds for each answer of a running\n"
+	"                       daemon (default 300)\n"
+	"  -h, --help           this text\n"
+	"\n"
+	"Exit status: 0 when the log was read (matches or not), 1 on errors, 2 on bad usage.\n";
 
 static const char usage_sign[] =
 	"usage: interactor-connector sign [--secret-env VAR] < body.json\n"
@@ -481,6 +511,28 @@ static cJSON *daemon_reload(struct daemon *d)
 	return out;
 }
 
+/* The state file's upkeep: expired answers, and audit records older than
+ * audit.retention_days, each deleted in small transactions. */
+static void state_upkeep(struct daemon *d)
+{
+	struct generation *g = runtime_acquire(&d->runtime);
+	unsigned retention_days = g->cfg->audit_retention_days;
+	runtime_release(&d->runtime, g);
+	struct cn_error err = {0};
+	uint64_t removed = 0;
+	time_t now = time(NULL);
+	if (exec_store_expire(d->app.store, now, &removed, &err))
+		log_warn("execution store: %s", err.message);
+	else if (removed)
+		log_info("execution store: %llu expired answer(s) removed", (unsigned long long)removed);
+	int64_t before = ((int64_t)now - (int64_t)retention_days * 86400) * 1000;
+	if (exec_store_audit_prune(d->app.store, before, &removed, &err))
+		log_warn("audit log: %s", err.message);
+	else if (removed)
+		log_info("audit log: %llu record(s) older than %u days removed", (unsigned long long)removed,
+			 retention_days);
+}
+
 static int cmd_serve(int argc, char **argv)
 {
 	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
@@ -598,16 +650,21 @@ static int cmd_serve(int argc, char **argv)
 			 "answers cross the network unencrypted; set server.tls.cert and server.tls.key, "
 			 "or listen on 127.0.0.1 behind a TLS proxy", listen);
 
-	uint64_t removed = 0;
-	if (exec_store_expire(d.app.store, time(NULL), &removed, &err) == CN_OK && removed)
-		log_info("execution store: %llu expired answer(s) removed", (unsigned long long)removed);
+	state_upkeep(&d);
+	struct timespec upkeep_at; /* monotonic: signals in between do not put it off */
+	clock_gettime(CLOCK_MONOTONIC, &upkeep_at);
+	upkeep_at.tv_sec += UPKEEP_S;
 	for (;;) {
-		struct timespec hour = {3600, 0};
+		struct timespec now, wait = {0, 0};
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec < upkeep_at.tv_sec)
+			wait.tv_sec = upkeep_at.tv_sec - now.tv_sec;
 		siginfo_t info;
-		int sig = sigtimedwait(&sigs, &info, &hour);
+		int sig = sigtimedwait(&sigs, &info, &wait);
 		if (sig < 0 && errno == EAGAIN) {
-			if (exec_store_expire(d.app.store, time(NULL), &removed, &err))
-				log_warn("execution store: %s", err.message);
+			state_upkeep(&d);
+			clock_gettime(CLOCK_MONOTONIC, &upkeep_at);
+			upkeep_at.tv_sec += UPKEEP_S;
 			continue;
 		}
 		if (sig == SIGHUP) {
@@ -1079,6 +1136,30 @@ static int answer_status(const cJSON *a, bool drift)
 	return 0;
 }
 
+/* The daemon that holds the state file (*pid), or else the file opened
+ * (*store): the daemon holds it exclusively, so it is one or the other.
+ * When create is false and neither exists, CN_ENOTFOUND. */
+static int daemon_or_store(const char *state_path, bool create, pid_t *pid, struct exec_store **store,
+			   struct cn_error *err)
+{
+	*store = NULL;
+	for (unsigned waited = 0;; waited += 250) {
+		if ((*pid = control_daemon(state_path)) != 0)
+			return CN_OK;
+		struct stat st;
+		if (!create && stat(state_path, &st) != 0)
+			return cn_error_set(err, CN_ENOTFOUND,
+					    "no state file %s and no daemon using it: nothing was recorded "
+					    "there (is state.path the daemon's?)", state_path);
+		int rc = exec_store_open(state_path, NULL, store, err);
+		if (rc != CN_EBUSY || waited >= 2000)
+			return rc;
+		/* a daemon between opening the file and locking STATE.pid: look again */
+		struct timespec quarter = {0, 250 * 1000000L};
+		nanosleep(&quarter, NULL);
+	}
+}
+
 /* Ask the daemon, or do it on the state file when none runs. *answer gets
  * {"results"|"reports"|"error"}. */
 static int state_command(const struct config *cfg, const char *verb, const char *source, unsigned timeout_s,
@@ -1086,22 +1167,12 @@ static int state_command(const struct config *cfg, const char *verb, const char 
 {
 	char *state_path = config_resolve_path(cfg, cfg->state_path);
 	struct exec_store *store = NULL;
-	int rc = state_path ? CN_OK : cn_error_set(err, CN_ENOMEM, "out of memory");
+	pid_t pid = 0;
+	int rc = state_path ? daemon_or_store(state_path, true, &pid, &store, err)
+			    : cn_error_set(err, CN_ENOMEM, "out of memory");
 	*answer = NULL;
-	for (unsigned waited = 0; rc == CN_OK; waited += 250) {
-		pid_t pid = control_daemon(state_path);
-		if (pid) {
-			rc = control_ask(state_path, pid, verb, source, timeout_s * 1000u, answer, err);
-			break;
-		}
-		rc = exec_store_open(state_path, NULL, &store, err);
-		if (rc != CN_EBUSY || waited >= 2000)
-			break;
-		/* a daemon between opening the file and locking STATE.pid: look again */
-		struct timespec quarter = {0, 250 * 1000000L};
-		nanosleep(&quarter, NULL);
-		rc = CN_OK;
-	}
+	if (rc == CN_OK && pid)
+		rc = control_ask(state_path, pid, verb, source, timeout_s * 1000u, answer, err);
 	if (rc == CN_OK && store) {
 		struct source_set *set = NULL;
 		struct sources_opts o = {.store = store, .lazy = true};
@@ -1118,6 +1189,17 @@ static int state_command(const struct config *cfg, const char *verb, const char 
 	exec_store_close(store);
 	free(state_path);
 	return rc;
+}
+
+/* --timeout S: 1 to 86400 seconds. */
+static bool parse_timeout(const char *arg, unsigned long *out)
+{
+	*out = strtoul(arg, NULL, 10);
+	if (*out == 0 || *out > 86400) {
+		fprintf(stderr, "interactor-connector: --timeout takes 1 to 86400 seconds\n");
+		return false;
+	}
+	return true;
 }
 
 static int cmd_state(int argc, char **argv, bool drift)
@@ -1137,11 +1219,8 @@ static int cmd_state(int argc, char **argv, bool drift)
 		case 'c': path = optarg; break;
 		case 'j': json = true; break;
 		case 't':
-			timeout = strtoul(optarg, NULL, 10);
-			if (timeout == 0 || timeout > 86400) {
-				fprintf(stderr, "interactor-connector: --timeout takes 1 to 86400 seconds\n");
+			if (!parse_timeout(optarg, &timeout))
 				return 2;
-			}
 			break;
 		case 'h': fputs(usage, stdout); return 0;
 		default: fputs(usage, stderr); return 2;
@@ -1191,6 +1270,110 @@ static int cmd_refresh(int argc, char **argv)
 static int cmd_drift(int argc, char **argv)
 {
 	return cmd_state(argc, argv, true);
+}
+
+/* ---- audit ---- */
+
+/* Print the records of one page (audit_answer's JSON) as lines; the next
+ * page's filter into f when there is one. 1 when done, 0 for more, -1 on
+ * an error the answer names. */
+static int audit_print_page(const cJSON *answer, struct audit_filter *f)
+{
+	const char *error = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(answer, "error"));
+	if (error) {
+		fprintf(stderr, "interactor-connector: %s\n", error);
+		return -1;
+	}
+	const cJSON *rec;
+	cJSON_ArrayForEach(rec, cJSON_GetObjectItemCaseSensitive(answer, "records")) {
+		char *line = cJSON_PrintUnformatted(rec);
+		if (!line) {
+			fprintf(stderr, "interactor-connector: out of memory\n");
+			return -1;
+		}
+		puts(line);
+		free(line);
+	}
+	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(answer, "more")))
+		return 1;
+	const char *next = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(answer, "next"));
+	if (!next || audit_filter_parse(next, f) != CN_OK) {
+		fprintf(stderr, "interactor-connector: the daemon's answer has no valid next page\n");
+		return -1;
+	}
+	return 0;
+}
+
+static int cmd_audit(int argc, char **argv)
+{
+	enum { OPT_SOURCE = 256, OPT_STATUS };
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+					     {"since", required_argument, NULL, 's'},
+					     {"source", required_argument, NULL, OPT_SOURCE},
+					     {"status", required_argument, NULL, OPT_STATUS},
+					     {"timeout", required_argument, NULL, 't'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	const char *path = NULL;
+	unsigned long timeout = ASK_TIMEOUT_S;
+	struct audit_filter f = {0};
+	char why[300];
+	int c, bad = 0;
+	while ((c = getopt_long(argc, argv, "c:s:t:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': path = optarg; break;
+		case 's': bad = audit_parse_since(optarg, (int64_t)time(NULL) * 1000, &f.after_ms, why, sizeof why); break;
+		case OPT_SOURCE: bad = audit_filter_set_source(&f, optarg, why, sizeof why); break;
+		case OPT_STATUS: bad = audit_filter_set_status(&f, optarg, why, sizeof why); break;
+		case 't':
+			if (!parse_timeout(optarg, &timeout))
+				return 2;
+			break;
+		case 'h': fputs(usage_audit, stdout); return 0;
+		default: fputs(usage_audit, stderr); return 2;
+		}
+		if (bad) {
+			fprintf(stderr, "interactor-connector: %s\n", why);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		fputs(usage_audit, stderr);
+		return 2;
+	}
+	struct config *cfg = NULL;
+	int ret = load_config(path, &cfg);
+	if (ret)
+		return ret;
+	apply_log_settings(cfg, LOG_LEVEL_ERROR);
+	struct cn_error err = {0};
+	struct exec_store *store = NULL;
+	pid_t pid = 0;
+	char *state_path = config_resolve_path(cfg, cfg->state_path);
+	int rc = state_path ? daemon_or_store(state_path, false, &pid, &store, &err)
+			    : cn_error_set(&err, CN_ENOMEM, "out of memory");
+	for (int done = 0; rc == CN_OK && done == 0;) {
+		char word[AUDIT_FILTER_MAX];
+		cJSON *answer = NULL;
+		audit_filter_format(&f, word);
+		if (pid)
+			rc = control_ask(state_path, pid, "audit", word, (unsigned)timeout * 1000u, &answer, &err);
+		else if (!(answer = audit_answer(store, word, &err)))
+			rc = err.code ? err.code : CN_ENOMEM;
+		if (rc == CN_OK && (done = audit_print_page(answer, &f)) < 0)
+			ret = 1;
+		cJSON_Delete(answer);
+	}
+	if (rc) {
+		fprintf(stderr, "interactor-connector: %s\n", err.message);
+		ret = 1;
+	}
+	if (fflush(stdout) != 0)
+		ret = 1;
+	exec_store_close(store);
+	free(state_path);
+	config_free(cfg);
+	return ret;
 }
 
 /* ---- sign ---- */
@@ -1530,6 +1713,7 @@ int main(int argc, char **argv)
 		{"serve", cmd_serve},         {"check-config", cmd_check_config},
 		{"introspect", cmd_introspect}, {"query", cmd_query},
 		{"refresh", cmd_refresh},     {"drift", cmd_drift},         {"reload", cmd_reload},
+		{"audit", cmd_audit},
 		{"sign", cmd_sign},           {"tools", cmd_tools},
 		{"register", cmd_register},   {"push-mappings", cmd_push_mappings},
 		{"rotate-secret", cmd_rotate_secret},

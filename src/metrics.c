@@ -50,6 +50,8 @@ enum family_id {
 	F_REFRESH_SECONDS,
 	F_DENIED,
 	F_RELOADS,
+	F_AUDIT_WRITTEN,
+	F_AUDIT_DROPPED,
 	NFAMILIES
 };
 
@@ -85,6 +87,11 @@ static const struct family families[NFAMILIES] = {
 	[F_RELOADS] = {"config_reloads_total",
 		       "Configuration reloads (SIGHUP, `reload`), applied (ok) or refused.", COUNTER,
 		       {"result"}, NULL, 0},
+	[F_AUDIT_WRITTEN] = {"audit_records_written_total", "Tool calls written to the audit log.", COUNTER,
+			     {NULL}, NULL, 0},
+	[F_AUDIT_DROPPED] = {"audit_records_dropped_total",
+			     "Tool calls the audit log lost: the state file could not be written.", COUNTER,
+			     {NULL}, NULL, 0},
 };
 
 struct series {
@@ -292,6 +299,18 @@ void metrics_rejection(const char *source, int reject)
 void metrics_store_write(double seconds)
 {
 	observe_one(F_STORE_WRITE_SECONDS, NULL, seconds);
+}
+
+void metrics_audit_written(uint64_t n)
+{
+	if (n)
+		add_one(F_AUDIT_WRITTEN, NULL, n);
+}
+
+void metrics_audit_dropped(uint64_t n)
+{
+	if (n)
+		add_one(F_AUDIT_DROPPED, NULL, n);
 }
 
 void metrics_refresh(const char *source, bool ok, double seconds)

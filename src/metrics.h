@@ -14,7 +14,7 @@
  * METRICS_MAX_SERIES new series are dropped and counted.
  *
  * Cost: recording takes one mutex, a hash and a few additions; a scrape
- * formats every series under that mutex (bench/metrics.sh measures both).
+ * formats every series under that mutex (bench/opscost.sh measures both).
  */
 #ifndef CN_METRICS_H
 #define CN_METRICS_H
@@ -49,6 +49,9 @@ void metrics_query(const char *source, double seconds, uint64_t rows);
 void metrics_rejection(const char *source, int reject);
 /* The execution store committed answers in one transaction. */
 void metrics_store_write(double seconds);
+/* The execution store wrote n audit records, or lost n (audit.h). */
+void metrics_audit_written(uint64_t n);
+void metrics_audit_dropped(uint64_t n);
 /* A schema refresh of source finished. */
 void metrics_refresh(const char *source, bool ok, double seconds);
 /* A reload was applied (ok) or refused. */

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "audit.h"
 #include "buf.h"
 #include "log.h"
 #include "metrics.h"
@@ -24,12 +25,19 @@
 #define STATUS_RETRY_S 5 /* Retry-After of a 202 */
 #define DUPLICATE_WAIT_MS 25000u
 
-/* What one tool call did: its log line and its metrics. */
+/* What one tool call did: its log line, its metrics and its audit record. */
 struct call {
 	char exec_id[EXEC_ID_MAX + 1];
 	const struct tool_entry *tool; /* NULL: the URL names no tool of the catalog */
 	const char *source;          /* borrowed from the config; NULL: none used */
 	const char *code;            /* error code; NULL on success */
+	/* for the audit log, filled only when it is on */
+	bool audited;                /* the signature verified: the call is recorded */
+	char assistant_id[AUDIT_ID_MAX + 1];
+	char room_id[AUDIT_ID_MAX + 1];
+	char fingerprint[AUDIT_FINGERPRINT_LEN + 1]; /* "": no statement */
+	char *statement;             /* malloc'ed copy with audit.include_statements */
+	int64_t rows;                /* -1: no statement answered */
 };
 
 void http_response_free(struct http_response *resp)
@@ -352,6 +360,10 @@ static bool run_async(struct app *app, const cJSON *params, struct call *call,
 	}
 	*r = a->r;
 	memset(&a->r, 0, sizeof a->r);
+	if (r->statement && !r->statement_owned) { /* it points into a->params */
+		r->statement_owned = strdup(r->statement);
+		r->statement = r->statement_owned;
+	}
 	async_free(a);
 	return true;
 }
@@ -408,9 +420,18 @@ static void run_tool(struct app *app, const cJSON *params, struct http_response 
 	}
 	call->source = r.source;
 	call->code = r.error_code;
+	if (call->audited && r.statement) {
+		/* the statement lives in params: fingerprint (and copy) it now */
+		audit_fingerprint(r.statement, strlen(r.statement), call->fingerprint);
+		if (app->cfg->audit_include_statements)
+			call->statement = strdup(r.statement);
+		if (r.http_status == 200)
+			call->rows = (int64_t)r.rows;
+	}
 	if (app->store)
 		store_answer(app->store, exec_id, &r, false);
 	respond(resp, &r);
+	tool_result_free(&r);
 }
 
 /* Is the request signed with a secret accepted now? The secrets come from a
@@ -490,6 +511,7 @@ static void handle_tool(struct app *app, const struct http_request *req, const c
 		call->code = "invalid_signature";
 		return;
 	}
+	call->audited = app->cfg->audit_enabled && app->store;
 
 	long nul = json_nul_escape_at(req->body, req->len);
 	if (nul >= 0) {
@@ -506,6 +528,12 @@ static void handle_tool(struct app *app, const struct http_request *req, const c
 		respond_error(resp, 400, "invalid_request", "the body is not a JSON object");
 		call->code = "invalid_request";
 		goto out;
+	}
+	if (call->audited) {
+		const char *asst = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(root, "assistant_id"));
+		const char *room = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(root, "room_id"));
+		audit_copy_id(call->assistant_id, asst ? asst : "");
+		audit_copy_id(call->room_id, room ? room : "");
 	}
 	exec_id = cJSON_GetObjectItemCaseSensitive(root, "execution_id");
 	name = cJSON_GetObjectItemCaseSensitive(root, "tool_name");
@@ -573,13 +601,41 @@ static void handle_metrics(struct app *app, struct http_response *resp)
 	resp->content_type = METRICS_CONTENT_TYPE;
 }
 
+/* The audit record of an authenticated call (audit.h); queued, never
+ * written here. */
+static void audit_call(struct app *app, const struct call *call, const char *name,
+		       const struct timespec *arrived, const struct http_response *resp, double seconds)
+{
+	char url_tool[AUDIT_ID_MAX + 1]; /* a name the catalog lacks, bounded */
+	audit_copy_id(url_tool, name);
+	struct audit_record r = {
+		.at_ms = (int64_t)arrived->tv_sec * 1000 + arrived->tv_nsec / 1000000,
+		.execution_id = *call->exec_id ? call->exec_id : NULL,
+		.assistant_id = *call->assistant_id ? call->assistant_id : NULL,
+		.room_id = *call->room_id ? call->room_id : NULL,
+		.tool = call->tool ? call->tool->name : url_tool,
+		.source = call->source,
+		.fingerprint = *call->fingerprint ? call->fingerprint : NULL,
+		.statement = call->statement,
+		.rows = call->rows,
+		.bytes = (int64_t)resp->len,
+		.status = resp->status,
+		.code = call->code,
+		.duration_us = (int64_t)(seconds * 1e6),
+	};
+	struct cn_error err = {0};
+	if (exec_store_audit_add(app->store, &r, &err))
+		log_error("audit log: %s", err.message);
+}
+
 /* POST /v1/tools/{tool}: answered, logged and counted. */
 static void handle_call(struct app *app, const struct http_request *req, struct http_response *resp)
 {
-	struct timespec start;
+	struct timespec start, arrived;
 	clock_gettime(CLOCK_MONOTONIC, &start);
+	clock_gettime(CLOCK_REALTIME, &arrived);
 	const char *name = req->path + strlen(TOOL_PREFIX);
-	struct call call = {.tool = tools_resolve(app, name)};
+	struct call call = {.tool = tools_resolve(app, name), .rows = -1};
 	metrics_inflight(1);
 	if (strcmp(req->method, "POST") != 0) {
 		respond_error(resp, 405, "method_not_allowed", "tool callbacks are POST requests");
@@ -598,6 +654,9 @@ static void handle_call(struct app *app, const struct http_request *req, struct 
 			  seconds, resp->len);
 	log_request(*call.exec_id ? call.exec_id : req->request_id, name, call.source, resp->status,
 		    (long)(seconds * 1000.0), call.code);
+	if (call.audited)
+		audit_call(app, &call, name, &arrived, resp, seconds);
+	free(call.statement);
 }
 
 /* GET /v1/executions/{id}, or POST with the callback's body: signed like a

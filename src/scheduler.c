@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "cron.h"
 #include "log.h"
 #include "refresh.h"
@@ -150,7 +151,8 @@ static cJSON *answer(void *ctx, const char *verb, const char *source)
 	struct cn_error err = {0};
 	bool failed;
 	cJSON *a = strcmp(verb, "refresh") == 0 ? scheduler_refresh_now(sc->set, source, &failed, &err)
-						: scheduler_drift_reports(sc->set, source, &err);
+		   : strcmp(verb, "audit") == 0	  ? audit_answer(sc->set->store, source, &err)
+						  : scheduler_drift_reports(sc->set, source, &err);
 	if (!a && (a = cJSON_CreateObject()))
 		cJSON_AddStringToObject(a, "error", err.message);
 	return a;
@@ -192,7 +194,7 @@ static void *scheduler_main(void *arg)
 		sc->poke_requests = sc->poke_all = false;
 		pthread_mutex_unlock(&sc->mu);
 		if (requests && sc->control)
-			control_serve(sc->control, "refresh drift", answer, sc);
+			control_serve(sc->control, "refresh drift audit", answer, sc);
 		if (all) {
 			log_info("SIGUSR1: refreshing every source");
 			for (size_t i = 0; i < sc->set->n; i++)

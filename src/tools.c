@@ -21,6 +21,9 @@ void tool_result_free(struct tool_result *r)
 	free(r->body);
 	r->body = NULL;
 	r->len = 0;
+	free(r->statement_owned);
+	r->statement_owned = NULL;
+	r->statement = NULL;
 }
 
 void tool_result_error(struct tool_result *out, int http_status, const char *code, const char *fmt, ...)
@@ -619,6 +622,7 @@ static void run_statement(struct app *app, const char *source, const char *sql,
 {
 	struct timespec start;
 	clock_gettime(CLOCK_MONOTONIC, &start);
+	out->statement = sql;
 	void *h;
 	struct source *s = ready_source(app, source, out, &h);
 	if (!s)
@@ -677,6 +681,7 @@ static void run_statement(struct app *app, const char *source, const char *sql,
 			free(out->body);
 			out->body = body;
 			out->len = len;
+			out->rows = result_writer_row_count(w);
 			out->http_status = 200;
 			out->error_code = NULL;
 		} else {
@@ -764,6 +769,8 @@ static void tool_run_query(struct app *app, const cJSON *params, struct tool_res
 				     &owned, out);
 	if (!sql)
 		return;
+	out->statement = sql;
+	out->statement_owned = owned; /* the audit log reads it after the call */
 	const cJSON *plist = cJSON_GetObjectItemCaseSensitive(params, "parameters");
 	const cJSON *mr = cJSON_GetObjectItemCaseSensitive(params, "max_rows");
 	struct cn_value values[TOOLS_MAX_PARAMS];
@@ -773,13 +780,11 @@ static void tool_run_query(struct app *app, const cJSON *params, struct tool_res
 		if (n == TOOLS_MAX_PARAMS || param_from_json(p, &values[n])) {
 			tool_result_error(out, 400, "invalid_parameters",
 					  "parameters[%zu]: must be a string, number, boolean or null", n);
-			free(owned);
 			return;
 		}
 		n++;
 	}
 	tools_run_query(app, source, sql, values, n, mr ? (uint32_t)mr->valuedouble : 0, out);
-	free(owned);
 }
 
 const struct tool_def tools_catalog[] = {

@@ -33,6 +33,13 @@ struct tool_result {
 	const char *error_code; /* static string, NULL on success */
 	const char *source;     /* borrowed: the source the call used, for the log */
 	int retry_after;        /* seconds for a 429/503, 0 when none */
+	/* For the audit log (audit.h): the statement a query tool was given,
+	 * borrowed from the call's parameters or the config, or statement_owned
+	 * (a MongoDB command printed from an object, freed by tool_result_free);
+	 * NULL for the other tools. rows: what a successful answer holds. */
+	const char *statement;
+	char *statement_owned;
+	uint64_t rows;
 };
 
 struct tool_def {

@@ -1,5 +1,6 @@
 /* test_execution_store.c - claim / finish / replay, restarts, races, expiry,
- * the background writer and its memory bound, one process per file. */
+ * the background writer and its memory bound, one process per file; the
+ * audit log's records: queued, written, read back with filters, pruned. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -954,6 +955,266 @@ static void test_schema_snapshots(void **state)
 	exec_store_close(s);
 }
 
+/* ---- the audit log ---- */
+
+struct collected {
+	struct audit_record r[64]; /* numbers only: the strings live during the call */
+	char text[64][600];
+	char statement[64][400];
+	size_t n;
+	size_t stop_after; /* 0: never stop */
+	size_t calls;
+};
+
+/* Keep a flat copy of each record: execution_id|assistant_id|...|code. */
+static int collect(void *ctx, const struct audit_record *r)
+{
+	struct collected *c = ctx;
+	c->calls++;
+	if (c->n < 64) {
+		c->r[c->n] = *r;
+		snprintf(c->text[c->n], sizeof c->text[0], "%s|%s|%s|%s|%s|%s|%s|%s",
+			 r->execution_id ? r->execution_id : "-", r->assistant_id ? r->assistant_id : "-",
+			 r->room_id ? r->room_id : "-", r->tool ? r->tool : "-", r->source ? r->source : "-",
+			 r->fingerprint ? r->fingerprint : "-", r->statement ? r->statement : "-",
+			 r->code ? r->code : "-");
+		snprintf(c->statement[c->n], sizeof c->statement[0], "%s", r->statement ? r->statement : "");
+		c->r[c->n].execution_id = c->r[c->n].assistant_id = c->r[c->n].room_id = NULL;
+		c->r[c->n].tool = c->r[c->n].source = c->r[c->n].fingerprint = NULL;
+		c->r[c->n].statement = c->r[c->n].code = NULL;
+		c->n++;
+	}
+	return c->stop_after && c->calls >= c->stop_after;
+}
+
+static void audit_add(struct exec_store *s, const struct audit_record *r)
+{
+	struct cn_error err = {0};
+	assert_int_equal(exec_store_audit_add(s, r, &err), CN_OK);
+}
+
+static void audit_query(struct exec_store *s, const struct audit_filter *f, struct collected *c)
+{
+	struct cn_error err = {0};
+	c->n = c->calls = 0;
+	assert_int_equal(exec_store_audit_query(s, f, collect, c, &err), CN_OK);
+}
+
+static size_t audit_pending(struct exec_store *s)
+{
+	size_t n;
+	exec_store_test_audit_pending(s, &n);
+	return n;
+}
+
+static const struct audit_record audit_samples[] = {
+	{.at_ms = 5000, .execution_id = "exec_1", .assistant_id = "asst_a", .room_id = "room_a",
+	 .tool = "run_query", .source = "demo", .fingerprint = "0123456789abcdef",
+	 .statement = "SELECT 1", .rows = 1, .bytes = 90, .status = 200, .duration_us = 1500},
+	{.at_ms = 5000, .execution_id = "exec_2", .tool = "run_query", .source = "demo",
+	 .fingerprint = "fedcba9876543210", .rows = -1, .bytes = 200, .status = 400,
+	 .code = "query_rejected", .duration_us = 80},
+	{.at_ms = 6000, .execution_id = "exec_1", .assistant_id = "asst_a", .room_id = "room_a",
+	 .tool = "run_query", .source = "demo", .rows = -1, .bytes = 90, .status = 200,
+	 .code = "replayed", .duration_us = 20},
+	{.at_ms = 7000, .tool = "list_data_sources", .rows = -1, .bytes = 500, .status = 200,
+	 .duration_us = 40},
+	{.at_ms = 8000, .execution_id = "exec_5", .tool = "describe_schema", .source = "other",
+	 .rows = -1, .bytes = 100, .status = 503, .code = "data_source_disconnected", .duration_us = 9},
+};
+#define NSAMPLES (sizeof audit_samples / sizeof audit_samples[0])
+
+/* Every field comes back as it went in, after a restart too; the filters
+ * select by source, status, code ("ok": no code) and cursor. */
+static void test_audit_add_query(void **state)
+{
+	struct fixture *f = *state;
+	struct exec_store *s = store_open(f->path, 0, 0);
+	for (size_t i = 0; i < NSAMPLES; i++)
+		audit_add(s, &audit_samples[i]);
+	exec_store_close(s); /* what is queued is written at close */
+	s = store_open(f->path, 0, 0);
+	struct collected c = {0};
+	struct audit_filter all = {0};
+	audit_query(s, &all, &c);
+	assert_int_equal(c.n, NSAMPLES);
+	for (size_t i = 0; i < NSAMPLES; i++) {
+		const struct audit_record *w = &audit_samples[i], *g = &c.r[i];
+		assert_int_equal(g->id, (int64_t)i + 1);
+		assert_int_equal(g->at_ms, w->at_ms);
+		assert_int_equal(g->rows, w->rows);
+		assert_int_equal(g->bytes, w->bytes);
+		assert_int_equal(g->status, w->status);
+		assert_int_equal(g->duration_us, w->duration_us);
+	}
+	assert_string_equal(c.text[0], "exec_1|asst_a|room_a|run_query|demo|0123456789abcdef|SELECT 1|-");
+	assert_string_equal(c.text[1], "exec_2|-|-|run_query|demo|fedcba9876543210|-|query_rejected");
+	assert_string_equal(c.text[3], "-|-|-|list_data_sources|-|-|-|-");
+
+	struct audit_filter by = {0};
+	strcpy(by.source, "demo");
+	audit_query(s, &by, &c);
+	assert_int_equal(c.n, 3);
+	by = (struct audit_filter){.status = 200};
+	audit_query(s, &by, &c);
+	assert_int_equal(c.n, 3);
+	by = (struct audit_filter){0};
+	strcpy(by.code, "ok");
+	audit_query(s, &by, &c);
+	assert_int_equal(c.n, 2);
+	assert_int_equal(c.r[0].id, 1);
+	assert_int_equal(c.r[1].id, 4);
+	strcpy(by.code, "replayed");
+	audit_query(s, &by, &c);
+	assert_int_equal(c.n, 1);
+	assert_int_equal(c.r[0].at_ms, 6000);
+	/* --since 6000 is the cursor (6000, 0); a cursor inside a millisecond goes by id */
+	by = (struct audit_filter){.after_ms = 6000};
+	audit_query(s, &by, &c);
+	assert_int_equal(c.n, 3);
+	by = (struct audit_filter){.after_ms = 5000, .after_id = 1};
+	audit_query(s, &by, &c);
+	assert_int_equal(c.n, 4);
+	assert_int_equal(c.r[0].id, 2);
+	/* the callback stops the reading */
+	c.stop_after = 2;
+	audit_query(s, &all, &c);
+	assert_int_equal(c.calls, 2);
+	exec_store_close(s);
+}
+
+/* Records are queued, not written by add(); past the queue's limit add()
+ * writes itself; a query sees what is queued (it waits for the writer). */
+static void test_audit_queue(void **state)
+{
+	struct fixture *f = *state;
+	struct exec_store *s = store_open(f->path, 0, 0);
+	exec_store_test_hold_writer(s, true);
+	exec_store_test_set_limits(s, 3, 1u << 20);
+	assert_int_equal(claim(s, "exec_q", 0, 0, NULL, 0), EXEC_CLAIMED);
+	finish(s, "exec_q", 200, "{}", 2);
+	for (size_t i = 0; i < 3; i++)
+		audit_add(s, &audit_samples[i]);
+	assert_int_equal(audit_pending(s), 3);
+	audit_add(s, &audit_samples[3]); /* full: written now */
+	assert_int_equal(audit_pending(s), 3);
+	/* by bytes too: a statement bigger than the room left */
+	exec_store_test_set_limits(s, 100, 10);
+	struct audit_record big = audit_samples[0];
+	big.statement = "SELECT 'this statement is longer than ten bytes'";
+	audit_add(s, &big);
+	assert_int_equal(audit_pending(s), 3);
+	exec_store_test_hold_writer(s, false);
+	struct collected c = {0};
+	struct audit_filter all = {0};
+	audit_query(s, &all, &c);
+	assert_int_equal(c.n, 5);
+	assert_int_equal(audit_pending(s), 0);
+	/* the two written at once came first (ids 1 and 2; the list is in time order) */
+	for (size_t i = 0; i < c.n; i++) {
+		if (c.r[i].id == 1)
+			assert_string_equal(c.text[i], "-|-|-|list_data_sources|-|-|-|-");
+		if (c.r[i].id == 2)
+			assert_string_equal(c.statement[i], big.statement);
+	}
+	assert_int_equal(claim(s, "exec_q", 0, 200, "{}", 2), EXEC_DONE);
+	exec_store_close(s);
+}
+
+/* The writer cannot write (a statement over SQLite's length limit): the
+ * records stay queued and are written once it can; at close they are
+ * given up after a few tries. */
+static void test_audit_writer_failure(void **state)
+{
+	struct fixture *f = *state;
+	char text[300];
+	memset(text, 's', sizeof text - 1);
+	text[sizeof text - 1] = '\0';
+	struct audit_record r = audit_samples[0];
+	r.statement = text;
+	struct exec_store *s = store_open(f->path, 0, 0);
+	exec_store_test_limit_length(s, 100);
+	audit_add(s, &r);
+	sleep_ms(200);
+	assert_int_equal(audit_pending(s), 1);
+	exec_store_test_limit_length(s, 1000000);
+	struct collected c = {0};
+	struct audit_filter all = {0};
+	for (int i = 0; i < 300 && audit_pending(s); i++)
+		sleep_ms(10);
+	audit_query(s, &all, &c);
+	assert_int_equal(c.n, 1);
+	assert_string_equal(c.statement[0], text);
+	exec_store_test_limit_length(s, 100);
+	audit_add(s, &r);
+	exec_store_close(s);
+	s = store_open(f->path, 0, 0);
+	audit_query(s, &all, &c);
+	assert_int_equal(c.n, 1);
+	exec_store_close(s);
+}
+
+/* Prune deletes what arrived before the cutoff, batch after batch, and
+ * nothing else. */
+static void test_audit_prune(void **state)
+{
+	struct fixture *f = *state;
+	enum { OLD = 1234, NEW = 7 };
+	struct exec_store *s = store_open(f->path, 0, 0);
+	struct audit_record r = audit_samples[0];
+	for (int i = 0; i < OLD; i++) {
+		r.at_ms = 1000 + i;
+		audit_add(s, &r);
+	}
+	for (int i = 0; i < NEW; i++) {
+		r.at_ms = 100000 + i;
+		audit_add(s, &r);
+	}
+	struct collected c = {0};
+	struct audit_filter all = {0};
+	audit_query(s, &all, &c); /* written */
+	uint64_t removed = 99;
+	struct cn_error err = {0};
+	assert_int_equal(exec_store_audit_prune(s, 1000, &removed, &err), CN_OK);
+	assert_int_equal(removed, 0);
+	assert_int_equal(exec_store_audit_prune(s, 1000 + 600, &removed, &err), CN_OK);
+	assert_int_equal(removed, 600);
+	assert_int_equal(exec_store_audit_prune(s, 100000, &removed, &err), CN_OK);
+	assert_int_equal(removed, OLD - 600);
+	audit_query(s, &all, &c);
+	assert_int_equal(c.n, NEW);
+	assert_int_equal(c.r[0].at_ms, 100000);
+	exec_store_close(s);
+}
+
+/* Reading a big log holds the connection a chunk at a time, and a filter
+ * that matches few rows still finds them all. */
+static void test_audit_query_chunks(void **state)
+{
+	struct fixture *f = *state;
+	enum { N = 2000 };
+	struct exec_store *s = store_open(f->path, 0, 0);
+	struct audit_record r = audit_samples[1];
+	for (int i = 0; i < N; i++) {
+		r.at_ms = 1000 + i / 10; /* ten to a millisecond */
+		r.source = i % 97 == 0 ? "rare" : "demo";
+		audit_add(s, &r);
+	}
+	struct collected c = {0};
+	struct audit_filter rare = {0};
+	strcpy(rare.source, "rare");
+	audit_query(s, &rare, &c);
+	assert_int_equal(c.n, (N + 96) / 97);
+	for (size_t i = 0; i < c.n; i++)
+		assert_int_equal(c.r[i].id, (int64_t)(i * 97 + 1));
+	/* a cursor in the middle of a millisecond's rows */
+	struct audit_filter from = {.after_ms = 1100, .after_id = 1005};
+	c.stop_after = 1;
+	audit_query(s, &from, &c);
+	assert_int_equal(c.r[0].id, 1006);
+	exec_store_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -979,6 +1240,11 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_expired_in_memory, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_file_of_older_version, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_schema_snapshots, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_audit_add_query, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_audit_queue, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_audit_writer_failure, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_audit_prune, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_audit_query_chunks, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
