@@ -58,7 +58,7 @@ driver_dir=$build_dir/drivers
 # shellcheck disable=SC2046 # pkg-config prints a list of flags
 "${CC:-cc}" -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -I"$repo/src" -I"$repo/drivers/include" \
 	-o "$bench_dir/.bin/opscost_loop" "$bench_dir/opscost_loop.c" "$build_dir/libcn_core.a" \
-	$(pkg-config --libs libmicrohttpd libcjson yaml-0.1 sqlite3 libcrypto) -lpthread -ldl -lm ||
+	$(pkg-config --libs libmicrohttpd libcjson yaml-0.1 sqlite3 libcrypto libpq) -lpthread -ldl -lm ||
 	die "cannot build bench/opscost_loop.c"
 bench_workdir
 
