@@ -51,6 +51,7 @@
 
 #include <libpq-fe.h>
 
+#include "../drivers/common/pg_conninfo.h"
 #include "../drivers/common/text.h"
 #include "buf.h"
 #include "log.h"
@@ -184,10 +185,8 @@ struct audit_item {
 };
 
 struct state_pg {
-	/* connection settings: libpq keywords and values, NULL-terminated */
-	char **keys, **vals;
-	char *password; /* scrubbed from every message */
-	char target[300];
+	struct pg_conninfo conninfo; /* connection settings; its password is scrubbed from every message */
+	char *target;                /* "host H port P database D user U"; owned */
 
 	pthread_mutex_t mu; /* guards slots, held */
 	pthread_cond_t freed;
@@ -257,7 +256,7 @@ static void clean_message(struct state_pg *p, const char *text, char *buf, size_
 {
 	snprintf(buf, n, "%s", text && *text ? text : "no message from libpq");
 	text_one_line(buf);
-	text_scrub(buf, n, p->password);
+	text_scrub(buf, n, p->conninfo.password);
 }
 
 /* Why res (or the connection) failed: a broken connection or a server
@@ -276,107 +275,27 @@ static int fail_res(struct state_pg *p, PGconn *c, const PGresult *res, const ch
 
 /* ---- connection settings ---------------------------------------------- */
 
-static int conninfo_add(struct state_pg *p, size_t *n, const char *key, const char *val)
-{
-	for (size_t i = 0; i < *n; i++) {
-		if (strcmp(p->keys[i], key) == 0) {
-			char *v = strdup(val);
-			if (!v)
-				return CN_ENOMEM;
-			free(p->vals[i]);
-			p->vals[i] = v;
-			return CN_OK;
-		}
-	}
-	p->keys[*n] = strdup(key);
-	p->vals[*n] = strdup(val);
-	if (!p->keys[*n] || !p->vals[*n])
-		return CN_ENOMEM;
-	(*n)++;
-	return CN_OK;
-}
-
-static const char *conninfo_get(const struct state_pg *p, size_t n, const char *key)
-{
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(p->keys[i], key) == 0)
-			return p->vals[i];
-	return NULL;
-}
-
-/* The dsn's settings plus ours. libpq's parse error is not shown: it may
- * quote the dsn, password included. */
+/* The dsn's settings plus the store's: these defaults where the dsn sets
+ * none, its session options after the user's, UTF-8 always. The
+ * mechanics are drivers/common/pg_conninfo. */
 static int conninfo_build(struct state_pg *p, const char *dsn, struct cn_error *err)
 {
-	char *errmsg = NULL;
-	PQconninfoOption *opts = PQconninfoParse(dsn, &errmsg);
-	if (!opts) {
-		PQfreemem(errmsg);
-		return cn_error_set(err, CN_ECONFIG,
-				    "state.dsn is not a PostgreSQL connection string: write a URI such as "
-				    "postgresql://user:password@host:5432/dbname, or key=value pairs");
-	}
-	size_t count = 0, n = 0;
-	for (PQconninfoOption *o = opts; o->keyword; o++)
-		count++;
-	int rc = CN_OK;
-	p->keys = calloc(count + 8, sizeof *p->keys);
-	p->vals = calloc(count + 8, sizeof *p->vals);
-	if (!p->keys || !p->vals)
-		rc = CN_ENOMEM;
-	struct buf options;
-	buf_init(&options, 4096);
-	for (PQconninfoOption *o = opts; rc == CN_OK && o->keyword; o++) {
-		if (!o->val || !*o->val)
-			continue;
-		if (strcmp(o->keyword, "options") == 0) {
-			rc = buf_puts(&options, o->val) || buf_puts(&options, " ") ? CN_ENOMEM : CN_OK;
-			continue;
-		}
-		if (strcmp(o->keyword, "password") == 0 && !(p->password = strdup(o->val)))
-			rc = CN_ENOMEM;
-		if (rc == CN_OK)
-			rc = conninfo_add(p, &n, o->keyword, o->val);
-	}
-	if (rc == CN_OK && buf_puts(&options, SESSION_OPTIONS))
-		rc = CN_ENOMEM;
+	int rc = pg_conninfo_parse(&p->conninfo, dsn,
+				   "state.dsn is not a PostgreSQL connection string: " PG_CONNINFO_DSN_HINT, err);
+	if (rc)
+		return rc;
 	static const char *const defaults[][2] = {
 	    {"connect_timeout", "5"},	    {"keepalives_idle", "30"},	 {"keepalives_interval", "10"},
 	    {"keepalives_count", "3"},	    {"fallback_application_name", "interactor-connector-state"},
 	};
-	for (size_t i = 0; rc == CN_OK && i < sizeof defaults / sizeof defaults[0]; i++)
-		if (!conninfo_get(p, n, defaults[i][0]))
-			rc = conninfo_add(p, &n, defaults[i][0], defaults[i][1]);
+	rc = pg_conninfo_defaults(&p->conninfo, defaults, sizeof defaults / sizeof defaults[0]);
 	if (rc == CN_OK)
-		rc = conninfo_add(p, &n, "options", options.data ? options.data : "");
+		rc = pg_conninfo_options_add(&p->conninfo, SESSION_OPTIONS);
 	if (rc == CN_OK)
-		rc = conninfo_add(p, &n, "client_encoding", "UTF8");
-	buf_free(&options);
-	if (rc == CN_OK) {
-		const char *host = conninfo_get(p, n, "host"), *addr = conninfo_get(p, n, "hostaddr");
-		const char *port = conninfo_get(p, n, "port"), *db = conninfo_get(p, n, "dbname");
-		const char *user = conninfo_get(p, n, "user");
-		snprintf(p->target, sizeof p->target, "host %s port %s database %s%s%s",
-			 host ? host : addr ? addr : "(local socket)", port ? port : "5432",
-			 db ? db : user ? user : "(default)", user ? " user " : "", user ? user : "");
-	}
-	PQconninfoFree(opts);
+		rc = pg_conninfo_set(&p->conninfo, "client_encoding", "UTF8");
+	if (rc == CN_OK && !(p->target = pg_conninfo_target(&p->conninfo)))
+		rc = CN_ENOMEM;
 	return rc == CN_OK ? CN_OK : cn_error_set(err, CN_ENOMEM, "out of memory");
-}
-
-static void conninfo_free(struct state_pg *p)
-{
-	for (size_t i = 0; p->keys && p->keys[i]; i++) {
-		if (p->vals[i] && strcmp(p->keys[i], "password") == 0)
-			explicit_bzero(p->vals[i], strlen(p->vals[i]));
-		free(p->keys[i]);
-		free(p->vals[i]);
-	}
-	free(p->keys);
-	free(p->vals);
-	if (p->password)
-		explicit_bzero(p->password, strlen(p->password));
-	free(p->password);
 }
 
 /* ---- connections and the pool ----------------------------------------- */
@@ -391,7 +310,8 @@ static void notice_ignore(void *arg, const PGresult *res)
 static int pg_connect(struct state_pg *p, bool prepare, PGconn **out, struct cn_error *err)
 {
 	char msg[400];
-	PGconn *c = PQconnectdbParams((const char *const *)p->keys, (const char *const *)p->vals, 0);
+	PGconn *c = PQconnectdbParams((const char *const *)p->conninfo.keys,
+				       (const char *const *)p->conninfo.vals, 0);
 	if (!c)
 		return cn_error_set(err, CN_ENOMEM, "out of memory");
 	if (PQstatus(c) != CONNECTION_OK) {
@@ -1335,7 +1255,8 @@ void state_pg_close(struct state_pg *p)
 		pthread_cond_destroy(&p->awritten);
 		pthread_mutex_destroy(&p->amu);
 	}
-	conninfo_free(p);
+	pg_conninfo_free(&p->conninfo);
+	free(p->target);
 	free(p);
 }
 

@@ -37,7 +37,7 @@ void pg_conn_message(struct pg_handle *h, PGconn *c, char *buf, size_t size)
 	text_one_line(buf);
 	if (!buf[0])
 		snprintf(buf, size, "no message from libpq");
-	text_scrub(buf, size, h->password);
+	text_scrub(buf, size, h->conninfo.password);
 }
 
 void pg_error_text(struct pg_handle *h, const PGresult *res, char *buf, size_t size)
@@ -55,7 +55,7 @@ void pg_error_text(struct pg_handle *h, const PGresult *res, char *buf, size_t s
 	else
 		snprintf(buf, size, "%s", PQresultErrorMessage(res));
 	text_one_line(buf);
-	text_scrub(buf, size, h->password);
+	text_scrub(buf, size, h->conninfo.password);
 }
 
 int pg_sqlstate_status(const char *st)
@@ -76,105 +76,18 @@ int pg_sqlstate_status(const char *st)
 
 /* ---- connection settings ---- */
 
-/* A password in the raw dsn (keyword form or URI), to scrub it from a
- * parse error that may echo the text. Returns a malloc'd copy or NULL. */
-static char *dsn_password_guess(const char *dsn)
+/* Policy of the driver: its session options after the user's, the
+ * source's time budget as statement_timeout, these defaults where the dsn
+ * sets none, and UTF-8 always. The mechanics are drivers/common/pg_conninfo. */
+static int conninfo_policy(struct pg_handle *h)
 {
-	const char *p = strstr(dsn, "password");
-	if (p) {
-		p += strlen("password");
-		while (*p == ' ')
-			p++;
-		if (*p == '=') {
-			p++;
-			while (*p == ' ')
-				p++;
-			const char *q = *p == '\'' ? strchr(p + 1, '\'') : p + strcspn(p, " ");
-			if (*p == '\'')
-				p++;
-			if (!q)
-				q = p + strlen(p);
-			return q > p ? strndup(p, (size_t)(q - p)) : NULL;
-		}
-	}
-	const char *scheme = strstr(dsn, "://");
-	if (!scheme)
-		return NULL;
-	const char *auth = scheme + 3;
-	const char *at = strchr(auth, '@');
-	const char *slash = strchr(auth, '/');
-	if (!at || (slash && slash < at))
-		return NULL;
-	const char *colon = memchr(auth, ':', (size_t)(at - auth));
-	return colon && at > colon + 1 ? strndup(colon + 1, (size_t)(at - colon - 1)) : NULL;
-}
-
-static int conninfo_set(struct pg_handle *h, size_t *n, const char *key, const char *val)
-{
-	for (size_t i = 0; i < *n; i++) {
-		if (strcmp(h->keys[i], key) == 0) {
-			char *v = strdup(val);
-			if (!v)
-				return CN_ENOMEM;
-			free(h->vals[i]);
-			h->vals[i] = v;
-			return CN_OK;
-		}
-	}
-	h->keys[*n] = strdup(key);
-	h->vals[*n] = strdup(val);
-	if (!h->keys[*n] || !h->vals[*n])
-		return CN_ENOMEM;
-	(*n)++;
-	return CN_OK;
-}
-
-static const char *conninfo_get(const struct pg_handle *h, size_t n, const char *key)
-{
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(h->keys[i], key) == 0)
-			return h->vals[i];
-	return NULL;
-}
-
-static int target_build(struct pg_handle *h, size_t n)
-{
-	const char *host = conninfo_get(h, n, "host");
-	const char *addr = conninfo_get(h, n, "hostaddr");
-	const char *port = conninfo_get(h, n, "port");
-	const char *db = conninfo_get(h, n, "dbname");
-	const char *user = conninfo_get(h, n, "user");
-	struct dstr s = {0};
-	const char *where = host ? host : addr ? addr : "(local socket)";
-	int rc = dstr_printf(&s, "host %s port %s database %s", where, port ? port : "5432",
-			       db ? db : user ? user : "(default)");
-	if (rc == CN_OK && user)
-		rc = dstr_printf(&s, " user %s", user);
-	if (rc) {
-		dstr_free(&s);
-		return rc;
-	}
-	h->target = s.data;
-	return CN_OK;
-}
-
-static int conninfo_defaults(struct pg_handle *h, size_t *n, const char *user_options)
-{
-	struct dstr opts = {0};
-	int rc = CN_OK;
-	if (user_options && *user_options)
-		rc = dstr_printf(&opts, "%s ", user_options);
-	if (rc == CN_OK)
-		rc = dstr_puts(&opts, SESSION_OPTIONS);
 	/* The source's own time budget is the session default, so a request
 	 * with that budget needs no SET LOCAL statement_timeout. */
 	uint32_t t = h->timeout_ms ? h->timeout_ms : PG_DEFAULT_TIMEOUT_MS;
 	h->session_timeout_ms = t > PG_MAX_TIMEOUT_MS ? PG_MAX_TIMEOUT_MS : t;
-	if (rc == CN_OK)
-		rc = dstr_printf(&opts, " -c statement_timeout=%u", h->session_timeout_ms);
-	if (rc == CN_OK)
-		rc = conninfo_set(h, n, "options", opts.data);
-	dstr_free(&opts);
+	char options[sizeof SESSION_OPTIONS + 40];
+	snprintf(options, sizeof options, "%s -c statement_timeout=%u", SESSION_OPTIONS,
+		 h->session_timeout_ms);
 	static const char *const defaults[][2] = {
 		{"fallback_application_name", "interactor-connector"},
 		{"connect_timeout", "10"},
@@ -182,84 +95,34 @@ static int conninfo_defaults(struct pg_handle *h, size_t *n, const char *user_op
 		{"keepalives_interval", "10"},
 		{"keepalives_count", "3"},
 	};
-	for (size_t i = 0; rc == CN_OK && i < sizeof defaults / sizeof defaults[0]; i++)
-		if (!conninfo_get(h, *n, defaults[i][0]))
-			rc = conninfo_set(h, n, defaults[i][0], defaults[i][1]);
+	int rc = pg_conninfo_options_add(&h->conninfo, options);
 	if (rc == CN_OK)
-		rc = conninfo_set(h, n, "client_encoding", "UTF8");
+		rc = pg_conninfo_defaults(&h->conninfo, defaults, sizeof defaults / sizeof defaults[0]);
+	if (rc == CN_OK)
+		rc = pg_conninfo_set(&h->conninfo, "client_encoding", "UTF8");
+	if (rc == CN_OK && !(h->target = pg_conninfo_target(&h->conninfo)))
+		rc = CN_ENOMEM;
 	return rc;
 }
 
-int pg_conninfo_build(struct pg_handle *h, const char *dsn, struct cn_error *err)
+int pg_conn_settings_build(struct pg_handle *h, const char *dsn, struct cn_error *err)
 {
-	char *errmsg = NULL;
-	int rc = CN_OK;
-	PQconninfoOption *opts = PQconninfoParse(dsn, &errmsg);
-	if (!opts) {
-		char msg[300];
-		char *guess = dsn_password_guess(dsn);
-		snprintf(msg, sizeof msg, "%s", errmsg ? errmsg : "out of memory");
-		text_one_line(msg);
-		text_scrub(msg, sizeof msg, guess);
-		free(guess);
-		PQfreemem(errmsg);
-		return cn_error_set(err, CN_ECONFIG, "invalid PostgreSQL dsn: %s", msg);
-	}
-	size_t count = 0;
-	for (PQconninfoOption *o = opts; o->keyword; o++)
-		count++;
-	h->keys = calloc(count + 16, sizeof *h->keys);
-	h->vals = calloc(count + 16, sizeof *h->vals);
-	if (!h->keys || !h->vals) {
-		rc = cn_error_set(err, CN_ENOMEM, "out of memory");
-		goto out;
-	}
-	size_t n = 0;
-	const char *user_options = NULL;
-	for (PQconninfoOption *o = opts; rc == CN_OK && o->keyword; o++) {
-		if (!o->val || !*o->val)
-			continue;
-		if (!strcmp(o->keyword, "replication")) {
-			rc = cn_error_set(err, CN_ECONFIG, "the PostgreSQL dsn must not set replication: "
-				"replication connections cannot run queries with bound parameters");
-			goto out;
-		}
-		if (!strcmp(o->keyword, "options")) {
-			user_options = o->val;
-			continue;
-		}
-		if (!strcmp(o->keyword, "password") && !(h->password = strdup(o->val)))
-			rc = CN_ENOMEM;
-		if (rc == CN_OK)
-			rc = conninfo_set(h, &n, o->keyword, o->val);
-	}
-	if (rc == CN_OK)
-		rc = conninfo_defaults(h, &n, user_options);
-	if (rc == CN_OK)
-		rc = target_build(h, n);
+	int rc = pg_conninfo_parse(&h->conninfo, dsn, "invalid PostgreSQL dsn: " PG_CONNINFO_DSN_HINT, err);
 	if (rc)
-		rc = cn_error_set(err, CN_ENOMEM, "out of memory");
-out:
-	PQconninfoFree(opts);
-	return rc;
+		return rc;
+	if (pg_conninfo_get(&h->conninfo, "replication"))
+		return cn_error_set(err, CN_ECONFIG, "the PostgreSQL dsn must not set replication: "
+				    "replication connections cannot run queries with bound parameters");
+	if (conninfo_policy(h))
+		return cn_error_set(err, CN_ENOMEM, "out of memory");
+	return CN_OK;
 }
 
-void pg_conninfo_free(struct pg_handle *h)
+void pg_conn_settings_free(struct pg_handle *h)
 {
-	for (size_t i = 0; h->keys && h->keys[i]; i++) {
-		if (h->vals[i] && !strcmp(h->keys[i], "password"))
-			memset(h->vals[i], 0, strlen(h->vals[i]));
-		free(h->keys[i]);
-		free(h->vals[i]);
-	}
-	free(h->keys);
-	free(h->vals);
+	pg_conninfo_free(&h->conninfo);
 	free(h->target);
-	if (h->password)
-		memset(h->password, 0, strlen(h->password));
-	free(h->password);
-	h->keys = h->vals = NULL;
-	h->target = h->password = NULL;
+	h->target = NULL;
 }
 
 /* ---- connecting ---- */
@@ -289,16 +152,14 @@ static int session_check(struct pg_handle *h, PGconn *c, struct cn_error *err)
 }
 
 /* The dsn's connect_timeout in ms (libpq's rules: 0 waits for ever, 1 counts
- * as 2 s); conninfo_defaults set 10 s unless the dsn gave one. */
+ * as 2 s); conninfo_policy set 10 s unless the dsn gave one. */
 static int64_t connect_timeout_ms(const struct pg_handle *h)
 {
-	for (size_t i = 0; h->keys && h->keys[i]; i++) {
-		if (strcmp(h->keys[i], "connect_timeout") == 0) {
-			long s = strtol(h->vals[i], NULL, 10);
-			return s <= 0 ? 0 : (s < 2 ? 2 : s) * 1000;
-		}
-	}
-	return 10000;
+	const char *v = pg_conninfo_get(&h->conninfo, "connect_timeout");
+	if (!v)
+		return 10000;
+	long s = strtol(v, NULL, 10);
+	return s <= 0 ? 0 : (s < 2 ? 2 : s) * 1000;
 }
 
 /* Connects with the notice receiver in place before the first byte is read.
@@ -316,7 +177,8 @@ static int64_t connect_timeout_ms(const struct pg_handle *h)
 static PGconn *connect_quiet(struct pg_handle *h, bool *timed_out)
 {
 	*timed_out = false;
-	PGconn *c = PQconnectStartParams((const char *const *)h->keys, (const char *const *)h->vals, 0);
+	PGconn *c = PQconnectStartParams((const char *const *)h->conninfo.keys,
+					  (const char *const *)h->conninfo.vals, 0);
 	if (!c)
 		return NULL;
 	PQsetNoticeReceiver(c, notice_ignore, NULL);

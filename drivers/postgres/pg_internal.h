@@ -23,6 +23,7 @@
 
 #include "connector_driver.h"
 #include "pg_types.h"
+#include "../common/pg_conninfo.h"
 #include "../common/pool.h"
 #include "../common/verdicts.h"
 
@@ -57,9 +58,8 @@ struct pg_type_entry {
 
 struct pg_handle {
 	char *source;         /* the source's name, for messages */
-	char **keys, **vals;  /* conninfo for PQconnectdbParams, NULL-terminated; owned */
-	char *target;         /* "host 127.0.0.1 port 5432 database x user y": no password */
-	char *password;       /* kept only to scrub it from messages; owned */
+	struct pg_conninfo conninfo; /* for PQconnectStartParams; its password is scrubbed from messages */
+	char *target;         /* "host 127.0.0.1 port 5432 database x user y": no password; owned */
 	uint32_t timeout_ms;
 	uint32_t session_timeout_ms; /* statement_timeout every session starts with */
 	void *host_ctx;
@@ -93,8 +93,8 @@ struct pg_col {
 /* ---- pg_conn.c ---- */
 int64_t pg_now_ms(void);
 /* Parse dsn, add the settings every session needs. */
-int pg_conninfo_build(struct pg_handle *h, const char *dsn, struct cn_error *err);
-void pg_conninfo_free(struct pg_handle *h);
+int pg_conn_settings_build(struct pg_handle *h, const char *dsn, struct cn_error *err);
+void pg_conn_settings_free(struct pg_handle *h);
 /* A new connection, checked (UTF8, standard strings, ISO dates); CN_EUNAVAILABLE
  * or CN_EAUTH with a message naming the target (never the password). */
 int pg_connect(struct pg_handle *h, PGconn **out, struct cn_error *err);

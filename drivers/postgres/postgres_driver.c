@@ -104,7 +104,7 @@ static void pg_close(void *handle)
 	pthread_mutex_destroy(&h->cache_lock);
 	pthread_mutex_destroy(&h->meta_lock);
 	verdicts_destroy(&h->verdicts);
-	pg_conninfo_free(h);
+	pg_conn_settings_free(h);
 	free(h->include_schemas);
 	free(h->exclude_schemas);
 	free(h->source);
@@ -139,7 +139,7 @@ static int pg_open(const struct cn_source_info *src, void **handle, struct cn_er
 		rc = cn_error_set(err, CN_ENOMEM, "out of memory");
 		goto fail;
 	}
-	if ((rc = options_parse(h, src, err)) || (rc = pg_conninfo_build(h, src->dsn, err)))
+	if ((rc = options_parse(h, src, err)) || (rc = pg_conn_settings_build(h, src->dsn, err)))
 		goto fail;
 	/* one connection now: a wrong dsn or an unreachable server shows at start-up */
 	if ((rc = pg_slot_ready(h, &h->slots[0], err)))
