@@ -281,7 +281,17 @@ static const struct ck_key global_keys[] = {
 	{"auth.secrets_file", CK_STRING, CFG(secrets_file), .flags = CK_F_PATH,
 	 .doc = "where rotate-secret keeps the secrets it made (\"\": STATE.secrets)"},
 	{"state.path", CK_STRING, CFG(state_path), .def = "./connector-state.db",
-	 .flags = CK_F_PATH, .doc = "SQLite file for execution answers and schema snapshots"},
+	 .flags = CK_F_PATH,
+	 .doc = "SQLite file for execution answers, snapshots and audit records (backend sqlite); "
+		"with either backend the prefix of this process's STATE.pid and control files"},
+	{"state.backend", CK_STRING, CFG(state_backend), .def = "sqlite", .choices = "sqlite|postgres",
+	 .doc = "where the state lives: sqlite (state.path, one process) or postgres (state.dsn, "
+		"shared by replicas)"},
+	{"state.dsn", CK_STRING, CFG(state_dsn), .flags = CK_F_SENSITIVE,
+	 .doc = "PostgreSQL URI of the shared state database (backend postgres), e.g. "
+		"\"${CN_STATE_DSN}\"; never printed"},
+	{"state.pool", CK_UINT, CFG(state_pool), .def_u = 4, .min = 1, .max = 64,
+	 .doc = "connections to the state database at most (backend postgres)"},
 	{"state.snapshots", CK_UINT, CFG(snapshots), .def_u = 10, .min = 1, .max = 1000,
 	 .doc = "schema snapshots (and their diffs) kept per source, besides the first"},
 	{"drivers.dir", CK_STRING, CFG(drivers_dir), .flags = CK_F_PATH,
@@ -1584,6 +1594,11 @@ static int check_async(struct loader *ld, const struct config *cfg, size_t i)
 	return CN_OK;
 }
 
+bool config_state_shared(const struct config *cfg)
+{
+	return strcmp(cfg->state_backend, "postgres") == 0;
+}
+
 /* What needs the whole file: tools name configured sources and fit the
  * prefix; register_on_start has what registering needs. */
 static int cross_checks(struct loader *ld, const struct walk *w, struct config *cfg)
@@ -1607,6 +1622,16 @@ static int cross_checks(struct loader *ld, const struct walk *w, struct config *
 				      "than %d characters; shorten the name", cfg->tool_prefix, t->name,
 				      CONFIG_MAX_TOOL_NAME);
 	}
+	bool pg = config_state_shared(cfg);
+	if (pg && !*cfg->state_dsn)
+		return err_at(ld, row_line(w, "state.backend", 1), "state.dsn",
+			      "state.backend is postgres but state.dsn is not set; set it to the shared "
+			      "database's URI, e.g. dsn: \"${CN_STATE_DSN}\" with CN_STATE_DSN="
+			      "postgresql://connector_state:PASSWORD@db.example.com:5432/connector_state");
+	if (!pg && *cfg->state_dsn)
+		return err_at(ld, row_line(w, "state.dsn", 1), "state.dsn",
+			      "is set but state.backend is sqlite, which does not use it; set "
+			      "`backend: postgres` to share the state between replicas, or remove the dsn");
 	if (cfg->register_on_start) {
 		const char *missing = !*cfg->client_id ? "interactor.client_id"
 				      : !*cfg->client_secret ? "interactor.client_secret"

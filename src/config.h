@@ -127,6 +127,9 @@ struct config {
 	/* state */
 	char *state_path;        /* default "./connector-state.db", resolved against dir */
 	uint32_t snapshots;      /* schema snapshots kept per source, default 10, 1..1000 */
+	char *state_backend;     /* "sqlite" (default) | "postgres" */
+	char *state_dsn;         /* backend postgres: libpq URI or key=value; sensitive */
+	uint32_t state_pool;     /* backend postgres: connections at most, default 4, 1..64 */
 	/* drivers */
 	char *drivers_dir;       /* optional ("" = default search), resolved against dir */
 	/* log */
@@ -203,6 +206,9 @@ extern const char *const config_builtin_tools[];
 /* Whether the platform client is configured (client_id and client_secret
  * set); when not, why in err ("FILE: interactor.client_id is not set; ..."). */
 int config_require_interactor(const struct config *cfg, struct cn_error *err) CN_MUST_USE;
+
+/* state.backend is postgres: the state is shared with other replicas. */
+bool config_state_shared(const struct config *cfg);
 
 /* The schedule a source refreshes on: its own `refresh`, else the global
  * one. NULL when refreshing on a schedule is off. */

@@ -48,6 +48,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "state_pg.h"
 
 #define STORE_DEFAULT_STALE_S 120
 #define STORE_BUCKETS_MIN 1024
@@ -132,6 +133,7 @@ struct exec_store {
 	sqlite3_stmt *st_audit_query;
 
 	char *path;
+	struct state_pg *pg; /* state.backend postgres: every call goes there (state_pg.h) */
 	uint32_t ttl_s;
 	uint32_t stale_s;
 	bool mu_init, db_mu_init;
@@ -752,6 +754,10 @@ static void store_flush_locked(struct exec_store *s)
 
 void exec_store_flush(struct exec_store *s)
 {
+	if (s->pg) {
+		state_pg_flush(s->pg);
+		return;
+	}
 	pthread_mutex_lock(&s->mu);
 	store_flush_locked(s);
 	pthread_mutex_unlock(&s->mu);
@@ -917,11 +923,13 @@ int exec_store_open(const char *path, const struct exec_store_opts *opts, struct
 	int rc = CN_OK;
 	if (!s->path || !s->buckets)
 		rc = cn_error_set(err, CN_ENOMEM, "out of memory");
-	if (rc == CN_OK)
+	if (rc == CN_OK && opts && opts->dsn)
+		rc = state_pg_open(opts->dsn, opts->pool, s->ttl_s, s->stale_s, &s->pg, err);
+	else if (rc == CN_OK)
 		rc = store_init_sync(s, err);
-	if (rc == CN_OK)
+	if (rc == CN_OK && !s->pg)
 		rc = store_open_db(s, err);
-	if (rc == CN_OK) {
+	if (rc == CN_OK && !s->pg) {
 		if (pthread_create(&s->writer, NULL, writer_main, s) != 0)
 			rc = cn_error_set(err, CN_ENOMEM,
 					  "execution store %s: cannot start its writer thread", path);
@@ -954,6 +962,7 @@ void exec_store_close(struct exec_store *s)
 {
 	if (!s)
 		return;
+	state_pg_close(s->pg);
 	if (s->writer_started) {
 		pthread_mutex_lock(&s->mu);
 		s->stop = true;
@@ -988,6 +997,10 @@ void exec_store_close(struct exec_store *s)
 
 void exec_store_stats(struct exec_store *s, struct exec_store_stats *out)
 {
+	if (s->pg) {
+		state_pg_stats(s->pg, out);
+		return;
+	}
 	memset(out, 0, sizeof *out);
 	out->entries = atomic_load(&s->stored);
 	pthread_mutex_lock(&s->mu);
@@ -1003,8 +1016,22 @@ void exec_store_stats(struct exec_store *s, struct exec_store_stats *out)
 	}
 }
 
+bool exec_store_reachable(struct exec_store *s, char *why, size_t n)
+{
+	return s->pg ? state_pg_reachable(s->pg, why, n) : true;
+}
+
+const char *exec_store_backend(const struct exec_store *s)
+{
+	return s->pg ? "postgres" : "sqlite";
+}
+
 void exec_store_set_clock(struct exec_store *s, time_t (*now)(void))
 {
+	if (s->pg) {
+		state_pg_set_clock(s->pg, now);
+		return;
+	}
 	pthread_mutex_lock(&s->mu);
 	s->now = now ? now : clock_default;
 	pthread_mutex_unlock(&s->mu);
@@ -1094,6 +1121,8 @@ int exec_store_claim(struct exec_store *s, const char *id, uint32_t wait_ms, enu
 	*status = 0;
 	if (!id_valid(id))
 		return id_error(err);
+	if (s->pg)
+		return state_pg_claim(s->pg, id, wait_ms, state, status, body, len, err);
 	const struct claim_out o = {state, status, body, len};
 	long long deadline = monotonic_ms() + wait_ms;
 	uint64_t hash = id_hash(id);
@@ -1189,6 +1218,8 @@ int exec_store_peek(struct exec_store *s, const char *id, enum exec_seen *seen, 
 	*status = 0;
 	if (!id_valid(id))
 		return id_error(err);
+	if (s->pg)
+		return state_pg_peek(s->pg, id, seen, status, body, len, err);
 	int rc = CN_OK;
 	pthread_mutex_lock(&s->mu);
 	time_t now = s->now();
@@ -1220,6 +1251,10 @@ int exec_store_peek(struct exec_store *s, const char *id, enum exec_seen *seen, 
 
 void exec_store_set_stale(struct exec_store *s, uint32_t stale_s)
 {
+	if (s->pg) {
+		state_pg_set_stale(s->pg, stale_s ? stale_s : STORE_DEFAULT_STALE_S);
+		return;
+	}
 	pthread_mutex_lock(&s->mu);
 	s->stale_s = stale_s ? stale_s : STORE_DEFAULT_STALE_S;
 	pthread_mutex_unlock(&s->mu);
@@ -1232,6 +1267,8 @@ int exec_store_finish(struct exec_store *s, const char *id, int status, const ch
 		return id_error(err);
 	if (!body && len)
 		return cn_error_set(err, CN_EINVAL, "execution answer has a length but no body");
+	if (s->pg)
+		return state_pg_finish(s->pg, id, status, body, len, err);
 	char *copy = malloc(len ? len : 1);
 	if (!copy)
 		return cn_error_set(err, CN_ENOMEM, "out of memory");
@@ -1275,6 +1312,8 @@ int exec_store_release(struct exec_store *s, const char *id, struct cn_error *er
 {
 	if (!id_valid(id))
 		return id_error(err);
+	if (s->pg)
+		return state_pg_release(s->pg, id, err);
 	pthread_mutex_lock(&s->mu);
 	struct entry *e = table_find(s, id, id_hash(id));
 	if (e && e->state == ENTRY_RUNNING) {
@@ -1345,6 +1384,8 @@ static uint64_t expire_memory(struct exec_store *s, long long cutoff)
 
 int exec_store_expire(struct exec_store *s, time_t now, uint64_t *removed, struct cn_error *err)
 {
+	if (s->pg)
+		return state_pg_expire(s->pg, now, removed, err);
 	uint64_t total = 0;
 	sqlite3_int64 cutoff = (sqlite3_int64)now - (sqlite3_int64)s->ttl_s;
 	pthread_mutex_lock(&s->mu);
@@ -1378,6 +1419,8 @@ static int audit_add_sync(struct exec_store *s, struct audit_item *it, struct cn
 
 int exec_store_audit_add(struct exec_store *s, const struct audit_record *r, struct cn_error *err)
 {
+	if (s->pg)
+		return state_pg_audit_add(s->pg, r, err);
 	size_t size = audit_record_strings(r);
 	struct audit_item *it = malloc(sizeof *it + size);
 	if (!it) {
@@ -1400,6 +1443,8 @@ int exec_store_audit_add(struct exec_store *s, const struct audit_record *r, str
 
 int exec_store_audit_prune(struct exec_store *s, int64_t before_ms, uint64_t *removed, struct cn_error *err)
 {
+	if (s->pg)
+		return state_pg_audit_prune(s->pg, before_ms, removed, err);
 	uint64_t total = 0;
 	int rc = delete_batches(s, s->st_audit_prune, before_ms, NULL, "pruning the audit log", &total, err);
 	if (removed)
@@ -1471,6 +1516,8 @@ int exec_store_audit_query(struct exec_store *s, const struct audit_filter *f, e
 			   struct cn_error *err)
 {
 	struct audit_item *items[AUDIT_QUERY_CHUNK];
+	if (s->pg)
+		return state_pg_audit_query(s->pg, f, fn, ctx, err);
 	int64_t after_ms = f->after_ms, after_id = f->after_id;
 	int rc = CN_OK, stop = 0;
 	pthread_mutex_lock(&s->mu);
@@ -1562,6 +1609,8 @@ int exec_store_snapshot_get(struct exec_store *s, const char *source, bool basel
 	int rc = CN_OK;
 	*found = false;
 	*out = (struct exec_snapshot){0};
+	if (s->pg)
+		return state_pg_snapshot_get(s->pg, source, baseline, out, found, err);
 	db_lock(s);
 	int src = sqlite3_prepare_v2(s->db, baseline ? first : latest, -1, &st, NULL);
 	if (src == SQLITE_OK)
@@ -1594,6 +1643,8 @@ int exec_store_snapshot_add(struct exec_store *s, const char *source, int64_t no
 	    "DELETE FROM schema_snapshots WHERE source = ?1 AND baseline = 0 AND id NOT IN"
 	    " (SELECT id FROM schema_snapshots WHERE source = ?1 AND baseline = 0"
 	    " ORDER BY id DESC LIMIT ?2)";
+	if (s->pg)
+		return state_pg_snapshot_add(s->pg, source, now, schema, schema_len, diff, drift, keep, id, err);
 	sqlite3_stmt *st = NULL;
 	db_lock(s);
 	int rc = store_exec(s, "BEGIN IMMEDIATE", "beginning a transaction", err);
@@ -1647,6 +1698,8 @@ out:
 int exec_store_snapshot_touch(struct exec_store *s, int64_t id, int64_t now, const char *drift,
 			      struct cn_error *err)
 {
+	if (s->pg)
+		return state_pg_snapshot_touch(s->pg, id, now, drift, err);
 	sqlite3_stmt *st = NULL;
 	db_lock(s);
 	int src = sqlite3_prepare_v2(
@@ -1670,11 +1723,13 @@ int exec_store_snapshot_history(struct exec_store *s, const char *source, size_t
 {
 	static const char sql[] = "SELECT " SNAPSHOT_COLUMNS " FROM schema_snapshots WHERE source = ?1"
 				  " ORDER BY id DESC LIMIT ?2";
+	*out = NULL;
+	*n = 0;
+	if (s->pg)
+		return state_pg_snapshot_history(s->pg, source, limit, out, n, err);
 	sqlite3_stmt *st = NULL;
 	struct exec_snapshot *v = calloc(limit ? limit : 1, sizeof *v);
 	int rc = CN_OK;
-	*out = NULL;
-	*n = 0;
 	if (!v)
 		return cn_error_set(err, CN_ENOMEM, "out of memory");
 	db_lock(s);

@@ -1,33 +1,38 @@
 /*
  * execution_store.h - answers kept by execution_id (Interactor's
  * idempotency key) so that a retried callback gets the first answer byte for
- * byte and never runs twice. Entries expire after the TTL (7 days). The
- * interface is small so that a PostgreSQL-backed store can take its place
- * for several replicas.
+ * byte and never runs twice. Entries expire after the TTL (7 days).
  *
  * Protocol: exec_store_claim(); when it says EXEC_CLAIMED run the tool,
  * then exec_store_finish() with the answer (or exec_store_release() for an
  * answer that must not be kept, such as 429 or 5xx, so a retry runs again).
  * A claim older than stale_s seconds (its request hung) is taken over.
  *
- * Where things live: claims and fresh answers in memory; answers in a
- * SQLite file (WAL) that this process holds exclusively from open to close.
- * A second process opening the same file gets an error naming the path
- * ("... is in use by another connector process"): several replicas each
- * need their own state file (or the PostgreSQL-backed store); sharing one
- * SQLite file between processes is not supported. Claims are not stored, so
- * after a restart an id that was running when the process stopped runs
- * again on its retry.
+ * Two backends behind this one interface, chosen at open (state.backend):
  *
+ * SQLite (the default, one process). Claims and fresh answers in memory;
+ * answers in a SQLite file (WAL) that this process holds exclusively from
+ * open to close. A second process opening the same file gets an error
+ * naming the path ("... is in use by another connector process"): several
+ * replicas need the PostgreSQL backend; sharing one SQLite file between
+ * processes is not supported. Claims are not stored, so after a restart an
+ * id that was running when the process stopped runs again on its retry.
  * exec_store_finish() makes the answer visible to duplicates at once and
  * queues it for a background thread, which gathers answers for 10 ms and
- * writes them in one transaction; the request does not wait for the disk. When that thread
- * falls behind (10,000 answers or 64 MiB queued), finish() writes the
- * answer itself. exec_store_close() writes everything still queued. If the
- * process dies between answering and that write (normally well under a
- * second), the answer is lost and a retry runs the (read-only) query again.
- * An answer the thread cannot write is logged and kept in memory for the
- * next attempt.
+ * writes them in one transaction; the request does not wait for the disk.
+ * When that thread falls behind (10,000 answers or 64 MiB queued), finish()
+ * writes the answer itself. exec_store_close() writes everything still
+ * queued. If the process dies between answering and that write (normally
+ * well under a second), the answer is lost and a retry runs the (read-only)
+ * query again. An answer the thread cannot write is logged and kept in
+ * memory for the next attempt.
+ *
+ * PostgreSQL (opts.dsn set; several replicas share one database). Claims,
+ * answers, snapshots and audit records are rows of shared tables, so one
+ * execution_id runs once whichever replica each delivery reaches; finish()
+ * returns once the answer is committed; an unreachable database makes
+ * claim() and finish() fail, and the caller must not run the tool without a
+ * claim. state_pg.h says what else differs.
  */
 #ifndef CN_EXECUTION_STORE_H
 #define CN_EXECUTION_STORE_H
@@ -54,8 +59,13 @@ enum exec_claim {
 struct exec_store_opts {
 	uint32_t ttl_s;   /* default EXEC_STORE_TTL_S when 0 */
 	uint32_t stale_s; /* a running claim older than this is taken over; default 120 when 0 */
+	const char *dsn;  /* non-NULL: the PostgreSQL backend at this libpq URI or key=value
+			     string (sensitive: never in a message); path is then not opened */
+	uint32_t pool;    /* PostgreSQL connections at most (state.pool); 0: one */
 };
 
+/* path: the SQLite file (named in messages with either backend). With
+ * opts->dsn, connects and creates or migrates the PostgreSQL tables. */
 int exec_store_open(const char *path, const struct exec_store_opts *opts, struct exec_store **out,
 		    struct cn_error *err) CN_MUST_USE;
 void exec_store_close(struct exec_store *s);
@@ -166,10 +176,16 @@ struct exec_store_stats {
 };
 void exec_store_stats(struct exec_store *s, struct exec_store_stats *out);
 
+/* "sqlite" or "postgres". */
+const char *exec_store_backend(const struct exec_store *s);
+/* Whether the store can be written now (always for SQLite); why (no secret
+ * in it) when not. For /readyz; may wait up to a few seconds. */
+bool exec_store_reachable(struct exec_store *s, char *why, size_t n);
+
 /* For tests: the clock the store uses (default time(NULL)). */
 void exec_store_set_clock(struct exec_store *s, time_t (*now)(void));
 
-/* Test hooks: not for the daemon. With the writer held, exec_store_expire()
+/* Test hooks of the SQLite backend: not for the daemon. With the writer held, exec_store_expire()
  * would wait for it. */
 void exec_store_test_hold_writer(struct exec_store *s, bool hold);
 void exec_store_test_set_limits(struct exec_store *s, size_t max_entries, size_t max_bytes);

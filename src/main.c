@@ -374,6 +374,17 @@ static int daemon_sync_start(struct daemon *d, struct cn_error *err)
 	return rc;
 }
 
+/* The execution store cfg names: the SQLite file at state_path, or the
+ * shared PostgreSQL database (state.backend postgres). */
+static int state_open(const struct config *cfg, const char *state_path, struct exec_store **out,
+		      struct cn_error *err)
+{
+	struct exec_store_opts o = {.pool = cfg->state_pool};
+	if (config_state_shared(cfg))
+		o.dsn = cfg->state_dsn;
+	return exec_store_open(state_path, &o, out, err);
+}
+
 /* A claim is taken over as stale after this: longer than any query may run. */
 static uint32_t stale_after_s(const struct config *cfg)
 {
@@ -387,7 +398,8 @@ static uint32_t stale_after_s(const struct config *cfg)
 /* Global keys that apply at the next start only. */
 static const char *const restart_keys[] = {
 	"server.listen", "server.max_connections", "server.max_connections_per_address",
-	"server.request_timeout", "state.path", "state.snapshots", "drivers.dir", "metrics.enabled",
+	"server.request_timeout", "state.path", "state.backend", "state.dsn", "state.pool",
+	"state.snapshots", "drivers.dir", "metrics.enabled",
 };
 
 static bool is_restart_key(const char *path)
@@ -583,7 +595,7 @@ static int cmd_serve(int argc, char **argv)
 		goto out;
 	/* a `refresh` command may hold the state file for a moment */
 	for (unsigned waited = 0;; waited += 250) {
-		int rc = exec_store_open(state_path, NULL, &d.app.store, &err);
+		int rc = state_open(cfg, state_path, &d.app.store, &err);
 		if (rc == CN_OK)
 			break;
 		if (rc != CN_EBUSY || waited >= CONTROL_STORE_WAIT_MS) {
@@ -903,8 +915,9 @@ static int cmd_check_config(int argc, char **argv)
 	char *state_path = config_resolve_path(cfg, cfg->state_path);
 	pid_t daemon = state_path ? control_daemon(state_path) : 0;
 	struct stat st_state;
-	if (state_path && !daemon && !no_connect && stat(state_path, &st_state) == 0 &&
-	    exec_store_open(state_path, NULL, &store, &err) != CN_OK)
+	if (state_path && !daemon && !no_connect &&
+	    (config_state_shared(cfg) || stat(state_path, &st_state) == 0) &&
+	    state_open(cfg, state_path, &store, &err) != CN_OK)
 		store = NULL;
 	struct sources_opts sopts = {.store = store, .store_read_only = true, .lazy = no_connect};
 	if (sources_open_with(cfg, &sopts, &set, &err)) {
@@ -1139,19 +1152,19 @@ static int answer_status(const cJSON *a, bool drift)
 /* The daemon that holds the state file (*pid), or else the file opened
  * (*store): the daemon holds it exclusively, so it is one or the other.
  * When create is false and neither exists, CN_ENOTFOUND. */
-static int daemon_or_store(const char *state_path, bool create, pid_t *pid, struct exec_store **store,
-			   struct cn_error *err)
+static int daemon_or_store(const struct config *cfg, const char *state_path, bool create, pid_t *pid,
+			   struct exec_store **store, struct cn_error *err)
 {
 	*store = NULL;
 	for (unsigned waited = 0;; waited += 250) {
 		if ((*pid = control_daemon(state_path)) != 0)
 			return CN_OK;
 		struct stat st;
-		if (!create && stat(state_path, &st) != 0)
+		if (!create && !config_state_shared(cfg) && stat(state_path, &st) != 0)
 			return cn_error_set(err, CN_ENOTFOUND,
 					    "no state file %s and no daemon using it: nothing was recorded "
 					    "there (is state.path the daemon's?)", state_path);
-		int rc = exec_store_open(state_path, NULL, store, err);
+		int rc = state_open(cfg, state_path, store, err);
 		if (rc != CN_EBUSY || waited >= 2000)
 			return rc;
 		/* a daemon between opening the file and locking STATE.pid: look again */
@@ -1168,7 +1181,7 @@ static int state_command(const struct config *cfg, const char *verb, const char 
 	char *state_path = config_resolve_path(cfg, cfg->state_path);
 	struct exec_store *store = NULL;
 	pid_t pid = 0;
-	int rc = state_path ? daemon_or_store(state_path, true, &pid, &store, err)
+	int rc = state_path ? daemon_or_store(cfg, state_path, true, &pid, &store, err)
 			    : cn_error_set(err, CN_ENOMEM, "out of memory");
 	*answer = NULL;
 	if (rc == CN_OK && pid)
@@ -1350,7 +1363,7 @@ static int cmd_audit(int argc, char **argv)
 	struct exec_store *store = NULL;
 	pid_t pid = 0;
 	char *state_path = config_resolve_path(cfg, cfg->state_path);
-	int rc = state_path ? daemon_or_store(state_path, false, &pid, &store, &err)
+	int rc = state_path ? daemon_or_store(cfg, state_path, false, &pid, &store, &err)
 			    : cn_error_set(&err, CN_ENOMEM, "out of memory");
 	for (int done = 0; rc == CN_OK && done == 0;) {
 		char word[AUDIT_FILTER_MAX];

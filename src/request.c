@@ -99,8 +99,8 @@ static void handle_health(struct app *app, struct http_response *resp)
 }
 
 /* GET /readyz: 200 when every source is open with a schema and its last
- * refresh worked, else 503; each source says why. Messages are the
- * drivers' (no DSN, no secret). */
+ * refresh worked and the state store can be written, else 503; each says
+ * why. Messages are the drivers' and the store's (no DSN, no secret). */
 static void handle_ready(struct app *app, struct http_response *resp)
 {
 	cJSON *root = cJSON_CreateObject();
@@ -144,6 +144,19 @@ static void handle_ready(struct app *app, struct http_response *resp)
 		if (st.next_refresh_at)
 			refresh_add_time(o, "next_refresh_at", st.next_refresh_at);
 		cJSON_AddItemToArray(arr, o);
+	}
+	if (app->store) {
+		/* the shared state store: without it no call can be claimed (503) */
+		char why[600];
+		cJSON *o = cJSON_AddObjectToObject(root, "state");
+		cJSON_AddStringToObject(o, "backend", exec_store_backend(app->store));
+		if (exec_store_reachable(app->store, why, sizeof why)) {
+			cJSON_AddStringToObject(o, "status", "ready");
+		} else {
+			cJSON_AddStringToObject(o, "status", "unreachable");
+			cJSON_AddStringToObject(o, "reason", why);
+			all = false;
+		}
 	}
 	cJSON_AddStringToObject(root, "status", all ? "ready" : "not_ready");
 	respond_json(resp, all ? 200 : 503, root);
