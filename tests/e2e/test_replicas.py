@@ -23,7 +23,8 @@ matters, at the source database (pg_stat_statements of the test PostgreSQL, one 
 The source is a fresh database on the test PostgreSQL (so its pg_stat_statements entries are
 this run's alone). Each id's query has its own shape (a cast per digit of its number: the
 statement's fingerprint differs, so pg_stat_statements keeps one entry per id) and names the id
-in a comment that the entry keeps.
+in a comment that the entry keeps; it answers clock_timestamp() too, so that two executions of
+an id never answer the same bytes.
 
 Skips (exit 77) when haproxy is not installed or the binary does not know state.backend."""
 
@@ -53,6 +54,7 @@ BACKOFF = [1, 1, 2, 4, 8, 16]  # Interactor: attempts at 0, 1, 2, 4, 8, 16 s
 PLATFORM_BUDGET = 31.0  # the last of Interactor's attempts starts 31 s after the first
 STALE_S = 6  # the state store's stale timeout in this test (state.stale_timeout)
 WORKERS = 24
+LEAD_S = 0.05  # how far ahead the leading delivery of an id goes (the SIGKILL case)
 COMMENT = re.compile(r"/\* (exec_[A-Za-z0-9_]+) \*/")
 
 
@@ -202,14 +204,16 @@ def id_query(n, exec_id, work):
     digits = "%0*d" % (DIGITS, n)
     casts = ", ".join("'%s'::%s AS d%d" % (d, TYPES[int(d)], j) for j, d in enumerate(digits))
     w = ", (SELECT count(*) FROM generate_series(1, %d)) AS w" % work if work else ""
-    return "SELECT /* %s */ $1::text AS id, %s%s" % (exec_id, casts, w)
+    # clock_timestamp(): a second execution answers differently, so one that is seen shows
+    return "SELECT /* %s */ $1::text AS id, %s%s, clock_timestamp()::text AS at" % (exec_id, casts, w)
 
 
 class Delivery:
-    def __init__(self, exec_id, body, target):
+    def __init__(self, exec_id, body, target, heavy=False):
         self.exec_id = exec_id
         self.body = body  # the signed body, the same on every attempt
         self.target = target
+        self.heavy = heavy  # its query takes a while at the source
         self.first = None
         self.attempts = []  # (start, end, target, status)
         self.status = None
@@ -231,7 +235,7 @@ class Engine:
         self.cv = threading.Condition()
         self.pending = 0
         self.done = 0
-        self.inflight = {}
+        self.inflight = {}  # target -> the deliveries being sent there now
         self.threads = [threading.Thread(target=self.worker, daemon=True) for _ in range(workers)]
 
     def add(self, d, due=None):
@@ -274,14 +278,14 @@ class Engine:
                         _, _, d = heapq.heappop(self.heap)
                         if d.target in self.dead:
                             d.target = "lb"
-                        self.inflight[d.target] = self.inflight.get(d.target, 0) + 1
+                        self.inflight.setdefault(d.target, set()).add(d)
                         break
                     self.cv.wait(min(self.heap[0][0] - now, 0.5) if self.heap else 0.5)
             try:
                 self.attempt(d, conns)
             finally:
                 with self.cv:
-                    self.inflight[d.target] -= 1
+                    self.inflight[d.target].discard(d)
 
     def attempt(self, d, conns):
         port = self.ports[d.target]
@@ -336,7 +340,11 @@ class Phase:
     """One batch of ids: the deliveries, then what reached the source and what was answered."""
     counter = 0
 
-    def __init__(self, name, run_tag, nids, targets, lb_every=5, work=0):
+    def __init__(self, name, run_tag, nids, targets, lb_every=5, work=0, heavy_every=0,
+                 heavy_work=0, lead=None):
+        """nids ids, each delivered to every target (and every lb_every-th through the balancer
+        too); every heavy_every-th id's query counts heavy_work rows, the others work rows; with
+        lead, the delivery to that target goes LEAD_S first (it claims the id, mostly)."""
         self.name = name
         self.ids = []
         self.deliveries = []
@@ -345,8 +353,10 @@ class Phase:
             Phase.counter += 1
             expect(n < 10 ** DIGITS, "too many ids for %d digits" % DIGITS)
             exec_id = "exec_%s_%s_%d" % (run_tag, name, n)
+            heavy = bool(heavy_every and k % heavy_every == 0)
+            q = id_query(n, exec_id, heavy_work if heavy else work)
             body = json.dumps({"tool_name": "run_query",
-                               "parameters": {"source": "pg", "query": id_query(n, exec_id, work),
+                               "parameters": {"source": "pg", "query": q,
                                               "parameters": [exec_id]},
                                "execution_id": exec_id, "room_id": "room_rep",
                                "assistant_id": "asst_rep", "timestamp": iso(time.time())}).encode()
@@ -356,7 +366,8 @@ class Phase:
             if lb_every and k % lb_every == 0:
                 order = order + ["lb"]
             for t in order:
-                self.deliveries.append(Delivery(exec_id, body, t))
+                self.deliveries.append(Delivery(exec_id, body, t, heavy))
+        self.lead = lead
 
     def feed(self, engine, spread=0.0):
         """Hand the deliveries over, an id's side by side (taken at once); with spread, the
@@ -364,7 +375,8 @@ class Phase:
         now = time.monotonic()
         pos = {exec_id: k for k, exec_id in enumerate(self.ids)}
         for d in self.deliveries:
-            engine.add(d, now + spread * pos[d.exec_id] / len(self.ids))
+            due = now + spread * pos[d.exec_id] / len(self.ids)
+            engine.add(d, due if d.target == self.lead or not self.lead else due + LEAD_S)
 
     def by_id(self):
         out = {}
@@ -510,8 +522,12 @@ def test_deliveries(ctx):
 
 
 def test_sigkill(ctx):
+    """r2 gets each id first, so it holds the claims; one id in four runs a while at the
+    source. r2 is killed while it runs one of those: its claims stay running until the stale
+    timeout, then another replica takes them over and runs them again."""
     cl = ctx["cluster"]
-    ph = Phase("b", ctx["tag"], ctx["nids_small"], ["r0", "r1", "r2"], work=ctx["work"])
+    ph = Phase("b", ctx["tag"], ctx["nids_small"], ["r0", "r1", "r2"], work=ctx["work"],
+               heavy_every=4, heavy_work=ctx["heavy_work"], lead="r2")
     t0 = time.time()
     eng = Engine(cl.ports(), ctx["stale"] + PLATFORM_BUDGET).start()
     ph.feed(eng, spread=10)
@@ -520,41 +536,54 @@ def test_sigkill(ctx):
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         with eng.cv:
-            inflight = eng.inflight.get("r2", 0)
-        if inflight:
+            running = [d for d in eng.inflight.get("r2", ()) if d.heavy]
+            inflight = len(eng.inflight.get("r2", ()))
+        if running:
             break
         time.sleep(0.002)
     cl.replicas[2].proc.send_signal(signal.SIGKILL)
     eng.mark_dead("r2")
     killed_at = time.monotonic()
-    log("sigkill: replica r2 killed with %d of its deliveries in flight, %d of %d done" %
-        (inflight, eng.done, total))
-    eng.wait(600)
+    log("sigkill: replica r2 killed with %d deliveries in flight (%d of them long queries), "
+        "%d of %d deliveries done" % (inflight, len(running), eng.done, total))
+    eng.wait(ctx["stale"] + 300)
     calls, entries = source_calls(ctx["super"], ctx["src_oid"], ctx["tag"])
-    after = sum(1 for d in ph.deliveries if d.attempts[-1][1] > killed_at)
+    # ids answered only once the dead replica's claim went stale: taken over
+    late = {d.exec_id for d in ph.deliveries
+            if d.attempts[-1][1] - killed_at > ctx["stale"] * 0.9}
     twice = check_answers(ph, allow_second=True, calls=calls)
-    report(ph, t0, "; %d deliveries ended after the kill; %d ids ran twice at the source "
-                   "(their answers agree)%s" % (after, len(twice), (": " + ", ".join(twice[:5]))
-                                                if twice else ""))
-    expect(inflight > 0, "r2 had nothing in flight when killed")
-
-
+    report(ph, t0, "; %d ids answered only after the stale timeout (taken over); %d ids ran "
+                   "twice at the source, their answers all the same: %s" %
+           (len(late), len(twice), ", ".join(twice[:5]) or "-"))
+    expect(running, "r2 ran no long query when killed: nothing to take over")
+    expect(late, "no claim of the killed replica was waited for and taken over")
 def test_state_restart(ctx):
     cl, pg2 = ctx["cluster2"], ctx["pg2"]
-    ph = Phase("c", ctx["tag"], ctx["nids_small"], ["r0", "r1", "r2"], work=ctx["work"])
+    # one id in four runs a while: the state database goes down while some of them run, so
+    # their answers are due while it is down (they must not be sent unless stored)
+    ph = Phase("c", ctx["tag"], ctx["nids_small"], ["r0", "r1", "r2"], work=ctx["work"],
+               heavy_every=4, heavy_work=ctx["heavy_work"])
     t0 = time.time()
     eng = Engine(cl.ports(), ctx["stale"] + PLATFORM_BUDGET).start()
     ph.feed(eng, spread=15)
     total = len(ph.deliveries)
     time.sleep(4)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with eng.cv:
+            running = sum(1 for ds in eng.inflight.values() for d in ds if d.heavy)
+        if running:
+            break
+        time.sleep(0.002)
     down = time.monotonic()
     pg2.halt()
     halted = time.monotonic()
     time.sleep(3)
     pg2.restart()
     up = time.monotonic()
-    log("state_restart: state database stopped at %d of %d deliveries (stop took %.1f s), "
-        "down %.1f s" % (eng.done, total, halted - down, up - halted))
+    log("state_restart: state database stopped at %d of %d deliveries, %d of them long "
+        "queries in flight (stop took %.1f s), down %.1f s" %
+        (eng.done, total, running, halted - down, up - halted))
     eng.wait(600)
     calls, _ = source_calls(ctx["super"], ctx["src_oid"], ctx["tag"])
     during = {}
@@ -569,6 +598,9 @@ def test_state_restart(ctx):
     expect(during.get(503, 0) + during.get(429, 0) > 0,
            "no delivery answered 429 or 503 while the state database was down: %s" % during)
     check_answers(ph, calls=calls)
+    late = [d.exec_id for d in ph.deliveries if d.attempts[-1][1] - d.first > PLATFORM_BUDGET]
+    expect(not late, "%d deliveries answered only after Interactor's %d s (it gives up): %s" %
+           (len(late), PLATFORM_BUDGET, sorted(set(late))[:5]))
 
 
 def check_config(args, state_extra):
@@ -607,6 +639,14 @@ def stale_setting(args):
     return "", 120
 
 
+def heavy_rows(dsn, seconds):
+    """How many rows count(*) of generate_series takes about this long on this server now."""
+    n = 2000000
+    t0 = time.monotonic()
+    psql(dsn, "SELECT count(*) FROM generate_series(1, %d)" % n)
+    return max(int(n * seconds / max(time.monotonic() - t0, 0.01)), 100000)
+
+
 def asan_build(binary):
     p = subprocess.run(["ldd", binary], capture_output=True, text=True)
     return "libasan" in p.stdout
@@ -628,7 +668,8 @@ def main():
     tag = "%x%x" % (os.getpid(), int(time.time()) & 0xffff)
     ctx = {"tag": tag, "super": superdsn,
            "nids": int(os.environ.get("CN_REPLICAS_IDS", 300 if slow else 1000)),
-           "nids_small": 120 if slow else 300, "work": 20000}
+           "nids_small": 120 if slow else 300, "work": 20000,
+           "heavy_work": heavy_rows(with_db(superdsn, "connector_test"), 0.4)}
     src_db, state_db = "cnrep_src_" + tag, "cnrep_state_" + tag
     r = Runner()
     pg2 = None
