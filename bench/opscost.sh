@@ -55,10 +55,10 @@ driver_dir=$build_dir/drivers
 [ -f "$demo_db" ] || die "$demo_db is missing (the build makes it from conf/demo.sql with sqlite3)"
 [ -f "$driver_dir/postgres.so" ] || die "$driver_dir/postgres.so is not built (libpq-dev, libpg-query-dev)"
 # bench/opscost_loop.c against the library the connector was built from
-# shellcheck disable=SC2046 # pkg-config prints a list of flags
+# shellcheck disable=SC2046 # pkg-config prints a list of flags (every library cn_core links)
 "${CC:-cc}" -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -I"$repo/src" -I"$repo/drivers/include" \
 	-o "$bench_dir/.bin/opscost_loop" "$bench_dir/opscost_loop.c" "$build_dir/libcn_core.a" \
-	$(pkg-config --libs libmicrohttpd libcjson yaml-0.1 sqlite3 libcrypto) -lpthread -ldl -lm ||
+	$(pkg-config --libs libmicrohttpd libcjson yaml-0.1 sqlite3 libcrypto gnutls libcurl libpq) -lpthread -ldl -lm ||
 	die "cannot build bench/opscost_loop.c"
 bench_workdir
 

@@ -14,10 +14,15 @@ if [ "${1:-}" = "--test" ]; then
   # GET /metrics in tests/e2e/test_metrics.py
   # python3-yaml, man-db, systemd (systemd-analyze, offline) and dpkg-dev (dpkg-shlibdeps, from
   # build-essential): the packaging tests check docker-compose.yml, render the man page, verify
-  # the unit and build the .deb
+  # the unit and build the .deb; python3-kubernetes (the official client's object model) and
+  # haproxy (`haproxy -c`): they check deploy/kubernetes/ and deploy/haproxy/ without a cluster
   pkgs+=(libcmocka-dev clang-14 libclang-rt-14-dev valgrind postgresql-15 mariadb-server
          mariadb-client python3-pymongo python3-mongomock python3-croniter python3-prometheus-client
-         python3-yaml man-db systemd dpkg-dev)
+         python3-yaml man-db systemd dpkg-dev python3-kubernetes haproxy)
+  # kubernetes-client (kubectl 1.20): `kubectl kustomize` renders deploy/kubernetes/ offline.
+  # Only where no kubectl is installed: another package's kubectl may own /usr/bin/kubectl, and
+  # the two cannot be installed together
+  command -v kubectl >/dev/null || pkgs+=(kubernetes-client)
 fi
 
 missing=()
@@ -39,11 +44,12 @@ if printf '%s\n' "${missing[@]}" | grep -qx postgresql-15; then
   grep -qsx 'create_main_cluster = false' /etc/postgresql-common/createcluster.conf ||
     echo 'create_main_cluster = false' | $sudo tee -a /etc/postgresql-common/createcluster.conf >/dev/null
 fi
-# Nor may mariadb-server start a system server on port 3306: while the packages install, a
-# policy-rc.d that answers 101 tells their scripts not to start services.
+# Nor may mariadb-server start a system server on port 3306, nor haproxy a service (the tests
+# only run `haproxy -c`): while the packages install, a policy-rc.d that answers 101 tells their
+# scripts not to start services.
 policy=/usr/sbin/policy-rc.d
 added_policy=""
-if printf '%s\n' "${missing[@]}" | grep -qx mariadb-server && [ ! -e "$policy" ]; then
+if printf '%s\n' "${missing[@]}" | grep -qxE 'mariadb-server|haproxy' && [ ! -e "$policy" ]; then
   printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
   $sudo chmod 755 "$policy"
   added_policy=1

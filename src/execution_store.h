@@ -168,7 +168,9 @@ int exec_store_audit_query(struct exec_store *s, const struct audit_filter *f, e
 			   struct cn_error *err) CN_MUST_USE;
 
 /* For the metrics: answers in the file (kept from a count at open), answers
- * waiting for the writer, bytes of the file and its WAL. Thread-safe. */
+ * waiting for the writer, bytes of the file and its WAL. PostgreSQL: the
+ * server's estimates of the executions table's rows and bytes, read at open
+ * and at each expire(); nothing pending. Thread-safe. */
 struct exec_store_stats {
 	uint64_t entries;
 	uint64_t pending;

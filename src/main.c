@@ -915,10 +915,13 @@ static int cmd_check_config(int argc, char **argv)
 	char *state_path = config_resolve_path(cfg, cfg->state_path);
 	pid_t daemon = state_path ? control_daemon(state_path) : 0;
 	struct stat st_state;
-	if (state_path && !daemon && !no_connect &&
-	    (config_state_shared(cfg) || stat(state_path, &st_state) == 0) &&
+	bool shared = config_state_shared(cfg);
+	if (state_path && !daemon && !no_connect && (shared || stat(state_path, &st_state) == 0) &&
 	    state_open(cfg, state_path, &store, &err) != CN_OK)
 		store = NULL;
+	char state_failure[sizeof err.message] = "";
+	if (shared && !no_connect && !daemon && !store)
+		snprintf(state_failure, sizeof state_failure, "%s", err.message);
 	struct sources_opts sopts = {.store = store, .store_read_only = true, .lazy = no_connect};
 	if (sources_open_with(cfg, &sopts, &set, &err)) {
 		fprintf(stderr, "interactor-connector: %s\n", err.message);
@@ -928,6 +931,12 @@ static int cmd_check_config(int argc, char **argv)
 		return 1;
 	}
 	printf("# check\n");
+	/* the shared state store is checked like a source (opening it creates
+	 * or migrates its tables, as the daemon would) */
+	if (shared && !no_connect && !daemon) {
+		printf("state store (postgres): %s%s\n", store ? "ok" : "FAILED: ", state_failure);
+		ret |= store == NULL;
+	}
 	for (size_t i = 0; i < set->n; i++) {
 		struct source *s = set->items[i];
 		void *h;
