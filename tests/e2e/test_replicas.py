@@ -499,7 +499,7 @@ def version_rows(state_dsn):
     return {t[0]: psql(state_dsn, "SELECT * FROM %s" % t[0]) for t in tabs}
 
 
-def test_migrations(ctx, state_dsn):
+def test_migrations(ctx, state_dsn, cluster):
     vr = version_rows(state_dsn)
     expect(vr, "no schema version table in the state database")
     for table, rows in vr.items():
@@ -507,7 +507,10 @@ def test_migrations(ctx, state_dsn):
         expect(len(rows) == len({tuple(r) for r in rows}), "%s holds a duplicate: %s" % (table, rows))
         keys = [r[0] for r in rows]
         expect(len(keys) == len(set(keys)), "%s: a version recorded twice: %s" % (table, rows))
-    log("migrations: 3 replicas started at once; %s" % vr)
+    # which replica migrated (informative: the store logs it; the others found it done)
+    said = [d.log_text().count("migrated to version") for d in ctx[cluster].replicas]
+    log("migrations: 3 replicas started at once; %s; 'migrated to version' logged by the "
+        "replicas: %s" % (vr, said))
 
 
 def test_deliveries(ctx):
@@ -685,7 +688,7 @@ def main():
         t0 = time.time()
         ctx["cluster"] = Cluster(args, env, state_extra).start_together()
         log("3 replicas and haproxy up in %.1f s (%s)" % (time.time() - t0, ctx["cluster"].ports()))
-        r.run("test_migrations", test_migrations, ctx, state_dsn)
+        r.run("test_migrations", test_migrations, ctx, state_dsn, "cluster")
         r.run("test_deliveries", test_deliveries, ctx)
         r.run("test_sigkill", test_sigkill, ctx)
         r.run("stop_cluster", ctx.pop("cluster").stop)
@@ -695,7 +698,7 @@ def main():
         ctx["pg2"] = pg2
         ctx["cluster2"] = Cluster(args, env2, state_extra).start_together()
         r.run("test_migrations_second_store", test_migrations, ctx,
-              pg2.env["CN_TEST_PG_SUPER_DSN"])
+              pg2.env["CN_TEST_PG_SUPER_DSN"], "cluster2")
         r.run("test_state_restart", test_state_restart, ctx)
         r.run("stop_cluster_2", ctx.pop("cluster2").stop)
     except Exception as e:  # noqa: BLE001 - a failure to set up is a failure
