@@ -92,12 +92,19 @@ class Daemon:
         self.proc = None
 
     def start(self):
+        return self.spawn().wait_healthy()
+
+    def spawn(self):
+        """Start the process without waiting for it (several daemons starting at once)."""
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [self.args.binary, "serve", "--config", self.config_path,
              "--listen", "127.0.0.1:%d" % self.port],
             stdout=self.log, stderr=self.log, env=self.env)
-        deadline = time.time() + 30
+        return self
+
+    def wait_healthy(self, timeout=30):
+        deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError("daemon exited with %s:\n%s" % (self.proc.returncode, self.log_text()))
@@ -108,7 +115,8 @@ class Daemon:
             except OSError:
                 pass
             time.sleep(0.05)
-        raise AssertionError("daemon did not answer /healthz within 30 s:\n" + self.log_text())
+        raise AssertionError("daemon did not answer /healthz within %d s:\n%s" %
+                             (timeout, self.log_text()))
 
     def stop(self, sig=signal.SIGTERM, timeout=40):
         """Stop the daemon; with SIGTERM it must exit 0 with no sanitizer report (the ASan

@@ -7,6 +7,12 @@
 #   pg.sh stop DIR      stop the server (pg_ctl -m fast, by data directory) and remove it and DIR
 #   pg.sh restart DIR   stop (if it runs) and start the server again on the same port
 #
+# The server loads pg_stat_statements (track = all, 10,000 entries) where the extension is
+# installed, and the extension is created in the fixture database, in its own schema `pgss` that
+# the read-only role cannot see (so it never shows in the connector's introspection): tests count
+# what actually reached the database there (pgss.pg_stat_statements, any database's statements).
+# pg.env says CN_TEST_PG_STAT_STATEMENTS=1 when it is there.
+#
 # Runs as root (initdb and pg_ctl through `runuser -u postgres --`) or as an ordinary user.
 # Never stops anything by process name. PG_BINDIR overrides where initdb/pg_ctl are found.
 set -euo pipefail
@@ -45,6 +51,10 @@ owner() { if [ "$(id -u)" -eq 0 ]; then echo postgres; else id -un; fi; }
 server_start() {
 	local opts="-p $PG_PORT -k $PG_SOCK -c listen_addresses=127.0.0.1 -c max_connections=60"
 	opts="$opts -c fsync=off -c full_page_writes=off -c synchronous_commit=off"
+	if [ -n "$PG_PRELOAD" ]; then
+		opts="$opts -c shared_preload_libraries=$PG_PRELOAD -c pg_stat_statements.track=all"
+		opts="$opts -c pg_stat_statements.max=10000"
+	fi
 	as_owner "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 30 -o "$opts" start >/dev/null
 }
 
@@ -63,6 +73,15 @@ load_env() {
 	PG_PORT=$CN_TEST_PG_PORT
 	PG_BASE=$CN_TEST_PG_BASE_DIR
 	PG_LOG=$PG_BASE/postgres.log
+	PG_PRELOAD=
+	if [ "${CN_TEST_PG_STAT_STATEMENTS:-0}" = 1 ]; then PG_PRELOAD=pg_stat_statements; fi
+}
+
+# pg_stat_statements where the server has it (postgresql-15 ships it; a PG_BINDIR build may not).
+find_preload() {
+	local libdir
+	libdir=$(dirname "$PG_BIN")/lib
+	if [ -f "$libdir/pg_stat_statements.so" ]; then echo pg_stat_statements; fi
 }
 
 # Undo a half-done start: stop the server if it runs, remove the cluster.
@@ -79,6 +98,7 @@ cmd_start() {
 	dir=$(cd "$dir" && pwd)
 	[ -f "$dir/pg.env" ] && die "$dir/pg.env exists: stop that cluster first (pg.sh stop $dir)"
 	PG_BIN=$(find_bindir)
+	PG_PRELOAD=$(find_preload)
 	# The data directory's parents must be traversable by the postgres user.
 	PG_BASE=$(mktemp -d /tmp/cn-pg.XXXXXX)
 	chmod 711 "$PG_BASE"
@@ -115,6 +135,12 @@ cmd_start() {
 	for f in "$fixtures"/*.sql; do
 		psql_admin -d "$db" -f - <"$f" >/dev/null || die "loading $f failed"
 	done
+	if [ -n "$PG_PRELOAD" ]; then
+		# after the fixtures' grants: connector_ro gets no USAGE on pgss
+		psql_admin -d "$db" -c "CREATE SCHEMA pgss" \
+			-c "CREATE EXTENSION pg_stat_statements WITH SCHEMA pgss" >/dev/null ||
+			die "creating pg_stat_statements failed"
+	fi
 	local tcp="host=127.0.0.1 port=$PG_PORT dbname=$db"
 	umask 077
 	{
@@ -127,6 +153,7 @@ cmd_start() {
 		printf 'export CN_TEST_PG_BASE_DIR=%q\n' "$PG_BASE"
 		printf 'export CN_TEST_PG_CTL=%q\n' "$PG_BIN/pg_ctl"
 		printf 'export CN_TEST_PG_DIR=%q\n' "$dir"
+		printf 'export CN_TEST_PG_STAT_STATEMENTS=%q\n' "$([ -n "$PG_PRELOAD" ] && echo 1 || echo 0)"
 	} >"$dir/pg.env"
 	trap - EXIT
 	echo "pg.sh: PostgreSQL on 127.0.0.1:$PG_PORT (data $PG_DATA); env in $dir/pg.env"
