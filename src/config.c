@@ -292,6 +292,9 @@ static const struct ck_key global_keys[] = {
 		"\"${CN_STATE_DSN}\"; never printed"},
 	{"state.pool", CK_UINT, CFG(state_pool), .def_u = 4, .min = 1, .max = 64,
 	 .doc = "connections to the state database at most (backend postgres)"},
+	{"state.stale_timeout", CK_UINT, CFG(state_stale_timeout), .def_u = 15, .min = 3, .max = 600,
+	 .doc = "seconds without a heartbeat after which another replica takes over a running "
+		"execution (backend postgres)"},
 	{"state.snapshots", CK_UINT, CFG(snapshots), .def_u = 10, .min = 1, .max = 1000,
 	 .doc = "schema snapshots (and their diffs) kept per source, besides the first"},
 	{"drivers.dir", CK_STRING, CFG(drivers_dir), .flags = CK_F_PATH,

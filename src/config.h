@@ -130,6 +130,7 @@ struct config {
 	char *state_backend;     /* "sqlite" (default) | "postgres" */
 	char *state_dsn;         /* backend postgres: libpq URI or key=value; sensitive */
 	uint32_t state_pool;     /* backend postgres: connections at most, default 4, 1..64 */
+	uint32_t state_stale_timeout; /* backend postgres: seconds without a heartbeat, default 15 */
 	/* drivers */
 	char *drivers_dir;       /* optional ("" = default search), resolved against dir */
 	/* log */

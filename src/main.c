@@ -385,9 +385,13 @@ static int state_open(const struct config *cfg, const char *state_path, struct e
 	return exec_store_open(state_path, &o, out, err);
 }
 
-/* A claim is taken over as stale after this: longer than any query may run. */
+/* A claim is taken over as stale after this. In PostgreSQL the replicas
+ * refresh the claims they hold (a heartbeat), so state.stale_timeout; in
+ * SQLite claims are not refreshed: longer than any query may run. */
 static uint32_t stale_after_s(const struct config *cfg)
 {
+	if (strcmp(cfg->state_backend, "postgres") == 0)
+		return cfg->state_stale_timeout;
 	uint32_t s = 120;
 	for (size_t i = 0; i < cfg->nsources; i++)
 		if (cfg->sources[i].limits.async_timeout_ms / 1000 + 60 > s)
@@ -399,7 +403,7 @@ static uint32_t stale_after_s(const struct config *cfg)
 static const char *const restart_keys[] = {
 	"server.listen", "server.max_connections", "server.max_connections_per_address",
 	"server.request_timeout", "state.path", "state.backend", "state.dsn", "state.pool",
-	"state.snapshots", "drivers.dir", "metrics.enabled",
+	"state.stale_timeout", "state.snapshots", "drivers.dir", "metrics.enabled",
 };
 
 static bool is_restart_key(const char *path)

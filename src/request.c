@@ -168,8 +168,11 @@ static void handle_ready(struct app *app, struct http_response *resp)
  * platform retries. An asynchronous answer is kept whatever its status (the
  * platform fetches it from the status URL), unless the daemon is stopping:
  * then a retry after the restart runs it again. */
-static void store_answer(struct exec_store *store, const char *exec_id, const struct tool_result *r,
-			 bool async)
+/* Keep r as exec_id's answer (or release the claim when r must not be
+ * kept). Non-zero when it could not be stored: it must not be sent then, or
+ * a retry could run the execution again and answer differently. */
+static int store_answer(struct exec_store *store, const char *exec_id, const struct tool_result *r,
+			bool async)
 {
 	struct cn_error err = {0};
 	bool stopping = r->error_code && strcmp(r->error_code, "shutting_down") == 0;
@@ -178,6 +181,7 @@ static void store_answer(struct exec_store *store, const char *exec_id, const st
 		      : exec_store_release(store, exec_id, &err);
 	if (rc)
 		log_error("execution store: %s", err.message);
+	return keep ? rc : CN_OK;
 }
 
 /* <public_url>/v1/executions/<id, percent-encoded>, or NULL without a public_url. */
@@ -275,7 +279,7 @@ static void *async_main(void *arg)
 	pthread_mutex_unlock(&a->mu);
 	if (!detached)
 		return NULL; /* the request answers and frees */
-	store_answer(a->app.store, a->exec_id, &a->r, true);
+	(void)store_answer(a->app.store, a->exec_id, &a->r, true); /* logged; the status URL says 202 until stored */
 	double seconds = seconds_since(&a->start);
 	metrics_tool_call(a->tool->name, a->r.source, a->r.http_status, a->r.error_code, seconds, a->r.len);
 	log_request(a->exec_id, a->tool->name, a->r.source, a->r.http_status, (long)(seconds * 1000.0),
@@ -441,9 +445,14 @@ static void run_tool(struct app *app, const cJSON *params, struct http_response 
 		if (r.http_status == 200)
 			call->rows = (int64_t)r.rows;
 	}
-	if (app->store)
-		store_answer(app->store, exec_id, &r, false);
-	respond(resp, &r);
+	if (app->store && store_answer(app->store, exec_id, &r, false)) {
+		respond_error(resp, 503, "store_unavailable", "the answer could not be recorded; retry: "
+			      "once it is recorded a retry gets it, it is not run again");
+		resp->retry_after = 2;
+		call->code = "store_unavailable";
+	} else {
+		respond(resp, &r);
+	}
 	tool_result_free(&r);
 }
 

@@ -13,9 +13,16 @@
  *    any number of replicas. The read sees the statement's snapshot, so a
  *    row committed by another replica during the statement can be missed:
  *    no row at all means "ask again at once".
- *  - finish: one upsert (SQL_FINISH) that stores the answer unless one is
- *    stored already (the first answer stays, as with SQLite); it returns
- *    after the commit.
+ *  - finish: one UPDATE (SQL_FINISH) that stores the answer while our claim
+ *    stands; it returns after the commit. A claim another replica took over
+ *    stores nothing and finish fails: the caller must not send an answer
+ *    that is not the stored one. When the database cannot be reached the
+ *    answer is kept here, its claim too, and the keeper thread stores it
+ *    when the database answers again (a retry then replays it).
+ *  - heartbeat: the keeper thread refreshes the claims this process holds
+ *    every stale_s / 3 (one UPDATE for all of them), so a claim goes stale
+ *    only when its process is gone or cannot reach the database, however
+ *    long its query runs.
  *  - release: one DELETE of the row, only while it is running with our
  *    token (a replica that lost its claim to a takeover deletes nothing).
  *  - audit records: queued, and written by one thread per store in
@@ -68,6 +75,9 @@
 #define AUDIT_LINGER_MS 10    /* the writer gathers records this long: one commit for many */
 #define AUDIT_RETRY_MS 1000
 #define AUDIT_STOP_TRIES 3
+#define UNSAVED_MAX 1000             /* answers kept while the database is unreachable, */
+#define UNSAVED_MAX_BYTES (64u << 20) /* and their bytes, at most */
+#define UNSAVED_RETRY_MS 1000        /* the keeper tries to store them this often */
 /* pg_advisory locks: two int4 keys, the first ours ("cn" + 0x5754). */
 #define LOCK_NS "1668178260"
 #define LOCK_MIGRATE LOCK_NS ", 1"
@@ -127,14 +137,16 @@ static const char SQL_CLAIM[] =
     " SELECT state, status, body, updated_at, claim FROM up"
     " UNION ALL SELECT state, status, body, updated_at, claim FROM " EXEC_TABLE
     " WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM up)";
-/* $1 id, $2 status, $3 body, $4 now, $5 ttl_s: a stored answer that has
- * not expired stays. */
+/* $1 id, $2 status, $3 body, $4 now, $5 our claim token: stored only while
+ * our claim stands. */
 static const char SQL_FINISH[] =
-    "INSERT INTO " EXEC_TABLE " AS e (id, state, status, body, created_at, updated_at, claim)"
-    " VALUES ($1, 1, $2::integer, $3::bytea, $4::bigint, $4::bigint, 0)"
-    " ON CONFLICT (id) DO UPDATE SET state = 1, status = excluded.status, body = excluded.body,"
-    " updated_at = excluded.updated_at, claim = 0"
-    " WHERE e.state = 0 OR e.updated_at < $4::bigint - $5::bigint";
+    "UPDATE " EXEC_TABLE " SET state = 1, status = $2::integer, body = $3::bytea,"
+    " updated_at = $4::bigint, claim = 0 WHERE id = $1 AND state = 0 AND claim = $5::bigint";
+/* $1 now, $2 ids, $3 their tokens (arrays of the same length) */
+static const char SQL_HEARTBEAT[] =
+    "UPDATE " EXEC_TABLE " AS e SET updated_at = $1::bigint"
+    " FROM unnest($2::text[], $3::bigint[]) AS h(id, claim)"
+    " WHERE e.id = h.id AND e.state = 0 AND e.claim = h.claim";
 static const char SQL_RELEASE[] =
     "DELETE FROM " EXEC_TABLE " WHERE id = $1 AND state = 0 AND claim = $2::bigint";
 static const char SQL_PEEK[] = "SELECT state, status, body, updated_at FROM " EXEC_TABLE " WHERE id = $1";
@@ -156,13 +168,14 @@ static const char SQL_STATS[] =
     " WHERE c.oid = '" EXEC_TABLE "'::regclass";
 
 /* Prepared on every connection as it opens. */
-enum stmt { ST_CLAIM, ST_FINISH, ST_RELEASE, ST_PEEK, ST_AUDIT_QUERY, ST_PING, ST_COUNT };
+enum stmt { ST_CLAIM, ST_FINISH, ST_RELEASE, ST_PEEK, ST_AUDIT_QUERY, ST_PING, ST_HEARTBEAT, ST_COUNT };
 static const struct {
 	const char *name, *sql;
 } stmts[ST_COUNT] = {
     [ST_CLAIM] = {"cn_claim", SQL_CLAIM},		[ST_FINISH] = {"cn_finish", SQL_FINISH},
     [ST_RELEASE] = {"cn_release", SQL_RELEASE},		[ST_PEEK] = {"cn_peek", SQL_PEEK},
     [ST_AUDIT_QUERY] = {"cn_audit_query", SQL_AUDIT_QUERY}, [ST_PING] = {"cn_ping", "SELECT 1"},
+    [ST_HEARTBEAT] = {"cn_heartbeat", SQL_HEARTBEAT},
 };
 
 struct slot {
@@ -170,10 +183,15 @@ struct slot {
 	bool busy;
 };
 
-/* A claim this process holds, with its token (for release). */
+/* A claim this process holds, with its token (for finish, release and the
+ * heartbeat), and the answer finish() could not store yet, if any. */
 struct held {
 	struct held *next;
 	int64_t token;
+	char *body; /* with unsaved: the answer, malloc'ed */
+	size_t len;
+	int status;
+	bool unsaved;
 	char id[];
 };
 
@@ -188,11 +206,14 @@ struct state_pg {
 	struct pg_conninfo conninfo; /* connection settings; its password is scrubbed from every message */
 	char *target;                /* "host H port P database D user U"; owned */
 
-	pthread_mutex_t mu; /* guards slots, held */
-	pthread_cond_t freed;
+	pthread_mutex_t mu; /* guards slots, held, the unsaved counts, keeper_stop */
+	pthread_cond_t freed, kwake;
 	struct slot *slots;
 	uint32_t nslots;
 	struct held *held;
+	size_t nunsaved, unsaved_bytes;
+	bool keeper_stop, keeper_started, beat_now;
+	pthread_t keeper;
 	int64_t token_base;
 	_Atomic int64_t token_seq;
 
@@ -460,14 +481,28 @@ static const char *col_text(const PGresult *res, int row, int col)
 
 /* ---- claims ------------------------------------------------------------ */
 
+/* Drop h's unsaved answer, if any. Under mu. */
+static void held_forget_answer(struct state_pg *p, struct held *h)
+{
+	if (h->unsaved) {
+		p->nunsaved--;
+		p->unsaved_bytes -= h->len;
+	}
+	free(h->body);
+	h->body = NULL;
+	h->len = 0;
+	h->unsaved = false;
+}
+
 static void held_add(struct state_pg *p, const char *id, int64_t token)
 {
 	size_t n = strlen(id);
-	struct held *h = malloc(sizeof *h + n + 1);
+	struct held *h = calloc(1, sizeof *h + n + 1);
 	pthread_mutex_lock(&p->mu);
 	for (struct held *o = p->held; o; o = o->next) {
-		if (strcmp(o->id, id) == 0) { /* our own claim taken over by us */
+		if (strcmp(o->id, id) == 0) { /* our own claim, stale, taken over by us */
 			o->token = token;
+			held_forget_answer(p, o);
 			free(h);
 			h = NULL;
 			break;
@@ -480,26 +515,69 @@ static void held_add(struct state_pg *p, const char *id, int64_t token)
 		p->held = h;
 	}
 	pthread_mutex_unlock(&p->mu);
-	/* Out of memory: release() of this id deletes nothing, and the claim
-	 * goes stale; the request is not failed for it. */
+	/* Out of memory: finish() of this id fails (the caller answers 503), and
+	 * the claim, never refreshed, goes stale. */
 }
 
-/* Forget id's claim; its token, or 0 when this process holds none. */
-static int64_t held_take(struct state_pg *p, const char *id)
+/* The token of id's claim, or 0 when this process holds none. */
+static int64_t held_token(struct state_pg *p, const char *id)
 {
 	int64_t token = 0;
+	pthread_mutex_lock(&p->mu);
+	for (struct held *h = p->held; h && !token; h = h->next)
+		if (strcmp(h->id, id) == 0)
+			token = h->token;
+	pthread_mutex_unlock(&p->mu);
+	return token;
+}
+
+/* Forget id's claim (when its token is still token, or any token with 0);
+ * its token, or 0 when this process holds none. */
+static int64_t held_take(struct state_pg *p, const char *id, int64_t token)
+{
+	int64_t was = 0;
 	pthread_mutex_lock(&p->mu);
 	for (struct held **h = &p->held; *h; h = &(*h)->next) {
 		if (strcmp((*h)->id, id) == 0) {
 			struct held *gone = *h;
+			if (token && gone->token != token)
+				break;
 			*h = gone->next;
-			token = gone->token;
+			was = gone->token;
+			held_forget_answer(p, gone);
 			free(gone);
 			break;
 		}
 	}
 	pthread_mutex_unlock(&p->mu);
-	return token;
+	return was;
+}
+
+/* Keep the answer of id's claim (token) until the keeper can store it:
+ * true when kept, false when too much is kept already (or no memory). */
+static bool held_keep_answer(struct state_pg *p, const char *id, int64_t token, int status, const char *body,
+			     size_t len)
+{
+	bool kept = false;
+	pthread_mutex_lock(&p->mu);
+	for (struct held *h = p->held; h; h = h->next) {
+		if (strcmp(h->id, id) != 0 || h->token != token)
+			continue;
+		if (p->nunsaved < UNSAVED_MAX && p->unsaved_bytes + len <= UNSAVED_MAX_BYTES &&
+		    (h->body = malloc(len ? len : 1))) {
+			memcpy(h->body, body, len);
+			h->len = len;
+			h->status = status;
+			h->unsaved = true;
+			p->nunsaved++;
+			p->unsaved_bytes += len;
+			kept = true;
+			pthread_cond_signal(&p->kwake);
+		}
+		break;
+	}
+	pthread_mutex_unlock(&p->mu);
+	return kept;
 }
 
 int state_pg_claim(struct state_pg *p, const char *id, uint32_t wait_ms, enum exec_claim *state, int *status,
@@ -551,32 +629,56 @@ int state_pg_claim(struct state_pg *p, const char *id, uint32_t wait_ms, enum ex
 	}
 }
 
+/* Store the answer of id's claim token; "0" rows when the claim is not ours
+ * any more. NULL on failure (err set). */
+static PGresult *store_answer(struct state_pg *p, const char *id, int64_t token, int status, const char *body,
+			      size_t len, struct cn_error *err)
+{
+	char st[16], now[24], tok[24];
+	snprintf(st, sizeof st, "%d", status);
+	snprintf(now, sizeof now, "%lld", (long long)now_s(p));
+	snprintf(tok, sizeof tok, "%lld", (long long)token);
+	const char *vals[] = {id, st, len ? body : "", now, tok};
+	int lens[] = {0, 0, (int)len, 0, 0}, fmts[] = {0, 0, 1, 0, 0};
+	long long start = monotonic_us();
+	PGresult *res = run(p, ST_FINISH, 5, vals, lens, fmts, PGRES_COMMAND_OK, "storing an answer", err);
+	if (res)
+		metrics_store_write((double)(monotonic_us() - start) / 1e6);
+	return res;
+}
+
 int state_pg_finish(struct state_pg *p, const char *id, int status, const char *body, size_t len,
 		    struct cn_error *err)
 {
-	char st[16], now[24], ttl[16];
-	snprintf(st, sizeof st, "%d", status);
-	snprintf(now, sizeof now, "%lld", (long long)now_s(p));
-	snprintf(ttl, sizeof ttl, "%u", p->ttl_s);
-	const char *vals[] = {id, st, len ? body : "", now, ttl};
-	int lens[] = {0, 0, (int)len, 0, 0}, fmts[] = {0, 0, 1, 0, 0};
 	if (len > INT32_MAX)
 		return cn_error_set(err, CN_ETOOBIG, "execution answer is too large to store");
-	long long start = monotonic_us();
-	PGresult *res = run(p, ST_FINISH, 5, vals, lens, fmts, PGRES_COMMAND_OK, "storing an answer", err);
-	held_take(p, id);
-	if (!res)
-		return err->code;
-	metrics_store_write((double)(monotonic_us() - start) / 1e6);
-	if (strcmp(PQcmdTuples(res), "0") == 0)
-		log_warn("execution %s was answered already; the first answer is kept", id);
+	int64_t token = held_token(p, id);
+	if (!token)
+		return cn_error_set(err, CN_EUNAVAILABLE, "execution %s: this process holds no claim on it, "
+				    "so its answer is not stored", id);
+	PGresult *res = store_answer(p, id, token, status, body, len, err);
+	if (!res) {
+		char why[sizeof err->message];
+		snprintf(why, sizeof why, "%s", err->message);
+		if (held_keep_answer(p, id, token, status, body, len))
+			return cn_error_set(err, CN_EUNAVAILABLE, "%s; the answer of execution %s is kept and "
+					    "stored when the state store answers again", why, id);
+		held_take(p, id, token); /* the claim lapses after state.stale_timeout */
+		return cn_error_set(err, CN_EUNAVAILABLE, "%s; the answer of execution %s is dropped "
+				    "(too many answers wait to be stored already)", why, id);
+	}
+	held_take(p, id, token);
+	bool stored = strcmp(PQcmdTuples(res), "0") != 0;
 	PQclear(res);
+	if (!stored)
+		return cn_error_set(err, CN_EUNAVAILABLE, "execution %s: its claim was taken over by another "
+				    "replica (no heartbeat for state.stale_timeout), whose answer is the one kept", id);
 	return CN_OK;
 }
 
 int state_pg_release(struct state_pg *p, const char *id, struct cn_error *err)
 {
-	int64_t token = held_take(p, id);
+	int64_t token = held_take(p, id, 0);
 	if (!token)
 		return CN_OK; /* not ours (any more): nothing to undo */
 	char tok[24];
@@ -1161,6 +1263,138 @@ static int migrate(struct state_pg *p, PGconn *c, struct cn_error *err)
 	return rc;
 }
 
+/* ---- the keeper: heartbeats and answers not stored yet ------------------ */
+
+/* Append s to a PostgreSQL array literal being built in b ("{" first). */
+static int array_add(struct buf *b, const char *s, bool first)
+{
+	int rc = buf_puts(b, first ? "\"" : ",\"");
+	for (; rc == CN_OK && *s; s++)
+		rc = (*s == '"' || *s == '\\') ? buf_printf(b, "\\%c", *s) : buf_append(b, s, 1);
+	return rc ? rc : buf_puts(b, "\"");
+}
+
+/* Refresh every claim this process holds, in one statement. */
+static void heartbeat(struct state_pg *p, bool *failing)
+{
+	struct buf ids, tokens;
+	buf_init(&ids, 64u << 20);
+	buf_init(&tokens, 64u << 20);
+	int rc = buf_puts(&ids, "{") || buf_puts(&tokens, "{") ? CN_ENOMEM : CN_OK;
+	size_t n = 0;
+	pthread_mutex_lock(&p->mu);
+	for (struct held *h = p->held; h && rc == CN_OK; h = h->next, n++)
+		rc = array_add(&ids, h->id, n == 0) ||
+		     buf_printf(&tokens, "%s%lld", n ? "," : "", (long long)h->token) ? CN_ENOMEM : CN_OK;
+	pthread_mutex_unlock(&p->mu);
+	if (rc == CN_OK && n && !(buf_puts(&ids, "}") || buf_puts(&tokens, "}"))) {
+		char now[24];
+		snprintf(now, sizeof now, "%lld", (long long)now_s(p));
+		const char *vals[] = {now, ids.data, tokens.data};
+		struct cn_error err = {0};
+		PGresult *res = run(p, ST_HEARTBEAT, 3, vals, NULL, NULL, PGRES_COMMAND_OK,
+				    "refreshing its claims", &err);
+		if (!res && !*failing)
+			log_warn("%s; running executions lose their claims after state.stale_timeout", err.message);
+		else if (res && *failing)
+			log_info("state store at %s: claims refreshed again", p->target);
+		*failing = res == NULL;
+		PQclear(res);
+	}
+	buf_free(&ids);
+	buf_free(&tokens);
+}
+
+/* Store the answers finish() had to keep, oldest claim last; stop at the
+ * first failure (the database is still unreachable). */
+static void store_unsaved(struct state_pg *p)
+{
+	for (;;) {
+		char *id = NULL, *body = NULL;
+		size_t len = 0;
+		int status = 0;
+		int64_t token = 0;
+		pthread_mutex_lock(&p->mu);
+		for (struct held *h = p->held; h; h = h->next) {
+			if (h->unsaved) {
+				id = strdup(h->id);
+				body = h->body; /* taken from h while it is being stored */
+				len = h->len;
+				status = h->status;
+				token = h->token;
+				h->body = NULL;
+				h->unsaved = false;
+				p->nunsaved--;
+				p->unsaved_bytes -= len;
+				break;
+			}
+		}
+		pthread_mutex_unlock(&p->mu);
+		if (!id) {
+			free(body);
+			return;
+		}
+		struct cn_error err = {0};
+		PGresult *res = store_answer(p, id, token, status, body, len, &err);
+		if (!res) {
+			bool kept = held_keep_answer(p, id, token, status, body, len);
+			free(body);
+			free(id);
+			if (!kept) /* its claim was dropped meanwhile */
+				continue;
+			return;
+		}
+		if (strcmp(PQcmdTuples(res), "0") == 0)
+			log_warn("execution %s: its claim was taken over while the state store was unreachable; "
+				 "the answer kept here was never sent and is dropped", id);
+		else
+			log_info("execution %s: its answer, kept while the state store was unreachable, is "
+				 "stored; a retry replays it", id);
+		PQclear(res);
+		held_take(p, id, token);
+		free(body);
+		free(id);
+	}
+}
+
+static void *keeper_main(void *arg)
+{
+	struct state_pg *p = arg;
+	bool failing = false;
+	long long next_beat = 0, next_store = 0;
+	pthread_mutex_lock(&p->mu);
+	while (!p->keeper_stop) {
+		if (p->beat_now) { /* stale_s changed: beat now, then at its new pace */
+			p->beat_now = false;
+			next_beat = 0;
+		}
+		long long now = monotonic_ms(), wake = next_beat;
+		if (!p->nunsaved)
+			next_store = 0;
+		else if (!next_store)
+			next_store = now + UNSAVED_RETRY_MS;
+		if (next_store && next_store < wake)
+			wake = next_store;
+		if (now < wake) {
+			cond_wait_ms(&p->kwake, &p->mu, wake);
+			continue;
+		}
+		pthread_mutex_unlock(&p->mu);
+		if (now >= next_beat) {
+			uint32_t every_ms = atomic_load(&p->stale_s) * 1000u / 3u;
+			heartbeat(p, &failing);
+			next_beat = monotonic_ms() + (every_ms < 500 ? 500 : every_ms);
+		}
+		if (next_store && now >= next_store) {
+			store_unsaved(p);
+			next_store = 0;
+		}
+		pthread_mutex_lock(&p->mu);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
 static int sync_init(struct state_pg *p)
 {
 	pthread_condattr_t ca;
@@ -1169,11 +1403,11 @@ static int sync_init(struct state_pg *p)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	int rc = CN_ENOMEM;
 	if (pthread_mutex_init(&p->mu, NULL) == 0) {
-		if (pthread_cond_init(&p->freed, &ca) == 0) {
+		if (pthread_cond_init(&p->freed, &ca) == 0 && pthread_cond_init(&p->kwake, &ca) == 0) {
 			p->mu_init = true;
 			rc = CN_OK;
 		} else {
-			pthread_mutex_destroy(&p->mu);
+			pthread_mutex_destroy(&p->mu); /* (a cond that did init is leaked: never on Linux) */
 		}
 	}
 	if (rc == CN_OK && pthread_mutex_init(&p->amu, NULL) == 0) {
@@ -1218,6 +1452,12 @@ int state_pg_open(const char *dsn, uint32_t pool, uint32_t ttl_s, uint32_t stale
 		else
 			p->writer_started = true;
 	}
+	if (rc == CN_OK) {
+		if (pthread_create(&p->keeper, NULL, keeper_main, p) != 0)
+			rc = cn_error_set(err, CN_ENOMEM, "state store: cannot start its heartbeat thread");
+		else
+			p->keeper_started = true;
+	}
 	if (rc) {
 		state_pg_close(p);
 		return rc;
@@ -1230,6 +1470,17 @@ void state_pg_close(struct state_pg *p)
 {
 	if (!p)
 		return;
+	if (p->keeper_started) {
+		pthread_mutex_lock(&p->mu);
+		p->keeper_stop = true;
+		pthread_cond_signal(&p->kwake);
+		pthread_mutex_unlock(&p->mu);
+		pthread_join(p->keeper, NULL);
+		store_unsaved(p); /* a last try */
+		if (p->nunsaved)
+			log_error("state store at %s: %zu answer(s) could not be stored and are lost (never "
+				  "sent: a retry runs them again once their claims go stale)", p->target, p->nunsaved);
+	}
 	if (p->writer_started) {
 		pthread_mutex_lock(&p->amu);
 		p->stop = true;
@@ -1242,12 +1493,14 @@ void state_pg_close(struct state_pg *p)
 	free(p->slots);
 	while (p->held) {
 		struct held *next = p->held->next;
+		free(p->held->body);
 		free(p->held);
 		p->held = next;
 	}
 	audit_free_list(p->ahead);
 	if (p->mu_init) {
 		pthread_cond_destroy(&p->freed);
+		pthread_cond_destroy(&p->kwake);
 		pthread_mutex_destroy(&p->mu);
 	}
 	if (p->amu_init) {
@@ -1263,6 +1516,10 @@ void state_pg_close(struct state_pg *p)
 void state_pg_set_stale(struct state_pg *p, uint32_t stale_s)
 {
 	atomic_store(&p->stale_s, stale_s);
+	pthread_mutex_lock(&p->mu);
+	p->beat_now = true;
+	pthread_cond_signal(&p->kwake);
+	pthread_mutex_unlock(&p->mu);
 }
 
 void state_pg_set_clock(struct state_pg *p, time_t (*now)(void))

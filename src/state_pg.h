@@ -8,11 +8,17 @@
  * of the same name here when the store was opened with a dsn, and the
  * promises of execution_store.h hold unchanged, with these differences:
  *  - claims are rows of the shared table, so a retry that reaches another
- *    replica waits for (or replays) the answer of the first; a replica that
- *    dies holding a claim loses it after stale_s;
+ *    replica waits for (or replays) the answer of the first; a thread
+ *    refreshes the claims this process holds every stale_s / 3, so a claim
+ *    is taken over only when its replica died or lost the database for
+ *    stale_s (state.stale_timeout), however long its query runs;
  *  - exec_store_finish() returns once the answer is committed in
- *    PostgreSQL (nothing is queued), so the response sent after it can
- *    always be replayed;
+ *    PostgreSQL, so the response sent after it can always be replayed. It
+ *    fails when the claim was taken over (another replica's answer is the
+ *    one kept) or the database cannot be reached: then the caller must not
+ *    send its answer; in the second case the answer is kept in memory with
+ *    its claim (1,000 answers or 64 MiB at most) and stored when the
+ *    database answers again, so a retry replays it and nothing runs twice;
  *  - an unreachable database makes claim and finish fail (CN_EUNAVAILABLE,
  *    or CN_EBUSY when every pooled connection stays busy for 2 s);
  *  - expiry and audit pruning run on one replica at a time; the others

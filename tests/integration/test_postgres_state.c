@@ -188,8 +188,9 @@ static void test_claim_finish_replay(void **state)
 	assert_int_equal(seen, EXEC_SEEN_DONE);
 	assert_memory_equal(body, answer, alen);
 	free(body);
-	/* a second answer does not replace the first */
-	finish(b, "exec_1", 500, "other", 5);
+	/* an answer from a process that holds no claim is refused, and the first stays */
+	assert_int_equal(exec_store_finish(b, "exec_1", 500, "other", 5, &err), CN_EUNAVAILABLE);
+	assert_non_null(strstr(err.message, "holds no claim"));
 	assert_int_equal(claim(b, "exec_1", 0, &body, &len, &status), EXEC_DONE);
 	assert_int_equal(status, 200);
 	free(body);
@@ -304,6 +305,62 @@ static void test_stale_takeover_and_release(void **state)
 	exec_store_set_clock(a, later_clock);
 	assert_int_equal(exec_store_peek(a, "exec_rel", &seen, &status, &body, &len, &err), CN_OK);
 	assert_int_equal(seen, EXEC_SEEN_NONE);
+	exec_store_close(a);
+	exec_store_close(b);
+}
+
+/* A live replica keeps its claim however long its query runs (its
+ * heartbeat); one that stops refreshing loses it to another, and its late
+ * answer is refused (the other's is the one kept); an answer the database
+ * could not take is kept with its claim and stored when the database is
+ * back, so a retry replays it instead of running it again. */
+static void test_heartbeat_and_kept_answer(void **state)
+{
+	(void)state;
+	struct exec_store *a = open_store(2), *b = open_store(2);
+	exec_store_set_stale(a, 3);
+	exec_store_set_stale(b, 3);
+	char *body;
+	size_t len;
+	int status;
+	struct cn_error err = {0};
+	assert_int_equal(claim(a, "hb", 0, NULL, NULL, NULL), EXEC_CLAIMED);
+	h_sleep_ms(4500); /* past stale_s: only the heartbeat keeps it */
+	assert_int_equal(claim(b, "hb", 0, NULL, NULL, NULL), EXEC_RUNNING);
+	finish(a, "hb", 200, "from a", 6);
+
+	/* a claim no longer refreshed (a2 beats every 200 s) is taken over */
+	struct exec_store *a2 = open_store(1);
+	exec_store_set_stale(a2, 600);
+	assert_int_equal(claim(a2, "lost", 0, NULL, NULL, NULL), EXEC_CLAIMED);
+	h_sleep_ms(4500);
+	assert_int_equal(claim(b, "lost", 0, NULL, NULL, NULL), EXEC_CLAIMED);
+	assert_int_equal(exec_store_finish(a2, "lost", 200, "late", 4, &err), CN_EUNAVAILABLE);
+	assert_non_null(strstr(err.message, "taken over"));
+	finish(b, "lost", 200, "from b", 6);
+	assert_int_equal(claim(a2, "lost", 0, &body, &len, &status), EXEC_DONE);
+	assert_memory_equal(body, "from b", 6);
+	free(body);
+	exec_store_close(a2);
+
+	/* the database refuses: the answer is kept, and stored once it is back */
+	assert_int_equal(claim(a, "kept", 0, NULL, NULL, NULL), EXEC_CLAIMED);
+	char sql[512];
+	snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS false", dbname);
+	super_exec_on(NULL, sql);
+	snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%s'"
+		 " AND pid <> pg_backend_pid()", dbname);
+	super_exec_on(NULL, sql);
+	assert_int_equal(exec_store_finish(a, "kept", 200, "kept answer", 11, &err), CN_EUNAVAILABLE);
+	assert_non_null(strstr(err.message, "is kept"));
+	h_sleep_ms(1500);
+	snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS true", dbname);
+	super_exec_on(NULL, sql);
+	/* b waits for it: a's keeper stores it within a second or two */
+	assert_int_equal(claim(b, "kept", 10000, &body, &len, &status), EXEC_DONE);
+	assert_int_equal(len, 11);
+	assert_memory_equal(body, "kept answer", 11);
+	free(body);
 	exec_store_close(a);
 	exec_store_close(b);
 }
@@ -494,6 +551,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_claim_finish_replay, fresh_db, drop_db),
 	    cmocka_unit_test_setup_teardown(test_race_two_replicas, fresh_db, drop_db),
 	    cmocka_unit_test_setup_teardown(test_stale_takeover_and_release, fresh_db, drop_db),
+	    cmocka_unit_test_setup_teardown(test_heartbeat_and_kept_answer, fresh_db, drop_db),
 	    cmocka_unit_test_setup_teardown(test_expiry_batches, fresh_db, drop_db),
 	    cmocka_unit_test_setup_teardown(test_snapshots_and_audit, fresh_db, drop_db),
 	    cmocka_unit_test_setup_teardown(test_connection_killed, fresh_db, drop_db),

@@ -1346,7 +1346,7 @@ static void test_schema_and_docs_agree(void **state)
 	config_free(cfg);
 	assert_int_equal(ytree_parse_buffer("print", out, strlen(out), &printed, &err), CN_OK);
 	collect_leaves(printed, "", leaves, &nleaves);
-	assert_int_equal(nleaves, 64);
+	assert_int_equal(nleaves, 65);
 
 	char *schema_text = read_text("schema/config.schema.json");
 	cJSON *schema = cJSON_Parse(schema_text);
