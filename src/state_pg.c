@@ -171,6 +171,12 @@ static const char SQL_PEEK[] = "SELECT state, status, body, updated_at FROM " EX
 static const char SQL_EXPIRE[] =
     "DELETE FROM " EXEC_TABLE " WHERE id IN (SELECT id FROM " EXEC_TABLE
     " WHERE updated_at < $1::bigint LIMIT " STR(EXPIRE_BATCH) ")";
+/* rows of replicas that died without a clean stop: they stopped counting
+ * after 10 s (rotation.c); gone after a day */
+#define REPLICA_FORGET_S 86400
+static const char SQL_REPLICAS_PRUNE[] =
+    "DELETE FROM " SCHEMA ".replicas WHERE id IN (SELECT id FROM " SCHEMA ".replicas"
+    " WHERE seen_at < $1::bigint LIMIT " STR(EXPIRE_BATCH) ")";
 static const char SQL_PRUNE[] =
     "DELETE FROM " SCHEMA ".audit WHERE id IN (SELECT id FROM " SCHEMA ".audit"
     " WHERE at < $1::bigint LIMIT " STR(EXPIRE_BATCH) ")";
@@ -800,6 +806,10 @@ int state_pg_expire(struct state_pg *p, time_t now, uint64_t *removed, struct cn
 	int rc = delete_batches(p, SQL_EXPIRE, (int64_t)now - (int64_t)p->ttl_s, "expiring answers", &total, err);
 	if (removed)
 		*removed = total;
+	uint64_t gone = 0;
+	if (rc == CN_OK)
+		rc = delete_batches(p, SQL_REPLICAS_PRUNE, (int64_t)now - REPLICA_FORGET_S,
+				    "forgetting replicas not seen for a day", &gone, err);
 	stats_read(p);
 	return rc;
 }

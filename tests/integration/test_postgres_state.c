@@ -599,6 +599,13 @@ static void test_secrets_and_replicas(void **state)
 			      " AND id = (SELECT min(id) FROM interactor_connector.replicas)");
 	assert_int_equal(exec_store_replicas(a, 10, 2, &live, &loaded, &err), CN_OK);
 	assert_int_equal(live, 1);
+	/* the hourly expiry forgets a replica not seen for a day */
+	super_exec_on(dbname, "INSERT INTO interactor_connector.replicas VALUES (42, 1, 1000)");
+	uint64_t removed = 9;
+	assert_int_equal(exec_store_expire(a, time(NULL), &removed, &err), CN_OK);
+	assert_int_equal(removed, 0);
+	assert_int_equal(db_value("SELECT count(*) FROM interactor_connector.replicas WHERE id = 42"), 0);
+	assert_int_equal(db_value("SELECT count(*) FROM interactor_connector.replicas"), 2);
 	/* the beat runs on the store's thread; a closed store's row is gone */
 	atomic_store(&beats, 0);
 	exec_store_set_beat(a, count_beat, NULL);
