@@ -1833,7 +1833,8 @@ int exec_store_replica_report(struct exec_store *s, int64_t version, struct cn_e
 int exec_store_replicas(struct exec_store *s, uint32_t live_s, int64_t version, uint32_t *live,
 			uint32_t *loaded, struct cn_error *err)
 {
-	return s->pg ? state_pg_replicas(s->pg, live_s, version, live, loaded, err) : secrets_unsupported(err);
+	return s->pg ? state_pg_replicas(s->pg, live_s, version, live, loaded, err)
+		     : secrets_unsupported(err);
 }
 
 void exec_store_set_beat(struct exec_store *s, void (*fn)(void *ctx), void *ctx)

@@ -1658,7 +1658,8 @@ static int cmd_register(int argc, char **argv)
 	struct secrets *secrets = NULL;
 	struct cn_error err = {0};
 	int64_t version;
-	if (ret == 0 && (platform_store(&p, &err) || secrets_open_for(p.cfg, p.store, &secrets, &version, &err))) {
+	if (ret == 0 &&
+	    (platform_store(&p, &err) || secrets_open_for(p.cfg, p.store, &secrets, &version, &err))) {
 		fprintf(stderr, "interactor-connector: %s\n", err.message);
 		ret = 1;
 	}

@@ -25,14 +25,14 @@
 
 #define ROTATION_ASK_TIMEOUT_MS 30000u
 #define ROTATION_WAIT_MS 60000u /* shared: how long every live replica has to load a version */
-#define ROTATION_LIVE_S 10u     /* shared: a replica seen this recently runs (it beats every 2 s) */
+#define ROTATION_LIVE_S 10u	/* shared: a replica seen this recently runs (it beats every 2 s) */
 #define ROTATION_POLL_MS 250
 
 /* Where the rotation document lives: the file, or the shared state store. */
 struct rot_doc {
 	const char *path;
 	struct exec_store *store; /* non-NULL: shared */
-	int64_t version;          /* shared: of the document read or written last */
+	int64_t version;	  /* shared: of the document read or written last */
 };
 
 static const char *doc_where(const struct rot_doc *d)
@@ -318,7 +318,10 @@ static int finish_window(const struct config *cfg, struct ic_client *ic, const s
 		fprintf(out,
 			"rotate-secret --finish: the old secret was removed from %zu tools and is no longer "
 			"accepted%s\n",
-			done, !running ? "" : d->store ? " (every running replica has loaded that)" : " (the daemon was told)");
+			done,
+			!running   ? ""
+			: d->store ? " (every running replica has loaded that)"
+				   : " (the daemon was told)");
 	return rc;
 }
 
@@ -397,7 +400,8 @@ int rotation_run(const struct config *cfg, struct ic_client *ic, const struct to
 		}
 		made = true;
 		secrets_fingerprint(p->secret, fp);
-		fprintf(out, "rotate-secret: made a new secret (fingerprint %s), kept in %s\n", fp, doc_where(&d));
+		fprintf(out, "rotate-secret: made a new secret (fingerprint %s), kept in %s\n", fp,
+			doc_where(&d));
 	}
 
 	if (!dry_run) {
@@ -411,7 +415,8 @@ int rotation_run(const struct config *cfg, struct ic_client *ic, const struct to
 			snprintf(why, sizeof why, "%s", err->message);
 			struct cn_error e2 = {0};
 			if (made && d.store && written && doc_write(&d, &before, &e2))
-				log_error("cannot put back the callback secrets in the state store: %s", e2.message);
+				log_error("cannot put back the callback secrets in the state store: %s",
+					  e2.message);
 			else if (made && !d.store &&
 				 (exists ? secrets_file_write(path, &before, &e2) : (unlink(path), CN_OK)))
 				log_error("cannot put back %s: %s", path, e2.message);

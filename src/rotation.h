@@ -45,6 +45,7 @@
  * done and changes nothing. A line per step on out. store: the shared state
  * store (state.backend postgres; borrowed), or NULL for the rotation file. */
 int rotation_run(const struct config *cfg, struct ic_client *ic, const struct tool_catalog *catalog,
-		 struct exec_store *store, bool finish, bool dry_run, FILE *out, struct cn_error *err) CN_MUST_USE;
+		 struct exec_store *store, bool finish, bool dry_run, FILE *out,
+		 struct cn_error *err) CN_MUST_USE;
 
 #endif

@@ -29,8 +29,8 @@
 struct secrets {
 	struct config *cfg; /* held; changed (with path) under reload_mu */
 	char *path;
-	bool shared;  /* the rotation document comes from the state store, not path */
-	char *doc;    /* shared: the document loaded last (NULL: none); guarded by lock */
+	bool shared;	      /* the rotation document comes from the state store, not path */
+	char *doc;	      /* shared: the document loaded last (NULL: none); guarded by lock */
 	pthread_mutex_t lock; /* guards current */
 	struct secret_set *current;
 	/* one reload at a time: the store's thread (secrets_reload_doc) and the

@@ -85,7 +85,7 @@
 #define UNSAVED_MAX 1000             /* answers kept while the database is unreachable, */
 #define UNSAVED_MAX_BYTES (64u << 20) /* and their bytes, at most */
 #define UNSAVED_RETRY_MS 1000        /* the keeper tries to store them this often */
-#define BEAT_MS 2000                 /* the keeper calls the beat callback this often */
+#define BEAT_MS 2000		     /* the keeper calls the beat callback this often */
 /* pg_advisory locks: two int4 keys, the first ours ("cn" + 0x5754). */
 #define LOCK_NS "1668178260"
 #define LOCK_MIGRATE LOCK_NS ", 1"
@@ -136,9 +136,9 @@ static const char *const migrations[] = {
     " doc text NOT NULL,"
     " version bigint NOT NULL);"
     "CREATE TABLE " SCHEMA ".replicas ("
-    " id bigint PRIMARY KEY,"            /* the process's token base */
-    " secrets_version bigint NOT NULL,"  /* the secrets document it has loaded */
-    " seen_at bigint NOT NULL);",        /* unix s of its last beat */
+    " id bigint PRIMARY KEY,"		/* the process's token base */
+    " secrets_version bigint NOT NULL," /* the secrets document it has loaded */
+    " seen_at bigint NOT NULL);",	/* unix s of its last beat */
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -1606,7 +1606,8 @@ static PGresult *exec_pooled(struct state_pg *p, const char *sql, int n, const c
 	return res;
 }
 
-int state_pg_secrets_get(struct state_pg *p, int64_t known, char **doc, int64_t *version, struct cn_error *err)
+int state_pg_secrets_get(struct state_pg *p, int64_t known, char **doc, int64_t *version,
+			 struct cn_error *err)
 {
 	static const char sql[] = "SELECT version, CASE WHEN version <> $1::bigint THEN doc END FROM " SCHEMA
 				  ".secrets WHERE id = 1";
@@ -1661,9 +1662,10 @@ int state_pg_secrets_put(struct state_pg *p, const char *doc, int64_t expect, in
 
 int state_pg_replica_report(struct state_pg *p, int64_t version, struct cn_error *err)
 {
-	static const char sql[] = "INSERT INTO " SCHEMA ".replicas (id, secrets_version, seen_at)"
-				  " VALUES ($1::bigint, $2::bigint, $3::bigint) ON CONFLICT (id) DO UPDATE"
-				  " SET secrets_version = excluded.secrets_version, seen_at = excluded.seen_at";
+	static const char sql[] =
+	    "INSERT INTO " SCHEMA ".replicas (id, secrets_version, seen_at)"
+	    " VALUES ($1::bigint, $2::bigint, $3::bigint) ON CONFLICT (id) DO UPDATE"
+	    " SET secrets_version = excluded.secrets_version, seen_at = excluded.seen_at";
 	char id[24], v[24], now[24];
 	snprintf(id, sizeof id, "%lld", (long long)p->token_base);
 	snprintf(v, sizeof v, "%lld", (long long)version);

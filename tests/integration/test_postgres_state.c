@@ -595,8 +595,10 @@ static void test_secrets_and_replicas(void **state)
 	assert_int_equal(exec_store_replicas(a, 10, 2, &live, &loaded, &err), CN_OK);
 	assert_int_equal(loaded, 2);
 	/* a replica not seen within live_s does not count */
-	super_exec_on(dbname, "UPDATE interactor_connector.replicas SET seen_at = seen_at - 60 WHERE secrets_version = 2"
-			      " AND id = (SELECT min(id) FROM interactor_connector.replicas)");
+	super_exec_on(
+	    dbname,
+	    "UPDATE interactor_connector.replicas SET seen_at = seen_at - 60 WHERE secrets_version = 2"
+	    " AND id = (SELECT min(id) FROM interactor_connector.replicas)");
 	assert_int_equal(exec_store_replicas(a, 10, 2, &live, &loaded, &err), CN_OK);
 	assert_int_equal(live, 1);
 	/* the hourly expiry forgets a replica not seen for a day */
