@@ -415,6 +415,32 @@ static int secrets_open_for(const struct config *cfg, struct exec_store *store, 
 		return secrets_open(cfg, out, err);
 	char *doc = NULL;
 	int rc = exec_store_secrets_get(store, -1, &doc, version, err);
+	if (rc == CN_OK && !doc) {
+		/* moving from the SQLite store: the rotation file of this machine, if
+		 * any, becomes the shared document (the first replica to start wins;
+		 * the others read what it put) */
+		char *path = secrets_path(cfg);
+		struct secrets_file f;
+		bool exists = false;
+		rc = path ? secrets_file_read(path, &f, &exists, err)
+			  : cn_error_set(err, CN_ENOMEM, "out of memory");
+		bool have = rc == CN_OK;
+		char *text = rc == CN_OK && exists ? secrets_file_format(&f) : NULL;
+		if (rc == CN_OK && exists && !text)
+			rc = cn_error_set(err, CN_ENOMEM, "out of memory");
+		if (text) {
+			struct cn_error perr = {0};
+			if (exec_store_secrets_put(store, text, 0, version, &perr) == CN_OK)
+				log_info("callback secrets: %s copied into the shared state store, which "
+					 "is read from now on instead", path);
+			explicit_bzero(text, strlen(text));
+			free(text);
+			rc = exec_store_secrets_get(store, -1, &doc, version, err);
+		}
+		if (have)
+			secrets_file_clear(&f);
+		free(path);
+	}
 	if (rc == CN_OK)
 		rc = secrets_open_doc(cfg, doc, out, err);
 	if (doc) {

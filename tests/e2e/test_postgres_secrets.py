@@ -143,6 +143,39 @@ def test_replica_rows(a, b):
     expect(rows == "2|t", rows)
 
 
+def test_rotation_file_moves_into_the_store():
+    """Moving from the SQLite store: the first replica copies its rotation file into an empty store."""
+    db2 = DB + "_move"
+    psql("CREATE DATABASE " + db2)
+    saved = ENV["CN_STATE_DSN"]
+    ENV["CN_STATE_DSN"] = os.environ["CN_TEST_PG_SUPER_DSN"] + " dbname=" + db2
+    rotated = "ab" * 32
+    c = d = None
+    try:
+        config = connector_config(ARGS, "@WORKDIR@", FAKE).replace(
+            'state: { path: "@WORKDIR@/state.db" }',
+            'state: { backend: postgres, dsn: "${CN_STATE_DSN}", path: "@WORKDIR@/state.db" }')
+        c = Daemon(ARGS, config, env_extra=dict(ENV, FAKE_CLIENT_SECRET=FAKE.client_secret))
+        path = os.path.join(c.workdir, "state.db.secrets")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, json.dumps({"version": 1, "secrets": [
+            {"secret": rotated, "state": "active", "created_at": "2026-01-01T00:00:00Z",
+             "expires_at": None}], "retired": [], "patched_tools": []}).encode())
+        os.close(fd)
+        c.start()
+        expect(accepted(c, rotated), "the rotation file's secret is refused")
+        expect("copied into the shared state store" in c.log_text(), c.log_text()[-2000:])
+        d = daemon(register=False)  # no file of its own: it reads the store
+        expect(accepted(d, rotated), "a replica without the file refuses the moved secret")
+    finally:
+        for x in (c, d):
+            if x:
+                x.stop()
+                LOGS.append(x.log_text())
+        ENV["CN_STATE_DSN"] = saved
+        psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % db2)
+
+
 def test_no_secret_in_logs(a, b):
     doc = stored()
     leaks = [FAKE.client_secret, SECRET, SECRET_OLD] + [s["secret"] for s in doc["secrets"]]
@@ -175,6 +208,7 @@ def main():
             r.run("rotation_reaches_both_before_the_platform",
                   test_rotation_reaches_both_before_the_platform, a, b)
             r.run("replica_rows", test_replica_rows, a, b)
+            r.run("rotation_file_moves_into_the_store", test_rotation_file_moves_into_the_store)
             r.run("no_secret_in_logs", test_no_secret_in_logs, a, b)
         finally:
             codes = []
