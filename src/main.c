@@ -432,7 +432,8 @@ static int secrets_open_for(const struct config *cfg, struct exec_store *store, 
 			struct cn_error perr = {0};
 			if (exec_store_secrets_put(store, text, 0, version, &perr) == CN_OK)
 				log_info("callback secrets: %s copied into the shared state store, which "
-					 "is read from now on instead", path);
+					 "is read from now on instead",
+					 path);
 			explicit_bzero(text, strlen(text));
 			free(text);
 			rc = exec_store_secrets_get(store, -1, &doc, version, err);
