@@ -1803,3 +1803,42 @@ void exec_store_test_limit_length(struct exec_store *s, int max_len)
 	sqlite3_limit(s->db, SQLITE_LIMIT_LENGTH, max_len);
 	pthread_mutex_unlock(&s->db_mu);
 }
+
+/* ---- rotated callback secrets (PostgreSQL only) ---- */
+
+static int secrets_unsupported(struct cn_error *err)
+{
+	return cn_error_set(err, CN_EINVAL,
+			    "shared callback secrets need state.backend: postgres; with SQLite they are "
+			    "in the rotation file");
+}
+
+int exec_store_secrets_get(struct exec_store *s, int64_t known, char **doc, int64_t *version,
+			   struct cn_error *err)
+{
+	return s->pg ? state_pg_secrets_get(s->pg, known, doc, version, err) : secrets_unsupported(err);
+}
+
+int exec_store_secrets_put(struct exec_store *s, const char *doc, int64_t expect, int64_t *version,
+			   struct cn_error *err)
+{
+	return s->pg ? state_pg_secrets_put(s->pg, doc, expect, version, err) : secrets_unsupported(err);
+}
+
+int exec_store_replica_report(struct exec_store *s, int64_t version, struct cn_error *err)
+{
+	return s->pg ? state_pg_replica_report(s->pg, version, err) : secrets_unsupported(err);
+}
+
+int exec_store_replicas(struct exec_store *s, uint32_t live_s, int64_t version, uint32_t *live,
+			uint32_t *loaded, struct cn_error *err)
+{
+	return s->pg ? state_pg_replicas(s->pg, live_s, version, live, loaded, err)
+		     : secrets_unsupported(err);
+}
+
+void exec_store_set_beat(struct exec_store *s, void (*fn)(void *ctx), void *ctx)
+{
+	if (s->pg)
+		state_pg_set_beat(s->pg, fn, ctx);
+}

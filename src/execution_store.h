@@ -167,6 +167,35 @@ typedef int (*exec_audit_fn)(void *ctx, const struct audit_record *r);
 int exec_store_audit_query(struct exec_store *s, const struct audit_filter *f, exec_audit_fn fn, void *ctx,
 			   struct cn_error *err) CN_MUST_USE;
 
+/* ---- rotated callback secrets (PostgreSQL only) ----
+ *
+ * With the PostgreSQL backend the replicas share one rotation document (the
+ * JSON of secrets_file_format(), secrets.h) instead of a file each, with a
+ * version that goes up by one at each put, and each running daemon keeps a
+ * row saying which version it has loaded and when it was last seen. The
+ * SQLite backend has none of this: each returns CN_EINVAL. The document
+ * holds secrets: it never appears in a message. */
+
+/* The document (*doc malloc'ed, caller wipes and frees) and its version; *doc
+ * NULL when its version is known (the caller has it loaded) or when there is
+ * none yet (*version 0). */
+int exec_store_secrets_get(struct exec_store *s, int64_t known, char **doc, int64_t *version,
+			   struct cn_error *err) CN_MUST_USE;
+/* Replace the document when its version is still expect (0: there is none
+ * yet); *version gets the new one. CN_EBUSY when another put came first. */
+int exec_store_secrets_put(struct exec_store *s, const char *doc, int64_t expect, int64_t *version,
+			   struct cn_error *err) CN_MUST_USE;
+/* This process runs and has loaded version (its row, upserted; removed at
+ * close). A daemon calls it at every beat. */
+int exec_store_replica_report(struct exec_store *s, int64_t version, struct cn_error *err) CN_MUST_USE;
+/* Of the replicas seen within live_s seconds, how many (*live) and how many
+ * have loaded version or a later one (*loaded). */
+int exec_store_replicas(struct exec_store *s, uint32_t live_s, int64_t version, uint32_t *live,
+			uint32_t *loaded, struct cn_error *err) CN_MUST_USE;
+/* fn(ctx) every 2 s on the store's own thread from now on (NULL: stop;
+ * returns after a call under way). fn may call the store. A no-op with SQLite. */
+void exec_store_set_beat(struct exec_store *s, void (*fn)(void *ctx), void *ctx);
+
 /* For the metrics: answers in the file (kept from a count at open), answers
  * waiting for the writer, bytes of the file and its WAL. PostgreSQL: the
  * server's estimates of the executions table's rows and bytes, read at open

@@ -336,6 +336,12 @@ struct daemon {
 	struct sync_daemon *sync; /* the platform: registering at start, pushing mappings */
 	pthread_rwlock_t sync_lock; /* guards the sync pointer against notify_sync */
 	uint64_t attempts;  /* reloads tried */
+	/* state.backend postgres: the version of the shared secrets loaded (the
+	 * store's thread alone uses it after the start), and whether the last
+	 * beat failed (said once, not every 2 s) */
+	int64_t secrets_version;
+	int64_t secrets_refused; /* a version that could not be loaded: not tried again */
+	bool beat_failing;
 };
 
 /* A refresh published a new view: the platform sync (when there is one)
@@ -397,6 +403,97 @@ static uint32_t stale_after_s(const struct config *cfg)
 		if (cfg->sources[i].limits.async_timeout_ms / 1000 + 60 > s)
 			s = cfg->sources[i].limits.async_timeout_ms / 1000 + 60;
 	return s;
+}
+
+/* The callback secrets: the rotation file, or with state.backend postgres
+ * the document the replicas share in store (its version into *version). */
+static int secrets_open_for(const struct config *cfg, struct exec_store *store, struct secrets **out,
+			    int64_t *version, struct cn_error *err)
+{
+	*version = 0;
+	if (!config_state_shared(cfg))
+		return secrets_open(cfg, out, err);
+	char *doc = NULL;
+	int rc = exec_store_secrets_get(store, -1, &doc, version, err);
+	if (rc == CN_OK && !doc) {
+		/* moving from the SQLite store: the rotation file of this machine, if
+		 * any, becomes the shared document (the first replica to start wins;
+		 * the others read what it put) */
+		char *path = secrets_path(cfg);
+		struct secrets_file f;
+		bool exists = false;
+		rc = path ? secrets_file_read(path, &f, &exists, err)
+			  : cn_error_set(err, CN_ENOMEM, "out of memory");
+		bool have = rc == CN_OK;
+		char *text = rc == CN_OK && exists ? secrets_file_format(&f) : NULL;
+		if (rc == CN_OK && exists && !text)
+			rc = cn_error_set(err, CN_ENOMEM, "out of memory");
+		if (text) {
+			struct cn_error perr = {0};
+			if (exec_store_secrets_put(store, text, 0, version, &perr) == CN_OK)
+				log_info("callback secrets: %s copied into the shared state store, which "
+					 "is read from now on instead",
+					 path);
+			explicit_bzero(text, strlen(text));
+			free(text);
+			rc = exec_store_secrets_get(store, -1, &doc, version, err);
+		}
+		if (have)
+			secrets_file_clear(&f);
+		free(path);
+	}
+	if (rc == CN_OK)
+		rc = secrets_open_doc(cfg, doc, out, err);
+	if (doc) {
+		explicit_bzero(doc, strlen(doc));
+		free(doc);
+	}
+	return rc;
+}
+
+/* The store's beat (every 2 s, its own thread; state.backend postgres): load
+ * the shared secrets when their version changed, then say that this replica
+ * runs and which version it has loaded, which is what rotate-secret waits
+ * for before it gives a new secret to the platform. */
+static void secrets_beat(void *ctx)
+{
+	struct daemon *d = ctx;
+	struct cn_error err = {0};
+	char *doc = NULL;
+	int64_t version = 0;
+	int rc = exec_store_secrets_get(d->app.store, d->secrets_version, &doc, &version, &err);
+	if (rc == CN_OK && version != d->secrets_version && version != d->secrets_refused) {
+		rc = secrets_reload_doc(d->app.secrets, doc, &err);
+		if (rc) {
+			d->secrets_refused = version;
+			log_error("callback secrets version %lld not loaded, the ones before stay: %s",
+				  (long long)version, err.message);
+		} else {
+			struct secret_set *set = secrets_acquire(d->app.secrets);
+			const char *cur[SECRETS_MAX];
+			size_t n = secret_set_current(set, (int64_t)d->app.now(), cur);
+			secret_set_release(set);
+			log_info("callback secrets version %lld loaded from the state store: %zu accepted",
+				 (long long)version, n);
+			d->secrets_version = version;
+		}
+	}
+	if (doc) {
+		explicit_bzero(doc, strlen(doc));
+		free(doc);
+	}
+	/* reported even when the new version was refused: rotate-secret then
+	 * waits for this replica and names it, rather than missing it */
+	struct cn_error rerr = {0};
+	if (exec_store_replica_report(d->app.store, d->secrets_version, &rerr) && rc == CN_OK) {
+		rc = rerr.code;
+		err = rerr;
+	}
+	if (rc && !d->beat_failing)
+		log_warn("%s", err.message);
+	else if (!rc && d->beat_failing)
+		log_info("callback secrets: the state store answers again");
+	d->beat_failing = rc != CN_OK;
 }
 
 /* Global keys that apply at the next start only. */
@@ -614,10 +711,12 @@ static int cmd_serve(int argc, char **argv)
 		nanosleep(&quarter, NULL);
 	}
 	exec_store_set_stale(d.app.store, stale_after_s(cfg));
-	if (control_open(state_path, &d.ctl, &err) || secrets_open(cfg, &d.app.secrets, &err)) {
+	if (control_open(state_path, &d.ctl, &err) ||
+	    secrets_open_for(cfg, d.app.store, &d.app.secrets, &d.secrets_version, &err)) {
 		log_error("%s", err.message);
 		goto out;
 	}
+	exec_store_set_beat(d.app.store, secrets_beat, &d);
 	if (cfg->metrics_enabled)
 		metrics_init(); /* before the sources: their first refresh counts */
 	struct sources_opts sopts = {.store = d.app.store};
@@ -705,6 +804,7 @@ static int cmd_serve(int argc, char **argv)
 			break;
 		}
 	}
+	exec_store_set_beat(d.app.store, NULL, NULL);
 	http_server_stop(d.srv, DRAIN_MS);
 	d.srv = NULL;
 	scheduler_stop(d.sched);
@@ -741,6 +841,8 @@ out:
 		tool_catalog_free(catalog);
 		config_free(cfg);
 	}
+	if (d.app.store)
+		exec_store_set_beat(d.app.store, NULL, NULL);
 	secrets_free(d.app.secrets);
 	control_close(d.ctl);
 	exec_store_close(d.app.store);
@@ -1492,7 +1594,9 @@ static const char usage_rotate[] =
 	"STATE.secrets, mode 0600), has the running daemon accept it, then adds\n"
 	"it to each of this connector's tools in Interactor's dual-secret mode\n"
 	"(the old one stays valid interactor.rotation_window_hours). No callback\n"
-	"fails on the way. A run cut short carries on when run again.\n"
+	"fails on the way. A run cut short carries on when run again. With\n"
+	"state.backend postgres the secrets are kept in the shared state store and\n"
+	"every running replica must load them (60 s at most) before a tool gets one.\n"
 	"\n"
 	"  -c, --config FILE    configuration file\n"
 	"  -f, --finish         end the window now: remove the old secret everywhere\n"
@@ -1506,7 +1610,22 @@ struct platform_cmd {
 	struct source_set *set;
 	struct tool_catalog *catalog;
 	struct ic_client *ic;
+	struct exec_store *store; /* state.backend postgres: the shared store (platform_store) */
 };
+
+/* With state.backend postgres, open the shared state store into p->store
+ * (the callback secrets live there); with SQLite nothing is opened. */
+static int platform_store(struct platform_cmd *p, struct cn_error *err)
+{
+	if (!config_state_shared(p->cfg))
+		return CN_OK;
+	char *state_path = config_resolve_path(p->cfg, p->cfg->state_path);
+	if (!state_path)
+		return cn_error_set(err, CN_ENOMEM, "out of memory");
+	int rc = state_open(p->cfg, state_path, &p->store, err);
+	free(state_path);
+	return rc;
+}
 
 static int platform_open(const char *path, struct platform_cmd *p)
 {
@@ -1529,6 +1648,7 @@ static int platform_open(const char *path, struct platform_cmd *p)
 
 static void platform_close(struct platform_cmd *p)
 {
+	exec_store_close(p->store);
 	ic_client_free(p->ic);
 	tool_catalog_free(p->catalog);
 	sources_close(p->set);
@@ -1564,7 +1684,9 @@ static int cmd_register(int argc, char **argv)
 	int ret = platform_open(path, &p);
 	struct secrets *secrets = NULL;
 	struct cn_error err = {0};
-	if (ret == 0 && secrets_open(p.cfg, &secrets, &err)) {
+	int64_t version;
+	if (ret == 0 &&
+	    (platform_store(&p, &err) || secrets_open_for(p.cfg, p.store, &secrets, &version, &err))) {
 		fprintf(stderr, "interactor-connector: %s\n", err.message);
 		ret = 1;
 	}
@@ -1648,7 +1770,11 @@ static int cmd_rotate_secret(int argc, char **argv)
 	struct platform_cmd p;
 	int ret = platform_open(path, &p);
 	struct cn_error err = {0};
-	if (ret == 0 && rotation_run(p.cfg, p.ic, p.catalog, finish, dry_run, stdout, &err)) {
+	if (ret == 0 && platform_store(&p, &err)) {
+		fprintf(stderr, "interactor-connector: %s\n", err.message);
+		ret = 1;
+	}
+	if (ret == 0 && rotation_run(p.cfg, p.ic, p.catalog, p.store, finish, dry_run, stdout, &err)) {
 		fprintf(stderr, "interactor-connector: rotate-secret: %s\n", err.message);
 		ret = 1;
 	}

@@ -2,6 +2,13 @@
  * rotation.c - rotate-secret's steps (see rotation.h). The rotation file is
  * written after every step that changes what is accepted or given out, so
  * that a crash or a failure leaves a file from which the next run carries on.
+ *
+ * With state.backend postgres the "file" is the document the replicas share
+ * in the state store: each write is a compare-and-set on the version read
+ * or written last (a second rotate-secret running meanwhile makes this one
+ * stop), and "the daemon accepts it" means every live replica (seen within
+ * ROTATION_LIVE_S) reports having loaded that version; rotate-secret waits
+ * up to ROTATION_WAIT_MS for them, counting those that have not.
  */
 #include "rotation.h"
 
@@ -17,6 +24,87 @@
 #include "signature.h"
 
 #define ROTATION_ASK_TIMEOUT_MS 30000u
+#define ROTATION_WAIT_MS 60000u /* shared: how long every live replica has to load a version */
+#define ROTATION_LIVE_S 10u	/* shared: a replica seen this recently runs (it beats every 2 s) */
+#define ROTATION_POLL_MS 250
+
+/* Where the rotation document lives: the file, or the shared state store. */
+struct rot_doc {
+	const char *path;
+	struct exec_store *store; /* non-NULL: shared */
+	int64_t version;	  /* shared: of the document read or written last */
+};
+
+static const char *doc_where(const struct rot_doc *d)
+{
+	return d->store ? "the state store" : d->path;
+}
+
+static int doc_read(struct rot_doc *d, struct secrets_file *f, bool *exists, struct cn_error *err)
+{
+	if (!d->store)
+		return secrets_file_read(d->path, f, exists, err);
+	memset(f, 0, sizeof *f);
+	char *text = NULL;
+	int rc = exec_store_secrets_get(d->store, -1, &text, &d->version, err);
+	if (rc)
+		return rc;
+	*exists = text != NULL;
+	struct cn_error perr = {0};
+	rc = text ? secrets_file_parse(text, strlen(text), f, &perr) : CN_OK;
+	if (text) {
+		explicit_bzero(text, strlen(text));
+		free(text);
+	}
+	if (rc) {
+		secrets_file_clear(f);
+		return cn_error_set(err, rc, "the callback secrets in the state store: %s", perr.message);
+	}
+	return CN_OK;
+}
+
+static int doc_write(struct rot_doc *d, const struct secrets_file *f, struct cn_error *err)
+{
+	if (!d->store)
+		return secrets_file_write(d->path, f, err);
+	char *text = secrets_file_format(f);
+	if (!text)
+		return cn_error_set(err, CN_ENOMEM, "out of memory");
+	int rc = exec_store_secrets_put(d->store, text, d->version, &d->version, err);
+	explicit_bzero(text, strlen(text));
+	free(text);
+	return rc;
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) != 0)
+		;
+}
+
+/* Shared: wait until every live replica has loaded the version written
+ * last. *running: whether any replica runs. */
+static int wait_replicas(struct rot_doc *d, bool *running, struct cn_error *err)
+{
+	uint32_t live = 0, loaded = 0;
+	for (unsigned waited = 0;; waited += ROTATION_POLL_MS) {
+		int rc = exec_store_replicas(d->store, ROTATION_LIVE_S, d->version, &live, &loaded, err);
+		if (rc)
+			return rc;
+		*running = live > 0;
+		if (loaded >= live)
+			return CN_OK;
+		if (waited >= ROTATION_WAIT_MS)
+			break;
+		sleep_ms(ROTATION_POLL_MS);
+	}
+	return cn_error_set(err, CN_ETIMEOUT,
+			    "%u of the %u running replicas have not loaded the new callback secrets "
+			    "(version %lld in the state store) within %u s: are they all reaching the "
+			    "state store, and is any refusing the secrets (see its log)?",
+			    live - loaded, live, (long long)d->version, ROTATION_WAIT_MS / 1000);
+}
 
 static void fmt_time(int64_t t, char out[21])
 {
@@ -71,6 +159,14 @@ static int tell_daemon(const struct config *cfg, const char *want_fp, bool *runn
 				  (long)pid);
 	cJSON_Delete(answer);
 	return rc;
+}
+
+/* Have whatever serves callbacks take the document written last: the
+ * daemon on this state file, or every live replica of the shared store. */
+static int tell(const struct config *cfg, struct rot_doc *d, const char *want_fp, bool *running,
+		struct cn_error *err)
+{
+	return d->store ? wait_replicas(d, running, err) : tell_daemon(cfg, want_fp, running, err);
 }
 
 /* Drop what can never matter again: deprecated secrets past their expiry,
@@ -167,7 +263,7 @@ static int complete(const struct config *cfg, struct secrets_file *f, int64_t un
 }
 
 static int finish_window(const struct config *cfg, struct ic_client *ic, const struct tool_catalog *catalog,
-			 struct secrets_file *f, const char *path, int64_t now, bool dry_run, FILE *out,
+			 struct secrets_file *f, struct rot_doc *d, int64_t now, bool dry_run, FILE *out,
 			 struct cn_error *err)
 {
 	if (pending_of(f))
@@ -214,42 +310,46 @@ static int finish_window(const struct config *cfg, struct ic_client *ic, const s
 		if (f->retired[i].expires_at > now)
 			f->retired[i].expires_at = now;
 	tidy(cfg, f, now);
-	rc = secrets_file_write(path, f, err);
+	rc = doc_write(d, f, err);
 	bool running = false;
 	if (rc == CN_OK)
-		rc = tell_daemon(cfg, NULL, &running, err);
+		rc = tell(cfg, d, NULL, &running, err);
 	if (rc == CN_OK)
 		fprintf(out,
 			"rotate-secret --finish: the old secret was removed from %zu tools and is no longer "
 			"accepted%s\n",
-			done, running ? " (the daemon was told)" : "");
+			done,
+			!running   ? ""
+			: d->store ? " (every running replica has loaded that)"
+				   : " (the daemon was told)");
 	return rc;
 }
 
 int rotation_run(const struct config *cfg, struct ic_client *ic, const struct tool_catalog *catalog,
-		 bool finish, bool dry_run, FILE *out, struct cn_error *err)
+		 struct exec_store *store, bool finish, bool dry_run, FILE *out, struct cn_error *err)
 {
 	char *path = secrets_path(cfg);
 	if (!path)
 		return cn_error_set(err, CN_ENOMEM, "out of memory");
+	struct rot_doc d = {.path = path, .store = store};
 	struct secrets_file f, before;
 	bool exists;
 	int64_t now = (int64_t)time(NULL);
 	char ts[21], fp[SECRETS_FP_LEN + 1] = "";
-	int rc = secrets_file_read(path, &f, &exists, err);
+	int rc = doc_read(&d, &f, &exists, err);
 	if (rc) {
 		free(path);
 		return rc;
 	}
 	/* to put back when the daemon does not take the new secret */
-	rc = secrets_file_read(path, &before, &exists, err);
+	rc = doc_read(&d, &before, &exists, err);
 	if (rc) {
 		secrets_file_clear(&f);
 		free(path);
 		return rc;
 	}
 	if (finish) {
-		rc = finish_window(cfg, ic, catalog, &f, path, now, dry_run, out, err);
+		rc = finish_window(cfg, ic, catalog, &f, &d, now, dry_run, out, err);
 		goto out;
 	}
 	int64_t open_until = window_end(&f, now);
@@ -280,7 +380,7 @@ int rotation_run(const struct config *cfg, struct ic_client *ic, const struct to
 			cfg->rotation_window_hours);
 	} else {
 		if (f.n >= SECRETS_FILE_MAX) {
-			rc = cn_error_set(err, CN_ETOOBIG, "%s holds %d secrets already", path,
+			rc = cn_error_set(err, CN_ETOOBIG, "%s holds %d secrets already", doc_where(&d),
 					  SECRETS_FILE_MAX);
 			goto out;
 		}
@@ -300,29 +400,40 @@ int rotation_run(const struct config *cfg, struct ic_client *ic, const struct to
 		}
 		made = true;
 		secrets_fingerprint(p->secret, fp);
-		fprintf(out, "rotate-secret: made a new secret (fingerprint %s), kept in %s\n", fp, path);
+		fprintf(out, "rotate-secret: made a new secret (fingerprint %s), kept in %s\n", fp,
+			doc_where(&d));
 	}
 
 	if (!dry_run) {
 		/* steps 1 and 2: the daemon accepts it before anyone is given it */
 		bool running;
-		rc = secrets_file_write(path, &f, err);
+		bool written = (rc = doc_write(&d, &f, err)) == CN_OK;
 		if (rc == CN_OK)
-			rc = tell_daemon(cfg, fp, &running, err);
+			rc = tell(cfg, &d, fp, &running, err);
 		if (rc) {
 			char why[sizeof err->message];
 			snprintf(why, sizeof why, "%s", err->message);
 			struct cn_error e2 = {0};
-			if (made && (exists ? secrets_file_write(path, &before, &e2) : (unlink(path), CN_OK)))
+			if (made && d.store && written && doc_write(&d, &before, &e2))
+				log_error("cannot put back the callback secrets in the state store: %s",
+					  e2.message);
+			else if (made && !d.store &&
+				 (exists ? secrets_file_write(path, &before, &e2) : (unlink(path), CN_OK)))
 				log_error("cannot put back %s: %s", path, e2.message);
 			rc = cn_error_set(err, rc, "%s; nothing was changed on the platform%s", why,
 					  made ? " and the new secret was dropped" : "");
 			goto out;
 		}
-		fprintf(out, "rotate-secret: %s\n",
-			running ? "the running daemon accepts the new secret"
-				: "no daemon runs on this state file; it accepts the "
-				  "new secret when it starts");
+		if (d.store)
+			fprintf(out, "rotate-secret: %s\n",
+				running ? "every running replica accepts the new secret"
+					: "no replica runs on this state store; they accept the new secret "
+					  "when they start");
+		else
+			fprintf(out, "rotate-secret: %s\n",
+				running ? "the running daemon accepts the new secret"
+					: "no daemon runs on this state file; it accepts the "
+					  "new secret when it starts");
 		rc = ic_client_add_sensitive(ic, p->secret);
 		if (rc) {
 			cn_error_set(err, rc, "out of memory");
@@ -364,7 +475,7 @@ int rotation_run(const struct config *cfg, struct ic_client *ic, const struct to
 		if (rc == CN_OK && (rc = secrets_file_add_patched(&f, id)) != CN_OK)
 			cn_error_set(err, rc, "out of memory");
 		if (rc == CN_OK)
-			rc = secrets_file_write(path, &f, err);
+			rc = doc_write(&d, &f, err);
 		if (rc) {
 			char why[sizeof err->message];
 			snprintf(why, sizeof why, "%s", err->message);
@@ -390,16 +501,16 @@ int rotation_run(const struct config *cfg, struct ic_client *ic, const struct to
 	bool running;
 	rc = complete(cfg, &f, until, err);
 	if (rc == CN_OK)
-		rc = secrets_file_write(path, &f, err);
+		rc = doc_write(&d, &f, err);
 	if (rc == CN_OK)
-		rc = tell_daemon(cfg, fp, &running, err);
+		rc = tell(cfg, &d, fp, &running, err);
 	if (rc == CN_OK) {
 		fmt_time(until, ts);
 		fprintf(out,
 			"rotate-secret: done: %zu tools (%zu now) have the new secret, which tools "
 			"registered from now on get too; the old one is accepted until %s (rotate-secret "
 			"--finish ends that now). Keep %s: it holds the secret.\n",
-			total, given, ts, path);
+			total, given, ts, doc_where(&d));
 	}
 out:
 	secrets_file_clear(&f);

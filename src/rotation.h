@@ -22,6 +22,12 @@
  * {"remove_deprecated": true} on each tool, then the old secrets expire at
  * once. A new rotation is refused while a window is open.
  *
+ * With state.backend postgres the rotation file is a document the replicas
+ * share in the state store (execution_store.h), written with a
+ * compare-and-set so two runs cannot interleave, and step 2 (and 4, and
+ * --finish) waits up to 60 s until every running replica reports having
+ * loaded it; rotate-secret fails naming how many have not.
+ *
  * This connector's tools: those whose name has interactor.tool_prefix, or,
  * with an empty prefix, those named as the catalog registers them.
  */
@@ -31,12 +37,15 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "execution_store.h"
 #include "interactor_client.h"
 #include "tools.h"
 
 /* Rotate (or with finish, end the window now). dry_run says what would be
- * done and changes nothing. A line per step on out. */
+ * done and changes nothing. A line per step on out. store: the shared state
+ * store (state.backend postgres; borrowed), or NULL for the rotation file. */
 int rotation_run(const struct config *cfg, struct ic_client *ic, const struct tool_catalog *catalog,
-		 bool finish, bool dry_run, FILE *out, struct cn_error *err) CN_MUST_USE;
+		 struct exec_store *store, bool finish, bool dry_run, FILE *out,
+		 struct cn_error *err) CN_MUST_USE;
 
 #endif

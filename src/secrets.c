@@ -27,10 +27,16 @@
 #define SECRETS_FILE_MAX_BYTES (256u << 10)
 
 struct secrets {
-	struct config *cfg; /* held; the main thread alone changes it (and path) */
+	struct config *cfg; /* held; changed (with path) under reload_mu */
 	char *path;
+	bool shared;	      /* the rotation document comes from the state store, not path */
+	char *doc;	      /* shared: the document loaded last (NULL: none); guarded by lock */
 	pthread_mutex_t lock; /* guards current */
 	struct secret_set *current;
+	/* one reload at a time: the store's thread (secrets_reload_doc) and the
+	 * main thread (a SIGHUP's secrets_use_config) each build from the other's
+	 * latest cfg and document, so neither publishes a snapshot of stale ones */
+	pthread_mutex_t reload_mu;
 };
 
 /* ---- snapshots ---- */
@@ -522,6 +528,29 @@ char *secrets_path(const struct config *cfg)
 	return path;
 }
 
+/* The snapshot of cfg and a rotation document of the state store (NULL: none). */
+static int load_doc(const struct config *cfg, const char *doc, struct secret_set **out, struct cn_error *err)
+{
+	struct secrets_file f = {0};
+	struct cn_error perr = {0};
+	int rc = doc ? secrets_file_parse(doc, strlen(doc), &f, &perr) : CN_OK;
+	if (rc) {
+		secrets_file_clear(&f);
+		return cn_error_set(err, rc, "the callback secrets in the state store: %s", perr.message);
+	}
+	*out = secret_set_build(cfg, &f);
+	secrets_file_clear(&f);
+	return *out ? CN_OK : cn_error_set(err, CN_ENOMEM, "out of memory");
+}
+
+static void doc_free(char *doc)
+{
+	if (doc) {
+		explicit_bzero(doc, strlen(doc));
+		free(doc);
+	}
+}
+
 static int load_set(const struct config *cfg, const char *path, struct secret_set **out, struct cn_error *err)
 {
 	struct secrets_file f;
@@ -544,6 +573,7 @@ int secrets_open(const struct config *cfg, struct secrets **out, struct cn_error
 	}
 	s->cfg = config_hold(cfg);
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->reload_mu, NULL);
 	int rc = load_set(cfg, s->path, &s->current, err);
 	if (rc) {
 		secrets_free(s);
@@ -558,22 +588,93 @@ void secrets_free(struct secrets *s)
 	if (!s)
 		return;
 	secret_set_release(s->current);
+	doc_free(s->doc);
 	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->reload_mu);
 	config_free(s->cfg);
 	free(s->path);
 	free(s);
 }
 
+int secrets_open_doc(const struct config *cfg, const char *doc, struct secrets **out, struct cn_error *err)
+{
+	*out = NULL;
+	struct secrets *s = calloc(1, sizeof *s);
+	if (!s || !(s->path = secrets_path(cfg)) || (doc && !(s->doc = strdup(doc)))) {
+		if (s)
+			free(s->path);
+		free(s);
+		return cn_error_set(err, CN_ENOMEM, "out of memory");
+	}
+	s->shared = true;
+	s->cfg = config_hold(cfg);
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->reload_mu, NULL);
+	int rc = load_doc(cfg, s->doc, &s->current, err);
+	if (rc) {
+		secrets_free(s);
+		return rc;
+	}
+	*out = s;
+	return CN_OK;
+}
+
+int secrets_reload_doc(struct secrets *s, const char *doc, struct cn_error *err)
+{
+	struct secret_set *next;
+	char *copy = doc ? strdup(doc) : NULL;
+	if (doc && !copy)
+		return cn_error_set(err, CN_ENOMEM, "out of memory");
+	pthread_mutex_lock(&s->reload_mu);
+	int rc = load_doc(s->cfg, doc, &next, err);
+	if (rc) {
+		pthread_mutex_unlock(&s->reload_mu);
+		doc_free(copy);
+		return rc;
+	}
+	pthread_mutex_lock(&s->lock);
+	struct secret_set *old = s->current;
+	char *old_doc = s->doc;
+	s->current = next;
+	s->doc = copy;
+	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->reload_mu);
+	secret_set_release(old);
+	doc_free(old_doc);
+	return CN_OK;
+}
+
+/* The next snapshot of cfg: from the document loaded last (shared) or the file. */
+static int load_next(struct secrets *s, const struct config *cfg, const char *path, struct secret_set **out,
+		     struct cn_error *err)
+{
+	if (!s->shared)
+		return load_set(cfg, path, out, err);
+	pthread_mutex_lock(&s->lock);
+	char *doc = s->doc ? strdup(s->doc) : NULL;
+	bool oom = s->doc && !doc;
+	pthread_mutex_unlock(&s->lock);
+	if (oom)
+		return cn_error_set(err, CN_ENOMEM, "out of memory");
+	int rc = load_doc(cfg, doc, out, err);
+	doc_free(doc);
+	return rc;
+}
+
 int secrets_reload(struct secrets *s, struct cn_error *err)
 {
 	struct secret_set *next;
-	int rc = load_set(s->cfg, s->path, &next, err);
-	if (rc)
+	pthread_mutex_lock(&s->reload_mu);
+	int rc = load_next(s, s->cfg, s->path, &next, err);
+	if (rc) {
+		pthread_mutex_unlock(&s->reload_mu);
 		return rc;
+	}
 	pthread_mutex_lock(&s->lock);
 	struct secret_set *old = s->current;
 	s->current = next;
 	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->reload_mu);
 	secret_set_release(old);
 	return CN_OK;
 }
@@ -584,8 +685,10 @@ int secrets_use_config(struct secrets *s, const struct config *cfg, struct cn_er
 	char *path = secrets_path(cfg);
 	if (!path)
 		return cn_error_set(err, CN_ENOMEM, "out of memory");
-	int rc = load_set(cfg, path, &next, err);
+	pthread_mutex_lock(&s->reload_mu);
+	int rc = load_next(s, cfg, path, &next, err);
 	if (rc) {
+		pthread_mutex_unlock(&s->reload_mu);
 		free(path);
 		return rc;
 	}
@@ -598,6 +701,7 @@ int secrets_use_config(struct secrets *s, const struct config *cfg, struct cn_er
 	s->path = path;
 	config_free(s->cfg);
 	s->cfg = config_hold(cfg);
+	pthread_mutex_unlock(&s->reload_mu);
 	return CN_OK;
 }
 

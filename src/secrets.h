@@ -31,6 +31,12 @@
  * and the file and publishes it with a pointer swap under a short lock, so a
  * request never waits for a reload and never sees half of one. The running
  * daemon reloads when rotate-secret asks it to (control.h, verb "secrets").
+ *
+ * With state.backend postgres the replicas share the rotation document in
+ * the state store instead (execution_store.h, exec_store_secrets_*): the
+ * daemon opens with secrets_open_doc(), its beat reads the document's
+ * version and reloads with secrets_reload_doc() when it changed, and
+ * rotate-secret waits until every live replica reports the new version.
  */
 #ifndef CN_SECRETS_H
 #define CN_SECRETS_H
@@ -79,8 +85,16 @@ struct secrets;
  * the first snapshot. CN_EIO / CN_ECONFIG with a message naming the file
  * when it cannot be read, is not valid, or others may read it. */
 int secrets_open(const struct config *cfg, struct secrets **out, struct cn_error *err) CN_MUST_USE;
+/* The same from a rotation document of the state store (doc NULL: none
+ * yet; copied); the file is never read. CN_ECONFIG when it is not valid. */
+int secrets_open_doc(const struct config *cfg, const char *doc, struct secrets **out,
+		     struct cn_error *err) CN_MUST_USE;
+/* A new document of the state store (copied; NULL: none): the next
+ * snapshot; on error the old one and the old document stay. */
+int secrets_reload_doc(struct secrets *s, const char *doc, struct cn_error *err) CN_MUST_USE;
 void secrets_free(struct secrets *s); /* NULL is a no-op */
-/* Read the file again and publish the new snapshot; on error the old one stays. */
+/* Read the file again (shared: the document loaded last) and publish the
+ * new snapshot; on error the old one stays. */
 int secrets_reload(struct secrets *s, struct cn_error *err) CN_MUST_USE;
 /* A reload of the configuration: the next snapshot from cfg (held from now
  * on) and its rotation file; on error nothing changes. Main thread. */

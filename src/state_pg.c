@@ -30,6 +30,13 @@
  *  - expiry and audit pruning: on a connection of their own, under
  *    pg_try_advisory_lock (one replica at a time), EXPIRE_BATCH rows a DELETE.
  *  - snapshots: short transactions under a per-source advisory lock.
+ *  - rotated secrets: one row holding the rotation document and its
+ *    version; a put is a compare-and-set on the version (an UPDATE ...
+ *    WHERE version = expected), so two rotate-secret runs cannot
+ *    interleave. The keeper calls the daemon's beat callback every
+ *    BEAT_MS (main.c reads the version, reloads when it changed and
+ *    upserts this process's replicas row); the row goes at close. The
+ *    document is a statement parameter: never in a message here.
  *
  * Failures: a statement that fails because its connection broke (the server
  * restarted, the backend was terminated) is run once more on a new
@@ -78,6 +85,7 @@
 #define UNSAVED_MAX 1000             /* answers kept while the database is unreachable, */
 #define UNSAVED_MAX_BYTES (64u << 20) /* and their bytes, at most */
 #define UNSAVED_RETRY_MS 1000        /* the keeper tries to store them this often */
+#define BEAT_MS 2000		     /* the keeper calls the beat callback this often */
 /* pg_advisory locks: two int4 keys, the first ours ("cn" + 0x5754). */
 #define LOCK_NS "1668178260"
 #define LOCK_MIGRATE LOCK_NS ", 1"
@@ -121,6 +129,16 @@ static const char *const migrations[] = {
     " fingerprint text, statement text, row_count bigint, bytes bigint NOT NULL,"
     " status integer NOT NULL, code text, duration_us bigint NOT NULL);"
     "CREATE INDEX audit_at ON " SCHEMA ".audit (at, id);",
+    /* 2: rotated callback secrets (one JSON document, the rotation file's
+     * form, secrets.h) and which replica has loaded which version of it */
+    "CREATE TABLE " SCHEMA ".secrets ("
+    " id smallint PRIMARY KEY CHECK (id = 1),"
+    " doc text NOT NULL,"
+    " version bigint NOT NULL);"
+    "CREATE TABLE " SCHEMA ".replicas ("
+    " id bigint PRIMARY KEY,"		/* the process's token base */
+    " secrets_version bigint NOT NULL," /* the secrets document it has loaded */
+    " seen_at bigint NOT NULL);",	/* unix s of its last beat */
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -153,6 +171,12 @@ static const char SQL_PEEK[] = "SELECT state, status, body, updated_at FROM " EX
 static const char SQL_EXPIRE[] =
     "DELETE FROM " EXEC_TABLE " WHERE id IN (SELECT id FROM " EXEC_TABLE
     " WHERE updated_at < $1::bigint LIMIT " STR(EXPIRE_BATCH) ")";
+/* rows of replicas that died without a clean stop: they stopped counting
+ * after 10 s (rotation.c); gone after a day */
+#define REPLICA_FORGET_S 86400
+static const char SQL_REPLICAS_PRUNE[] =
+    "DELETE FROM " SCHEMA ".replicas WHERE id IN (SELECT id FROM " SCHEMA ".replicas"
+    " WHERE seen_at < $1::bigint LIMIT " STR(EXPIRE_BATCH) ")";
 static const char SQL_PRUNE[] =
     "DELETE FROM " SCHEMA ".audit WHERE id IN (SELECT id FROM " SCHEMA ".audit"
     " WHERE at < $1::bigint LIMIT " STR(EXPIRE_BATCH) ")";
@@ -215,6 +239,10 @@ struct state_pg {
 	bool keeper_stop, keeper_started, beat_now;
 	pthread_t keeper;
 	int64_t token_base;
+	void (*beat_fn)(void *ctx); /* guarded by mu, as is beat_running */
+	void *beat_ctx;
+	bool beat_running;
+	_Atomic bool reported; /* this process has a replicas row */
 	_Atomic int64_t token_seq;
 
 	uint32_t ttl_s;
@@ -778,6 +806,10 @@ int state_pg_expire(struct state_pg *p, time_t now, uint64_t *removed, struct cn
 	int rc = delete_batches(p, SQL_EXPIRE, (int64_t)now - (int64_t)p->ttl_s, "expiring answers", &total, err);
 	if (removed)
 		*removed = total;
+	uint64_t gone = 0;
+	if (rc == CN_OK)
+		rc = delete_batches(p, SQL_REPLICAS_PRUNE, (int64_t)now - REPLICA_FORGET_S,
+				    "forgetting replicas not seen for a day", &gone, err);
 	stats_read(p);
 	return rc;
 }
@@ -1361,7 +1393,7 @@ static void *keeper_main(void *arg)
 {
 	struct state_pg *p = arg;
 	bool failing = false;
-	long long next_beat = 0, next_store = 0;
+	long long next_beat = 0, next_store = 0, next_cb = 0;
 	pthread_mutex_lock(&p->mu);
 	while (!p->keeper_stop) {
 		if (p->beat_now) { /* stale_s changed: beat now, then at its new pace */
@@ -1369,6 +1401,10 @@ static void *keeper_main(void *arg)
 			next_beat = 0;
 		}
 		long long now = monotonic_ms(), wake = next_beat;
+		void (*fn)(void *) = p->beat_fn;
+		void *ctx = p->beat_ctx;
+		if (fn && next_cb < wake)
+			wake = next_cb;
 		if (!p->nunsaved)
 			next_store = 0;
 		else if (!next_store)
@@ -1379,6 +1415,8 @@ static void *keeper_main(void *arg)
 			cond_wait_ms(&p->kwake, &p->mu, wake);
 			continue;
 		}
+		bool call = fn && now >= next_cb;
+		p->beat_running = call;
 		pthread_mutex_unlock(&p->mu);
 		if (now >= next_beat) {
 			uint32_t every_ms = atomic_load(&p->stale_s) * 1000u / 3u;
@@ -1389,7 +1427,12 @@ static void *keeper_main(void *arg)
 			store_unsaved(p);
 			next_store = 0;
 		}
+		if (call) {
+			fn(ctx);
+			next_cb = monotonic_ms() + BEAT_MS;
+		}
 		pthread_mutex_lock(&p->mu);
+		p->beat_running = false;
 	}
 	pthread_mutex_unlock(&p->mu);
 	return NULL;
@@ -1481,6 +1524,11 @@ void state_pg_close(struct state_pg *p)
 			log_error("state store at %s: %zu answer(s) could not be stored and are lost (never "
 				  "sent: a retry runs them again once their claims go stale)", p->target, p->nunsaved);
 	}
+	if (atomic_load(&p->reported)) { /* rotate-secret stops waiting for this process */
+		struct cn_error err = {0};
+		if (state_pg_replica_forget(p, &err))
+			log_warn("%s", err.message);
+	}
 	if (p->writer_started) {
 		pthread_mutex_lock(&p->amu);
 		p->stop = true;
@@ -1542,4 +1590,135 @@ bool state_pg_reachable(struct state_pg *p, char *why, size_t n)
 	if (!res)
 		snprintf(why, n, "%s", err.message);
 	return res != NULL;
+}
+
+/* ---- rotated secrets and the replicas that loaded them ------------------ */
+
+/* One statement on a pooled session; NULL and err unless its status is want. */
+static PGresult *exec_pooled(struct state_pg *p, const char *sql, int n, const char *const *vals,
+			     ExecStatusType want, const char *what, struct cn_error *err)
+{
+	struct slot *sl;
+	if (slot_get(p, &sl, err))
+		return NULL;
+	PGresult *res = exec_on(p, sl, sql, n, vals, NULL, NULL, want, what, err);
+	slot_put(p, sl);
+	return res;
+}
+
+int state_pg_secrets_get(struct state_pg *p, int64_t known, char **doc, int64_t *version,
+			 struct cn_error *err)
+{
+	static const char sql[] = "SELECT version, CASE WHEN version <> $1::bigint THEN doc END FROM " SCHEMA
+				  ".secrets WHERE id = 1";
+	char k[24];
+	snprintf(k, sizeof k, "%lld", (long long)known);
+	const char *vals[] = {k};
+	*doc = NULL;
+	*version = 0;
+	PGresult *res = exec_pooled(p, sql, 1, vals, PGRES_TUPLES_OK, "reading the callback secrets", err);
+	if (!res)
+		return err->code;
+	int rc = CN_OK;
+	if (PQntuples(res) == 1) {
+		*version = col_int(res, 0, 0);
+		size_t len = 0;
+		rc = col_copy(res, 0, 1, doc, &len);
+		if (rc)
+			cn_error_set(err, rc, "out of memory");
+		/* the result holds the secrets: wipe them before it goes */
+		if (!PQgetisnull(res, 0, 1))
+			explicit_bzero(PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1));
+	}
+	PQclear(res);
+	return rc;
+}
+
+int state_pg_secrets_put(struct state_pg *p, const char *doc, int64_t expect, int64_t *version,
+			 struct cn_error *err)
+{
+	static const char insert[] = "INSERT INTO " SCHEMA ".secrets (id, doc, version) VALUES (1, $1, 1)"
+				     " ON CONFLICT (id) DO NOTHING RETURNING version";
+	static const char update[] = "UPDATE " SCHEMA ".secrets SET doc = $1, version = version + 1"
+				     " WHERE id = 1 AND version = $2::bigint RETURNING version";
+	char e[24];
+	snprintf(e, sizeof e, "%lld", (long long)expect);
+	const char *vals[] = {doc, e};
+	PGresult *res = exec_pooled(p, expect ? update : insert, expect ? 2 : 1, vals, PGRES_TUPLES_OK,
+				    "storing the callback secrets", err);
+	if (!res)
+		return err->code;
+	int rc = CN_OK;
+	if (PQntuples(res) == 1)
+		*version = col_int(res, 0, 0);
+	else
+		rc = cn_error_set(err, CN_EBUSY,
+				  "state store at %s: the callback secrets changed since they were read "
+				  "(version %lld): another rotate-secret ran meanwhile; run it again",
+				  p->target, (long long)expect);
+	PQclear(res);
+	return rc;
+}
+
+int state_pg_replica_report(struct state_pg *p, int64_t version, struct cn_error *err)
+{
+	static const char sql[] =
+	    "INSERT INTO " SCHEMA ".replicas (id, secrets_version, seen_at)"
+	    " VALUES ($1::bigint, $2::bigint, $3::bigint) ON CONFLICT (id) DO UPDATE"
+	    " SET secrets_version = excluded.secrets_version, seen_at = excluded.seen_at";
+	char id[24], v[24], now[24];
+	snprintf(id, sizeof id, "%lld", (long long)p->token_base);
+	snprintf(v, sizeof v, "%lld", (long long)version);
+	snprintf(now, sizeof now, "%lld", (long long)now_s(p));
+	const char *vals[] = {id, v, now};
+	PGresult *res = exec_pooled(p, sql, 3, vals, PGRES_COMMAND_OK, "reporting this replica", err);
+	PQclear(res);
+	if (res)
+		atomic_store(&p->reported, true);
+	return res ? CN_OK : err->code;
+}
+
+int state_pg_replica_forget(struct state_pg *p, struct cn_error *err)
+{
+	static const char sql[] = "DELETE FROM " SCHEMA ".replicas WHERE id = $1::bigint";
+	char id[24];
+	snprintf(id, sizeof id, "%lld", (long long)p->token_base);
+	const char *vals[] = {id};
+	PGresult *res = exec_pooled(p, sql, 1, vals, PGRES_COMMAND_OK, "removing this replica", err);
+	PQclear(res);
+	if (res)
+		atomic_store(&p->reported, false);
+	return res ? CN_OK : err->code;
+}
+
+int state_pg_replicas(struct state_pg *p, uint32_t live_s, int64_t version, uint32_t *live, uint32_t *loaded,
+		      struct cn_error *err)
+{
+	static const char sql[] = "SELECT count(*), count(*) FILTER (WHERE secrets_version >= $2::bigint)"
+				  " FROM " SCHEMA ".replicas WHERE seen_at >= $1::bigint";
+	char since[24], v[24];
+	snprintf(since, sizeof since, "%lld", (long long)now_s(p) - (long long)live_s);
+	snprintf(v, sizeof v, "%lld", (long long)version);
+	const char *vals[] = {since, v};
+	PGresult *res = exec_pooled(p, sql, 2, vals, PGRES_TUPLES_OK, "counting the replicas", err);
+	if (!res)
+		return err->code;
+	*live = (uint32_t)col_int(res, 0, 0);
+	*loaded = (uint32_t)col_int(res, 0, 1);
+	PQclear(res);
+	return CN_OK;
+}
+
+void state_pg_set_beat(struct state_pg *p, void (*fn)(void *ctx), void *ctx)
+{
+	pthread_mutex_lock(&p->mu);
+	while (p->beat_running) { /* the caller may free ctx once this returns */
+		pthread_mutex_unlock(&p->mu);
+		sleep_ms(10);
+		pthread_mutex_lock(&p->mu);
+	}
+	p->beat_fn = fn;
+	p->beat_ctx = ctx;
+	pthread_cond_signal(&p->kwake);
+	pthread_mutex_unlock(&p->mu);
 }

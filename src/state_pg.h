@@ -72,6 +72,17 @@ int state_pg_audit_prune(struct state_pg *p, int64_t before_ms, uint64_t *remove
 int state_pg_audit_query(struct state_pg *p, const struct audit_filter *f, exec_audit_fn fn, void *ctx,
 			 struct cn_error *err) CN_MUST_USE;
 
+/* Rotated secrets and replicas: execution_store.h, exec_store_secrets_*. */
+int state_pg_secrets_get(struct state_pg *p, int64_t known, char **doc, int64_t *version,
+			 struct cn_error *err) CN_MUST_USE;
+int state_pg_secrets_put(struct state_pg *p, const char *doc, int64_t expect, int64_t *version,
+			 struct cn_error *err) CN_MUST_USE;
+int state_pg_replica_report(struct state_pg *p, int64_t version, struct cn_error *err) CN_MUST_USE;
+int state_pg_replica_forget(struct state_pg *p, struct cn_error *err) CN_MUST_USE;
+int state_pg_replicas(struct state_pg *p, uint32_t live_s, int64_t version, uint32_t *live, uint32_t *loaded,
+		      struct cn_error *err) CN_MUST_USE;
+void state_pg_set_beat(struct state_pg *p, void (*fn)(void *ctx), void *ctx);
+
 void state_pg_stats(struct state_pg *p, struct exec_store_stats *out);
 /* Can a statement run now? false with why (no password in it) when not. */
 bool state_pg_reachable(struct state_pg *p, char *why, size_t n);

@@ -139,13 +139,13 @@ static void test_migrations_concurrent(void **state)
 		pthread_join(t[i], NULL);
 	for (int i = 0; i < 3; i++)
 		assert_non_null(s[i]);
-	assert_int_equal(db_value("SELECT count(*) FROM interactor_connector.schema_version"), 1);
-	assert_int_equal(db_value("SELECT max(version) FROM interactor_connector.schema_version"), 1);
+	assert_int_equal(db_value("SELECT count(*) FROM interactor_connector.schema_version"), 2);
+	assert_int_equal(db_value("SELECT max(version) FROM interactor_connector.schema_version"), 2);
 	for (int i = 0; i < 3; i++)
 		exec_store_close(s[i]);
 	/* opening again finds nothing to do */
 	exec_store_close(open_store(1));
-	assert_int_equal(db_value("SELECT count(*) FROM interactor_connector.schema_version"), 1);
+	assert_int_equal(db_value("SELECT count(*) FROM interactor_connector.schema_version"), 2);
 	/* a database migrated by a newer connector is refused, saying what to do */
 	super_exec_on(dbname, "INSERT INTO interactor_connector.schema_version (version) VALUES (99)");
 	struct exec_store *s2 = NULL;
@@ -544,6 +544,83 @@ static void test_bad_dsn(void **state)
 	assert_non_null(strstr(err.message, "host 127.0.0.1 port 1 database x user u"));
 }
 
+/* ---- shared callback secrets ---- */
+
+static atomic_int beats;
+static void count_beat(void *ctx)
+{
+	(void)ctx;
+	atomic_fetch_add(&beats, 1);
+}
+
+static void test_secrets_and_replicas(void **state)
+{
+	(void)state;
+	struct exec_store *a = open_store(2), *b = open_store(2);
+	struct cn_error err = {0};
+	char *doc = NULL;
+	int64_t v = -5, v2 = 0;
+	/* none yet */
+	assert_int_equal(exec_store_secrets_get(a, -1, &doc, &v, &err), CN_OK);
+	assert_null(doc);
+	assert_int_equal(v, 0);
+	/* the first put expects version 0; a second first put loses */
+	assert_int_equal(exec_store_secrets_put(a, "{\"version\": 1}", 0, &v, &err), CN_OK);
+	assert_int_equal(v, 1);
+	assert_int_equal(exec_store_secrets_put(b, "{\"version\": 1, \"x\": 2}", 0, &v2, &err), CN_EBUSY);
+	assert_non_null(strstr(err.message, "another rotate-secret"));
+	/* compare-and-set: the version read is the one replaced */
+	assert_int_equal(exec_store_secrets_put(b, "{\"version\": 1, \"secrets\": []}", 1, &v2, &err), CN_OK);
+	assert_int_equal(v2, 2);
+	assert_int_equal(exec_store_secrets_put(a, "{\"version\": 1}", 1, &v, &err), CN_EBUSY);
+	/* a version already loaded is not sent again */
+	assert_int_equal(exec_store_secrets_get(a, 2, &doc, &v, &err), CN_OK);
+	assert_null(doc);
+	assert_int_equal(v, 2);
+	assert_int_equal(exec_store_secrets_get(a, 1, &doc, &v, &err), CN_OK);
+	assert_string_equal(doc, "{\"version\": 1, \"secrets\": []}");
+	free(doc);
+
+	/* replicas: none, then a at 1 and b at 2 */
+	uint32_t live = 9, loaded = 9;
+	assert_int_equal(exec_store_replicas(a, 10, 2, &live, &loaded, &err), CN_OK);
+	assert_int_equal(live, 0);
+	assert_int_equal(loaded, 0);
+	assert_int_equal(exec_store_replica_report(a, 1, &err), CN_OK);
+	assert_int_equal(exec_store_replica_report(b, 2, &err), CN_OK);
+	assert_int_equal(exec_store_replicas(a, 10, 2, &live, &loaded, &err), CN_OK);
+	assert_int_equal(live, 2);
+	assert_int_equal(loaded, 1);
+	assert_int_equal(exec_store_replica_report(a, 2, &err), CN_OK);
+	assert_int_equal(exec_store_replicas(a, 10, 2, &live, &loaded, &err), CN_OK);
+	assert_int_equal(loaded, 2);
+	/* a replica not seen within live_s does not count */
+	super_exec_on(
+	    dbname,
+	    "UPDATE interactor_connector.replicas SET seen_at = seen_at - 60 WHERE secrets_version = 2"
+	    " AND id = (SELECT min(id) FROM interactor_connector.replicas)");
+	assert_int_equal(exec_store_replicas(a, 10, 2, &live, &loaded, &err), CN_OK);
+	assert_int_equal(live, 1);
+	/* the hourly expiry forgets a replica not seen for a day */
+	super_exec_on(dbname, "INSERT INTO interactor_connector.replicas VALUES (42, 1, 1000)");
+	uint64_t removed = 9;
+	assert_int_equal(exec_store_expire(a, time(NULL), &removed, &err), CN_OK);
+	assert_int_equal(removed, 0);
+	assert_int_equal(db_value("SELECT count(*) FROM interactor_connector.replicas WHERE id = 42"), 0);
+	assert_int_equal(db_value("SELECT count(*) FROM interactor_connector.replicas"), 2);
+	/* the beat runs on the store's thread; a closed store's row is gone */
+	atomic_store(&beats, 0);
+	exec_store_set_beat(a, count_beat, NULL);
+	for (int i = 0; i < 50 && atomic_load(&beats) == 0; i++)
+		usleep(100000);
+	exec_store_set_beat(a, NULL, NULL);
+	assert_true(atomic_load(&beats) >= 1);
+	exec_store_close(b);
+	assert_int_equal(db_value("SELECT count(*) FROM interactor_connector.replicas"), 1);
+	exec_store_close(a);
+	assert_int_equal(db_value("SELECT count(*) FROM interactor_connector.replicas"), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -555,6 +632,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_expiry_batches, fresh_db, drop_db),
 	    cmocka_unit_test_setup_teardown(test_snapshots_and_audit, fresh_db, drop_db),
 	    cmocka_unit_test_setup_teardown(test_connection_killed, fresh_db, drop_db),
+	    cmocka_unit_test_setup_teardown(test_secrets_and_replicas, fresh_db, drop_db),
 	    cmocka_unit_test(test_bad_dsn),
 	};
 	return cmocka_run_group_tests(tests, h_setup, h_teardown);
