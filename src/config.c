@@ -562,6 +562,36 @@ static bool check_https_url(const char *v, char *why, size_t n)
 	return false;
 }
 
+/* The authority of a proxy URL (after "scheme://") is [userinfo@]host[:port]:
+ * anything else is refused, also so that a password written where the
+ * userinfo is not recognised is never printed by check-config. */
+static bool proxy_host_ok(const char *a)
+{
+	size_t len = strcspn(a, "/?#");
+	const char *host = a;
+	for (size_t i = 0; i < len; i++)
+		if (a[i] == '@')
+			host = a + i + 1;
+	size_t hl = len - (size_t)(host - a);
+	const char *port = NULL;
+	if (hl && *host == '[') {
+		const char *close = memchr(host, ']', hl);
+		if (!close || close == host + 1)
+			return false;
+		port = close + 1 < host + hl ? close + 1 : NULL;
+		if (port && *port != ':')
+			return false;
+	} else {
+		port = memchr(host, ':', hl);
+		if (port == host || (!port && !hl))
+			return false;
+	}
+	if (!port)
+		return true;
+	size_t pl = (size_t)(host + hl - port - 1);
+	return pl >= 1 && pl <= 5 && strspn(port + 1, "0123456789") >= pl;
+}
+
 static bool check_proxy(const char *v, char *why, size_t n)
 {
 	static const char *const schemes[] = {"http://", "https://", "socks4://", "socks4a://",
@@ -569,10 +599,12 @@ static bool check_proxy(const char *v, char *why, size_t n)
 	if (!*v)
 		return true;
 	for (size_t i = 0; i < NKEYS(schemes); i++)
-		if (strncmp(v, schemes[i], strlen(schemes[i])) == 0 && v[strlen(schemes[i])])
+		if (strncmp(v, schemes[i], strlen(schemes[i])) == 0 && v[strlen(schemes[i])] &&
+		    proxy_host_ok(v + strlen(schemes[i])))
 			return true;
-	snprintf(why, n, "the proxy is not a URL: write http://host:port (or https, socks5h, ...), "
-		 "or leave it empty to use the https_proxy / no_proxy environment variables");
+	snprintf(why, n, "the proxy is not a URL: write scheme://[user:password@]host[:port] (http, "
+		 "https, socks5h, ...), or leave it empty to use the https_proxy / no_proxy environment "
+		 "variables");
 	return false;
 }
 

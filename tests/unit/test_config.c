@@ -256,6 +256,11 @@ static const struct bad_case bad_cases[] = {
 	{AUTH SOURCE "interactor:\n  auth_url: \"https://\"\n", {NAME ":5: interactor.auth_url: "}},
 	{AUTH SOURCE "interactor: { proxy: \"proxy:3128\" }\n",
 	 {NAME ":4: interactor.proxy: the proxy is not a URL", "https_proxy"}},
+	/* a password where no userinfo is recognised would be printed by check-config */
+	{AUTH SOURCE "interactor: { proxy: \"http://user:pwPproxy:3128\" }\n",
+	 {NAME ":4: interactor.proxy: the proxy is not a URL", "[user:password@]host[:port]"}},
+	{AUTH SOURCE "interactor: { proxy: \"http://proxy:31x8\" }\n",
+	 {NAME ":4: interactor.proxy: the proxy is not a URL"}},
 	{AUTH SOURCE "interactor: { tool_prefix: \"run_\" }\n",
 	 {NAME ":4: interactor.tool_prefix: 'run_' begins the built-in tool name run_query"}},
 	{AUTH SOURCE "interactor: { tool_prefix: \"9x\" }\n",
